@@ -1,0 +1,133 @@
+//! rdsconn: reach Amazon RDS / Aurora MySQL and PostgreSQL over TLS whose
+//! server identity is verified, with IAM auth tokens and the RDS CA bundle
+//! handled for you.
+//!
+//! The binary is a thin shell around [`run`]; everything it does is
+//! reachable (and testable) in-process.
+//!
+//! - [`cli`]: the command line (clap derive types).
+//! - [`cmd`]: one module per subcommand.
+//! - [`ca`]: the RDS CA bundle: embedded copy, cache, fetch, root store.
+//! - [`aws`]: AWS region names (and later credentials).
+//! - [`files`]: private directories, atomic 0600 files, lock files.
+//! - [`output`]: everything written to stdout.
+//! - [`error`]: error categories and exit codes.
+
+pub mod aws;
+pub mod ca;
+pub mod cli;
+pub mod cmd;
+pub mod error;
+pub mod files;
+pub mod output;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use error::Result;
+
+/// Runs one parsed command line; returns the process exit code on success.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Ca(args) => cmd::ca::run(global, args).await,
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Man(args) => cmd::man::run(args),
+        other => cmd::pending(other.name()),
+    }
+}
+
+/// Sends diagnostics to stderr. Only rdsconn's own events go past `warn`,
+/// whatever the verbosity: dependencies (HTTP, AWS SDK) log request details
+/// at debug/trace that may carry credentials.
+pub fn init_logging(verbose: u8) {
+    let filter = match verbose {
+        0 => "error",
+        1 => "warn,rdsconn=info",
+        2 => "warn,rdsconn=debug",
+        _ => "warn,rdsconn=trace",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Reports a command-line parse error in one line (exit 2), or prints the
+/// help / version text clap produced (exit 0).
+pub fn report_parse_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
+        }
+        _ => {
+            eprintln!("{}", one_line(&err.render().to_string()));
+            ExitCode::from(error::Category::Usage.exit_code())
+        }
+    }
+}
+
+/// Folds clap's multi-paragraph error into `error: … (see 'rdsconn X --help')`.
+fn one_line(rendered: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage:") {
+            usage = Some(u.trim().to_string());
+        } else if !line.starts_with("For more information") {
+            parts.push(line.to_string());
+        }
+    }
+    let mut text = parts
+        .join(" ")
+        .replace(": ", ": ")
+        .replacen("error: ", "", 1);
+    text = text.replace(" tip: ", "; tip: ");
+    let command: Vec<&str> = usage
+        .as_deref()
+        .unwrap_or("rdsconn")
+        .split_whitespace()
+        .take_while(|w| !w.starts_with(['[', '<', '-']))
+        .collect();
+    let command = if command.is_empty() {
+        "rdsconn".to_string()
+    } else {
+        command.join(" ")
+    };
+    format!("error: {text} (see '{command} --help')")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse_error(args: &[&str]) -> String {
+        one_line(&Cli::try_parse_from(args).unwrap_err().render().to_string())
+    }
+
+    #[test]
+    fn parse_errors_fold_into_one_line_naming_the_subcommand() {
+        let msg = parse_error(&["rdsconn", "ca", "fetch", "--forse"]);
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(
+            msg.starts_with("error: unexpected argument '--forse' found"),
+            "{msg}"
+        );
+        assert!(msg.contains("'--force'"), "tip kept: {msg}");
+        assert!(msg.ends_with("(see 'rdsconn ca fetch --help')"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_error_is_one_line() {
+        let msg = parse_error(&["rdsconn", "ca", "fetch", "--timeout", "soon"]);
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("--timeout"), "{msg}");
+    }
+}

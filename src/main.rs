@@ -1,0 +1,29 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use rdsconn::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return rdsconn::report_parse_error(&e),
+    };
+    rdsconn::init_logging(cli.global.verbose);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(rdsconn::run(cli)),
+        Err(e) => Err(rdsconn::error::Error::new(
+            rdsconn::error::Category::Runtime,
+            e,
+        )),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            e.print(std::io::stderr().lock());
+            ExitCode::from(e.category().exit_code())
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Rendering for stdout (text tables, JSON) and warnings for stderr.
+//!
+//! This is the only module that writes to stdout, so that `--output json`
+//! and "only the token on stdout" hold by construction. A closed pipe
+//! (`rdsconn ca show | head`) ends output quietly instead of failing.
+
+use std::io::{self, IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::error::{Category, Error, Result, ResultExt};
+
+/// Writes `bytes` to stdout as they are.
+pub fn raw(bytes: &[u8]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    finish(out.write_all(bytes).and_then(|()| out.flush()))
+}
+
+/// Writes `text` and a newline (unless it already ends with one).
+pub fn line(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let nl: &[u8] = if text.ends_with('\n') { b"" } else { b"\n" };
+    finish(
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.write_all(nl))
+            .and_then(|()| out.flush()),
+    )
+}
+
+/// Writes `value` as pretty JSON and a newline.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).category(Category::Runtime)?;
+    text.push('\n');
+    raw(text.as_bytes())
+}
+
+/// Writes text or JSON depending on `format`.
+pub fn emit<T: Serialize + ?Sized>(
+    format: OutputFormat,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    match format {
+        OutputFormat::Json => json(value),
+        OutputFormat::Text => line(&text()),
+    }
+}
+
+fn finish(result: io::Result<()>) -> Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Error::new(Category::Runtime, e).context("writing to stdout")),
+    }
+}
+
+/// Prints `warning: MSG` on stderr.
+pub fn warn(msg: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "warning: {msg}");
+}
+
+/// Whether stderr is a terminal (for progress output).
+pub fn stderr_is_tty() -> bool {
+    io::stderr().is_terminal()
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not
+/// padded. Widths count characters, not bytes.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, cell) in row.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                out.push_str(cell);
+                out.extend(std::iter::repeat_n(' ', pad + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_by_characters() {
+        let rows = vec![
+            vec!["é".to_string(), "x".to_string(), "last".to_string()],
+            vec!["long".to_string(), "yy".to_string(), "z".to_string()],
+        ];
+        let t = table(&["A", "B", "C"], &rows);
+        assert_eq!(t, "A     B   C\né     x   last\nlong  yy  z\n");
+    }
+}
