@@ -380,11 +380,15 @@ impl Cache {
     fn write_locked(&self, name: &str, pem: &[u8], meta: &Meta) -> Result<PathBuf, CaError> {
         let path = self.pem_path(name);
         files::write_atomic(&path, pem).map_err(io_err("writing", &path))?;
-        let meta_path = self.meta_path(name);
-        let json = serde_json::to_vec_pretty(meta)
-            .map_err(|e| io_err("encoding", &meta_path)(e.into()))?;
-        files::write_atomic(&meta_path, &json).map_err(io_err("writing", &meta_path))?;
+        self.write_meta_locked(name, meta)?;
         Ok(path)
+    }
+
+    fn write_meta_locked(&self, name: &str, meta: &Meta) -> Result<(), CaError> {
+        let path = self.meta_path(name);
+        let json =
+            serde_json::to_vec_pretty(meta).map_err(|e| io_err("encoding", &path)(e.into()))?;
+        files::write_atomic(&path, &json).map_err(io_err("writing", &path))
     }
 }
 
@@ -398,10 +402,8 @@ pub fn bundle_name(region: Option<&str>) -> String {
 /// `base_override` (from [`BASE_URL_ENV`]) replaces the partition's host;
 /// the path stays the same. Plain `http://` is allowed only for loopback.
 pub fn bundle_url(region: Option<&str>, base_override: Option<&str>) -> Result<String, CaError> {
-    if let Some(r) = region {
-        if !aws::is_valid_region(r) {
-            return Err(CaError::BadRegion(r.to_string()));
-        }
+    if let Some(r) = region.filter(|r| !aws::is_valid_region(r)) {
+        return Err(CaError::BadRegion(r.to_string()));
     }
     let base = match base_override.filter(|b| !b.is_empty()) {
         Some(b) => {
@@ -683,19 +685,17 @@ pub async fn fetch(cache: &Cache, opts: &FetchOptions) -> Result<FetchOutcome, C
     };
     let mut response = request.send().await.map_err(http_err)?;
     let status = response.status();
-    if status == reqwest::StatusCode::NOT_MODIFIED {
-        if let Some(c) = conditional {
-            return Ok(FetchOutcome {
-                status: FetchStatus::Unchanged,
-                url,
-                path: absolute(c.path.clone()),
-                sha256: c.meta.sha256.clone(),
-                certificates: c.certs.len(),
-                etag: c.meta.etag.clone(),
-                last_modified: c.meta.last_modified.clone(),
-                warnings,
-            });
-        }
+    if let Some(c) = conditional.filter(|_| status == reqwest::StatusCode::NOT_MODIFIED) {
+        return Ok(FetchOutcome {
+            status: FetchStatus::Unchanged,
+            url,
+            path: absolute(c.path.clone()),
+            sha256: c.meta.sha256.clone(),
+            certificates: c.certs.len(),
+            etag: c.meta.etag.clone(),
+            last_modified: c.meta.last_modified.clone(),
+            warnings,
+        });
     }
     if status != reqwest::StatusCode::OK {
         return Err(CaError::HttpStatus { url, status });
@@ -713,22 +713,12 @@ pub async fn fetch(cache: &Cache, opts: &FetchOptions) -> Result<FetchOutcome, C
         url: url.clone(),
         source,
     };
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BUNDLE_BYTES as u64)
-    {
-        return Err(invalid(InvalidBundle::TooLarge));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(http_err)? {
-        if body.len() + chunk.len() > MAX_BUNDLE_BYTES {
-            return Err(invalid(InvalidBundle::TooLarge));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_capped(&mut response).await.map_err(|e| match e {
+        None => invalid(InvalidBundle::TooLarge),
+        Some(source) => http_err(source),
+    })?;
     let certs = validate(&body).map_err(invalid)?;
     let sha256 = sha256_hex(&body);
-    let unchanged = existing.as_ref().is_some_and(|c| c.meta.sha256 == sha256);
     let meta = Meta {
         origin: Origin::Fetched,
         url: Some(url.clone()),
@@ -737,16 +727,10 @@ pub async fn fetch(cache: &Cache, opts: &FetchOptions) -> Result<FetchOutcome, C
         written_at: unix_now(),
         sha256: sha256.clone(),
     };
-    let path = if unchanged
-        && existing
-            .as_ref()
-            .is_some_and(|c| c.meta.origin == Origin::Fetched)
-    {
+    let unchanged = existing.as_ref().is_some_and(|c| c.meta.sha256 == sha256);
+    let path = if unchanged && existing.is_some_and(|c| c.meta.origin == Origin::Fetched) {
         // Same bytes: keep the file (and its mtime), refresh the validators.
-        let meta_path = cache.meta_path(&name);
-        let json = serde_json::to_vec_pretty(&meta)
-            .map_err(|e| io_err("encoding", &meta_path)(e.into()))?;
-        files::write_atomic(&meta_path, &json).map_err(io_err("writing", &meta_path))?;
+        cache.write_meta_locked(&name, &meta)?;
         cache.pem_path(&name)
     } else {
         cache.write_locked(&name, &body, &meta)?
@@ -765,6 +749,24 @@ pub async fn fetch(cache: &Cache, opts: &FetchOptions) -> Result<FetchOutcome, C
         last_modified,
         warnings,
     })
+}
+
+/// The response body, or `Err(None)` when it exceeds [`MAX_BUNDLE_BYTES`].
+async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, Option<reqwest::Error>> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BUNDLE_BYTES as u64)
+    {
+        return Err(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Some)? {
+        if body.len() + chunk.len() > MAX_BUNDLE_BYTES {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {

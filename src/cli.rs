@@ -2,6 +2,10 @@
 //!
 //! Flag names follow the AWS CLI, libpq and the mysql client so that users
 //! can carry their habits over. Parsing only; no I/O happens here.
+//!
+//! Doc comments here are the `--help` text users read, so they are written
+//! as plain prose, not rustdoc markdown.
+#![allow(clippy::doc_markdown)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -84,10 +84,7 @@ fn one_line(rendered: &str) -> String {
             parts.push(line.to_string());
         }
     }
-    let mut text = parts
-        .join(" ")
-        .replace(": ", ": ")
-        .replacen("error: ", "", 1);
+    let mut text = parts.join(" ").replacen("error: ", "", 1);
     text = text.replace(" tip: ", "; tip: ");
     let command: Vec<&str> = usage
         .as_deref()

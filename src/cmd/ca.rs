@@ -14,10 +14,8 @@ use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
     let region = global.region.as_deref();
-    if let Some(r) = region {
-        if !crate::aws::is_valid_region(r) {
-            return Err(CaError::BadRegion(r.to_string()).into());
-        }
+    if let Some(r) = region.filter(|r| !crate::aws::is_valid_region(r)) {
+        return Err(CaError::BadRegion(r.to_string()).into());
     }
     let opts = LoadOptions {
         file: global.ca_bundle.as_deref(),
@@ -79,14 +77,14 @@ async fn spin(msg: &'static str) {
 }
 
 fn path(format: OutputFormat, opts: &LoadOptions<'_>) -> Result<u8> {
+    #[derive(Serialize)]
+    struct PathJson<'a> {
+        path: &'a std::path::Path,
+    }
     let cache = Cache::from_env()?;
     let outcome = ca::ensure_path(&cache, opts)?;
     for w in &outcome.warnings {
         output::warn(w);
-    }
-    #[derive(Serialize)]
-    struct PathJson<'a> {
-        path: &'a std::path::Path,
     }
     output::emit(
         format,
