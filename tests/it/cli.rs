@@ -1,0 +1,159 @@
+//! Command-line surface: help, parse errors, completions, man page.
+
+use crate::support::TestEnv;
+
+const SUBCOMMANDS: &[&str] = &[
+    "ca",
+    "token",
+    "mysql",
+    "postgres",
+    "check",
+    "env",
+    "exec",
+    "ls",
+    "doctor",
+    "proxy",
+    "completions",
+    "man",
+];
+
+#[test]
+fn every_subcommand_has_help() {
+    let env = TestEnv::new();
+    for sub in SUBCOMMANDS {
+        let run = env.run(&[sub, "--help"]);
+        run.assert_code(0);
+        assert!(
+            run.stdout.contains(&format!("Usage: rdsconn {sub}")),
+            "`{sub} --help` has no usage line:\n{}",
+            run.stdout
+        );
+    }
+    for sub in ["fetch", "path", "show"] {
+        let run = env.run(&["ca", sub, "--help"]);
+        run.assert_code(0);
+        assert!(
+            run.stdout.contains(&format!("Usage: rdsconn ca {sub}")),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn postgres_aliases_are_accepted() {
+    let env = TestEnv::new();
+    for alias in ["psql", "pg"] {
+        let run = env.run(&[alias, "--help"]);
+        run.assert_code(0);
+        assert!(run.stdout.contains("PostgreSQL"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn bad_flag_is_one_line_and_exit_2() {
+    let env = TestEnv::new();
+    for args in [
+        &["ca", "fetch", "--forse"][..],
+        &["ca", "fetch", "--timeout", "soon"],
+        &["--output", "yaml", "ca", "show"],
+        &["nosuchcommand"],
+        &["completions", "tcsh"],
+    ] {
+        let run = env.run(args);
+        run.assert_code(2);
+        assert_eq!(
+            run.stderr.lines().count(),
+            1,
+            "{args:?} stderr:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[test]
+fn typo_gets_a_suggestion_and_the_right_help_pointer() {
+    let run = TestEnv::new().run(&["ca", "fetch", "--forse"]);
+    assert!(run.stderr.contains("'--force'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rdsconn ca fetch --help"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn pending_subcommands_say_so_with_exit_2() {
+    let env = TestEnv::new();
+    for sub in [
+        "token", "mysql", "postgres", "check", "env", "exec", "ls", "doctor", "proxy",
+    ] {
+        let run = env.run(&[sub, "--host", "x"]);
+        run.assert_code(2);
+        assert!(
+            run.stderr
+                .starts_with(&format!("error: `rdsconn {sub}` is not implemented")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn completions_are_valid_scripts() {
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = env.run(&["completions", shell]);
+        run.assert_code(0);
+        assert!(run.stdout.contains("rdsconn"), "{shell}");
+        assert!(
+            run.stdout.contains("fetch"),
+            "{shell}: nested subcommands missing"
+        );
+    }
+    // bash itself must accept the script.
+    let script = env.run(&["completions", "bash"]).stdout;
+    let path = env.root.path().join("rdsconn.bash");
+    std::fs::write(&path, script).unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n rejected the completion script");
+}
+
+#[test]
+fn man_page_renders_and_out_dir_writes_pages() {
+    let env = TestEnv::new();
+    let run = env.run(&["man"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.starts_with(".ie") || run.stdout.contains(".TH rdsconn"),
+        "{}",
+        &run.stdout[..200.min(run.stdout.len())]
+    );
+    let dir = env.root.path().join("man");
+    env.run(&["man", "--out-dir", dir.to_str().unwrap()])
+        .assert_code(0);
+    for page in [
+        "rdsconn.1",
+        "rdsconn-ca.1",
+        "rdsconn-ca-fetch.1",
+        "rdsconn-token.1",
+    ] {
+        assert!(dir.join(page).exists(), "{page} missing");
+    }
+}
+
+#[test]
+fn version_flag() {
+    let run = TestEnv::new().run(&["--version"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout.trim(),
+        format!("rdsconn {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,7 @@
+//! Integration tests: they drive the real `rdsconn` binary.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod ca;
+mod cli;
