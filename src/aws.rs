@@ -4,6 +4,13 @@
 /// Whether `s` has the shape of an AWS region name: lowercase words joined
 /// by `-`, a two-letter partition prefix and a trailing number
 /// (`us-east-1`, `us-gov-west-1`, `cn-northwest-1`, `eu-isoe-west-1`).
+///
+/// ```
+/// use rdsconn::aws::is_valid_region;
+/// assert!(is_valid_region("us-gov-west-1"));
+/// assert!(!is_valid_region("US-EAST-1"));
+/// assert!(!is_valid_region("us-east-1a")); // an availability zone
+/// ```
 pub fn is_valid_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let Some((last, words)) = parts.split_last() else {

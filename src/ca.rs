@@ -401,6 +401,15 @@ pub fn bundle_name(region: Option<&str>) -> String {
 ///
 /// `base_override` (from [`BASE_URL_ENV`]) replaces the partition's host;
 /// the path stays the same. Plain `http://` is allowed only for loopback.
+///
+/// ```
+/// use rdsconn::ca::bundle_url;
+/// assert_eq!(
+///     bundle_url(Some("us-gov-east-1"), None).unwrap(),
+///     "https://truststore.pki.us-gov-west-1.rds.amazonaws.com/us-gov-east-1/us-gov-east-1-bundle.pem"
+/// );
+/// assert!(bundle_url(None, Some("http://10.0.0.1:8080")).is_err());
+/// ```
 pub fn bundle_url(region: Option<&str>, base_override: Option<&str>) -> Result<String, CaError> {
     if let Some(r) = region.filter(|r| !aws::is_valid_region(r)) {
         return Err(CaError::BadRegion(r.to_string()));

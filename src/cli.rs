@@ -5,7 +5,7 @@
 //!
 //! Doc comments here are the `--help` text users read, so they are written
 //! as plain prose, not rustdoc markdown.
-#![allow(clippy::doc_markdown)]
+#![allow(clippy::doc_markdown, rustdoc::bare_urls)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -30,6 +30,15 @@ fn sha256sum(path: &Path) -> String {
         .to_string()
 }
 
+/// Temp files rdsconn left behind in `dir` (see `files::write_atomic`).
+fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".rdsconn-"))
+        .collect()
+}
+
 fn cached_pem(env: &TestEnv) -> std::path::PathBuf {
     env.cache_dir().join("global-bundle.pem")
 }
@@ -374,11 +383,7 @@ fn every_failed_fetch_keeps_the_previous_bundle() {
         assert_eq!(show.json()["source"]["kind"], "cache", "{name}");
         assert!(show.stderr.is_empty(), "{name}: {}", show.stderr);
     }
-    let leftovers: Vec<_> = fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let leftovers = temp_files(&env.cache_dir());
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -419,11 +424,8 @@ fn eight_concurrent_fetches_leave_one_valid_bundle() {
         sha256sum(&cached_pem(&env)),
         env.run(&["--output", "json", "ca", "show"]).json()["sha256"]
     );
-    let names: Vec<_> = fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    let leftovers = temp_files(&env.cache_dir());
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

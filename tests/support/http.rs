@@ -139,7 +139,7 @@ fn serve(
             "HTTP/1.1 {code} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         ),
         Reply::Hang => {
-            std::thread::sleep(Duration::from_secs(120));
+            std::thread::sleep(Duration::from_mins(2));
             Ok(())
         }
     };

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need when it is missing, then
+# runs the format check, clippy, rustdoc, the dependency-tree check and every
+# test. Works on a fresh Debian/Ubuntu machine with Rust; run as root or with
+# sudo available for the apt-get step.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -- FILTER  everything, tests filtered by name
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "test.sh: need root (or sudo) to install: $*" >&2; exit 1
+  fi
+}
+
+# --- system packages ---------------------------------------------------------
+# Real servers and clients for the integration tests, openssl as the
+# independent certificate verifier.
+need_pkgs=()
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server)
+command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  step "installing ${need_pkgs[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # Install only; the tests start their own throwaway servers.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- Python tools (botocore oracle, AWS CLI for benchmarks) -------------------
+venv="$root/.venv"
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "creating $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
+  echo "$want" >"$stamp"
+fi
+export RDSCONN_TEST_PYTHON="$venv/bin/python"
+
+# --- Rust components -----------------------------------------------------------
+if command -v rustup >/dev/null; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+
+step "dependency tree"
+scripts/check-deps.sh
+
+step "cargo test"
+filter=()
+if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
+cargo test --locked --doc -- "${filter[@]}"
+cargo test --locked --all-targets -- "${filter[@]}"
