@@ -1,5 +1,23 @@
-//! AWS configuration: region names and (with the token work) region
-//! resolution and credentials.
+//! AWS configuration: region names, signing-region resolution, and
+//! credentials through the default chain with a bounded IMDS probe.
+//!
+//! Nothing here ever formats a secret: credentials only leave this module
+//! as `aws_credential_types::Credentials`, whose `Debug` redacts them.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_types::region::Region;
+
+use crate::error::Category;
 
 /// Whether `s` has the shape of an AWS region name: lowercase words joined
 /// by `-`, a two-letter partition prefix and a trailing number
@@ -23,6 +41,220 @@ pub fn is_valid_region(s: &str) -> bool {
             .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
         && (1..=2).contains(&last.len())
         && last.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Where the signing region came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionSource {
+    /// `--region`.
+    Flag,
+    /// Parsed from the RDS endpoint name.
+    Endpoint,
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    Environment,
+    /// The shared config profile's `region`.
+    Profile,
+}
+
+/// The region to sign for, and a warning when sources disagreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedRegion {
+    pub region: String,
+    pub source: RegionSource,
+    pub warning: Option<String>,
+}
+
+/// Errors of this module; [`AwsError::category`] gives the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("invalid region {region:?} from {from} (expected e.g. us-east-1)")]
+    BadRegion { region: String, from: &'static str },
+    #[error("no AWS region: the endpoint name does not carry one and none is configured")]
+    NoRegion,
+    #[error("no AWS credentials found")]
+    NoCredentials(#[source] CredentialsError),
+    #[error("loading AWS credentials from profile {profile:?}")]
+    ProfileCredentials {
+        profile: String,
+        #[source]
+        source: CredentialsError,
+    },
+    #[error("no AWS credentials could be loaded")]
+    Credentials(#[source] CredentialsError),
+    #[error("loading AWS credentials timed out after {0:?}")]
+    CredentialsTimeout(Duration),
+}
+
+const CREDENTIAL_SOURCES: &str = "looked in: environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), \
+shared config and credentials files (~/.aws/config, ~/.aws/credentials; profile from --profile / AWS_PROFILE, \
+incl. SSO, credential_process, assume-role), web identity (AWS_WEB_IDENTITY_TOKEN_FILE), \
+container credentials (AWS_CONTAINER_CREDENTIALS_*), EC2 instance metadata (IMDS)";
+
+impl crate::error::Categorized for AwsError {
+    fn category(&self) -> Category {
+        match self {
+            Self::BadRegion { .. } => Category::Usage,
+            _ => Category::Aws,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoRegion => Some(
+                "pass --region, use the RDS endpoint name (NAME.ID.REGION.rds.amazonaws.com), \
+                 or set AWS_REGION / `region` in ~/.aws/config"
+                    .into(),
+            ),
+            Self::NoCredentials(_) | Self::Credentials(_) | Self::CredentialsTimeout(_) => {
+                Some(format!(
+                    "{CREDENTIAL_SOURCES}; run `aws configure` or `aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ))
+            }
+            Self::ProfileCredentials { profile, .. } => Some(format!(
+                "check [profile {profile}] in ~/.aws/config or [{profile}] in ~/.aws/credentials (for SSO: `aws sso login --profile {profile}`)"
+            )),
+            Self::BadRegion { .. } => None,
+        }
+    }
+}
+
+/// The region configured outside the command line: `AWS_REGION` /
+/// `AWS_DEFAULT_REGION`, else the profile's `region`.
+pub async fn configured_region(profile: Option<&str>) -> Option<(String, RegionSource)> {
+    if let Some(r) = EnvironmentVariableRegionProvider::new().region().await {
+        return Some((r.to_string(), RegionSource::Environment));
+    }
+    let mut builder = ProfileFileRegionProvider::builder();
+    if let Some(p) = profile {
+        builder = builder.profile_name(p);
+    }
+    let region = builder.build().region().await?;
+    Some((region.to_string(), RegionSource::Profile))
+}
+
+/// Picks the signing region: `--region` > the endpoint's region > the
+/// configured region. Never a default: no region is an error.
+pub fn resolve_region(
+    flag: Option<&str>,
+    endpoint: Option<&str>,
+    configured: Option<(String, RegionSource)>,
+) -> Result<ResolvedRegion, AwsError> {
+    if let Some(r) = flag {
+        if !is_valid_region(r) {
+            return Err(AwsError::BadRegion {
+                region: r.to_string(),
+                from: "--region",
+            });
+        }
+        let warning = endpoint.filter(|e| *e != r).map(|e| {
+            format!("--region {r} differs from the endpoint's region {e}; signing for {r} as asked")
+        });
+        return Ok(ResolvedRegion {
+            region: r.to_string(),
+            source: RegionSource::Flag,
+            warning,
+        });
+    }
+    if let Some(e) = endpoint {
+        let warning = configured.filter(|(c, _)| c != e).map(|(c, source)| {
+            let from = match source {
+                RegionSource::Environment => "AWS_REGION",
+                _ => "the profile's region",
+            };
+            format!("{from} ({c}) differs from the endpoint's region {e}; signing for {e}")
+        });
+        return Ok(ResolvedRegion {
+            region: e.to_string(),
+            source: RegionSource::Endpoint,
+            warning,
+        });
+    }
+    match configured {
+        Some((c, source)) if is_valid_region(&c) => Ok(ResolvedRegion {
+            region: c,
+            source,
+            warning: None,
+        }),
+        Some((c, source)) => Err(AwsError::BadRegion {
+            region: c,
+            from: if source == RegionSource::Environment {
+                "AWS_REGION"
+            } else {
+                "the AWS profile"
+            },
+        }),
+        None => Err(AwsError::NoRegion),
+    }
+}
+
+/// Loads credentials: `--profile` uses that profile only (as the AWS CLI
+/// does); otherwise the default chain, environment first.
+///
+/// The IMDS probe is bounded (one attempt, short timeouts) so that a
+/// machine without credentials fails within about a second instead of
+/// waiting out the SDK's defaults.
+pub async fn credentials(profile: Option<&str>, region: &str) -> Result<Credentials, AwsError> {
+    // Fast path for the common CI case; exactly what the chain tries first.
+    if profile.is_none() && std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        let env = EnvironmentVariableCredentialsProvider::new();
+        if let Ok(c) = env.provide_credentials().await {
+            tracing::debug!("AWS credentials from the environment");
+            return Ok(c);
+        }
+    }
+    let conf = ProviderConfig::default().with_region(Some(Region::new(region.to_string())));
+    let load = async {
+        if let Some(p) = profile {
+            let provider = ProfileFileCredentialsProvider::builder()
+                .profile_name(p)
+                .configure(&conf)
+                .build();
+            return provider.provide_credentials().await.map_err(|source| {
+                AwsError::ProfileCredentials {
+                    profile: p.to_string(),
+                    source,
+                }
+            });
+        }
+        let imds = aws_config::imds::Client::builder()
+            .max_attempts(1)
+            .connect_timeout(Duration::from_millis(250))
+            .read_timeout(Duration::from_millis(500))
+            .operation_timeout(Duration::from_secs(1))
+            .configure(&conf)
+            .build();
+        let chain = DefaultCredentialsChain::builder()
+            .region(Region::new(region.to_string()))
+            .imds_client(imds)
+            .configure(conf.clone())
+            .build()
+            .await;
+        chain.provide_credentials().await.map_err(|e| match e {
+            CredentialsError::CredentialsNotLoaded(_) => AwsError::NoCredentials(e),
+            other => AwsError::Credentials(other),
+        })
+    };
+    // SSO and credential_process may legitimately take a while; this only
+    // guards against a provider that never answers.
+    let limit = Duration::from_mins(1);
+    tokio::time::timeout(limit, load)
+        .await
+        .map_err(|_| AwsError::CredentialsTimeout(limit))?
+}
+
+/// A warning when the credentials expire before a 15-minute token would.
+pub fn expiry_warning(creds: &Credentials, now: SystemTime, lifetime: Duration) -> Option<String> {
+    let expiry = creds.expiry()?;
+    let left = expiry.duration_since(now).unwrap_or(Duration::ZERO);
+    (left < lifetime).then(|| {
+        format!(
+            "the AWS credentials expire in {} min ({}); the token stops working then, not after {} min",
+            left.as_secs() / 60,
+            humantime::format_rfc3339_seconds(expiry),
+            lifetime.as_secs() / 60
+        )
+    })
 }
 
 #[cfg(test)]
@@ -53,5 +285,81 @@ mod tests {
         ] {
             assert!(!is_valid_region(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn region_precedence_and_warnings() {
+        let env = Some(("eu-west-1".to_string(), RegionSource::Environment));
+        let r = resolve_region(Some("us-east-2"), Some("us-east-1"), env.clone()).unwrap();
+        assert_eq!(
+            (r.region.as_str(), r.source),
+            ("us-east-2", RegionSource::Flag)
+        );
+        assert!(
+            r.warning
+                .unwrap()
+                .contains("differs from the endpoint's region us-east-1")
+        );
+
+        let r = resolve_region(None, Some("us-east-1"), env.clone()).unwrap();
+        assert_eq!(
+            (r.region.as_str(), r.source),
+            ("us-east-1", RegionSource::Endpoint)
+        );
+        assert!(
+            r.warning
+                .unwrap()
+                .starts_with("AWS_REGION (eu-west-1) differs")
+        );
+
+        let r = resolve_region(None, Some("eu-west-1"), env.clone()).unwrap();
+        assert_eq!(r.warning, None);
+
+        let r = resolve_region(None, None, env).unwrap();
+        assert_eq!(
+            (r.region.as_str(), r.source),
+            ("eu-west-1", RegionSource::Environment)
+        );
+
+        assert!(matches!(
+            resolve_region(None, None, None),
+            Err(AwsError::NoRegion)
+        ));
+        assert!(matches!(
+            resolve_region(Some("moon"), None, None),
+            Err(AwsError::BadRegion { .. })
+        ));
+        assert!(matches!(
+            resolve_region(None, None, Some(("Mars".into(), RegionSource::Profile))),
+            Err(AwsError::BadRegion { .. })
+        ));
+    }
+
+    #[test]
+    fn expiry_warning_only_when_credentials_die_first() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let soon = Credentials::new(
+            "AKID",
+            "secret",
+            None,
+            Some(now + Duration::from_mins(5)),
+            "t",
+        );
+        let later = Credentials::new(
+            "AKID",
+            "secret",
+            None,
+            Some(now + Duration::from_hours(1)),
+            "t",
+        );
+        let never = Credentials::new("AKID", "secret", None, None, "t");
+        let lifetime = Duration::from_mins(15);
+        let w = expiry_warning(&soon, now, lifetime).unwrap();
+        assert!(
+            w.contains("expire in 5 min") && !w.contains("secret"),
+            "{w}"
+        );
+        assert_eq!(expiry_warning(&later, now, lifetime), None);
+        assert_eq!(expiry_warning(&never, now, lifetime), None);
     }
 }

@@ -113,9 +113,9 @@ pub enum CaError {
     },
 }
 
-impl CaError {
+impl crate::error::Categorized for CaError {
     /// The error category (and so the exit code) of this failure.
-    pub fn category(&self) -> Category {
+    fn category(&self) -> Category {
         match self {
             Self::NoCacheDir | Self::BadBaseUrl { .. } | Self::BadRegion(_) => Category::Usage,
             Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Category::Usage,
@@ -126,7 +126,7 @@ impl CaError {
     }
 
     /// A suggestion for the user, where one helps.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             Self::HttpStatus { status, .. } if status.as_u16() == 404 => {
                 Some("check the region name; `rdsconn ca fetch` without --region gets the global bundle".into())
@@ -141,17 +141,6 @@ impl CaError {
                 "run `rdsconn ca fetch --force` to replace a cached bundle, or check the --ca-bundle file".into(),
             ),
             _ => None,
-        }
-    }
-}
-
-impl From<CaError> for crate::error::Error {
-    fn from(e: CaError) -> Self {
-        let hint = e.hint();
-        let err = crate::error::Error::new(e.category(), e);
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
         }
     }
 }

@@ -16,6 +16,14 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 AWS (credentials, region, API), \
 4 network, 5 TLS / CA bundle, 6 authentication rejected.";
 
+const TOKEN_AFTER_HELP: &str = "\
+Examples:
+  TOKEN=$(rdsconn token -h mydb.abc123.eu-west-1.rds.amazonaws.com -P 5432 -u app)
+  rdsconn token postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com
+  rdsconn token --hostname 10.0.0.5 --port 3306 --username app --region eu-west-1
+
+Exit codes: 0 ok, 2 usage (bad host, port, user, URL), 3 AWS (no region, no credentials).";
+
 /// Reach Amazon RDS / Aurora MySQL and PostgreSQL over verified TLS, with IAM
 /// auth tokens and the RDS CA bundle handled for you.
 #[derive(Debug, Parser)]
@@ -78,8 +86,27 @@ pub enum Command {
     Ca(CaArgs),
 
     /// Print an IAM database auth token for an RDS endpoint.
-    #[command(after_help = AFTER_HELP)]
-    Token(PendingArgs),
+    ///
+    /// Prints the token and a newline on stdout, nothing else (warnings go
+    /// to stderr), byte-identical to `aws rds generate-db-auth-token`.
+    ///
+    /// The port is part of the signed string: a token for the wrong port is
+    /// rejected by the server. So --port is required unless a target URL
+    /// gives it, or the URL's scheme or --engine implies the default
+    /// (mysql 3306, postgres 5432).
+    ///
+    /// Region: --region, else the one in the endpoint name
+    /// (NAME.ID.REGION.rds.amazonaws.com, China *.rds.REGION.amazonaws.com.cn),
+    /// else AWS_REGION / AWS_DEFAULT_REGION / the profile's region. A
+    /// configured region that disagrees with the endpoint's gets a warning;
+    /// the endpoint's wins. There is no default region.
+    ///
+    /// Credentials: --profile (that profile only), else the AWS default
+    /// chain: environment, shared config/credentials files (AWS_PROFILE,
+    /// SSO, credential_process, assume-role), web identity, container,
+    /// EC2 instance metadata.
+    #[command(after_help = TOKEN_AFTER_HELP, disable_help_flag = true)]
+    Token(TokenArgs),
 
     /// Connect to MySQL / MariaDB over verified TLS.
     #[command(after_help = AFTER_HELP)]
@@ -171,6 +198,34 @@ pub struct CaFetchArgs {
     /// Give up on the download after this long (e.g. 30s, 2m).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub timeout: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Target URL instead of the flags: postgres://USER@HOST[:PORT] or
+    /// mysql://USER@HOST[:PORT] (no password).
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// Endpoint host name the token is for (as in the server certificate).
+    #[arg(short = 'h', long, visible_alias = "hostname", value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port (part of the signed token).
+    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database user name (the IAM-enabled database user).
+    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Engine whose default port to use when --port is not given.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<crate::target::EngineKind>,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 /// Arguments of a subcommand that this build does not implement yet.

@@ -112,6 +112,27 @@ impl fmt::Display for Error {
     }
 }
 
+/// A module error that knows its category (and maybe a hint), so `?`
+/// turns it into an [`Error`] without per-call tagging.
+pub trait Categorized: std::error::Error + Send + Sync + Sized + 'static {
+    fn category(&self) -> Category;
+
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: Categorized> From<E> for Error {
+    fn from(e: E) -> Self {
+        let hint = e.hint();
+        let err = Self::new(e.category(), e);
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
 /// The result type of command code.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

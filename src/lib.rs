@@ -8,7 +8,9 @@
 //! - [`cli`]: the command line (clap derive types).
 //! - [`cmd`]: one module per subcommand.
 //! - [`ca`]: the RDS CA bundle: embedded copy, cache, fetch, root store.
-//! - [`aws`]: AWS region names (and later credentials).
+//! - [`aws`]: region resolution and credentials.
+//! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
+//! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`files`]: private directories, atomic 0600 files, lock files.
 //! - [`output`]: everything written to stdout.
 //! - [`error`]: error categories and exit codes.
@@ -20,6 +22,8 @@ pub mod cmd;
 pub mod error;
 pub mod files;
 pub mod output;
+pub mod target;
+pub mod token;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Ca(args) => cmd::ca::run(global, args).await,
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man(args) => cmd::man::run(args),
+        Command::Token(args) => cmd::token::run(global, args).await,
         other => cmd::pending(other.name()),
     }
 }

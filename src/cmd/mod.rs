@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod completions;
 pub mod man;
+pub mod token;
 
 use crate::error::{Error, Result};
 

@@ -1,0 +1,98 @@
+//! `rdsconn token`: print an IAM database auth token.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::aws;
+use crate::cli::{GlobalArgs, TokenArgs};
+use crate::error::{Error, Result};
+use crate::output;
+use crate::target::{self, Host, UrlTarget};
+use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
+
+/// `token --output json`; field names are part of the documented interface.
+#[derive(Serialize)]
+struct TokenJson<'a> {
+    token: &'a str,
+    host: &'a str,
+    port: u16,
+    user: &'a str,
+    region: &'a str,
+    issued_at: String,
+    expires_at: String,
+}
+
+pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
+    // All input is checked before any file or network access.
+    let (host, port, user) = endpoint(args)?;
+    let endpoint_region = host.rds_region()?;
+    let configured = match global.region {
+        Some(_) => None,
+        None => aws::configured_region(global.profile.as_deref()).await,
+    };
+    let region = aws::resolve_region(
+        global.region.as_deref(),
+        endpoint_region.as_deref(),
+        configured,
+    )?;
+    if let Some(w) = &region.warning {
+        output::warn(w);
+    }
+    tracing::debug!(region = %region.region, source = ?region.source, "signing region");
+
+    let creds = aws::credentials(global.profile.as_deref(), &region.region).await?;
+    let now = SystemTime::now();
+    if let Some(w) = aws::expiry_warning(&creds, now, TOKEN_LIFETIME) {
+        output::warn(w);
+    }
+    let req = TokenRequest {
+        host: &host,
+        port,
+        user: &user,
+        region: &region.region,
+    };
+    let token = token::generate(&creds, &req, now)?;
+    let json = TokenJson {
+        token: &token,
+        host: host.as_str(),
+        port,
+        user: &user,
+        region: &region.region,
+        issued_at: humantime::format_rfc3339_seconds(now).to_string(),
+        expires_at: humantime::format_rfc3339_seconds(now + TOKEN_LIFETIME).to_string(),
+    };
+    output::emit(global.output, &json, || token.clone())?;
+    Ok(0)
+}
+
+/// Host, port and user from the URL and/or flags (flags win).
+fn endpoint(args: &TokenArgs) -> Result<(Host, u16, String)> {
+    let url = args.url.as_deref().map(UrlTarget::parse).transpose()?;
+    let host = match (&url, &args.host) {
+        (Some(u), _) => u.host.clone(),
+        (None, Some(h)) => Host::parse(h)?,
+        (None, None) => {
+            return Err(Error::usage("a host is required: pass --host HOST or a target URL")
+                .with_hint("e.g. rdsconn token --host mydb.abc123.eu-west-1.rds.amazonaws.com --port 5432 --user app"));
+        }
+    };
+    let engine = args.engine.or(url.as_ref().map(|u| u.engine));
+    let port = args
+        .port
+        .or(url.as_ref().and_then(|u| u.port))
+        .or(engine.map(target::EngineKind::default_port))
+        .ok_or_else(|| {
+            Error::usage("--port is required: the port is part of the signed token")
+                .with_hint("pass --port, --engine mysql|postgres for the default port, or a URL such as postgres://app@HOST")
+        })?;
+    let user = args
+        .user
+        .clone()
+        .or(url.and_then(|u| u.user))
+        .ok_or_else(|| {
+            Error::usage("a database user is required: pass --user USER or USER@ in the URL")
+        })?;
+    target::validate_user(&user)?;
+    Ok((host, port, user))
+}

@@ -1,0 +1,357 @@
+//! The names of a connection: the endpoint (host and port that IAM tokens
+//! are signed for and server certificates must match), the region an
+//! endpoint name implies, and target URLs (`mysql://user@host:3306/db`).
+//!
+//! Everything here is pure parsing and validation; bad input becomes a
+//! [`TargetError`], which is a usage error (exit 2).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use crate::aws;
+
+/// The database engine a target speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// MySQL, MariaDB, Aurora MySQL (default port 3306).
+    Mysql,
+    /// PostgreSQL, Aurora PostgreSQL (default port 5432).
+    Postgres,
+}
+
+impl EngineKind {
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::Mysql => 3306,
+            Self::Postgres => 5432,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Mysql => "mysql",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    /// The engine a URL scheme names.
+    pub fn from_scheme(scheme: &str) -> Option<Self> {
+        match scheme.to_ascii_lowercase().as_str() {
+            "mysql" | "mariadb" => Some(Self::Mysql),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// Why a host, port, user or URL was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("invalid host {host:?}: {reason}")]
+    BadHost { host: String, reason: &'static str },
+    #[error("invalid user: the user name is empty")]
+    EmptyUser,
+    #[error("invalid URL {url:?}: {reason}")]
+    BadUrl {
+        url: String,
+        reason: Cow<'static, str>,
+    },
+    #[error(
+        "invalid endpoint {host:?}: {label:?} is not a region name (expected e.g. NAME.ID.us-east-1.rds.amazonaws.com)"
+    )]
+    BadEndpointRegion { host: String, label: String },
+}
+
+impl crate::error::Categorized for TargetError {
+    fn category(&self) -> crate::error::Category {
+        crate::error::Category::Usage
+    }
+}
+
+/// A validated endpoint host name or IP address, case kept as given.
+///
+/// IPv6 addresses are stored without brackets; [`Host::for_url`] adds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host(String);
+
+impl Host {
+    /// Validates a host as typed: a DNS name, an IPv4 address, or an IPv6
+    /// address with or without brackets.
+    pub fn parse(raw: &str) -> Result<Self, TargetError> {
+        let bad = |reason| TargetError::BadHost {
+            host: raw.to_string(),
+            reason,
+        };
+        if raw.is_empty() {
+            return Err(bad("the host is empty"));
+        }
+        if raw.chars().any(char::is_whitespace) {
+            return Err(bad("host names cannot contain spaces"));
+        }
+        let inner = raw
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(raw);
+        if inner.contains(':') {
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(|_| Self(inner.to_string()))
+                .map_err(|_| bad("not a valid IPv6 address (a port goes in --port)"));
+        }
+        if raw.len() > 253 {
+            return Err(bad("longer than 253 characters"));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return Err(bad("only letters, digits, '-', '.' and '_' are allowed"));
+        }
+        if raw.split('.').any(str::is_empty) {
+            return Err(bad("empty label (leading, trailing or double dot)"));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    /// The host as typed (IPv6 without brackets).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.0.contains(':')
+    }
+
+    /// The host as it appears in a URL authority: IPv6 in brackets.
+    pub fn for_url(&self) -> Cow<'_, str> {
+        if self.is_ipv6() {
+            Cow::Owned(format!("[{}]", self.0))
+        } else {
+            Cow::Borrowed(&self.0)
+        }
+    }
+
+    /// The AWS region an RDS endpoint name carries, if it is one.
+    ///
+    /// Commercial and GovCloud `*.REGION.rds.amazonaws.com`, China
+    /// `*.rds.REGION.amazonaws.com.cn` (and `*.REGION.rds.amazonaws.com.cn`).
+    /// Instance, cluster, `cluster-ro-`, custom and proxy endpoints all have
+    /// these shapes. An RDS-looking name whose region label is not a region
+    /// is an error rather than "no region", so a typo is not signed for
+    /// another region.
+    pub fn rds_region(&self) -> Result<Option<String>, TargetError> {
+        let lower = self.0.to_ascii_lowercase();
+        let label = if let Some(rest) = lower.strip_suffix(".rds.amazonaws.com") {
+            rest.rsplit('.').next()
+        } else if let Some(rest) = lower.strip_suffix(".amazonaws.com.cn") {
+            let mut labels = rest.rsplit('.');
+            match (labels.next(), labels.next()) {
+                (Some("rds"), Some(region)) | (Some(region), Some("rds")) => Some(region),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        match label {
+            None => Ok(None),
+            Some(l) if aws::is_valid_region(l) => Ok(Some(l.to_string())),
+            Some(l) => Err(TargetError::BadEndpointRegion {
+                host: self.0.clone(),
+                label: l.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.for_url())
+    }
+}
+
+/// A parsed target URL: `SCHEME://[USER@]HOST[:PORT][/DATABASE]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlTarget {
+    pub engine: EngineKind,
+    pub user: Option<String>,
+    pub host: Host,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+}
+
+impl UrlTarget {
+    /// Parses a target URL. Passwords in URLs are refused: a URL is an
+    /// argument, and arguments are visible to every user through `ps`.
+    pub fn parse(raw: &str) -> Result<Self, TargetError> {
+        let bad = |reason: Cow<'static, str>| TargetError::BadUrl {
+            url: redact_url(raw),
+            reason,
+        };
+        let url = url::Url::parse(raw).map_err(|e| bad(e.to_string().into()))?;
+        let engine = EngineKind::from_scheme(url.scheme()).ok_or_else(|| {
+            bad(format!(
+                "unknown scheme {:?} (expected mysql://, mariadb://, postgres:// or postgresql://)",
+                url.scheme()
+            )
+            .into())
+        })?;
+        if url.password().is_some() {
+            return Err(bad(
+                "a password in the URL would be visible in the process list; use --password-stdin or an environment variable".into(),
+            ));
+        }
+        let host_raw = match url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Domain(d)) => decode(d),
+            None => return Err(bad("no host".into())),
+        };
+        let host = Host::parse(&host_raw)?;
+        let user = Some(decode(url.username())).filter(|u| !u.is_empty());
+        let database = url
+            .path()
+            .strip_prefix('/')
+            .map(decode)
+            .filter(|d| !d.is_empty());
+        if url.port() == Some(0) {
+            return Err(bad("port 0 is not a valid port".into()));
+        }
+        Ok(Self {
+            engine,
+            user,
+            host,
+            port: url.port(),
+            database,
+        })
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The URL with any password replaced, for error messages.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        // Unparseable: an embedded password cannot be located reliably.
+        Err(_) if raw.contains('@') => "<URL not shown: it may contain a password>".to_string(),
+        _ => raw.to_string(),
+    }
+}
+
+/// Checks a database user name (as signed into IAM tokens).
+pub fn validate_user(user: &str) -> Result<&str, TargetError> {
+    if user.is_empty() {
+        Err(TargetError::EmptyUser)
+    } else {
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            Host::parse("MyDB.abc.us-east-1.rds.amazonaws.com")
+                .unwrap()
+                .as_str(),
+            "MyDB.abc.us-east-1.rds.amazonaws.com"
+        );
+        assert_eq!(Host::parse("[::1]").unwrap().for_url(), "[::1]");
+        assert_eq!(Host::parse("fd00::5").unwrap().for_url(), "[fd00::5]");
+        assert_eq!(Host::parse("10.0.0.5").unwrap().for_url(), "10.0.0.5");
+        for bad in [
+            "",
+            "my host",
+            "a..b",
+            ".a",
+            "a.",
+            "[::1",
+            "::g",
+            "host:5432",
+            "a/b",
+            "ä.example",
+        ] {
+            assert!(Host::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn regions_from_endpoint_names() {
+        let region = |h: &str| Host::parse(h).unwrap().rds_region().unwrap();
+        assert_eq!(
+            region("mydb.c9akciq32.us-east-1.rds.amazonaws.com").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            region("MYDB.C9AKCIQ32.EU-WEST-2.RDS.AMAZONAWS.COM").as_deref(),
+            Some("eu-west-2")
+        );
+        assert_eq!(
+            region("c.cluster-ro-abc.ap-south-1.rds.amazonaws.com").as_deref(),
+            Some("ap-south-1")
+        );
+        assert_eq!(
+            region("c.cluster-custom-abc.ca-central-1.rds.amazonaws.com").as_deref(),
+            Some("ca-central-1")
+        );
+        assert_eq!(
+            region("p.proxy-abc.us-west-2.rds.amazonaws.com").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(
+            region("db.abc.us-gov-west-1.rds.amazonaws.com").as_deref(),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            region("db.abc.rds.cn-north-1.amazonaws.com.cn").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(
+            region("db.abc.cn-northwest-1.rds.amazonaws.com.cn").as_deref(),
+            Some("cn-northwest-1")
+        );
+        assert_eq!(region("db.internal.example.com"), None);
+        assert_eq!(region("127.0.0.1"), None);
+        assert!(
+            Host::parse("db.abc.useast1.rds.amazonaws.com")
+                .unwrap()
+                .rds_region()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn urls() {
+        let t = UrlTarget::parse("postgres://app%2Bx@MyDB.example.com:6543/prod%20db").unwrap();
+        assert_eq!(t.engine, EngineKind::Postgres);
+        assert_eq!(t.user.as_deref(), Some("app+x"));
+        assert_eq!(t.host.as_str(), "MyDB.example.com");
+        assert_eq!(t.port, Some(6543));
+        assert_eq!(t.database.as_deref(), Some("prod db"));
+        let t = UrlTarget::parse("mysql://root@[::1]").unwrap();
+        assert_eq!(
+            (t.engine, t.host.as_str(), t.port),
+            (EngineKind::Mysql, "::1", None)
+        );
+        assert_eq!(UrlTarget::parse("postgresql://h").unwrap().user, None);
+        let e = UrlTarget::parse("postgres://u:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+        assert!(UrlTarget::parse("http://h").is_err());
+        assert!(UrlTarget::parse("mysql://h:0").is_err());
+        assert!(UrlTarget::parse("mysql://h:70000").is_err());
+    }
+}
