@@ -9,7 +9,8 @@
 //! Byte-level rules (botocore's): query values are RFC 3986 encoded; the
 //! query order is `Action`, `DBUser`, the `X-Amz-*` auth parameters, then
 //! `X-Amz-Signature`; the host keeps its case in the token but is signed
-//! lower-cased (the `Host` header); the signed host omits `:443`.
+//! lower-cased (the `Host` header); the signed host omits `:443`; the
+//! payload hash is that of the empty body.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -88,7 +89,9 @@ pub fn generate(
         "GET",
         uri,
         std::iter::once(("host", signed_host.as_str())),
-        SignableBody::UnsignedPayload,
+        // botocore's SigV4QueryAuth (unlike S3's) signs the empty body's
+        // sha256, not UNSIGNED-PAYLOAD.
+        SignableBody::Bytes(&[]),
     )
     .map_err(|e| TokenError(e.to_string()))?;
     let (instructions, _) = sign(request, &params)

@@ -5,3 +5,4 @@ mod support;
 
 mod ca;
 mod cli;
+mod token;
