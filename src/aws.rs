@@ -65,7 +65,7 @@ pub struct ResolvedRegion {
     pub warning: Option<String>,
 }
 
-/// Errors of this module; [`AwsError::category`] gives the exit code.
+/// Errors of this module; their [`Categorized`](crate::error::Categorized) impl gives the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
     #[error("invalid region {region:?} from {from} (expected e.g. us-east-1)")]

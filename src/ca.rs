@@ -72,7 +72,7 @@ pub enum InvalidBundle {
     Metadata,
 }
 
-/// Errors of this module; [`CaError::category`] gives the exit code.
+/// Errors of this module; their [`Categorized`](crate::error::Categorized) impl gives the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     #[error("no cache directory: set {CACHE_DIR_ENV} or HOME")]

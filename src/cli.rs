@@ -5,7 +5,11 @@
 //!
 //! Doc comments here are the `--help` text users read, so they are written
 //! as plain prose, not rustdoc markdown.
-#![allow(clippy::doc_markdown, rustdoc::bare_urls)]
+#![allow(
+    clippy::doc_markdown,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;
