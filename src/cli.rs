@@ -117,8 +117,16 @@ pub enum Command {
     Mysql(PendingArgs),
 
     /// Connect to PostgreSQL over verified TLS.
-    #[command(visible_aliases = ["psql", "pg"], after_help = AFTER_HELP)]
-    Postgres(PendingArgs),
+    ///
+    /// Connects to the endpoint (verified against the RDS CA bundle and,
+    /// with --tls verify-full, the endpoint name), authenticates with a
+    /// password or an IAM token, and runs -c/-e SQL or prints --info.
+    ///
+    /// Environment: PGHOST, PGPORT, PGUSER, PGDATABASE fill in what the
+    /// flags and URL leave open; PGPASSWORD is the password (else
+    /// --password-stdin, else a no-echo prompt on a terminal).
+    #[command(visible_aliases = ["psql", "pg"], after_help = AFTER_HELP, disable_help_flag = true)]
+    Postgres(PostgresArgs),
 
     /// Staged reachability probe (DNS, TCP, TLS, auth, query) for CI.
     #[command(after_help = AFTER_HELP)]
@@ -226,6 +234,76 @@ pub struct TokenArgs {
     /// Engine whose default port to use when --port is not given.
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<crate::target::EngineKind>,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// `rdsconn postgres`: psql's short flags.
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    /// Target URL instead of the flags: postgres://USER@HOST[:PORT][/DB] (no password).
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// Endpoint host name (signed for and verified against).
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port [default: 5432].
+    #[arg(short = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database user.
+    #[arg(short = 'U', long, visible_alias = "username", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Database name.
+    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
+    pub database: Option<String>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Flags shared by the engine commands.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Authenticate with an IAM auth token minted for the endpoint.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub iam: bool,
+
+    /// Read the password from the first line of stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// verify-full: chain and endpoint name; verify-ca: chain only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
+    pub tls: crate::tls::TlsMode,
+
+    /// Dial this address (an SSH/SSM tunnel, a bastion port-forward)
+    /// while signing and verifying for the endpoint.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+
+    /// Bound on DNS + TCP + TLS + authentication.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub connect_timeout: humantime::Duration,
+
+    /// Run these statements (';'-separated) and print the rows.
+    #[arg(
+        short = 'e',
+        long = "execute",
+        visible_short_alias = 'c',
+        visible_alias = "command",
+        value_name = "SQL"
+    )]
+    pub execute: Option<String>,
+
+    /// Print what was verified: server, TLS, certificate, auth, timings.
+    #[arg(long)]
+    pub info: bool,
 
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]

@@ -11,6 +11,8 @@
 //! - [`aws`]: region resolution and credentials.
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
+//! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
+//! - [`engine`]: the database trait and its implementations.
 //! - [`files`]: private directories, atomic 0600 files, lock files.
 //! - [`output`]: everything written to stdout.
 //! - [`error`]: error categories and exit codes.
@@ -19,10 +21,12 @@ pub mod aws;
 pub mod ca;
 pub mod cli;
 pub mod cmd;
+pub mod engine;
 pub mod error;
 pub mod files;
 pub mod output;
 pub mod target;
+pub mod tls;
 pub mod token;
 
 use std::process::ExitCode;
@@ -38,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man(args) => cmd::man::run(args),
         Command::Token(args) => cmd::token::run(global, args).await,
+        Command::Postgres(args) => cmd::connect::postgres(global, args).await,
         other => cmd::pending(other.name()),
     }
 }

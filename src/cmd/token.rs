@@ -26,6 +26,32 @@ struct TokenJson<'a> {
 pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     // All input is checked before any file or network access.
     let (host, port, user) = endpoint(args)?;
+    let minted = mint(global, &host, port, &user).await?;
+    let json = TokenJson {
+        token: &minted.token,
+        host: host.as_str(),
+        port,
+        user: &user,
+        region: &minted.region,
+        issued_at: humantime::format_rfc3339_seconds(minted.issued_at).to_string(),
+        expires_at: humantime::format_rfc3339_seconds(minted.issued_at + TOKEN_LIFETIME)
+            .to_string(),
+    };
+    output::emit(global.output, &json, || minted.token.clone())?;
+    Ok(0)
+}
+
+/// A freshly minted token and what it was signed for.
+pub struct Minted {
+    pub token: String,
+    pub region: String,
+    pub issued_at: SystemTime,
+}
+
+/// Resolves the region and credentials and signs a token for
+/// `host:port` and `user`; warnings go to stderr. Every `--iam` connection
+/// mints through here.
+pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Result<Minted> {
     let endpoint_region = host.rds_region()?;
     let configured = match global.region {
         Some(_) => None,
@@ -47,23 +73,17 @@ pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
         output::warn(w);
     }
     let req = TokenRequest {
-        host: &host,
+        host,
         port,
-        user: &user,
+        user,
         region: &region.region,
     };
     let token = token::generate(&creds, &req, now)?;
-    let json = TokenJson {
-        token: &token,
-        host: host.as_str(),
-        port,
-        user: &user,
-        region: &region.region,
-        issued_at: humantime::format_rfc3339_seconds(now).to_string(),
-        expires_at: humantime::format_rfc3339_seconds(now + TOKEN_LIFETIME).to_string(),
-    };
-    output::emit(global.output, &json, || token.clone())?;
-    Ok(0)
+    Ok(Minted {
+        token,
+        region: region.region,
+        issued_at: now,
+    })
 }
 
 /// Host, port and user from the URL and/or flags (flags win).

@@ -1,0 +1,327 @@
+//! The one database trait: connect over verified TLS, run SQL, describe
+//! the session, close. `postgres` (tokio-postgres + tokio-postgres-rustls)
+//! implements it; the MySQL engine (`mysql_async`) is next. Command code
+//! picks an engine once with [`for_kind`] and never matches on it again.
+
+pub mod postgres;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Categorized, Category};
+use crate::target::{EngineKind, Host};
+use crate::tls::{TlsFailure, TlsInfo, TlsPolicy};
+
+/// A boxed future, so the traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where to connect: the endpoint (signed for, verified against) and the
+/// dial address (`--via`), which defaults to the endpoint.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: Host,
+    pub port: u16,
+    /// `--via HOST:PORT`: where TCP actually goes.
+    pub via: Option<(String, u16)>,
+    pub user: String,
+    pub database: Option<String>,
+    /// Bound on DNS + TCP + TLS + authentication.
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// The address TCP goes to: `--via`, else the endpoint.
+    pub fn dial(&self) -> (String, u16) {
+        self.via
+            .clone()
+            .unwrap_or_else(|| (self.host.as_str().to_string(), self.port))
+    }
+
+    /// `host:port`, plus ` via addr` when dialing elsewhere, for errors.
+    pub fn describe(&self) -> String {
+        match &self.via {
+            Some((h, p)) => format!("{}:{} via {h}:{p}", self.host, self.port),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(** redacted **)")
+    }
+}
+
+/// How the session authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    Password(Secret),
+    /// An IAM auth token, sent as a cleartext password inside TLS.
+    IamToken(Secret),
+}
+
+impl Auth {
+    pub fn secret(&self) -> &Secret {
+        match self {
+            Self::Password(s) | Self::IamToken(s) => s,
+        }
+    }
+
+    pub const fn describe(&self) -> &'static str {
+        match self {
+            Self::Password(_) => "password",
+            Self::IamToken(_) => "iam",
+        }
+    }
+}
+
+/// Connect timings per stage, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub dns_ms: f64,
+    /// TCP connect (plus, for MySQL, the driver's TLS and authentication).
+    pub connect_ms: f64,
+    /// TLS handshake and authentication, where the driver separates them.
+    pub tls_auth_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+pub(crate) fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// What `--info` prints about a session.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionInfo {
+    pub engine: EngineKind,
+    pub endpoint: String,
+    pub dial_address: String,
+    pub server_version: String,
+    pub user: String,
+    pub auth: &'static str,
+    pub tls: TlsInfo,
+    pub timings: Timings,
+}
+
+/// One statement's result: columns and rows (text, `None` for NULL), or
+/// the number of affected rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultSet {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub affected: Option<u64>,
+}
+
+/// Why connecting failed, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("resolving {host}")]
+    Dns {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr}")]
+    Tcp {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {}s during {stage}", .after.as_secs_f64())]
+    Timeout {
+        stage: &'static str,
+        after: Duration,
+    },
+    #[error(transparent)]
+    Tls(TlsFailure),
+    #[error("the server rejected authentication: {message}")]
+    Auth { message: String, iam: bool },
+    #[error("{0}")]
+    Server(String),
+}
+
+impl Categorized for ConnectError {
+    fn category(&self) -> Category {
+        match self {
+            Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } => Category::Network,
+            Self::Tls(_) => Category::Tls,
+            Self::Auth { .. } => Category::Auth,
+            Self::Server(_) => Category::Runtime,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Tls(t) => t.hint(),
+            Self::Auth { iam: true, .. } => Some(
+                "for IAM: IAM database authentication enabled on the instance; PostgreSQL `GRANT rds_iam TO user`, \
+                 MySQL `CREATE USER … IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'`; an IAM policy allowing \
+                 rds-db:connect on arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER; the token signed for \
+                 this endpoint name, port and region (see `rdsconn token --output json`)"
+                    .into(),
+            ),
+            Self::Auth { iam: false, .. } => Some("check the user name and password".into()),
+            Self::Timeout { .. } => Some("raise --connect-timeout, or check security groups / the tunnel".into()),
+            _ => None,
+        }
+    }
+}
+
+/// A statement failed on the server.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct QueryError {
+    pub message: String,
+    /// SQLSTATE (PostgreSQL) or `ERROR n (SQLSTATE)` (MySQL).
+    pub code: String,
+}
+
+impl Categorized for QueryError {
+    fn category(&self) -> Category {
+        Category::Runtime
+    }
+}
+
+/// A database engine.
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+
+    /// Connects over verified TLS and authenticates, within
+    /// `target.connect_timeout`.
+    fn connect<'a>(
+        &'a self,
+        target: &'a Target,
+        auth: &'a Auth,
+        tls: &'a TlsPolicy,
+    ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>>;
+}
+
+/// An authenticated session.
+pub trait Session: Send {
+    fn info(&self) -> &SessionInfo;
+
+    /// Runs one or more `;`-separated statements, as the native client
+    /// would, returning one result per statement.
+    fn execute<'a>(&'a mut self, sql: &'a str)
+    -> BoxFuture<'a, Result<Vec<ResultSet>, QueryError>>;
+
+    /// Ends the session politely.
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The engine for a kind, if this build has it.
+pub fn for_kind(kind: EngineKind) -> Option<&'static dyn Engine> {
+    match kind {
+        EngineKind::Mysql => None,
+        EngineKind::Postgres => Some(&postgres::Postgres),
+    }
+}
+
+/// The connect stage in progress, for timeout messages.
+#[derive(Debug)]
+pub(crate) struct Stage(std::sync::Mutex<&'static str>);
+
+impl Default for Stage {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new("DNS resolution"))
+    }
+}
+
+impl Stage {
+    pub(crate) fn set(&self, stage: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stage;
+    }
+
+    pub(crate) fn get(&self) -> &'static str {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Resolves the dial address (the first address that answers wins).
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| ConnectError::Dns {
+            host: host.to_string(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns {
+            host: host.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+    Ok(addrs)
+}
+
+/// TCP connect to the first address that accepts.
+pub(crate) async fn tcp_connect(
+    addrs: &[SocketAddr],
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let mut last = ConnectError::Tcp {
+        addr: String::new(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+    };
+    for addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(source) => {
+                last = ConnectError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                };
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Finds a rustls error in an error's source chain.
+pub(crate) fn find_rustls<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
+}

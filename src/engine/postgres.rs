@@ -1,0 +1,264 @@
+//! PostgreSQL through tokio-postgres + tokio-postgres-rustls.
+//!
+//! rdsconn opens the TCP connection itself (DNS and TCP timed separately,
+//! `--via` honoured) and hands it to `connect_raw`; TLS is required
+//! (`SslMode::Require`, since verify-full is not an `SslMode` there) and
+//! enforced by rdsconn's own rustls config, whose server name is the
+//! endpoint. The protocol and cipher come from `pg_stat_ssl`, the server's
+//! view of this very session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{SimpleQueryMessage, error::SqlState};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{
+    Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
+    Target, Timings, ms,
+};
+use crate::target::EngineKind;
+use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsInfo, TlsPolicy};
+
+pub struct Postgres;
+
+impl Engine for Postgres {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+
+    fn connect<'a>(
+        &'a self,
+        target: &'a Target,
+        auth: &'a Auth,
+        tls: &'a TlsPolicy,
+    ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>> {
+        Box::pin(async move {
+            let stage = Stage::default();
+            let limit = target.connect_timeout;
+            match tokio::time::timeout(limit, connect(target, auth, tls, &stage)).await {
+                Ok(r) => r.map(|s| Box::new(s) as Box<dyn Session>),
+                Err(_) => Err(ConnectError::Timeout {
+                    stage: stage.get(),
+                    after: limit,
+                }),
+            }
+        })
+    }
+}
+
+async fn connect(
+    target: &Target,
+    auth: &Auth,
+    tls: &TlsPolicy,
+    stage: &Stage,
+) -> Result<PgSession, ConnectError> {
+    let start = Instant::now();
+    let (dial_host, dial_port) = target.dial();
+    let addrs = super::resolve(&dial_host, dial_port).await?;
+    let dns_ms = ms(start);
+
+    stage.set("TCP connect");
+    let t = Instant::now();
+    let stream = super::tcp_connect(&addrs).await?;
+    let connect_ms = ms(t);
+
+    stage.set("TLS handshake and authentication");
+    let t = Instant::now();
+    let peer = Arc::new(PeerChain::default());
+    let config = tls
+        .client_config(Arc::clone(&peer))
+        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let mut make = MakeRustlsConnect::new(config);
+    let connector = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
+        &mut make,
+        target.host.as_str(),
+    )
+    .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(target.host.as_str())
+        .port(target.port)
+        .user(&target.user)
+        .password(auth.secret().expose())
+        .ssl_mode(SslMode::Require)
+        .application_name("rdsconn");
+    if let Some(db) = &target.database {
+        pg.dbname(db);
+    }
+    let (client, connection) = pg
+        .connect_raw(stream, connector)
+        .await
+        .map_err(|e| classify(&e, target, auth, &peer))?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let tls_auth_ms = ms(t);
+
+    stage.set("session setup");
+    let ssl = client
+        .simple_query("SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .await
+        .ok()
+        .and_then(|msgs| {
+            msgs.into_iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((r.get(0).map(str::to_string), r.get(1).map(str::to_string)))
+                }
+                _ => None,
+            })
+        })
+        .unwrap_or_default();
+    let server_version = client
+        .simple_query("SHOW server_version")
+        .await
+        .ok()
+        .and_then(|msgs| {
+            msgs.into_iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+        })
+        .unwrap_or_default();
+    let info = SessionInfo {
+        engine: EngineKind::Postgres,
+        endpoint: format!("{}:{}", target.host, target.port),
+        dial_address: format!("{dial_host}:{dial_port}"),
+        server_version,
+        user: target.user.clone(),
+        auth: auth.describe(),
+        tls: TlsInfo {
+            mode: Some(tls.mode),
+            protocol: ssl.0,
+            cipher: ssl.1,
+            certificate: peer.get().first().and_then(|c| CertSummary::from_der(c)),
+        },
+        timings: Timings {
+            dns_ms,
+            connect_ms,
+            tls_auth_ms: Some(tls_auth_ms),
+            total_ms: ms(start),
+        },
+    };
+    Ok(PgSession {
+        client,
+        driver,
+        info,
+    })
+}
+
+/// Maps a connect failure to its stage: TLS, authentication, or other.
+fn classify(
+    err: &tokio_postgres::Error,
+    target: &Target,
+    auth: &Auth,
+    peer: &PeerChain,
+) -> ConnectError {
+    if let Some(r) = super::find_rustls(err) {
+        return ConnectError::Tls(TlsFailure::from_rustls(
+            r,
+            target.host.as_str(),
+            &peer.get(),
+        ));
+    }
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return ConnectError::Auth {
+                message: format!("{} ({})", db.message(), code.code()),
+                iam: matches!(auth, Auth::IamToken(_)),
+            };
+        }
+        return ConnectError::Server(format!("{} ({})", db.message(), code.code()));
+    }
+    let text = error_text(err);
+    if text.contains("server does not support TLS") {
+        return ConnectError::Tls(TlsFailure::NoTls);
+    }
+    if text.contains("GSSAPI") || text.contains("SSPI") {
+        return ConnectError::Auth {
+            message:
+                "the server asks for Kerberos (GSSAPI), which rdsconn does not speak in-process"
+                    .into(),
+            iam: false,
+        };
+    }
+    ConnectError::Server(text)
+}
+
+fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    crate::ca::error_line(err)
+}
+
+struct PgSession {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+    info: SessionInfo,
+}
+
+impl Session for PgSession {
+    fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ResultSet>, QueryError>> {
+        Box::pin(async move {
+            let messages =
+                self.client
+                    .simple_query(sql)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => QueryError {
+                            message: db.message().to_string(),
+                            code: format!("SQLSTATE {}", db.code().code()),
+                        },
+                        None => QueryError {
+                            message: error_text(&e),
+                            code: "connection".into(),
+                        },
+                    })?;
+            let mut sets = Vec::new();
+            let mut current = ResultSet::default();
+            for m in messages {
+                match m {
+                    SimpleQueryMessage::RowDescription(cols) => {
+                        current.columns = cols.iter().map(|c| c.name().to_string()).collect();
+                    }
+                    SimpleQueryMessage::Row(row) => {
+                        if current.columns.is_empty() {
+                            current.columns =
+                                row.columns().iter().map(|c| c.name().to_string()).collect();
+                        }
+                        current.rows.push(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_string))
+                                .collect(),
+                        );
+                    }
+                    SimpleQueryMessage::CommandComplete(n) => {
+                        if current.columns.is_empty() {
+                            current.affected = Some(n);
+                        }
+                        sets.push(std::mem::take(&mut current));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(sets)
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            drop(self.client);
+            let _ = self.driver.await;
+        })
+    }
+}

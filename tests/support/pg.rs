@@ -1,0 +1,279 @@
+//! Throwaway PostgreSQL servers with TLS, one per certificate variant,
+//! started on first use and shared by the tests of this process.
+//!
+//! PostgreSQL refuses to run as root, so data directories belong to the
+//! `postgres` system user and the server runs under `su postgres`. A
+//! watchdog shell stops the server and removes its directory as soon as the
+//! test process is gone, whether the tests passed or not.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::pki::{Ca, ENDPOINT};
+
+/// The password of the `app` user on every test server.
+pub const APP_PASSWORD: &str = "app-Pa55word-for-tests";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Certificate for the endpoint name from the test CA.
+    Good,
+    /// Certificate from the test CA for another name.
+    WrongName,
+    /// Certificate for the endpoint name from an unknown CA.
+    OtherCa,
+    /// Expired certificate for the endpoint name from the test CA.
+    Expired,
+    /// TLS disabled on the server.
+    NoTls,
+}
+
+pub struct Pki {
+    pub ca: Ca,
+    pub other_ca: Ca,
+    /// The test CA as a file, for `--ca-bundle`.
+    pub ca_file: PathBuf,
+}
+
+pub struct Server {
+    pub port: u16,
+}
+
+struct Base {
+    root: PathBuf,
+    bin: PathBuf,
+    template: PathBuf,
+}
+
+fn base_dir() -> &'static Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(|| {
+        assert!(
+            nix_is_root(),
+            "the PostgreSQL tests need root (to run the server as the postgres user): run scripts/test.sh as root"
+        );
+        let bin = find_bin();
+        let root = PathBuf::from(format!("/tmp/rdsconn-test-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        remove_after_exit(&root);
+        chown_postgres(&root);
+        let template = root.join("template");
+        as_postgres(&format!(
+            "{}/initdb -D {} -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null",
+            bin.display(),
+            template.display()
+        ));
+        Base { root, bin, template }
+    })
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn find_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().unwrap_or_else(|| {
+        panic!("PostgreSQL server binaries not found under /usr/lib/postgresql: run scripts/test.sh (apt-get install postgresql)")
+    })
+}
+
+fn chown_postgres(path: &Path) {
+    let ok = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown postgres {}", path.display());
+}
+
+fn as_postgres(script: &str) {
+    let out = Command::new("su")
+        .args(["postgres", "-s", "/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "as postgres: {script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca = Ca::new("rdsconn test CA");
+        let other_ca = Ca::new("some other CA");
+        let dir = tempfile::Builder::new()
+            .prefix("rdsconn-pki-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        remove_after_exit(&dir);
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        Pki {
+            ca,
+            other_ca,
+            ca_file,
+        }
+    })
+}
+
+/// Removes `path` a few seconds after this test process has exited (after
+/// the server watchdogs have stopped their servers).
+// The watchdog must outlive this process, so it is never waited for.
+#[allow(clippy::zombie_processes)]
+fn remove_after_exit(path: &Path) {
+    let script = format!(
+        "while [ -d /proc/{} ]; do sleep 0.5; done; sleep 3; rm -rf '{}'",
+        std::process::id(),
+        path.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server for a variant, started on first use.
+pub fn server(variant: Variant) -> &'static Server {
+    static SERVERS: OnceLock<Mutex<HashMap<Variant, &'static Server>>> = OnceLock::new();
+    let mut map = SERVERS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(s) = map.get(&variant) {
+        return s;
+    }
+    let server: &'static Server = Box::leak(Box::new(start(variant)));
+    map.insert(variant, server);
+    server
+}
+
+// The server watchdog must outlive this process, so it is never waited for.
+#[allow(clippy::zombie_processes)]
+fn start(variant: Variant) -> Server {
+    let base = base_dir();
+    let pki = pki();
+    let dir = base.root.join(format!("{variant:?}").to_lowercase());
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&base.template)
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let leaf = match variant {
+        Variant::Good | Variant::NoTls => pki.ca.leaf(&[ENDPOINT], false),
+        Variant::WrongName => pki.ca.leaf(
+            &["otherdb.xyz789.us-east-1.rds.amazonaws.com", "localhost"],
+            false,
+        ),
+        Variant::OtherCa => pki.other_ca.leaf(&[ENDPOINT], false),
+        Variant::Expired => pki.ca.leaf(&[ENDPOINT], true),
+    };
+    std::fs::write(dir.join("server.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &leaf.key_pem).unwrap();
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let port = free_port();
+    let tls = variant != Variant::NoTls;
+    let mut conf = std::fs::read_to_string(dir.join("postgresql.conf")).unwrap();
+    let _ = write!(
+        conf,
+        "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+         ssl = {}\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off\n\
+         password_encryption = 'scram-sha-256'\nmax_connections = 50\n",
+        dir.display(),
+        if tls { "on" } else { "off" }
+    );
+    std::fs::write(dir.join("postgresql.conf"), conf).unwrap();
+    // Plaintext is refused by the server too, except on the no-TLS variant.
+    let hba = if tls {
+        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n"
+    } else {
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    };
+    std::fs::write(dir.join("pg_hba.conf"), hba).unwrap();
+    chown_postgres(&dir);
+
+    // The watchdog: runs the server until this test process is gone, then
+    // stops it and removes its data directory.
+    let script = format!(
+        "{bin}/postgres -D {dir} >{dir}/server.log 2>&1 & srv=$!; \
+         while [ -d /proc/{pid} ] && kill -0 $srv 2>/dev/null; do sleep 0.3; done; \
+         kill -INT $srv 2>/dev/null; wait $srv; rm -rf {dir}",
+        bin = base.bin.display(),
+        dir = dir.display(),
+        pid = std::process::id()
+    );
+    Command::new("su")
+        .args(["postgres", "-s", "/bin/sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(&dir, port);
+    let sql = dir.join("setup.sql");
+    std::fs::write(
+        &sql,
+        format!("CREATE USER app PASSWORD '{APP_PASSWORD}';\nCREATE DATABASE appdb OWNER app;\n"),
+    )
+    .unwrap();
+    chown_postgres(&sql);
+    as_postgres(&format!(
+        "{}/psql -q -h {} -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -f {}",
+        base.bin.display(),
+        dir.display(),
+        sql.display()
+    ));
+    Server { port }
+}
+
+fn wait_ready(dir: &Path, port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if dir.join(format!(".s.PGSQL.{port}")).exists()
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    panic!("PostgreSQL on port {port} did not start:\n{log}");
+}
