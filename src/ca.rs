@@ -27,7 +27,7 @@ use rustls::pki_types::pem::{self, PemObject};
 use serde::{Deserialize, Serialize};
 
 use crate::aws;
-use crate::error::Category;
+use crate::error::{Category, error_line};
 use crate::files::{self, Lock};
 
 /// The global RDS CA bundle shipped with this build (see `certs/README.md`).
@@ -513,17 +513,6 @@ fn load_file(path: &Path) -> Result<Bundle, CaError> {
         pem: Cow::Owned(pem),
         certs,
     })
-}
-
-/// One error and its causes on one line, for warnings.
-pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let _ = write!(line, ": {c}");
-        cause = c.source();
-    }
-    line
 }
 
 /// The root store for TLS verification, built once per process.

@@ -8,6 +8,7 @@
 //! calls `process::exit`.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::Write;
 
 /// What kind of failure happened; each has one documented exit code.
@@ -131,6 +132,18 @@ impl<E: Categorized> From<E> for Error {
             None => err,
         }
     }
+}
+
+/// One error and its causes on one line (for warnings and wrapped
+/// driver errors).
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let _ = write!(line, ": {c}");
+        cause = c.source();
+    }
+    line
 }
 
 /// The result type of command code.

@@ -28,10 +28,7 @@ pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let given = Given {
         url: args.url.clone(),
-        host: args
-            .host
-            .clone()
-            .or_else(|| args.url.is_none().then(|| env("PGHOST")).flatten()),
+        host: args.host.clone().or_else(|| env("PGHOST")),
         port: args
             .port
             .or_else(|| env("PGPORT").and_then(|p| p.parse().ok())),
@@ -91,7 +88,7 @@ async fn run(
             Ok(sets) => print_results(global.output, &sets),
             Err(e) => Err(Error::from(e)),
         },
-        None => print_info(global.output, session.info()),
+        None => print_info(global.output, &session.describe().await),
     };
     session.close().await;
     result.map(|()| 0)

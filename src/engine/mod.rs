@@ -217,7 +217,9 @@ pub trait Engine: Send + Sync {
 
 /// An authenticated session.
 pub trait Session: Send {
-    fn info(&self) -> &SessionInfo;
+    /// What was verified and negotiated; may ask the server (for `--info`,
+    /// not on the plain connect path).
+    fn describe(&mut self) -> BoxFuture<'_, SessionInfo>;
 
     /// Runs one or more `;`-separated statements, as the native client
     /// would, returning one result per statement.

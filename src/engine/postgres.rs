@@ -4,8 +4,8 @@
 //! `--via` honoured) and hands it to `connect_raw`; TLS is required
 //! (`SslMode::Require`, since verify-full is not an `SslMode` there) and
 //! enforced by rdsconn's own rustls config, whose server name is the
-//! endpoint. The protocol and cipher come from `pg_stat_ssl`, the server's
-//! view of this very session.
+//! endpoint. For `--info`, the protocol and cipher come from `pg_stat_ssl`,
+//! the server's view of this very session (one query, only when asked).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +19,7 @@ use super::{
     Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
     Target, Timings, ms,
 };
+use crate::error::error_line;
 use crate::target::EngineKind;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsInfo, TlsPolicy};
 
@@ -97,42 +98,17 @@ async fn connect(
     });
     let tls_auth_ms = ms(t);
 
-    stage.set("session setup");
-    let ssl = client
-        .simple_query("SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .await
-        .ok()
-        .and_then(|msgs| {
-            msgs.into_iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => {
-                    Some((r.get(0).map(str::to_string), r.get(1).map(str::to_string)))
-                }
-                _ => None,
-            })
-        })
-        .unwrap_or_default();
-    let server_version = client
-        .simple_query("SHOW server_version")
-        .await
-        .ok()
-        .and_then(|msgs| {
-            msgs.into_iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-        })
-        .unwrap_or_default();
     let info = SessionInfo {
         engine: EngineKind::Postgres,
         endpoint: format!("{}:{}", target.host, target.port),
         dial_address: format!("{dial_host}:{dial_port}"),
-        server_version,
+        server_version: String::new(),
         user: target.user.clone(),
         auth: auth.describe(),
         tls: TlsInfo {
             mode: Some(tls.mode),
-            protocol: ssl.0,
-            cipher: ssl.1,
+            protocol: None,
+            cipher: None,
             certificate: peer.get().first().and_then(|c| CertSummary::from_der(c)),
         },
         timings: Timings {
@@ -175,7 +151,7 @@ fn classify(
         }
         return ConnectError::Server(format!("{} ({})", db.message(), code.code()));
     }
-    let text = error_text(err);
+    let text = error_line(err);
     if text.contains("server does not support TLS") {
         return ConnectError::Tls(TlsFailure::NoTls);
     }
@@ -190,10 +166,6 @@ fn classify(
     ConnectError::Server(text)
 }
 
-fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    crate::ca::error_line(err)
-}
-
 struct PgSession {
     client: tokio_postgres::Client,
     driver: tokio::task::JoinHandle<()>,
@@ -201,8 +173,34 @@ struct PgSession {
 }
 
 impl Session for PgSession {
-    fn info(&self) -> &SessionInfo {
-        &self.info
+    fn describe(&mut self) -> BoxFuture<'_, SessionInfo> {
+        Box::pin(async move {
+            let row = self
+                .client
+                .simple_query(
+                    "SELECT version, cipher, current_setting('server_version') \
+                     FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                )
+                .await
+                .ok()
+                .and_then(|msgs| {
+                    msgs.into_iter().find_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => Some(
+                            (0..3)
+                                .map(|i| r.get(i).map(str::to_string))
+                                .collect::<Vec<_>>(),
+                        ),
+                        _ => None,
+                    })
+                })
+                .unwrap_or_default();
+            let mut info = self.info.clone();
+            let mut cells = row.into_iter();
+            info.tls.protocol = cells.next().flatten();
+            info.tls.cipher = cells.next().flatten();
+            info.server_version = cells.next().flatten().unwrap_or_default();
+            info
+        })
     }
 
     fn execute<'a>(
@@ -220,7 +218,7 @@ impl Session for PgSession {
                             code: format!("SQLSTATE {}", db.code().code()),
                         },
                         None => QueryError {
-                            message: error_text(&e),
+                            message: error_line(&e),
                             code: "connection".into(),
                         },
                     })?;
