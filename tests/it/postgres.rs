@@ -5,7 +5,8 @@ use crate::support::pg::{self, APP_PASSWORD, Variant};
 use crate::support::pki::ENDPOINT;
 use crate::support::{Run, TestEnv};
 
-fn run_pg(variant: Variant, extra: &[&str], password: Option<&str>) -> Run {
+/// `rdsconn --ca-bundle TEST-CA postgres -h ENDPOINT -U app -d appdb --via SERVER EXTRA…`
+fn pg_cmd(env: &TestEnv, variant: Variant, extra: &[&str]) -> std::process::Command {
     let server = pg::server(variant);
     let ca = pg::pki().ca_file.display().to_string();
     let via = format!("127.0.0.1:{}", server.port);
@@ -23,11 +24,16 @@ fn run_pg(variant: Variant, extra: &[&str], password: Option<&str>) -> Run {
         &via,
     ];
     args.extend_from_slice(extra);
+    env.cmd(&args)
+}
+
+fn run_pg(variant: Variant, extra: &[&str], password: Option<&str>) -> Run {
     let env = TestEnv::new();
-    match password {
-        Some(pw) => env.run_with(&args, &[("PGPASSWORD", pw)]),
-        None => env.run(&args),
+    let mut cmd = pg_cmd(&env, variant, extra);
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
     }
+    Run::from(cmd.output().unwrap())
 }
 
 #[test]
@@ -277,27 +283,12 @@ fn nothing_listening_and_black_hole_are_network_errors() {
 
 #[test]
 fn password_stdin_and_secrets_stay_out_of_output() {
-    let server = pg::server(Variant::Good);
-    let ca = pg::pki().ca_file.display().to_string();
-    let via = format!("127.0.0.1:{}", server.port);
     let env = TestEnv::new();
-    let mut cmd = env.cmd(&[
-        "-vvv",
-        "--ca-bundle",
-        &ca,
-        "postgres",
-        "-h",
-        ENDPOINT,
-        "-U",
-        "app",
-        "-d",
-        "appdb",
-        "--via",
-        &via,
-        "--password-stdin",
-        "-c",
-        "SELECT current_user AS u",
-    ]);
+    let mut cmd = pg_cmd(
+        &env,
+        Variant::Good,
+        &["-vvv", "--password-stdin", "-c", "SELECT current_user AS u"],
+    );
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
