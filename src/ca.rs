@@ -187,15 +187,33 @@ impl Bundle {
         sha256_hex(&self.pem)
     }
 
-    /// A rustls root store holding every certificate of the bundle.
-    pub fn root_store(&self) -> rustls::RootCertStore {
+    /// The trust anchors of the bundle: a rustls root store and the DER
+    /// certificates it was built from.
+    pub fn roots(&self) -> Roots {
         let mut store = rustls::RootCertStore::empty();
+        let mut certs = Vec::with_capacity(self.certs.len());
         // Every certificate already parsed as X.509 in `validate`; one that
         // rustls still rejects (e.g. an unsupported key) cannot anchor a
         // chain anyway, so it is left out rather than failing the bundle.
-        store.add_parsable_certificates(self.certs.iter().cloned());
-        store
+        for cert in &self.certs {
+            if store.add(cert.clone()).is_ok() {
+                certs.push(cert.clone());
+            }
+        }
+        Roots {
+            store: Arc::new(store),
+            certs,
+        }
     }
+}
+
+/// The roots TLS verification trusts: one root store for rdsconn's own
+/// rustls configs, and the same certificates as DER for drivers that build
+/// their own configuration (`mysql_async`).
+#[derive(Debug)]
+pub struct Roots {
+    pub store: Arc<rustls::RootCertStore>,
+    pub certs: Vec<CertificateDer<'static>>,
 }
 
 /// What rdsconn records next to a cached bundle.
@@ -520,14 +538,14 @@ fn load_file(path: &Path) -> Result<Bundle, CaError> {
 /// Every command that verifies a server certificate gets its roots here, so
 /// `--ca-bundle`, the cache and the embedded fallback behave the same
 /// everywhere. Warnings are returned on the first call only.
-pub fn roots(file: Option<&Path>) -> Result<(Arc<rustls::RootCertStore>, Vec<String>), CaError> {
-    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+pub fn roots(file: Option<&Path>) -> Result<(Arc<Roots>, Vec<String>), CaError> {
+    static ROOTS: OnceLock<Arc<Roots>> = OnceLock::new();
     if let Some(store) = ROOTS.get() {
         return Ok((Arc::clone(store), Vec::new()));
     }
     let cache = Cache::from_env().ok();
     let (bundle, warnings) = load(cache.as_ref(), &LoadOptions { file, region: None })?;
-    let store = ROOTS.get_or_init(|| Arc::new(bundle.root_store()));
+    let store = ROOTS.get_or_init(|| Arc::new(bundle.roots()));
     Ok((Arc::clone(store), warnings))
 }
 
@@ -880,7 +898,9 @@ mod tests {
     fn embedded_bundle_is_valid_and_complete() {
         let bundle = Bundle::embedded().unwrap();
         assert_eq!(bundle.certs.len(), 108);
-        assert_eq!(bundle.root_store().len(), 108);
+        let roots = bundle.roots();
+        assert_eq!(roots.store.len(), 108);
+        assert_eq!(roots.certs.len(), 108);
     }
 
     #[test]

@@ -113,8 +113,18 @@ pub enum Command {
     Token(TokenArgs),
 
     /// Connect to MySQL / MariaDB over verified TLS.
-    #[command(after_help = AFTER_HELP)]
-    Mysql(PendingArgs),
+    ///
+    /// Connects to the endpoint (verified against the RDS CA bundle and,
+    /// with --tls verify-full, the endpoint name: MySQL VERIFY_IDENTITY),
+    /// authenticates with a password or an IAM token (sent with
+    /// mysql_clear_password, only inside that TLS), and runs -e SQL or
+    /// prints --info.
+    ///
+    /// Environment: MYSQL_HOST and MYSQL_TCP_PORT fill in what the flags
+    /// and URL leave open; MYSQL_PWD is the password (else
+    /// --password-stdin, else a no-echo prompt on a terminal).
+    #[command(visible_alias = "mariadb", after_help = AFTER_HELP, disable_help_flag = true)]
+    Mysql(MysqlArgs),
 
     /// Connect to PostgreSQL over verified TLS.
     ///
@@ -238,6 +248,33 @@ pub struct TokenArgs {
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// `rdsconn mysql`: the mysql client's short flags.
+#[derive(Debug, Args)]
+pub struct MysqlArgs {
+    /// Target URL instead of the flags: mysql://USER@HOST[:PORT][/DB] (no password).
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// Endpoint host name (signed for and verified against).
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port [default: 3306].
+    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database user.
+    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Default database.
+    #[arg(short = 'D', long, visible_alias = "dbname", value_name = "DB")]
+    pub database: Option<String>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// `rdsconn postgres`: psql's short flags.

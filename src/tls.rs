@@ -40,7 +40,7 @@ impl TlsMode {
 #[derive(Clone, Debug)]
 pub struct TlsPolicy {
     pub mode: TlsMode,
-    pub roots: Arc<rustls::RootCertStore>,
+    pub roots: Arc<crate::ca::Roots>,
 }
 
 /// The certificate chain a server presented, as seen by the verifier.
@@ -66,7 +66,7 @@ impl TlsPolicy {
     ) -> Result<rustls::ClientConfig, rustls::Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let inner = WebPkiServerVerifier::builder_with_provider(
-            Arc::clone(&self.roots),
+            Arc::clone(&self.roots.store),
             Arc::clone(&provider),
         )
         .build()
@@ -183,6 +183,14 @@ impl CertSummary {
     }
 }
 
+/// `DnsName("a.example")` (how webpki reports presented names) → `a.example`.
+fn unwrap_debug(name: &str) -> String {
+    name.split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map_or(name, |inner| inner.trim_matches('"'))
+        .to_string()
+}
+
 fn ip_string(raw: &[u8]) -> Option<String> {
     match raw.len() {
         4 => <[u8; 4]>::try_from(raw)
@@ -226,18 +234,25 @@ pub enum TlsFailure {
 impl TlsFailure {
     /// Classifies a rustls error; `expected` is the endpoint name.
     pub fn from_rustls(err: &rustls::Error, expected: &str, peer: &[CertificateDer<'_>]) -> Self {
-        let presented = || {
+        // The chain rdsconn's verifier recorded, else (drivers with their
+        // own verifier) the names rustls reports.
+        let presented = |context: &[String]| {
             peer.first()
                 .and_then(|c| CertSummary::from_der(c))
-                .map(|s| s.sans)
-                .unwrap_or_default()
+                .map_or_else(
+                    || context.iter().map(|n| unwrap_debug(n)).collect(),
+                    |s| s.sans,
+                )
         };
         match err {
             rustls::Error::InvalidCertificate(e) => match e {
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => Self::WrongName {
+                CertificateError::NotValidForName => Self::WrongName {
                     expected: expected.to_string(),
-                    presented: presented(),
+                    presented: presented(&[]),
+                },
+                CertificateError::NotValidForNameContext { presented: p, .. } => Self::WrongName {
+                    expected: expected.to_string(),
+                    presented: presented(p),
                 },
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => Self::UnknownCa,
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {

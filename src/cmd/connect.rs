@@ -1,5 +1,5 @@
-//! `rdsconn postgres` (and, next, `rdsconn mysql`): a verified connection,
-//! then `-e SQL` or `--info`.
+//! `rdsconn mysql` and `rdsconn postgres`: a verified connection, then
+//! `-e SQL` or `--info`.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::ca;
-use crate::cli::{ConnectArgs, GlobalArgs, OutputFormat, PostgresArgs};
+use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
 use crate::engine::{self, Auth, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
 use crate::output;
@@ -25,7 +25,6 @@ struct Given {
 }
 
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let given = Given {
         url: args.url.clone(),
         host: args.host.clone().or_else(|| env("PGHOST")),
@@ -45,6 +44,24 @@ pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     .await
 }
 
+pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
+    let given = Given {
+        url: args.url.clone(),
+        host: args.host.clone().or_else(|| env("MYSQL_HOST")),
+        port: args
+            .port
+            .or_else(|| env("MYSQL_TCP_PORT").and_then(|p| p.parse().ok())),
+        user: args.user.clone(),
+        database: args.database.clone(),
+    };
+    run(global, EngineKind::Mysql, given, &args.connect, "MYSQL_PWD").await
+}
+
+/// An environment variable, if set and not empty.
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
 async fn run(
     global: &GlobalArgs,
     kind: EngineKind,
@@ -61,9 +78,7 @@ async fn run(
         ))
         .with_hint("use -e SQL to run statements, or --info to check the connection"));
     }
-    let Some(engine) = engine::for_kind(kind) else {
-        return crate::cmd::pending(kind.name());
-    };
+    let engine = engine::for_kind(kind);
     let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
     for w in warnings {
         output::warn(w);
@@ -86,7 +101,13 @@ async fn run(
     let result = match &args.execute {
         Some(sql) => match session.execute(sql).await {
             Ok(sets) => print_results(global.output, &sets),
-            Err(e) => Err(Error::from(e)),
+            Err(mut e) => {
+                let completed = std::mem::take(&mut e.completed);
+                if !completed.is_empty() {
+                    print_results(global.output, &completed)?;
+                }
+                Err(Error::from(e))
+            }
         },
         None => print_info(global.output, &session.describe().await),
     };
@@ -274,13 +295,15 @@ fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
         let tls = &info.tls;
         let cert = tls.certificate.clone().unwrap_or_default();
         let t = &info.timings;
-        let tls_auth = t
-            .tls_auth_ms
-            .map_or(String::new(), |v| format!(", tls+auth {v:.1} ms"));
+        // MySQL's driver does TCP, TLS and authentication in one step.
+        let stages = t.tls_auth_ms.map_or_else(
+            || format!("tcp+tls+auth {:.1} ms", t.connect_ms),
+            |v| format!("tcp {:.1} ms, tls+auth {v:.1} ms", t.connect_ms),
+        );
         format!(
             "endpoint:     {} (dialed {})\nserver:       {} {}\nuser:         {} (auth: {})\n\
              tls:          {} {} ({})\ncertificate:  {}\nSANs:         {}\nissuer:       {}\nnot after:    {}\n\
-             timings:      dns {:.1} ms, tcp {:.1} ms{tls_auth}, total {:.1} ms",
+             timings:      dns {:.1} ms, {stages}, total {:.1} ms",
             info.endpoint,
             info.dial_address,
             info.engine.name(),
@@ -295,7 +318,6 @@ fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
             cert.issuer,
             cert.not_after,
             t.dns_ms,
-            t.connect_ms,
             t.total_ms,
         )
     })

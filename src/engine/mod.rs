@@ -1,8 +1,9 @@
 //! The one database trait: connect over verified TLS, run SQL, describe
-//! the session, close. `postgres` (tokio-postgres + tokio-postgres-rustls)
-//! implements it; the MySQL engine (`mysql_async`) is next. Command code
+//! the session, close. `mysql` (`mysql_async`) and `postgres`
+//! (tokio-postgres + tokio-postgres-rustls) implement it. Command code
 //! picks an engine once with [`for_kind`] and never matches on it again.
 
+pub mod mysql;
 pub mod postgres;
 
 use std::fmt;
@@ -193,6 +194,9 @@ pub struct QueryError {
     pub message: String,
     /// SQLSTATE (PostgreSQL) or `ERROR n (SQLSTATE)` (MySQL).
     pub code: String,
+    /// Results of the statements before the failing one, which the native
+    /// client would have printed (mysql does; psql -c does not).
+    pub completed: Vec<ResultSet>,
 }
 
 impl Categorized for QueryError {
@@ -230,11 +234,11 @@ pub trait Session: Send {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
-/// The engine for a kind, if this build has it.
-pub fn for_kind(kind: EngineKind) -> Option<&'static dyn Engine> {
+/// The engine for a kind.
+pub fn for_kind(kind: EngineKind) -> &'static dyn Engine {
     match kind {
-        EngineKind::Mysql => None,
-        EngineKind::Postgres => Some(&postgres::Postgres),
+        EngineKind::Mysql => &mysql::Mysql,
+        EngineKind::Postgres => &postgres::Postgres,
     }
 }
 

@@ -216,10 +216,12 @@ impl Session for PgSession {
                         Some(db) => QueryError {
                             message: db.message().to_string(),
                             code: format!("SQLSTATE {}", db.code().code()),
+                            completed: Vec::new(),
                         },
                         None => QueryError {
                             message: error_line(&e),
                             code: "connection".into(),
+                            completed: Vec::new(),
                         },
                     })?;
             let mut sets = Vec::new();

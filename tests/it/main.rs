@@ -5,5 +5,5 @@ mod support;
 
 mod ca;
 mod cli;
-mod postgres;
+mod connect;
 mod token;

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod maria;
 pub mod pg;
 pub mod pki;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -69,6 +71,16 @@ impl TestEnv {
         }
         Run::from(cmd.output().unwrap())
     }
+}
+
+/// Runs `cmd` with `input` on its stdin.
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> Run {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    Run::from(child.wait_with_output().unwrap())
 }
 
 /// A finished run of the binary.

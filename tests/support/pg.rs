@@ -6,42 +6,22 @@
 //! watchdog shell stops the server and removes its directory as soon as the
 //! test process is gone, whether the tests passed or not.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::pki::{Ca, ENDPOINT};
+use super::server::{APP_PASSWORD, IAM_USER};
+use super::server::{
+    Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
+    spawn_watchdog,
+};
+pub use super::server::{Server, Variant};
 
-/// The password of the `app` user on every test server.
-pub const APP_PASSWORD: &str = "app-Pa55word-for-tests";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// Certificate for the endpoint name from the test CA.
-    Good,
-    /// Certificate from the test CA for another name.
-    WrongName,
-    /// Certificate for the endpoint name from an unknown CA.
-    OtherCa,
-    /// Expired certificate for the endpoint name from the test CA.
-    Expired,
-    /// TLS disabled on the server.
-    NoTls,
-}
-
-pub struct Pki {
-    pub ca: Ca,
-    pub other_ca: Ca,
-    /// The test CA as a file, for `--ca-bundle`.
-    pub ca_file: PathBuf,
-}
-
-pub struct Server {
-    pub port: u16,
-}
+/// The endpoint port tokens are signed for (the servers listen elsewhere;
+/// tests dial them with `--via`).
+pub const SIGNED_PORT: u16 = 5432;
 
 struct Base {
     root: PathBuf,
@@ -53,7 +33,7 @@ fn base_dir() -> &'static Base {
     static BASE: OnceLock<Base> = OnceLock::new();
     BASE.get_or_init(|| {
         assert!(
-            nix_is_root(),
+            is_root(),
             "the PostgreSQL tests need root (to run the server as the postgres user): run scripts/test.sh as root"
         );
         let bin = find_bin();
@@ -70,13 +50,6 @@ fn base_dir() -> &'static Base {
         ));
         Base { root, bin, template }
     })
-}
-
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 fn find_bin() -> PathBuf {
@@ -116,74 +89,14 @@ fn as_postgres(script: &str) {
     );
 }
 
-pub fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let ca = Ca::new("rdsconn test CA");
-        let other_ca = Ca::new("some other CA");
-        let dir = tempfile::Builder::new()
-            .prefix("rdsconn-pki-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        remove_after_exit(&dir);
-        let ca_file = dir.join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        Pki {
-            ca,
-            other_ca,
-            ca_file,
-        }
-    })
-}
-
-/// Removes `path` a few seconds after this test process has exited (after
-/// the server watchdogs have stopped their servers).
-// The watchdog must outlive this process, so it is never waited for.
-#[allow(clippy::zombie_processes)]
-fn remove_after_exit(path: &Path) {
-    let script = format!(
-        "while [ -d /proc/{} ]; do sleep 0.5; done; sleep 3; rm -rf '{}'",
-        std::process::id(),
-        path.display()
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The server for a variant, started on first use.
 pub fn server(variant: Variant) -> &'static Server {
-    static SERVERS: OnceLock<Mutex<HashMap<Variant, &'static Server>>> = OnceLock::new();
-    let mut map = SERVERS
-        .get_or_init(|| Mutex::new(HashMap::new()))
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(s) = map.get(&variant) {
-        return s;
-    }
-    let server: &'static Server = Box::leak(Box::new(start(variant)));
-    map.insert(variant, server);
-    server
+    static SERVERS: Registry = OnceLock::new();
+    get_or_start(&SERVERS, variant, start)
 }
 
-// The server watchdog must outlive this process, so it is never waited for.
-#[allow(clippy::zombie_processes)]
 fn start(variant: Variant) -> Server {
     let base = base_dir();
-    let pki = pki();
     let dir = base.root.join(format!("{variant:?}").to_lowercase());
     let ok = Command::new("cp")
         .arg("-a")
@@ -193,15 +106,7 @@ fn start(variant: Variant) -> Server {
         .unwrap()
         .success();
     assert!(ok);
-    let leaf = match variant {
-        Variant::Good | Variant::NoTls => pki.ca.leaf(&[ENDPOINT], false),
-        Variant::WrongName => pki.ca.leaf(
-            &["otherdb.xyz789.us-east-1.rds.amazonaws.com", "localhost"],
-            false,
-        ),
-        Variant::OtherCa => pki.other_ca.leaf(&[ENDPOINT], false),
-        Variant::Expired => pki.ca.leaf(&[ENDPOINT], true),
-    };
+    let leaf = leaf(variant);
     std::fs::write(dir.join("server.crt"), &leaf.cert_pem).unwrap();
     std::fs::write(dir.join("server.key"), &leaf.key_pem).unwrap();
     std::fs::set_permissions(
@@ -222,10 +127,17 @@ fn start(variant: Variant) -> Server {
     );
     std::fs::write(dir.join("postgresql.conf"), conf).unwrap();
     // Plaintext is refused by the server too, except on the no-TLS variant.
+    let service = pam_service("postgres", SIGNED_PORT);
     let hba = if tls {
-        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n"
+        format!(
+            "local all all trust\nhostssl all {IAM_USER} 127.0.0.1/32 pam pamservice={service}\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n"
+        )
     } else {
-        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+        format!(
+            "local all all trust\nhost all {IAM_USER} 127.0.0.1/32 pam pamservice={service}\n\
+             host all all 127.0.0.1/32 scram-sha-256\n"
+        )
     };
     std::fs::write(dir.join("pg_hba.conf"), hba).unwrap();
     chown_postgres(&dir);
@@ -240,18 +152,15 @@ fn start(variant: Variant) -> Server {
         dir = dir.display(),
         pid = std::process::id()
     );
-    Command::new("su")
-        .args(["postgres", "-s", "/bin/sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    spawn_watchdog(&script, Some("postgres"));
     wait_ready(&dir, port);
     let sql = dir.join("setup.sql");
     std::fs::write(
         &sql,
-        format!("CREATE USER app PASSWORD '{APP_PASSWORD}';\nCREATE DATABASE appdb OWNER app;\n"),
+        format!(
+            "CREATE USER app PASSWORD '{APP_PASSWORD}';\nCREATE DATABASE appdb OWNER app;\n\
+             CREATE USER {IAM_USER};\n"
+        ),
     )
     .unwrap();
     chown_postgres(&sql);

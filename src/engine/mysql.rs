@@ -1,0 +1,481 @@
+//! MySQL and MariaDB through `mysql_async`.
+//!
+//! `mysql_async` builds its own rustls configuration, so rdsconn hands it
+//! exactly the roots of the CA bundle (its built-in web roots disabled) and
+//! the name to verify:
+//!
+//! - verify-full: the endpoint name, while TCP goes to the resolved dial
+//!   address (`--via` or the endpoint's own address);
+//! - verify-ca: the driver cannot skip only the name check, so rdsconn first
+//!   runs a TLS probe with its own verifier (chain only) and pins a name the
+//!   presented certificate carries. If the certificate changes between the
+//!   probe and the connection, the driver's check fails closed.
+//!
+//! The probe (greeting, `SSLRequest`, TLS handshake, nothing more) also
+//! supplies what the driver does not expose: the certificate for `--info`
+//! and for error messages.
+//!
+//! Passwords and IAM tokens go out only after TLS: a server that does not
+//! offer TLS is refused by the driver before authentication, and
+//! `mysql_clear_password` (IAM, PAM) is enabled only because of that.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{DriverError, IoError, OptsBuilder, Row, ServerError, SslOpts, TlsError, Value};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
+    Target, Timings, ms,
+};
+use crate::error::error_line;
+use crate::target::EngineKind;
+use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsInfo, TlsMode, TlsPolicy};
+
+pub struct Mysql;
+
+/// `ER_ACCESS_DENIED_ERROR` and `ER_ACCESS_DENIED_NO_PASSWORD_ERROR`.
+const ACCESS_DENIED: [u16; 2] = [1045, 1698];
+
+impl Engine for Mysql {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Mysql
+    }
+
+    fn connect<'a>(
+        &'a self,
+        target: &'a Target,
+        auth: &'a Auth,
+        tls: &'a TlsPolicy,
+    ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>> {
+        Box::pin(async move {
+            let stage = Stage::default();
+            let limit = target.connect_timeout;
+            match tokio::time::timeout(limit, connect(target, auth, tls, &stage)).await {
+                Ok(r) => r.map(|s| Box::new(s) as Box<dyn Session>),
+                Err(_) => Err(ConnectError::Timeout {
+                    stage: stage.get(),
+                    after: limit,
+                }),
+            }
+        })
+    }
+}
+
+async fn connect(
+    target: &Target,
+    auth: &Auth,
+    tls: &TlsPolicy,
+    stage: &Stage,
+) -> Result<MysqlSession, ConnectError> {
+    let start = Instant::now();
+    let (dial_host, dial_port) = target.dial();
+    let addrs = super::resolve(&dial_host, dial_port).await?;
+    let dns_ms = ms(start);
+
+    // verify-ca: learn a name the certificate carries, verifying its chain.
+    let mut probed = None;
+    let verify_name = match tls.mode {
+        TlsMode::VerifyFull => target.host.as_str().to_string(),
+        TlsMode::VerifyCa => {
+            stage.set("TLS probe");
+            let peer = Arc::new(PeerChain::default());
+            let leaf = probe(&addrs, target.host.as_str(), tls, &peer).await?;
+            let name = leaf.as_ref().and_then(pin_name).ok_or_else(|| {
+                ConnectError::Tls(TlsFailure::Other(
+                    "the server certificate names no DNS name or IP address to pin for verify-ca"
+                        .into(),
+                ))
+            })?;
+            probed = leaf;
+            name
+        }
+    };
+
+    stage.set("TCP connect, TLS handshake and authentication");
+    let t = Instant::now();
+    let mut last = None;
+    for addr in &addrs {
+        match mysql_async::Conn::new(opts(target, auth, tls, addr, &verify_name)).await {
+            Ok(conn) => {
+                let connect_ms = ms(t);
+                let info = SessionInfo {
+                    engine: EngineKind::Mysql,
+                    endpoint: format!("{}:{}", target.host, target.port),
+                    dial_address: format!("{dial_host}:{dial_port}"),
+                    server_version: String::new(),
+                    user: target.user.clone(),
+                    auth: auth.describe(),
+                    tls: TlsInfo {
+                        mode: Some(tls.mode),
+                        protocol: None,
+                        cipher: None,
+                        certificate: probed,
+                    },
+                    timings: Timings {
+                        dns_ms,
+                        connect_ms,
+                        tls_auth_ms: None,
+                        total_ms: ms(start),
+                    },
+                };
+                return Ok(MysqlSession {
+                    conn,
+                    host: target.host.as_str().to_string(),
+                    addr: *addr,
+                    policy: tls.clone(),
+                    info,
+                });
+            }
+            // Only a refused or unreachable address moves on to the next one.
+            Err(mysql_async::Error::Io(IoError::Io(source))) if is_dial_error(&source) => {
+                last = Some(ConnectError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                });
+            }
+            Err(e) => return Err(classify(e, target, auth, tls, &addrs).await),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectError::Tcp {
+        addr: format!("{dial_host}:{dial_port}"),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+    }))
+}
+
+fn opts(
+    target: &Target,
+    auth: &Auth,
+    tls: &TlsPolicy,
+    addr: &SocketAddr,
+    verify_name: &str,
+) -> OptsBuilder {
+    let roots = tls.roots.certs.iter().map(|c| c.to_vec().into()).collect();
+    let ssl = SslOpts::default()
+        .with_root_certs(roots)
+        .with_disable_built_in_roots(true)
+        .with_danger_tls_hostname_override(Some(verify_name.to_string()));
+    OptsBuilder::default()
+        .ip_or_hostname(addr.ip().to_string())
+        .tcp_port(addr.port())
+        .user(Some(target.user.clone()))
+        .pass(Some(auth.secret().expose().to_string()))
+        .db_name(target.database.clone())
+        .ssl_opts(Some(ssl))
+        .prefer_socket(false)
+        .enable_cleartext_plugin(true)
+        .stmt_cache_size(0)
+        // Known up front, so the driver skips its settings query.
+        .max_allowed_packet(Some(1 << 30))
+        .wait_timeout(Some(28_800))
+}
+
+fn is_dial_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable,
+    };
+    matches!(
+        e.kind(),
+        ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+    )
+}
+
+/// A name from the certificate that rustls will accept as the server name
+/// and that the certificate is valid for: a SAN, with a wildcard's `*`
+/// replaced by a label it matches.
+fn pin_name(cert: &CertSummary) -> Option<String> {
+    cert.sans.iter().find_map(|san| {
+        let name = san
+            .strip_prefix("*.")
+            .map_or_else(|| san.clone(), |rest| format!("rdsconn.{rest}"));
+        ServerName::try_from(name.as_str()).is_ok().then_some(name)
+    })
+}
+
+/// Maps a connect failure to its stage. TLS failures are re-examined with
+/// a probe so the message can name what the certificate is valid for.
+async fn classify(
+    err: mysql_async::Error,
+    target: &Target,
+    auth: &Auth,
+    tls: &TlsPolicy,
+    addrs: &[SocketAddr],
+) -> ConnectError {
+    match &err {
+        mysql_async::Error::Server(ServerError {
+            code,
+            message,
+            state,
+        }) => {
+            let text = format!("{message} (ERROR {code} ({state}))");
+            if ACCESS_DENIED.contains(code) {
+                ConnectError::Auth {
+                    message: text,
+                    iam: matches!(auth, Auth::IamToken(_)),
+                }
+            } else {
+                ConnectError::Server(text)
+            }
+        }
+        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => {
+            ConnectError::Tls(TlsFailure::NoTls)
+        }
+        mysql_async::Error::Driver(DriverError::UnknownAuthPlugin { name }) => ConnectError::Auth {
+            message: format!(
+                "the server asks for the {name:?} authentication plugin, which rdsconn does not speak"
+            ),
+            iam: false,
+        },
+        mysql_async::Error::Io(IoError::Tls(TlsError::InvalidDnsName(_))) => {
+            ConnectError::Tls(TlsFailure::Other(format!(
+                "{:?} is not a valid TLS server name",
+                target.host.as_str()
+            )))
+        }
+        _ => {
+            if let Some(r) = super::find_rustls(&err) {
+                // The probe's verifier records the chain the server shows,
+                // whether or not it verifies.
+                let peer = Arc::new(PeerChain::default());
+                let _ = probe(addrs, target.host.as_str(), tls, &peer).await;
+                return ConnectError::Tls(TlsFailure::from_rustls(
+                    r,
+                    target.host.as_str(),
+                    &peer.get(),
+                ));
+            }
+            ConnectError::Server(error_line(&err))
+        }
+    }
+}
+
+/// Largest greeting rdsconn reads (real ones are about 100 bytes).
+const MAX_GREETING: usize = 16 * 1024;
+const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
+const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
+const CLIENT_SSL: u32 = 0x0000_0800;
+const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
+
+/// Opens a connection, reads the server greeting, asks for TLS and runs
+/// the handshake with rdsconn's verifier; then hangs up before
+/// authentication. The presented chain lands in `peer`, even when
+/// verification fails; on success the leaf is returned.
+async fn probe(
+    addrs: &[SocketAddr],
+    server_name: &str,
+    tls: &TlsPolicy,
+    peer: &Arc<PeerChain>,
+) -> Result<Option<CertSummary>, ConnectError> {
+    let mut stream = super::tcp_connect(addrs).await?;
+    let io_err = |source: std::io::Error| {
+        ConnectError::Server(format!("reading the server greeting: {source}"))
+    };
+
+    let mut header = [0_u8; 4];
+    stream.read_exact(&mut header).await.map_err(io_err)?;
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    if len > MAX_GREETING {
+        return Err(ConnectError::Server(format!(
+            "the server greeting is {len} bytes; this does not look like MySQL"
+        )));
+    }
+    let mut greeting = vec![0_u8; len];
+    stream.read_exact(&mut greeting).await.map_err(io_err)?;
+    if !greeting_offers_tls(&greeting)? {
+        return Err(ConnectError::Tls(TlsFailure::NoTls));
+    }
+
+    // SSLRequest: capabilities, max packet size, character set, 23 zeros;
+    // sequence id 1.
+    let caps = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION;
+    let mut request = Vec::with_capacity(36);
+    request.extend_from_slice(&[32, 0, 0, 1]);
+    request.extend_from_slice(&caps.to_le_bytes());
+    request.extend_from_slice(&(1_u32 << 24).to_le_bytes());
+    request.push(45); // utf8mb4_general_ci
+    request.extend_from_slice(&[0; 23]);
+    stream.write_all(&request).await.map_err(io_err)?;
+
+    let config = tls
+        .client_config(Arc::clone(peer))
+        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|_| {
+        ConnectError::Tls(TlsFailure::Other(format!(
+            "{server_name:?} is not a valid TLS server name"
+        )))
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    match connector.connect(name, stream).await {
+        Ok(mut tls_stream) => {
+            let _ = tls_stream.shutdown().await;
+            Ok(peer.get().first().and_then(|c| CertSummary::from_der(c)))
+        }
+        Err(e) => Err(match super::find_rustls(&e) {
+            Some(r) => ConnectError::Tls(TlsFailure::from_rustls(r, server_name, &peer.get())),
+            None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
+        }),
+    }
+}
+
+/// Whether a protocol-10 greeting advertises `CLIENT_SSL`; an error packet
+/// (too many connections, host blocked) becomes the server's message.
+fn greeting_offers_tls(greeting: &[u8]) -> Result<bool, ConnectError> {
+    match greeting.first() {
+        Some(0xff) => {
+            let code = greeting
+                .get(1..3)
+                .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+            let message = String::from_utf8_lossy(greeting.get(3..).unwrap_or_default());
+            Err(ConnectError::Server(format!("{message} (ERROR {code})")))
+        }
+        Some(10) => {
+            // version (NUL-terminated), connection id (4), scramble (8),
+            // filler (1), then the lower two capability bytes.
+            let version_end = greeting.iter().skip(1).position(|&b| b == 0).map(|p| p + 1);
+            let caps_at = version_end.map(|end| end + 1 + 4 + 8 + 1);
+            let caps = caps_at
+                .and_then(|at| greeting.get(at..at + 2))
+                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])));
+            caps.map(|c| c & CLIENT_SSL != 0)
+                .ok_or_else(|| ConnectError::Server("the server greeting is truncated".into()))
+        }
+        _ => Err(ConnectError::Server(
+            "the server does not speak the MySQL protocol (version 10)".into(),
+        )),
+    }
+}
+
+struct MysqlSession {
+    conn: mysql_async::Conn,
+    /// The endpoint name and the address the session is connected to, for
+    /// the `--info` probe.
+    host: String,
+    addr: SocketAddr,
+    policy: TlsPolicy,
+    info: SessionInfo,
+}
+
+impl MysqlSession {
+    async fn status(&mut self) -> Vec<(String, String)> {
+        self.conn
+            .query::<(String, String), _>(
+                "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')",
+            )
+            .await
+            .unwrap_or_default()
+    }
+}
+
+impl Session for MysqlSession {
+    fn describe(&mut self) -> BoxFuture<'_, SessionInfo> {
+        Box::pin(async move {
+            let mut info = self.info.clone();
+            info.server_version = self
+                .conn
+                .query_first::<String, _>("SELECT VERSION()")
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            for (name, value) in self.status().await {
+                match name.as_str() {
+                    "Ssl_version" => info.tls.protocol = Some(value),
+                    "Ssl_cipher" => info.tls.cipher = Some(value),
+                    _ => {}
+                }
+            }
+            // The driver does not expose the peer certificate; a probe of
+            // the same address shows it (verify-ca already has it).
+            if info.tls.certificate.is_none() {
+                let peer = Arc::new(PeerChain::default());
+                info.tls.certificate = probe(&[self.addr], &self.host, &self.policy, &peer)
+                    .await
+                    .ok()
+                    .flatten();
+            }
+            info
+        })
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ResultSet>, QueryError>> {
+        Box::pin(async move {
+            let mut result = self
+                .conn
+                .query_iter(sql)
+                .await
+                .map_err(|e| query_error(e, Vec::new()))?;
+            let mut sets = Vec::new();
+            loop {
+                if result.is_empty() {
+                    // A failing statement after the first is stored by the
+                    // driver and surfaces here.
+                    return match result.next().await {
+                        Err(e) => Err(query_error(e, sets)),
+                        Ok(_) => Ok(sets),
+                    };
+                }
+                let columns: Vec<String> = result
+                    .columns_ref()
+                    .iter()
+                    .map(|c| c.name_str().into_owned())
+                    .collect();
+                let rows: Vec<Row> = match result.collect().await {
+                    Ok(rows) => rows,
+                    Err(e) => return Err(query_error(e, sets)),
+                };
+                sets.push(if columns.is_empty() {
+                    ResultSet {
+                        affected: Some(result.affected_rows()),
+                        ..ResultSet::default()
+                    }
+                } else {
+                    ResultSet {
+                        columns,
+                        rows: rows.iter().map(row_text).collect(),
+                        affected: None,
+                    }
+                });
+            }
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = self.conn.disconnect().await;
+        })
+    }
+}
+
+/// A text-protocol row as strings; NULL stays `None`.
+fn row_text(row: &Row) -> Vec<Option<String>> {
+    (0..row.len())
+        .map(|i| match row.as_ref(i) {
+            None | Some(Value::NULL) => None,
+            Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            Some(other) => Some(other.as_sql(true)),
+        })
+        .collect()
+}
+
+fn query_error(e: mysql_async::Error, completed: Vec<ResultSet>) -> QueryError {
+    let (message, code) = match e {
+        mysql_async::Error::Server(ServerError {
+            code,
+            message,
+            state,
+        }) => (message, format!("ERROR {code} ({state})")),
+        other => (error_line(&other), "connection".into()),
+    };
+    QueryError {
+        message,
+        code,
+        completed,
+    }
+}

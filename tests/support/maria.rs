@@ -1,0 +1,141 @@
+//! Throwaway MariaDB servers with TLS, one per certificate variant,
+//! started on first use and shared by the tests of this process.
+//!
+//! Each server gets its own data directory (`mariadb-install-db`, well
+//! under a second) and runs as root (`--user=root`) with `--no-defaults`,
+//! so nothing from the machine's own MariaDB configuration leaks in.
+//! Plaintext is refused by the server too (`require_secure_transport`),
+//! except on the no-TLS variant. IAM users authenticate through PAM with
+//! `pam_use_cleartext_plugin`, so the server asks for the token with
+//! `mysql_clear_password`, as RDS does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::server::{APP_PASSWORD, IAM_USER};
+use super::server::{
+    Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
+    spawn_watchdog,
+};
+pub use super::server::{Server, Variant};
+
+/// The endpoint port tokens are signed for (the servers listen elsewhere;
+/// tests dial them with `--via`).
+pub const SIGNED_PORT: u16 = 3306;
+
+const SERVER_BIN: &str = "/usr/sbin/mariadbd";
+
+/// The server for a variant, started on first use.
+pub fn server(variant: Variant) -> &'static Server {
+    static SERVERS: Registry = OnceLock::new();
+    get_or_start(&SERVERS, variant, start)
+}
+
+fn root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        assert!(
+            is_root(),
+            "the MariaDB tests need root: run scripts/test.sh as root"
+        );
+        assert!(
+            Path::new(SERVER_BIN).exists(),
+            "{SERVER_BIN} not found: run scripts/test.sh (apt-get install mariadb-server)"
+        );
+        let root = PathBuf::from(format!("/tmp/rdsconn-test-maria-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        remove_after_exit(&root);
+        root
+    })
+}
+
+fn start(variant: Variant) -> Server {
+    let dir = root().join(format!("{variant:?}").to_lowercase());
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("mariadb-install-db")
+        .args([
+            "--no-defaults",
+            "--user=root",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ])
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .output()
+        .expect("mariadb-install-db: run scripts/test.sh (apt-get install mariadb-server)");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let leaf = leaf(variant);
+    std::fs::write(dir.join("server.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &leaf.key_pem).unwrap();
+    let port = free_port();
+    let tls = if variant == Variant::NoTls {
+        "--skip-ssl".to_string()
+    } else {
+        format!(
+            "--ssl-cert={d}/server.crt --ssl-key={d}/server.key --require-secure-transport=ON",
+            d = dir.display()
+        )
+    };
+    // The watchdog: runs the server until this test process is gone, then
+    // stops it and removes its directory.
+    let script = format!(
+        "{SERVER_BIN} --no-defaults --user=root --datadir={d}/data --socket={d}/sock \
+         --port={port} --bind-address=127.0.0.1 --pid-file={d}/pid --log-error={d}/err.log \
+         --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=16M \
+         --innodb-log-file-size=8M --max-connections=200 \
+         --plugin-load-add=auth_pam --pam-use-cleartext-plugin=ON {tls} & srv=$!; \
+         while [ -d /proc/{pid} ] && kill -0 $srv 2>/dev/null; do sleep 0.3; done; \
+         kill -TERM $srv 2>/dev/null; wait $srv; rm -rf {d}",
+        d = dir.display(),
+        pid = std::process::id()
+    );
+    spawn_watchdog(&script, None);
+    wait_ready(&dir, port);
+
+    let service = pam_service("mysql", SIGNED_PORT);
+    admin(
+        &dir,
+        &format!(
+            "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; \
+             CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
+             CREATE DATABASE appdb; GRANT ALL ON appdb.* TO 'app'@'%'; \
+             CREATE USER '{IAM_USER}'@'%' IDENTIFIED VIA pam USING '{service}'; \
+             GRANT SELECT ON appdb.* TO '{IAM_USER}'@'%';"
+        ),
+    );
+    Server { port }
+}
+
+/// Runs SQL as root over the server's unix socket.
+fn admin(dir: &Path, sql: &str) {
+    let out = Command::new("mariadb")
+        .args(["--no-defaults", "-u", "root", "-e", sql])
+        .arg(format!("--socket={}", dir.join("sock").display()))
+        .output()
+        .expect("mariadb client: run scripts/test.sh (apt-get install mariadb-client)");
+    assert!(
+        out.status.success(),
+        "admin SQL failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_ready(dir: &Path, port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if dir.join("sock").exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("err.log")).unwrap_or_default();
+    panic!("MariaDB on port {port} did not start:\n{log}");
+}

@@ -1,0 +1,226 @@
+//! What the PostgreSQL and MariaDB harnesses share: the certificate
+//! variants, the test PKI, IAM through PAM, ports, and clean-up after the
+//! test process exits.
+//!
+//! IAM: each server authenticates `IAM_USER` through a PAM service whose
+//! only `auth` module is `pam_exec` running `tests/oracle/pam_verify_token.py`,
+//! an independent SigV4 check of the token against the test access key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use super::pki::{Ca, ENDPOINT, Leaf};
+
+/// The password of the `app` user on every test server.
+pub const APP_PASSWORD: &str = "app-Pa55word-for-tests";
+
+/// The database user that authenticates with IAM tokens (through PAM).
+pub const IAM_USER: &str = "iam_user";
+/// The test credentials the PAM verifier trusts.
+pub const IAM_ACCESS_KEY: &str = "AKIDRDSCONNTEST00001";
+pub const IAM_SECRET_KEY: &str = "rdsconn-test-secret-key/00001";
+/// The region of [`ENDPOINT`], which tokens are signed for.
+pub const IAM_REGION: &str = "us-east-1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Certificate for the endpoint name from the test CA.
+    Good,
+    /// Certificate from the test CA for another name.
+    WrongName,
+    /// Certificate for the endpoint name from an unknown CA.
+    OtherCa,
+    /// Expired certificate for the endpoint name from the test CA.
+    Expired,
+    /// TLS disabled on the server.
+    NoTls,
+}
+
+pub struct Pki {
+    pub ca: Ca,
+    pub other_ca: Ca,
+    /// The test CA as a file, for `--ca-bundle`.
+    pub ca_file: PathBuf,
+}
+
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca = Ca::new("rdsconn test CA");
+        let other_ca = Ca::new("some other CA");
+        let dir = tempfile::Builder::new()
+            .prefix("rdsconn-pki-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        remove_after_exit(&dir);
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        Pki {
+            ca,
+            other_ca,
+            ca_file,
+        }
+    })
+}
+
+/// The server certificate of a variant.
+pub fn leaf(variant: Variant) -> Leaf {
+    let pki = pki();
+    match variant {
+        Variant::Good | Variant::NoTls => pki.ca.leaf(&[ENDPOINT], false),
+        Variant::WrongName => pki.ca.leaf(
+            &["otherdb.xyz789.us-east-1.rds.amazonaws.com", "localhost"],
+            false,
+        ),
+        Variant::OtherCa => pki.other_ca.leaf(&[ENDPOINT], false),
+        Variant::Expired => pki.ca.leaf(&[ENDPOINT], true),
+    }
+}
+
+/// A running test server.
+pub struct Server {
+    pub port: u16,
+}
+
+/// The servers of one harness, by variant.
+pub type Registry = OnceLock<Mutex<HashMap<Variant, &'static Server>>>;
+
+/// The server for a variant, started with `start` on first use and shared
+/// by the tests of this process.
+pub fn get_or_start(
+    registry: &'static Registry,
+    variant: Variant,
+    start: fn(Variant) -> Server,
+) -> &'static Server {
+    let mut map = registry
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(s) = map.get(&variant) {
+        return s;
+    }
+    let server: &'static Server = Box::leak(Box::new(start(variant)));
+    map.insert(variant, server);
+    server
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Removes `path` a few seconds after this test process has exited (after
+/// the server watchdogs have stopped their servers).
+// The watchdog must outlive this process, so it is never waited for.
+#[allow(clippy::zombie_processes)]
+pub fn remove_after_exit(path: &Path) {
+    let script = format!(
+        "while [ -d /proc/{} ]; do sleep 0.5; done; sleep 3; rm -rf '{}'",
+        std::process::id(),
+        path.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+}
+
+/// Runs `script` (which starts a server as `$srv` in the background and
+/// loops while this process lives) detached, as `user` when given.
+// The watchdog must outlive this process, so it is never waited for.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_watchdog(script: &str, user: Option<&str>) {
+    let mut cmd = Command::new(if user.is_some() { "su" } else { "sh" });
+    if let Some(u) = user {
+        cmd.args([u, "-s", "/bin/sh"]);
+    }
+    cmd.args(["-c", script]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A world-readable directory (servers may run as another user) holding
+/// the PAM verifier and the test secret key.
+fn iam_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(format!("/tmp/rdsconn-test-iam-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        remove_after_exit(&dir);
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/pam_verify_token.py"),
+            dir.join("verify.py"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("secret"), IAM_SECRET_KEY).unwrap();
+        let mode = |p: &Path, m| {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+        };
+        // Sticky and writable: pam_exec logs as the server's user.
+        mode(&dir, 0o1777);
+        mode(&dir.join("verify.py"), 0o644);
+        mode(&dir.join("secret"), 0o644);
+        dir
+    })
+}
+
+/// A PAM service (in /etc/pam.d, removed after exit) that accepts IAM
+/// tokens for `ENDPOINT:signed_port`. Returns its name.
+pub fn pam_service(engine: &str, signed_port: u16) -> String {
+    static SERVICES: OnceLock<Mutex<HashMap<(String, u16), String>>> = OnceLock::new();
+    let mut map = SERVICES
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = (engine.to_string(), signed_port);
+    if let Some(name) = map.get(&key) {
+        return name.clone();
+    }
+    assert!(
+        Path::new("/etc/pam.d").is_dir(),
+        "PAM is not installed (/etc/pam.d missing)"
+    );
+    let dir = iam_dir();
+    let name = format!("rdsconn-test-{}-{engine}-{signed_port}", std::process::id());
+    let file = Path::new("/etc/pam.d").join(&name);
+    std::fs::write(
+        &file,
+        format!(
+            "auth required pam_exec.so expose_authtok quiet log={log} /usr/bin/python3 {verify} \
+             {ENDPOINT} {signed_port} {IAM_REGION} {IAM_ACCESS_KEY} {secret}\n\
+             account required pam_permit.so\n",
+            log = dir.join(format!("{engine}.log")).display(),
+            verify = dir.join("verify.py").display(),
+            secret = dir.join("secret").display(),
+        ),
+    )
+    .unwrap();
+    remove_after_exit(&file);
+    map.insert(key, name.clone());
+    name
+}
+
+/// What the PAM verifier logged for an engine (why tokens were rejected).
+pub fn pam_log(engine: &str) -> String {
+    std::fs::read_to_string(iam_dir().join(format!("{engine}.log"))).unwrap_or_default()
+}
