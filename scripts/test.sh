@@ -71,4 +71,6 @@ step "cargo test"
 filter=()
 if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
 cargo test --locked --doc -- "${filter[@]}"
-cargo test --locked --all-targets -- "${filter[@]}"
+# Library, binary and integration tests; the benchmarks (benches/) are
+# built by clippy above and run by scripts/bench-*.sh, not here.
+cargo test --locked --lib --bins --tests -- "${filter[@]}"

@@ -268,6 +268,22 @@ impl Stage {
     }
 }
 
+/// Runs a connect future within `limit`; a timeout names the stage it
+/// was in.
+pub(crate) async fn bounded<S: Session + 'static>(
+    limit: Duration,
+    stage: &Stage,
+    connect: impl Future<Output = Result<S, ConnectError>>,
+) -> Result<Box<dyn Session>, ConnectError> {
+    match tokio::time::timeout(limit, connect).await {
+        Ok(r) => r.map(|s| Box::new(s) as Box<dyn Session>),
+        Err(_) => Err(ConnectError::Timeout {
+            stage: stage.get(),
+            after: limit,
+        }),
+    }
+}
+
 /// Resolves the dial address (the first address that answers wins).
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))

@@ -54,14 +54,8 @@ impl Engine for Mysql {
     ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>> {
         Box::pin(async move {
             let stage = Stage::default();
-            let limit = target.connect_timeout;
-            match tokio::time::timeout(limit, connect(target, auth, tls, &stage)).await {
-                Ok(r) => r.map(|s| Box::new(s) as Box<dyn Session>),
-                Err(_) => Err(ConnectError::Timeout {
-                    stage: stage.get(),
-                    after: limit,
-                }),
-            }
+            let session = connect(target, auth, tls, &stage);
+            super::bounded(target.connect_timeout, &stage, session).await
         })
     }
 }

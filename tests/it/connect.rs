@@ -94,6 +94,17 @@ impl Db {
         Run::from(cmd.output().unwrap())
     }
 
+    /// `-e SQL --output json` as `app` on the good server; must succeed.
+    fn json(self, sql: &str) -> serde_json::Value {
+        let run = self.run(
+            Variant::Good,
+            &["--output", "json", "-e", sql],
+            Some(APP_PASSWORD),
+        );
+        run.assert_code(0);
+        run.json()
+    }
+
     fn run_iam(self, secret_key: &str, extra: &[&str]) -> Run {
         let env = TestEnv::new();
         let mut args = vec!["--iam"];
@@ -108,19 +119,8 @@ impl Db {
 #[test]
 fn verify_full_through_via_runs_sql_with_nulls_and_unicode() {
     for db in BOTH {
-        let run = db.run(
-            Variant::Good,
-            &[
-                "--output",
-                "json",
-                "-e",
-                "SELECT 1 AS one, NULL AS nothing, 'NULL' AS word, 'ünïcødé ✓' AS u",
-            ],
-            Some(APP_PASSWORD),
-        );
-        run.assert_code(0);
         assert_eq!(
-            run.json(),
+            db.json("SELECT 1 AS one, NULL AS nothing, 'NULL' AS word, 'ünïcødé ✓' AS u"),
             serde_json::json!([{"one": "1", "nothing": null, "word": "NULL", "u": "ünïcødé ✓"}]),
             "{}",
             db.command
@@ -144,20 +144,11 @@ fn ten_thousand_rows_tab_separated_when_piped() {
 #[test]
 fn multiple_statements_behave_like_the_native_clients() {
     for db in BOTH {
-        let run = db.run(
-            Variant::Good,
-            &[
-                "--output",
-                "json",
-                "-e",
-                "CREATE TEMPORARY TABLE t(a int); INSERT INTO t VALUES (1),(2); \
-                 SELECT a FROM t ORDER BY a; SELECT count(*) AS c FROM t",
-            ],
-            Some(APP_PASSWORD),
-        );
-        run.assert_code(0);
         assert_eq!(
-            run.json(),
+            db.json(
+                "CREATE TEMPORARY TABLE t(a int); INSERT INTO t VALUES (1),(2); \
+                 SELECT a FROM t ORDER BY a; SELECT count(*) AS c FROM t"
+            ),
             serde_json::json!([[{"a": "1"}, {"a": "2"}], [{"c": "2"}]]),
             "{}",
             db.command

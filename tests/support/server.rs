@@ -36,6 +36,9 @@ pub enum Variant {
     Expired,
     /// TLS disabled on the server.
     NoTls,
+    /// Certificate for the endpoint name and `localhost` from the test CA,
+    /// for native clients that verify the name they dial.
+    Localhost,
 }
 
 pub struct Pki {
@@ -77,6 +80,7 @@ pub fn leaf(variant: Variant) -> Leaf {
         ),
         Variant::OtherCa => pki.other_ca.leaf(&[ENDPOINT], false),
         Variant::Expired => pki.ca.leaf(&[ENDPOINT], true),
+        Variant::Localhost => pki.ca.leaf(&[ENDPOINT, "localhost"], false),
     }
 }
 

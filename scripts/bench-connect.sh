@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmark connect + SELECT 1 + exit over verified TLS: rdsconn vs the
+# mariadb and psql clients, against the test harness's local servers.
+# Prints the Markdown table for BENCHMARKS.md. Needs root (like the tests).
+#   scripts/bench-connect.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+[ -x /usr/bin/time ] || need+=(time)   # GNU time measures peak RSS
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v mariadb >/dev/null || need+=(mariadb-client)
+command -v psql >/dev/null || need+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+exec cargo bench --locked --bench connect -- "${1:-30}"
