@@ -5,6 +5,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod probe;
 
 use std::fmt;
 use std::future::Future;

@@ -26,7 +26,6 @@ use std::time::Instant;
 use mysql_async::prelude::Queryable;
 use mysql_async::{DriverError, IoError, OptsBuilder, Row, ServerError, SslOpts, TlsError, Value};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
     Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
@@ -78,7 +77,10 @@ async fn connect(
         TlsMode::VerifyCa => {
             stage.set("TLS probe");
             let peer = Arc::new(PeerChain::default());
-            let leaf = probe(&addrs, target.host.as_str(), tls, &peer).await?;
+            let leaf =
+                super::probe::probe(EngineKind::Mysql, &addrs, target.host.as_str(), tls, &peer)
+                    .await?
+                    .leaf;
             let name = leaf.as_ref().and_then(pin_name).ok_or_else(|| {
                 ConnectError::Tls(TlsFailure::Other(
                     "the server certificate names no DNS name or IP address to pin for verify-ca"
@@ -235,7 +237,9 @@ async fn classify(
                 // The probe's verifier records the chain the server shows,
                 // whether or not it verifies.
                 let peer = Arc::new(PeerChain::default());
-                let _ = probe(addrs, target.host.as_str(), tls, &peer).await;
+                let _ =
+                    super::probe::probe(EngineKind::Mysql, addrs, target.host.as_str(), tls, &peer)
+                        .await;
                 return ConnectError::Tls(TlsFailure::from_rustls(
                     r,
                     target.host.as_str(),
@@ -244,102 +248,6 @@ async fn classify(
             }
             ConnectError::Server(error_line(&err))
         }
-    }
-}
-
-/// Largest greeting rdsconn reads (real ones are about 100 bytes).
-const MAX_GREETING: usize = 16 * 1024;
-const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
-const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
-const CLIENT_SSL: u32 = 0x0000_0800;
-const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
-
-/// Opens a connection, reads the server greeting, asks for TLS and runs
-/// the handshake with rdsconn's verifier; then hangs up before
-/// authentication. The presented chain lands in `peer`, even when
-/// verification fails; on success the leaf is returned.
-async fn probe(
-    addrs: &[SocketAddr],
-    server_name: &str,
-    tls: &TlsPolicy,
-    peer: &Arc<PeerChain>,
-) -> Result<Option<CertSummary>, ConnectError> {
-    let mut stream = super::tcp_connect(addrs).await?;
-    let io_err = |source: std::io::Error| {
-        ConnectError::Server(format!("reading the server greeting: {source}"))
-    };
-
-    let mut header = [0_u8; 4];
-    stream.read_exact(&mut header).await.map_err(io_err)?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-    if len > MAX_GREETING {
-        return Err(ConnectError::Server(format!(
-            "the server greeting is {len} bytes; this does not look like MySQL"
-        )));
-    }
-    let mut greeting = vec![0_u8; len];
-    stream.read_exact(&mut greeting).await.map_err(io_err)?;
-    if !greeting_offers_tls(&greeting)? {
-        return Err(ConnectError::Tls(TlsFailure::NoTls));
-    }
-
-    // SSLRequest: capabilities, max packet size, character set, 23 zeros;
-    // sequence id 1.
-    let caps = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION;
-    let mut request = Vec::with_capacity(36);
-    request.extend_from_slice(&[32, 0, 0, 1]);
-    request.extend_from_slice(&caps.to_le_bytes());
-    request.extend_from_slice(&(1_u32 << 24).to_le_bytes());
-    request.push(45); // utf8mb4_general_ci
-    request.extend_from_slice(&[0; 23]);
-    stream.write_all(&request).await.map_err(io_err)?;
-
-    let config = tls
-        .client_config(Arc::clone(peer))
-        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
-    let name = ServerName::try_from(server_name.to_string()).map_err(|_| {
-        ConnectError::Tls(TlsFailure::Other(format!(
-            "{server_name:?} is not a valid TLS server name"
-        )))
-    })?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    match connector.connect(name, stream).await {
-        Ok(mut tls_stream) => {
-            let _ = tls_stream.shutdown().await;
-            Ok(peer.get().first().and_then(|c| CertSummary::from_der(c)))
-        }
-        Err(e) => Err(match super::find_rustls(&e) {
-            Some(r) => ConnectError::Tls(TlsFailure::from_rustls(r, server_name, &peer.get())),
-            None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
-        }),
-    }
-}
-
-/// Whether a protocol-10 greeting advertises `CLIENT_SSL`; an error packet
-/// (too many connections, host blocked) becomes the server's message.
-fn greeting_offers_tls(greeting: &[u8]) -> Result<bool, ConnectError> {
-    match greeting.first() {
-        Some(0xff) => {
-            let code = greeting
-                .get(1..3)
-                .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
-            let message = String::from_utf8_lossy(greeting.get(3..).unwrap_or_default());
-            Err(ConnectError::Server(format!("{message} (ERROR {code})")))
-        }
-        Some(10) => {
-            // version (NUL-terminated), connection id (4), scramble (8),
-            // filler (1), then the lower two capability bytes.
-            let version_end = greeting.iter().skip(1).position(|&b| b == 0).map(|p| p + 1);
-            let caps_at = version_end.map(|end| end + 1 + 4 + 8 + 1);
-            let caps = caps_at
-                .and_then(|at| greeting.get(at..at + 2))
-                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])));
-            caps.map(|c| c & CLIENT_SSL != 0)
-                .ok_or_else(|| ConnectError::Server("the server greeting is truncated".into()))
-        }
-        _ => Err(ConnectError::Server(
-            "the server does not speak the MySQL protocol (version 10)".into(),
-        )),
     }
 }
 
@@ -386,10 +294,16 @@ impl Session for MysqlSession {
             // the same address shows it (verify-ca already has it).
             if info.tls.certificate.is_none() {
                 let peer = Arc::new(PeerChain::default());
-                info.tls.certificate = probe(&[self.addr], &self.host, &self.policy, &peer)
-                    .await
-                    .ok()
-                    .flatten();
+                info.tls.certificate = super::probe::probe(
+                    EngineKind::Mysql,
+                    &[self.addr],
+                    &self.host,
+                    &self.policy,
+                    &peer,
+                )
+                .await
+                .ok()
+                .and_then(|p| p.leaf);
             }
             info
         })
