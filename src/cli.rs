@@ -28,6 +28,12 @@ Examples:
 
 Exit codes: 0 ok, 2 usage (bad host, port, user, URL), 3 AWS (no region, no credentials).";
 
+const CHECK_AFTER_HELP: &str = "\
+Examples:
+  rdsconn check postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam --wait 120s
+  rdsconn check --file targets.txt --output json
+  PGPASSWORD=… rdsconn check --engine postgres -h mydb…rds.amazonaws.com -u app --via 127.0.0.1:15432";
+
 /// Reach Amazon RDS / Aurora MySQL and PostgreSQL over verified TLS, with IAM
 /// auth tokens and the RDS CA bundle handled for you.
 #[derive(Debug, Parser)]
@@ -47,7 +53,7 @@ pub struct Cli {
 }
 
 /// Flags accepted by every subcommand.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct GlobalArgs {
     /// AWS region. For `token` and connections: the signing region (default:
     /// parsed from the endpoint, else the AWS config). For `ca`: selects the
@@ -139,8 +145,24 @@ pub enum Command {
     Postgres(PostgresArgs),
 
     /// Staged reachability probe (DNS, TCP, TLS, auth, query) for CI.
-    #[command(after_help = AFTER_HELP)]
-    Check(PendingArgs),
+    ///
+    /// Checks each target in stages — DNS (or --via), TCP connect, TLS
+    /// handshake and certificate verification, authentication, a query — and
+    /// reports the first stage that fails, with timings and the certificate's
+    /// expiry. Targets are URLs (mysql://USER@HOST[:PORT][/DB],
+    /// postgres://…, `?iam=true` for IAM), lines of --file, or one target
+    /// given with --engine/--host/--user flags.
+    ///
+    /// Passwords (without --iam): PGPASSWORD for PostgreSQL targets,
+    /// MYSQL_PWD for MySQL targets, or --password-stdin for all.
+    ///
+    /// Exit code: 0 when every target passes; otherwise the code of the
+    /// worst failure, in this order: 4 network (DNS, TCP, timeout), 5 TLS,
+    /// 6 authentication, 3 AWS (credentials, token), 1 query. A certificate
+    /// expiring within --warn-cert-days is a warning (exit 0, or 5 with
+    /// --strict). Interrupted by Ctrl-C: the partial report, exit 130.
+    #[command(after_help = CHECK_AFTER_HELP, disable_help_flag = true)]
+    Check(CheckArgs),
 
     /// Print environment variables for a verified connection.
     #[command(after_help = AFTER_HELP)]
@@ -302,6 +324,97 @@ pub struct PostgresArgs {
 
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// `rdsconn check`.
+#[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches
+pub struct CheckArgs {
+    /// Target URLs: mysql://USER@HOST[:PORT][/DB], postgres://… (`?iam=true` for IAM).
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+
+    /// Read target URLs from FILE ('-' for stdin), one per line; blank
+    /// lines and '#' comments are ignored.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+
+    /// Engine of the target given with --host.
+    #[arg(long, value_enum, requires = "host")]
+    pub engine: Option<crate::target::EngineKind>,
+
+    /// Endpoint host name of a single target (with --engine and --user).
+    #[arg(short = 'h', long, value_name = "HOST", requires = "engine")]
+    pub host: Option<String>,
+
+    /// Endpoint port of the --host target [default: the engine's].
+    #[arg(long, value_name = "PORT", requires = "host", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database user of the --host target.
+    #[arg(
+        short = 'u',
+        long,
+        visible_alias = "username",
+        value_name = "USER",
+        requires = "host"
+    )]
+    pub user: Option<String>,
+
+    /// Database of the --host target.
+    #[arg(long, visible_alias = "dbname", value_name = "DB", requires = "host")]
+    pub database: Option<String>,
+
+    /// Authenticate every target with an IAM auth token.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub iam: bool,
+
+    /// Read one password for all password targets from stdin's first line.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// verify-full: chain and endpoint name; verify-ca: chain only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
+    pub tls: crate::tls::TlsMode,
+
+    /// Dial this address for the (single) target while verifying and
+    /// signing for its endpoint name.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+
+    /// Bound on each attempt's DNS + TCP + TLS + authentication.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub connect_timeout: humantime::Duration,
+
+    /// The query stage's SQL.
+    #[arg(long, value_name = "SQL", default_value = "SELECT 1")]
+    pub query: String,
+
+    /// Retry failing targets until they pass or DURATION has passed
+    /// (capped exponential backoff with jitter). Only transient failures
+    /// (DNS, refused, reset, timeout) are retried.
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<humantime::Duration>,
+
+    /// With --wait: retry every failure, TLS and authentication too.
+    #[arg(long, requires = "wait")]
+    pub wait_all: bool,
+
+    /// How many targets are checked at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Warn when a passing target's certificate expires within N days.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub warn_cert_days: u32,
+
+    /// Treat warnings (certificate expiring soon) as failures (exit 5).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 /// Flags shared by the engine commands.

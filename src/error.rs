@@ -86,6 +86,15 @@ impl Error {
         self.hint.as_deref()
     }
 
+    /// The message and its causes on one line, `: `-separated.
+    pub fn one_line(&self) -> String {
+        self.inner
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+
     /// Writes `error: …`, one `caused by: …` per source, and `hint: …`.
     pub fn print(&self, mut w: impl Write) {
         let mut chain = self.inner.chain();

@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man(args) => cmd::man::run(args),
         Command::Token(args) => cmd::token::run(global, args).await,
+        Command::Check(args) => cmd::check::run(global, args).await,
         Command::Mysql(args) => cmd::connect::mysql(global, args).await,
         Command::Postgres(args) => cmd::connect::postgres(global, args).await,
         other => cmd::pending(other.name()),

@@ -179,6 +179,8 @@ pub struct UrlTarget {
     pub host: Host,
     pub port: Option<u16>,
     pub database: Option<String>,
+    /// `?iam=true`: authenticate with an IAM token.
+    pub iam: bool,
 }
 
 impl UrlTarget {
@@ -218,12 +220,29 @@ impl UrlTarget {
         if url.port() == Some(0) {
             return Err(bad("port 0 is not a valid port".into()));
         }
+        let mut iam = false;
+        for (key, value) in url.query_pairs() {
+            match (key.as_ref(), value.as_ref()) {
+                ("iam", "true" | "1") => iam = true,
+                ("iam", "false" | "0") => iam = false,
+                ("iam", other) => {
+                    return Err(bad(format!("iam={other:?}: expected true or false").into()));
+                }
+                (other, _) => {
+                    return Err(bad(format!(
+                        "unknown parameter {other:?} (only iam=true is understood)"
+                    )
+                    .into()));
+                }
+            }
+        }
         Ok(Self {
             engine,
             user,
             host,
             port: url.port(),
             database,
+            iam,
         })
     }
 }
@@ -353,5 +372,10 @@ mod tests {
         assert!(UrlTarget::parse("http://h").is_err());
         assert!(UrlTarget::parse("mysql://h:0").is_err());
         assert!(UrlTarget::parse("mysql://h:70000").is_err());
+        assert!(UrlTarget::parse("mysql://u@h/db?iam=true").unwrap().iam);
+        assert!(!UrlTarget::parse("mysql://u@h/db?iam=0").unwrap().iam);
+        assert!(!UrlTarget::parse("mysql://u@h/db").unwrap().iam);
+        assert!(UrlTarget::parse("mysql://u@h/db?iam=yes").is_err());
+        assert!(UrlTarget::parse("mysql://u@h/db?sslmode=disable").is_err());
     }
 }

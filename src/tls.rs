@@ -151,6 +151,9 @@ pub struct CertSummary {
     pub sans: Vec<String>,
     pub issuer: String,
     pub not_after: String,
+    /// `not_after` as Unix seconds.
+    #[serde(skip)]
+    pub not_after_unix: i64,
 }
 
 impl CertSummary {
@@ -179,6 +182,7 @@ impl CertSummary {
             sans,
             issuer: cert.issuer().to_string(),
             not_after: crate::ca::rfc3339(cert.validity().not_after.timestamp()),
+            not_after_unix: cert.validity().not_after.timestamp(),
         })
     }
 }

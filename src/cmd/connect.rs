@@ -16,12 +16,12 @@ use crate::target::{EngineKind, Host, UrlTarget, validate_user};
 use crate::tls::TlsPolicy;
 
 /// Host, port, user and database as the user gave them, before defaults.
-struct Given {
-    url: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
-    user: Option<String>,
-    database: Option<String>,
+pub(crate) struct Given {
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub database: Option<String>,
 }
 
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
@@ -70,7 +70,12 @@ async fn run(
     password_env: &str,
 ) -> Result<u8> {
     // Everything the user typed is checked before any I/O.
-    let target = target(kind, given, args)?;
+    let (_, target, url_iam) = target(
+        Some(kind),
+        given,
+        args.via.as_deref(),
+        args.connect_timeout.into(),
+    )?;
     if args.execute.is_none() && !args.info {
         return Err(Error::usage(format!(
             "handing the session to the native {} client is not implemented in this build yet",
@@ -87,7 +92,7 @@ async fn run(
         mode: args.tls,
         roots,
     };
-    let auth = if args.iam {
+    let auth = if args.iam || url_iam {
         let minted =
             crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
         Auth::IamToken(Secret::new(minted.token))
@@ -115,15 +120,31 @@ async fn run(
     result.map(|()| 0)
 }
 
-fn target(kind: EngineKind, given: Given, args: &ConnectArgs) -> Result<Target> {
+/// A target from a URL and/or flags; `kind` is the command's engine, or
+/// `None` to take it from the URL. Also returns the URL's `?iam=true`.
+pub(crate) fn target(
+    kind: Option<EngineKind>,
+    given: Given,
+    via: Option<&str>,
+    connect_timeout: Duration,
+) -> Result<(EngineKind, Target, bool)> {
     let url = given.url.as_deref().map(UrlTarget::parse).transpose()?;
-    if let Some(u) = url.as_ref().filter(|u| u.engine != kind) {
-        return Err(Error::usage(format!(
-            "the URL is for {}, but this is `rdsconn {}`",
-            u.engine.name(),
-            kind.name()
-        )));
-    }
+    let kind = match (kind, &url) {
+        (Some(k), Some(u)) if u.engine != k => {
+            return Err(Error::usage(format!(
+                "the URL is for {}, but this is `rdsconn {}`",
+                u.engine.name(),
+                k.name()
+            )));
+        }
+        (Some(k), _) => k,
+        (None, Some(u)) => u.engine,
+        (None, None) => {
+            return Err(Error::usage(
+                "an engine is required: pass a URL or --engine",
+            ));
+        }
+    };
     let host = match (&url, &given.host) {
         (Some(u), _) => u.host.clone(),
         (None, Some(h)) => Host::parse(h)?,
@@ -144,20 +165,21 @@ fn target(kind: EngineKind, given: Given, args: &ConnectArgs) -> Result<Target> 
             Error::usage("a database user is required: pass --user USER or USER@ in the URL")
         })?;
     validate_user(&user)?;
+    let iam = url.as_ref().is_some_and(|u| u.iam);
     let database = given.database.or(url.and_then(|u| u.database));
-    let via = args.via.as_deref().map(parse_via).transpose()?;
-    let connect_timeout: Duration = args.connect_timeout.into();
+    let via = via.map(parse_via).transpose()?;
     if connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }
-    Ok(Target {
+    let target = Target {
         host,
         port,
         via,
         user,
         database,
         connect_timeout,
-    })
+    };
+    Ok((kind, target, iam))
 }
 
 /// `HOST:PORT` or `[IPv6]:PORT`.

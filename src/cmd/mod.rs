@@ -2,6 +2,7 @@
 //! hand the results to `output`.
 
 pub mod ca;
+pub mod check;
 pub mod completions;
 pub mod connect;
 pub mod man;

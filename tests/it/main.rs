@@ -4,6 +4,7 @@
 mod support;
 
 mod ca;
+mod check;
 mod cli;
 mod connect;
 mod token;

@@ -1,0 +1,711 @@
+//! `rdsconn check`: a staged reachability probe for CI.
+//!
+//! Each target goes through DNS, TCP, TLS (rdsconn's own probe, so the
+//! handshake is timed and the certificate inspected on its own), then
+//! authentication and the query through the engine driver on a second
+//! connection (the drivers do TLS and authentication in one step). The
+//! first failing stage stops the target; its category gives the exit code.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::ca;
+use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
+use crate::cmd::connect::{Given, target};
+use crate::engine::{self, Auth, ConnectError, Secret, Target, ms, probe};
+use crate::error::{Categorized, Category, Error, Result};
+use crate::output;
+use crate::target::EngineKind;
+use crate::tls::{PeerChain, TlsPolicy};
+
+/// One target to check.
+struct Item {
+    label: String,
+    kind: EngineKind,
+    target: Target,
+    iam: bool,
+    password: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Stage {
+    name: &'static str,
+    /// `ok`, `fail` or `skipped`.
+    status: &'static str,
+    duration_ms: Option<f64>,
+    detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Certificate {
+    subject: String,
+    sans: Vec<String>,
+    issuer: String,
+    not_after: String,
+    days_left: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Report {
+    target: String,
+    engine: EngineKind,
+    endpoint: String,
+    dial_address: String,
+    /// `ok`, `warn`, `fail` or `interrupted`.
+    status: &'static str,
+    /// The failing stage, if any.
+    stage: Option<&'static str>,
+    exit_code: u8,
+    error: Option<String>,
+    hint: Option<String>,
+    total_ms: f64,
+    attempts: u32,
+    tls_protocol: Option<String>,
+    tls_cipher: Option<String>,
+    certificate: Option<Certificate>,
+    stages: Vec<Stage>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    targets: usize,
+    passed: usize,
+    warnings: usize,
+    failed: usize,
+    interrupted: bool,
+    exit_code: u8,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    targets: &'a [Report],
+    summary: &'a Summary,
+}
+
+const STAGES: [&str; 5] = ["dns", "tcp", "tls", "auth", "query"];
+
+/// Exit code when Ctrl-C ends the run.
+const INTERRUPTED: u8 = 130;
+
+pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
+    let items = items(args)?;
+    let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
+    for w in warnings {
+        output::warn(w);
+    }
+    let policy = TlsPolicy {
+        mode: args.tls,
+        roots,
+    };
+    let settings = Arc::new(Settings {
+        global: global.clone(),
+        policy,
+        query: args.query.clone(),
+        warn_days: i64::from(args.warn_cert_days),
+        wait: args.wait.map(Into::into),
+        wait_all: args.wait_all,
+    });
+
+    let count = items.len();
+    let labels: Vec<(String, EngineKind, Target)> = items
+        .iter()
+        .map(|i| (i.label.clone(), i.kind, i.target.clone()))
+        .collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let mut set = JoinSet::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let permits = Arc::clone(&permits);
+        let settings = Arc::clone(&settings);
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (index, check_with_retries(&item, &settings).await)
+        });
+    }
+
+    let mut reports: Vec<Option<Report>> = vec![None; count];
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            next = set.join_next() => match next {
+                Some(Ok((index, report))) => reports[index] = Some(report),
+                Some(Err(e)) => return Err(Error::new(Category::Runtime, e).context("a check task failed")),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => {
+                interrupted = true;
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    let reports: Vec<Report> = reports
+        .into_iter()
+        .zip(labels)
+        .map(|(r, (label, kind, target))| {
+            r.unwrap_or_else(|| Report::interrupted(label, kind, &target))
+        })
+        .collect();
+    let summary = summarize(&reports, interrupted, args.strict);
+    print(global.output, &reports, &summary)?;
+    Ok(summary.exit_code)
+}
+
+/// What every check needs, shared by the tasks.
+struct Settings {
+    global: GlobalArgs,
+    policy: TlsPolicy,
+    query: String,
+    warn_days: i64,
+    wait: Option<Duration>,
+    wait_all: bool,
+}
+
+/// The targets from URLs, `--file` and the `--host` flags, with their
+/// passwords; every problem is a usage error before any I/O.
+fn items(args: &CheckArgs) -> Result<Vec<Item>> {
+    let mut urls = args.urls.clone();
+    if let Some(file) = &args.file {
+        urls.extend(read_target_file(file)?);
+    }
+    let timeout: Duration = args.connect_timeout.into();
+    let mut found = Vec::new();
+    for url in urls {
+        let given = Given {
+            url: Some(url.clone()),
+            host: None,
+            port: None,
+            user: None,
+            database: None,
+        };
+        let (kind, target, iam) = target(None, given, args.via.as_deref(), timeout)?;
+        found.push((url, kind, target, iam));
+    }
+    if let Some(host) = &args.host {
+        let given = Given {
+            url: None,
+            host: Some(host.clone()),
+            port: args.port,
+            user: args.user.clone(),
+            database: args.database.clone(),
+        };
+        let (kind, target, iam) = target(args.engine, given, args.via.as_deref(), timeout)?;
+        let label = format!(
+            "{}://{}@{}:{}{}",
+            kind.name(),
+            target.user,
+            target.host,
+            target.port,
+            target
+                .database
+                .as_deref()
+                .map(|d| format!("/{d}"))
+                .unwrap_or_default()
+        );
+        found.push((label, kind, target, iam));
+    }
+    if found.is_empty() {
+        return Err(Error::usage(
+            "no targets: pass URLs, --file FILE, or --engine/--host/--user",
+        ));
+    }
+    if args.via.is_some() && found.len() > 1 {
+        return Err(Error::usage(
+            "--via applies to a single target; this check has several",
+        ));
+    }
+    let stdin_password = if args.password_stdin {
+        Some(read_stdin_password()?)
+    } else {
+        None
+    };
+    found
+        .into_iter()
+        .map(|(label, kind, target, url_iam)| {
+            let iam = args.iam || url_iam;
+            let password = if iam {
+                None
+            } else {
+                let var = password_env(kind);
+                let secret = stdin_password.clone().or_else(|| {
+                    std::env::var(var)
+                        .ok()
+                        .filter(|p| !p.is_empty())
+                        .map(Secret::new)
+                });
+                Some(secret.ok_or_else(|| {
+                    Error::usage(format!(
+                        "no password for {label}: pass --iam (or ?iam=true), --password-stdin, or set {var}"
+                    ))
+                })?)
+            };
+            Ok(Item {
+                label,
+                kind,
+                target,
+                iam,
+                password,
+            })
+        })
+        .collect()
+}
+
+const fn password_env(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Mysql => "MYSQL_PWD",
+        EngineKind::Postgres => "PGPASSWORD",
+    }
+}
+
+fn read_target_file(file: &Path) -> Result<Vec<String>> {
+    let text = if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::usage(format!("reading targets from stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Error::usage(format!("reading {}: {e}", file.display())))?
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+fn read_stdin_password() -> Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::usage(format!("reading the password from stdin: {e}")))?;
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.is_empty() {
+        return Err(Error::usage("--password-stdin: stdin held no password"));
+    }
+    Ok(Secret::new(pw.to_string()))
+}
+
+/// Checks a target, retrying transient failures until `--wait` ends.
+async fn check_with_retries(item: &Item, settings: &Settings) -> Report {
+    let started = Instant::now();
+    let mut attempt = 0_u32;
+    loop {
+        attempt += 1;
+        let mut report = check_once(item, settings).await;
+        report.attempts = attempt;
+        let Some(wait) = settings.wait else {
+            return report;
+        };
+        if report.status != "fail" || !(settings.wait_all || report.is_transient()) {
+            return report;
+        }
+        let elapsed = started.elapsed();
+        let pause = backoff(attempt);
+        if elapsed + pause >= wait {
+            return report;
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// 250 ms doubling to at most 5 s, with up to 25% random jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250) * 2_u32.pow(attempt.saturating_sub(1).min(5));
+    let base = base.min(Duration::from_secs(5));
+    let mut byte = [0_u8; 1];
+    let jitter = if aws_lc_rs::rand::fill(&mut byte).is_ok() {
+        base / 4 * u32::from(byte[0]) / 255
+    } else {
+        Duration::ZERO
+    };
+    base + jitter
+}
+
+/// One pass through the stages.
+async fn check_once(item: &Item, settings: &Settings) -> Report {
+    let start = Instant::now();
+    let target = &item.target;
+    let mut run = Run::new(item, start);
+    let budget = target.connect_timeout;
+    let remaining = || budget.saturating_sub(start.elapsed());
+
+    // DNS
+    let (dial_host, dial_port) = target.dial();
+    let t = Instant::now();
+    let addrs = match within(
+        remaining(),
+        "DNS resolution",
+        engine::resolve(&dial_host, dial_port),
+    )
+    .await
+    {
+        Ok(a) => {
+            run.ok("dns", t, Some(join_addrs(&a)));
+            a
+        }
+        Err(e) => return run.fail("dns", t, &e).finish(settings),
+    };
+
+    // TCP
+    let t = Instant::now();
+    let stream = match within(remaining(), "TCP connect", engine::tcp_connect(&addrs)).await {
+        Ok(s) => {
+            let peer = s.peer_addr().map(|a| a.to_string()).ok();
+            run.ok("tcp", t, peer);
+            s
+        }
+        Err(e) => return run.fail("tcp", t, &e).finish(settings),
+    };
+
+    // TLS, with rdsconn's verifier
+    let t = Instant::now();
+    let peer = Arc::new(PeerChain::default());
+    let upgrade = probe::upgrade(
+        item.kind,
+        stream,
+        target.host.as_str(),
+        &settings.policy,
+        &peer,
+    );
+    match within(remaining(), "TLS handshake", upgrade).await {
+        Ok(p) => {
+            run.report.tls_protocol.clone_from(&p.protocol);
+            run.report.tls_cipher.clone_from(&p.cipher);
+            run.report.certificate = p.leaf.map(|c| Certificate {
+                days_left: days_left(c.not_after_unix),
+                subject: c.subject,
+                sans: c.sans,
+                issuer: c.issuer,
+                not_after: c.not_after,
+            });
+            let detail = run.report.certificate.as_ref().map(|c| {
+                format!(
+                    "{} (issuer {}, {} days left)",
+                    c.subject, c.issuer, c.days_left
+                )
+            });
+            run.ok("tls", t, detail);
+        }
+        Err(e) => return run.fail("tls", t, &e).finish(settings),
+    }
+
+    session_stages(item, settings, &mut run, remaining()).await;
+    run.finish(settings)
+}
+
+/// Authentication (a fresh connection through the driver) and the query.
+async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaining: Duration) {
+    let target = &item.target;
+    let t = Instant::now();
+    let auth = if item.iam {
+        match crate::cmd::token::mint(&settings.global, &target.host, target.port, &target.user)
+            .await
+        {
+            Ok(m) => Auth::IamToken(Secret::new(m.token)),
+            Err(e) => {
+                run.fail_error("auth", t, &e);
+                return;
+            }
+        }
+    } else {
+        Auth::Password(
+            item.password
+                .clone()
+                .unwrap_or_else(|| Secret::new(String::new())),
+        )
+    };
+    let mut bounded = target.clone();
+    bounded.connect_timeout = remaining
+        .saturating_sub(t.elapsed())
+        .max(Duration::from_millis(1));
+    let mut session = match engine::for_kind(item.kind)
+        .connect(&bounded, &auth, &settings.policy)
+        .await
+    {
+        Ok(s) => {
+            run.ok(
+                "auth",
+                t,
+                Some(format!("{} as {}", auth.describe(), target.user)),
+            );
+            s
+        }
+        Err(e) => {
+            run.fail("auth", t, &e);
+            return;
+        }
+    };
+
+    let t = Instant::now();
+    let result = session.execute(&settings.query).await;
+    session.close().await;
+    match result {
+        Ok(sets) => {
+            let rows: usize = sets.iter().map(|s| s.rows.len()).sum();
+            run.ok("query", t, Some(format!("{rows} row(s)")));
+        }
+        Err(e) => {
+            run.fail_error("query", t, &Error::from(e));
+        }
+    }
+}
+
+/// Awaits `fut` within `limit`; a timeout is a network failure naming the stage.
+async fn within<T>(
+    limit: Duration,
+    stage: &'static str,
+    fut: impl Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            stage,
+            after: limit,
+        }))
+}
+
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn days_left(not_after: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    (not_after - now).div_euclid(86_400)
+}
+
+/// A report being filled in, stage by stage.
+struct Run {
+    report: Report,
+    start: Instant,
+}
+
+impl Run {
+    fn new(item: &Item, start: Instant) -> Self {
+        let (h, p) = item.target.dial();
+        Self {
+            report: Report {
+                target: item.label.clone(),
+                engine: item.kind,
+                endpoint: format!("{}:{}", item.target.host, item.target.port),
+                dial_address: format!("{h}:{p}"),
+                status: "ok",
+                stage: None,
+                exit_code: 0,
+                error: None,
+                hint: None,
+                total_ms: 0.0,
+                attempts: 1,
+                tls_protocol: None,
+                tls_cipher: None,
+                certificate: None,
+                stages: Vec::new(),
+            },
+            start,
+        }
+    }
+
+    fn ok(&mut self, name: &'static str, since: Instant, detail: Option<String>) -> &mut Self {
+        self.report.stages.push(Stage {
+            name,
+            status: "ok",
+            duration_ms: Some(ms(since)),
+            detail,
+        });
+        self
+    }
+
+    fn fail(&mut self, name: &'static str, since: Instant, err: &ConnectError) -> &mut Self {
+        let category = err.category();
+        self.failed(
+            name,
+            since,
+            category,
+            crate::error::error_line(err),
+            err.hint(),
+        )
+    }
+
+    fn fail_error(&mut self, name: &'static str, since: Instant, err: &Error) -> &mut Self {
+        self.failed(
+            name,
+            since,
+            err.category(),
+            err.one_line(),
+            err.hint().map(str::to_string),
+        )
+    }
+
+    fn failed(
+        &mut self,
+        name: &'static str,
+        since: Instant,
+        category: Category,
+        message: String,
+        hint: Option<String>,
+    ) -> &mut Self {
+        self.report.stages.push(Stage {
+            name,
+            status: "fail",
+            duration_ms: Some(ms(since)),
+            detail: Some(message.clone()),
+        });
+        self.report.status = "fail";
+        self.report.stage = Some(name);
+        self.report.exit_code = category.exit_code();
+        self.report.error = Some(message);
+        self.report.hint = hint;
+        self
+    }
+
+    fn finish(&mut self, settings: &Settings) -> Report {
+        for name in STAGES.iter().skip(self.report.stages.len()) {
+            self.report.stages.push(Stage {
+                name,
+                status: "skipped",
+                duration_ms: None,
+                detail: None,
+            });
+        }
+        if self.report.status == "ok"
+            && let Some(c) = &self.report.certificate
+            && c.days_left < settings.warn_days
+        {
+            self.report.status = "warn";
+            self.report.error = Some(format!(
+                "the server certificate expires in {} days ({})",
+                c.days_left, c.not_after
+            ));
+            self.report.hint = Some(
+                "rotate the instance's CA / certificate (RDS: modify the DB instance's CA)".into(),
+            );
+        }
+        self.report.total_ms = ms(self.start);
+        self.report.clone()
+    }
+}
+
+impl Report {
+    fn interrupted(label: String, kind: EngineKind, target: &Target) -> Self {
+        let (h, p) = target.dial();
+        Self {
+            target: label,
+            engine: kind,
+            endpoint: format!("{}:{}", target.host, target.port),
+            dial_address: format!("{h}:{p}"),
+            status: "interrupted",
+            stage: None,
+            exit_code: INTERRUPTED,
+            error: Some("interrupted before the check finished".into()),
+            hint: None,
+            total_ms: 0.0,
+            attempts: 0,
+            tls_protocol: None,
+            tls_cipher: None,
+            certificate: None,
+            stages: Vec::new(),
+        }
+    }
+
+    /// Worth retrying under `--wait`: the network, not the server's answer.
+    fn is_transient(&self) -> bool {
+        matches!(self.stage, Some("dns" | "tcp")) || self.exit_code == Category::Network.exit_code()
+    }
+}
+
+/// Worst first: network, TLS, authentication, AWS, query.
+fn severity(code: u8) -> u8 {
+    match code {
+        4 => 5,
+        5 => 4,
+        6 => 3,
+        3 => 2,
+        1 => 1,
+        _ => 0,
+    }
+}
+
+fn summarize(reports: &[Report], interrupted: bool, strict: bool) -> Summary {
+    let failed = reports.iter().filter(|r| r.status == "fail").count();
+    let warnings = reports.iter().filter(|r| r.status == "warn").count();
+    let passed = reports.iter().filter(|r| r.status == "ok").count();
+    let worst = reports
+        .iter()
+        .filter(|r| r.status == "fail")
+        .map(|r| r.exit_code)
+        .max_by_key(|c| severity(*c));
+    let exit_code = if interrupted {
+        INTERRUPTED
+    } else if let Some(code) = worst {
+        code
+    } else if strict && warnings > 0 {
+        Category::Tls.exit_code()
+    } else {
+        0
+    };
+    Summary {
+        targets: reports.len(),
+        passed: passed + if strict { 0 } else { warnings },
+        warnings,
+        failed,
+        interrupted,
+        exit_code,
+    }
+}
+
+fn print(format: OutputFormat, reports: &[Report], summary: &Summary) -> Result<()> {
+    if format == OutputFormat::Json {
+        return output::json(&Document {
+            targets: reports,
+            summary,
+        });
+    }
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.status.to_uppercase(),
+                r.target.clone(),
+                r.stage.unwrap_or("-").to_string(),
+                format!("{:.1} ms", r.total_ms),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut text = if std::io::stdout().is_terminal() {
+        output::table(&["STATUS", "TARGET", "STAGE", "TIME", "REASON"], &rows)
+    } else {
+        rows.iter()
+            .map(|r| r.join("\t"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let _ = write!(
+        text,
+        "\n{} target(s): {} passed, {} warning(s), {} failed{}",
+        summary.targets,
+        summary.passed,
+        summary.warnings,
+        summary.failed,
+        if summary.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    );
+    output::line(&text)
+}

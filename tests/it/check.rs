@@ -1,0 +1,377 @@
+//! `rdsconn check` against the harness's servers: every failing stage has
+//! its own exit code and JSON `stage`; `--wait` retries only transient
+//! failures; several targets give per-target results and the worst code.
+
+use std::time::{Duration, Instant};
+
+use crate::support::pki::ENDPOINT;
+use crate::support::server::{APP_PASSWORD, IAM_ACCESS_KEY, IAM_USER, Variant, free_port, pki};
+use crate::support::{Run, TestEnv, forward_later, maria, pg};
+
+fn ca() -> String {
+    pki().ca_file.display().to_string()
+}
+
+/// `rdsconn --ca-bundle CA check --output json ARGS` with both passwords set.
+fn check(args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+    let env = TestEnv::new();
+    let ca = ca();
+    let mut all = vec!["--ca-bundle", &ca, "check", "--output", "json"];
+    all.extend_from_slice(args);
+    let mut vars = vec![("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)];
+    vars.extend_from_slice(extra_env);
+    env.run_with(&all, &vars)
+}
+
+fn via(variant: Variant, mysql: bool) -> String {
+    let port = if mysql {
+        maria::server(variant).port
+    } else {
+        pg::server(variant).port
+    };
+    format!("127.0.0.1:{port}")
+}
+
+fn url(mysql: bool, user: &str) -> String {
+    if mysql {
+        format!("mysql://{user}@{ENDPOINT}/appdb")
+    } else {
+        format!("postgres://{user}@{ENDPOINT}/appdb")
+    }
+}
+
+/// The one target's report, after checking the exit code and its stage.
+#[track_caller]
+fn single(run: &Run, code: i32, stage: Option<&str>) -> serde_json::Value {
+    run.assert_code(code);
+    let json = run.json();
+    let t = json["targets"][0].clone();
+    assert_eq!(t["stage"].as_str(), stage, "{t:#}");
+    assert_eq!(json["summary"]["exit_code"], code, "{json:#}");
+    t
+}
+
+#[test]
+fn passing_targets_report_every_stage_and_the_certificate() {
+    for mysql in [false, true] {
+        let v = via(Variant::Good, mysql);
+        let run = check(&[&url(mysql, "app"), "--via", &v], &[]);
+        let t = single(&run, 0, None);
+        assert_eq!(t["status"], "ok");
+        let names: Vec<&str> = t["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert_eq!(s["status"], "ok", "{s}");
+                assert!(s["duration_ms"].as_f64().is_some(), "{s}");
+                s["name"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(names, ["dns", "tcp", "tls", "auth", "query"]);
+        assert_eq!(t["certificate"]["sans"], serde_json::json!([ENDPOINT]));
+        assert!(t["certificate"]["days_left"].as_i64().unwrap() > 30);
+        assert!(t["tls_protocol"].as_str().unwrap().starts_with("TLSv1."));
+    }
+}
+
+#[test]
+fn each_failing_stage_has_its_exit_code() {
+    for mysql in [false, true] {
+        let target = url(mysql, "app");
+        let closed = format!("127.0.0.1:{}", free_port());
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let hole_addr = hole.local_addr().unwrap().to_string();
+        let good = via(Variant::Good, mysql);
+        let cases: Vec<(Vec<String>, i32, &str, &str)> = vec![
+            (
+                vec![url(mysql, "app").replace(ENDPOINT, "nonexistent.invalid")],
+                4,
+                "dns",
+                "nonexistent.invalid",
+            ),
+            (
+                vec![target.clone(), "--via".into(), closed],
+                4,
+                "tcp",
+                "refused",
+            ),
+            (
+                vec![
+                    target.clone(),
+                    "--via".into(),
+                    hole_addr,
+                    "--connect-timeout".into(),
+                    "1s".into(),
+                ],
+                4,
+                "tls",
+                "timed out",
+            ),
+            (
+                vec![
+                    target.clone(),
+                    "--via".into(),
+                    via(Variant::WrongName, mysql),
+                ],
+                5,
+                "tls",
+                "not valid for",
+            ),
+            (
+                vec![target.clone(), "--via".into(), via(Variant::OtherCa, mysql)],
+                5,
+                "tls",
+                "not trusted",
+            ),
+            (
+                vec![target.clone(), "--via".into(), via(Variant::NoTls, mysql)],
+                5,
+                "tls",
+                "does not offer TLS",
+            ),
+            (
+                vec![
+                    target.clone(),
+                    "--via".into(),
+                    good.clone(),
+                    "--query".into(),
+                    "SELEC 1".into(),
+                ],
+                1,
+                "query",
+                "syntax",
+            ),
+        ];
+        for (args, code, stage, needle) in cases {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let t = single(&check(&args, &[]), code, Some(stage));
+            assert!(
+                t["error"].as_str().unwrap().contains(needle),
+                "{args:?}: {t:#}"
+            );
+            assert_eq!(t["status"], "fail");
+            let failed = t["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["status"] == "fail")
+                .count();
+            assert_eq!(failed, 1, "{t:#}");
+        }
+        drop(hole);
+    }
+}
+
+#[test]
+fn authentication_failures_are_exit_6() {
+    for mysql in [false, true] {
+        let target = url(mysql, "app");
+        let good = via(Variant::Good, mysql);
+        // Authentication: a wrong password, and an IAM token signed with
+        // the wrong secret (refused by the server's verifier).
+        let t = single(
+            &check(
+                &[&target, "--via", &good],
+                &[("PGPASSWORD", "wrong"), ("MYSQL_PWD", "wrong")],
+            ),
+            6,
+            Some("auth"),
+        );
+        assert!(
+            t["error"]
+                .as_str()
+                .unwrap()
+                .contains("rejected authentication"),
+            "{t:#}"
+        );
+        let iam = format!("{}?iam=true", url(mysql, IAM_USER));
+        let t = single(
+            &check(
+                &[&iam, "--via", &good],
+                &[
+                    ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY),
+                    ("AWS_SECRET_ACCESS_KEY", "wrong"),
+                ],
+            ),
+            6,
+            Some("auth"),
+        );
+        assert_eq!(t["stages"][4]["status"], "skipped", "{t:#}");
+    }
+}
+
+#[test]
+fn wait_retries_until_a_late_server_answers() {
+    let port = free_port();
+    forward_later(Duration::from_secs(2), port, pg::server(Variant::Good).port);
+    let v = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let t = single(
+        &check(&[&url(false, "app"), "--via", &v, "--wait", "30s"], &[]),
+        0,
+        None,
+    );
+    assert!(t["attempts"].as_u64().unwrap() > 1, "{t:#}");
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn wait_gives_up_at_the_deadline_with_the_last_error() {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let start = Instant::now();
+    let t = single(
+        &check(&[&url(false, "app"), "--via", &closed, "--wait", "2s"], &[]),
+        4,
+        Some("tcp"),
+    );
+    assert!(t["attempts"].as_u64().unwrap() > 1, "{t:#}");
+    assert!(t["error"].as_str().unwrap().contains("refused"), "{t:#}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn wait_does_not_retry_certificate_failures() {
+    let v = via(Variant::WrongName, false);
+    let t = single(
+        &check(&[&url(false, "app"), "--via", &v, "--wait", "30s"], &[]),
+        5,
+        Some("tls"),
+    );
+    assert_eq!(t["attempts"], 1, "{t:#}");
+}
+
+#[test]
+fn mixed_targets_get_their_own_results_and_the_worst_exit_code() {
+    let env = TestEnv::new();
+    let file = env.root.path().join("targets.txt");
+    let good_pg = format!(
+        "postgres://app@127.0.0.1:{}/appdb",
+        pg::server(Variant::Good).port
+    );
+    let closed = format!("postgres://app@127.0.0.1:{}/appdb", free_port());
+    std::fs::write(&file, format!("# CI targets\n\n{good_pg}\n  {closed}\n")).unwrap();
+    let ca = ca();
+    let mysql_ip = format!(
+        "mysql://app@127.0.0.1:{}/appdb",
+        maria::server(Variant::Good).port
+    );
+    // verify-ca: the certificates name the endpoint, not 127.0.0.1.
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "check",
+            "--output",
+            "json",
+            "--tls",
+            "verify-ca",
+            "--file",
+            file.to_str().unwrap(),
+            &mysql_ip,
+        ],
+        &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", "wrong")],
+    );
+    run.assert_code(4);
+    let json = run.json();
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3);
+    // Command-line URLs first, then the file's, in order.
+    assert_eq!(targets[0]["target"], mysql_ip);
+    assert_eq!(targets[0]["exit_code"], 6);
+    assert_eq!(targets[1]["target"], good_pg);
+    assert_eq!(targets[1]["status"], "ok");
+    assert_eq!(targets[2]["stage"], "tcp");
+    assert_eq!(json["summary"]["failed"], 2);
+    assert_eq!(json["summary"]["passed"], 1);
+
+    let text = env.run_with(
+        &["--ca-bundle", &ca, "check", "--tls", "verify-ca", &good_pg],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    text.assert_code(0);
+    assert!(
+        text.stdout.starts_with("OK\tpostgres://"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn check_usage_errors() {
+    let env = TestEnv::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["check"], "no targets"),
+        (
+            &["check", "postgres://app@h/db"],
+            "no password for postgres://app@h/db",
+        ),
+        (
+            &["check", "postgres://app@h?sslmode=disable"],
+            "unknown parameter",
+        ),
+        (
+            &[
+                "check",
+                "postgres://a@h",
+                "mysql://a@h",
+                "--via",
+                "127.0.0.1:1",
+                "--iam",
+            ],
+            "--via applies to a single target",
+        ),
+        (
+            &["check", "--file", "/nonexistent/targets"],
+            "reading /nonexistent/targets",
+        ),
+    ];
+    for (args, needle) in cases {
+        let run = env.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn ctrl_c_prints_the_partial_report() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_addr = hole.local_addr().unwrap().to_string();
+    let env = TestEnv::new();
+    let ca = ca();
+    let good = format!(
+        "postgres://app@127.0.0.1:{}/appdb",
+        pg::server(Variant::Good).port
+    );
+    let stuck = format!("postgres://app@{hole_addr}/appdb");
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "check",
+        "--output",
+        "json",
+        "--tls",
+        "verify-ca",
+        "--connect-timeout",
+        "60s",
+        &good,
+        &stuck,
+    ]);
+    cmd.env("PGPASSWORD", APP_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.assert_code(130);
+    let json = run.json();
+    assert_eq!(json["targets"][0]["status"], "ok", "{json:#}");
+    assert_eq!(json["targets"][1]["status"], "interrupted", "{json:#}");
+    assert_eq!(json["summary"]["interrupted"], true);
+    drop(hole);
+}
