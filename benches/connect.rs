@@ -8,8 +8,12 @@
 //! Runs alternate between the two clients; wall time is measured around
 //! each run, peak RSS in separate runs under GNU time.
 //!
+//! Then `rdsconn check` over 10, 50 and 200 targets (both servers, repeated
+//! URLs) with `--concurrency 32`, to show the total grows with
+//! N / concurrency, not N.
+//!
 //! `scripts/bench-connect.sh [RUNS]` (= `cargo bench --bench connect -- RUNS`)
-//! prints the Markdown table for BENCHMARKS.md. Needs root, like the tests.
+//! prints the Markdown tables for BENCHMARKS.md. Needs root, like the tests.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -27,7 +31,9 @@ const GNU_TIME: &str = "/usr/bin/time";
 struct Client {
     label: String,
     argv: Vec<String>,
-    env: (&'static str, &'static str),
+    env: &'static [(&'static str, &'static str)],
+    /// A line the run must print.
+    expect: String,
 }
 
 impl Client {
@@ -42,7 +48,7 @@ impl Client {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", home)
-            .env(self.env.0, self.env.1)
+            .envs(self.env.iter().copied())
             .stdin(Stdio::null());
         cmd
     }
@@ -54,7 +60,7 @@ impl Client {
         let wall = start.elapsed().as_secs_f64();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.status.success() && stdout.lines().any(|l| l.trim() == "1"),
+            out.status.success() && stdout.lines().any(|l| l.trim() == self.expect),
             "{} failed: {}\n{stdout}{}",
             self.label,
             out.status,
@@ -116,7 +122,8 @@ fn clients(bundle: &str) -> [(Client, Client); 2] {
                     "-e",
                     "SELECT 1",
                 ]),
-                env: ("MYSQL_PWD", APP_PASSWORD),
+                env: &[("MYSQL_PWD", APP_PASSWORD)],
+                expect: "1".into(),
             },
             Client {
                 label: "`mariadb --ssl-verify-server-cert -e`".into(),
@@ -138,7 +145,8 @@ fn clients(bundle: &str) -> [(Client, Client); 2] {
                     "-e",
                     "SELECT 1",
                 ]),
-                env: ("MYSQL_PWD", APP_PASSWORD),
+                env: &[("MYSQL_PWD", APP_PASSWORD)],
+                expect: "1".into(),
             },
         ),
         (
@@ -160,7 +168,8 @@ fn clients(bundle: &str) -> [(Client, Client); 2] {
                     "-c",
                     "SELECT 1",
                 ]),
-                env: ("PGPASSWORD", APP_PASSWORD),
+                env: &[("PGPASSWORD", APP_PASSWORD)],
+                expect: "1".into(),
             },
             Client {
                 label: "`psql sslmode=verify-full -c`".into(),
@@ -175,7 +184,8 @@ fn clients(bundle: &str) -> [(Client, Client); 2] {
                     "-c",
                     "SELECT 1",
                 ]),
-                env: ("PGPASSWORD", APP_PASSWORD),
+                env: &[("PGPASSWORD", APP_PASSWORD)],
+                expect: "1".into(),
             },
         ),
     ]
@@ -212,6 +222,58 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (ours, native) in &pairs {
         report(ours, native, runs, &home);
+    }
+    check_scaling(&bundle, &home, runs.min(5));
+}
+
+/// `rdsconn check` over N targets at `--concurrency 32`.
+fn check_scaling(bundle: &str, home: &Path, runs: usize) {
+    let urls = [
+        format!(
+            "postgres://app@localhost:{}/appdb",
+            pg::server(Variant::Localhost).port
+        ),
+        format!(
+            "mysql://app@localhost:{}/appdb",
+            maria::server(Variant::Localhost).port
+        ),
+    ];
+    println!();
+    println!(
+        "`rdsconn check --concurrency 32 --file TARGETS` (PostgreSQL and MariaDB URLs alternating, password auth, verify-full); median of {runs} runs:"
+    );
+    println!();
+    println!("| targets | median wall | per target | peak RSS |");
+    println!("|---|---|---|---|");
+    for n in [1_usize, 10, 50, 200] {
+        let file = Path::new(home).join(format!("targets-{n}.txt"));
+        let lines: Vec<&str> = (0..n).map(|i| urls[i % 2].as_str()).collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let file = file.display().to_string();
+        let argv = [
+            support::BINARY,
+            "--ca-bundle",
+            bundle,
+            "check",
+            "--concurrency",
+            "32",
+            "--file",
+            &file,
+        ];
+        let client = Client {
+            label: format!("check x{n}"),
+            argv: argv.iter().map(|a| (*a).to_string()).collect(),
+            env: &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
+            expect: format!("{n} target(s): {n} passed, 0 warning(s), 0 failed"),
+        };
+        let mut walls: Vec<f64> = (0..runs).map(|_| client.time(home)).collect();
+        let rss = client.peak_rss(home);
+        let wall = median(&mut walls);
+        println!(
+            "| {n} | {:.1} ms | {:.2} ms | {rss:.1} MiB |",
+            wall * 1000.0,
+            wall * 1000.0 / f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+        );
     }
 }
 
