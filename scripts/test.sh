@@ -20,14 +20,17 @@ as_root() {
 
 # --- system packages ---------------------------------------------------------
 # Real servers and clients for the integration tests, openssl as the
-# independent certificate verifier.
+# independent certificate verifier, PAM's pam_exec for IAM users.
 need_pkgs=()
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server)
 command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
-command -v python3 >/dev/null || need_pkgs+=(python3)
+# The servers' PAM stack runs the IAM token verifier with the system Python.
+[ -x /usr/bin/python3 ] || need_pkgs+=(python3)
+compgen -G '/usr/lib/*/security/pam_exec.so' >/dev/null || compgen -G '/lib/*/security/pam_exec.so' >/dev/null ||
+  need_pkgs+=(libpam-modules)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   step "installing ${need_pkgs[*]}"
