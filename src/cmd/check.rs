@@ -7,7 +7,7 @@
 //! first failing stage stops the target; its category gives the exit code.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,9 +17,9 @@ use tokio::task::JoinSet;
 
 use crate::ca;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
-use crate::cmd::connect::{Given, target};
+use crate::cmd::connect::{Given, env, stdin_password, target};
 use crate::engine::{self, Auth, ConnectError, Secret, Target, ms, probe};
-use crate::error::{Categorized, Category, Error, Result};
+use crate::error::{Category, Error, Result};
 use crate::output;
 use crate::target::EngineKind;
 use crate::tls::{PeerChain, TlsPolicy};
@@ -29,8 +29,14 @@ struct Item {
     label: String,
     kind: EngineKind,
     target: Target,
-    iam: bool,
-    password: Option<Secret>,
+    login: Login,
+}
+
+/// How a target authenticates.
+enum Login {
+    /// A token minted right before the `auth` stage.
+    Iam,
+    Password(Secret),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -112,11 +118,8 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         wait_all: args.wait_all,
     });
 
-    let count = items.len();
-    let labels: Vec<(String, EngineKind, Target)> = items
-        .iter()
-        .map(|i| (i.label.clone(), i.kind, i.target.clone()))
-        .collect();
+    // A target without a result when Ctrl-C comes stays `interrupted`.
+    let mut reports: Vec<Report> = items.iter().map(Report::interrupted).collect();
     let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
     let mut set = JoinSet::new();
     for (index, item) in items.into_iter().enumerate() {
@@ -128,12 +131,11 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         });
     }
 
-    let mut reports: Vec<Option<Report>> = vec![None; count];
     let mut interrupted = false;
     loop {
         tokio::select! {
             next = set.join_next() => match next {
-                Some(Ok((index, report))) => reports[index] = Some(report),
+                Some(Ok((index, report))) => reports[index] = report,
                 Some(Err(e)) => return Err(Error::new(Category::Runtime, e).context("a check task failed")),
                 None => break,
             },
@@ -144,13 +146,6 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
             }
         }
     }
-    let reports: Vec<Report> = reports
-        .into_iter()
-        .zip(labels)
-        .map(|(r, (label, kind, target))| {
-            r.unwrap_or_else(|| Report::interrupted(label, kind, &target))
-        })
-        .collect();
     let summary = summarize(&reports, interrupted, args.strict);
     print(global.output, &reports, &summary)?;
     Ok(summary.exit_code)
@@ -220,25 +215,19 @@ fn items(args: &CheckArgs) -> Result<Vec<Item>> {
         ));
     }
     let stdin_password = if args.password_stdin {
-        Some(read_stdin_password()?)
+        Some(stdin_password()?)
     } else {
         None
     };
     found
         .into_iter()
         .map(|(label, kind, target, url_iam)| {
-            let iam = args.iam || url_iam;
-            let password = if iam {
-                None
+            let login = if args.iam || url_iam {
+                Login::Iam
             } else {
                 let var = password_env(kind);
-                let secret = stdin_password.clone().or_else(|| {
-                    std::env::var(var)
-                        .ok()
-                        .filter(|p| !p.is_empty())
-                        .map(Secret::new)
-                });
-                Some(secret.ok_or_else(|| {
+                let secret = stdin_password.clone().or_else(|| env(var).map(Secret::new));
+                Login::Password(secret.ok_or_else(|| {
                     Error::usage(format!(
                         "no password for {label}: pass --iam (or ?iam=true), --password-stdin, or set {var}"
                     ))
@@ -248,8 +237,7 @@ fn items(args: &CheckArgs) -> Result<Vec<Item>> {
                 label,
                 kind,
                 target,
-                iam,
-                password,
+                login,
             })
         })
         .collect()
@@ -279,19 +267,6 @@ fn read_target_file(file: &Path) -> Result<Vec<String>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect())
-}
-
-fn read_stdin_password() -> Result<Secret> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::usage(format!("reading the password from stdin: {e}")))?;
-    let pw = line.trim_end_matches(['\n', '\r']);
-    if pw.is_empty() {
-        return Err(Error::usage("--password-stdin: stdin held no password"));
-    }
-    Ok(Secret::new(pw.to_string()))
 }
 
 /// Checks a target, retrying transient failures until `--wait` ends.
@@ -339,20 +314,16 @@ async fn check_once(item: &Item, settings: &Settings) -> Report {
     let remaining = || budget.saturating_sub(start.elapsed());
 
     // DNS
-    let (dial_host, dial_port) = target.dial();
     let t = Instant::now();
-    let addrs = match within(
-        remaining(),
-        "DNS resolution",
-        engine::resolve(&dial_host, dial_port),
-    )
-    .await
-    {
+    let addrs = match within(remaining(), "DNS resolution", target.resolve_dial()).await {
         Ok(a) => {
             run.ok("dns", t, Some(join_addrs(&a)));
             a
         }
-        Err(e) => return run.fail("dns", t, &e).finish(settings),
+        Err(e) => {
+            run.fail("dns", t, &e.into());
+            return run.finish(settings);
+        }
     };
 
     // TCP
@@ -363,7 +334,10 @@ async fn check_once(item: &Item, settings: &Settings) -> Report {
             run.ok("tcp", t, peer);
             s
         }
-        Err(e) => return run.fail("tcp", t, &e).finish(settings),
+        Err(e) => {
+            run.fail("tcp", t, &e.into());
+            return run.finish(settings);
+        }
     };
 
     // TLS, with rdsconn's verifier
@@ -395,7 +369,10 @@ async fn check_once(item: &Item, settings: &Settings) -> Report {
             });
             run.ok("tls", t, detail);
         }
-        Err(e) => return run.fail("tls", t, &e).finish(settings),
+        Err(e) => {
+            run.fail("tls", t, &e.into());
+            return run.finish(settings);
+        }
     }
 
     session_stages(item, settings, &mut run, remaining()).await;
@@ -406,22 +383,19 @@ async fn check_once(item: &Item, settings: &Settings) -> Report {
 async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaining: Duration) {
     let target = &item.target;
     let t = Instant::now();
-    let auth = if item.iam {
-        match crate::cmd::token::mint(&settings.global, &target.host, target.port, &target.user)
-            .await
-        {
-            Ok(m) => Auth::IamToken(Secret::new(m.token)),
-            Err(e) => {
-                run.fail_error("auth", t, &e);
-                return;
+    let auth = match &item.login {
+        Login::Iam => {
+            let minted =
+                crate::cmd::token::mint(&settings.global, &target.host, target.port, &target.user);
+            match minted.await {
+                Ok(m) => Auth::IamToken(Secret::new(m.token)),
+                Err(e) => {
+                    run.fail("auth", t, &e);
+                    return;
+                }
             }
         }
-    } else {
-        Auth::Password(
-            item.password
-                .clone()
-                .unwrap_or_else(|| Secret::new(String::new())),
-        )
+        Login::Password(p) => Auth::Password(p.clone()),
     };
     let mut bounded = target.clone();
     bounded.connect_timeout = remaining
@@ -440,7 +414,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
             s
         }
         Err(e) => {
-            run.fail("auth", t, &e);
+            run.fail("auth", t, &e.into());
             return;
         }
     };
@@ -454,7 +428,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
             run.ok("query", t, Some(format!("{rows} row(s)")));
         }
         Err(e) => {
-            run.fail_error("query", t, &Error::from(e));
+            run.fail("query", t, &e.into());
         }
     }
 }
@@ -496,68 +470,23 @@ struct Run {
 
 impl Run {
     fn new(item: &Item, start: Instant) -> Self {
-        let (h, p) = item.target.dial();
         Self {
-            report: Report {
-                target: item.label.clone(),
-                engine: item.kind,
-                endpoint: format!("{}:{}", item.target.host, item.target.port),
-                dial_address: format!("{h}:{p}"),
-                status: "ok",
-                stage: None,
-                exit_code: 0,
-                error: None,
-                hint: None,
-                total_ms: 0.0,
-                attempts: 1,
-                tls_protocol: None,
-                tls_cipher: None,
-                certificate: None,
-                stages: Vec::new(),
-            },
+            report: Report::new(item),
             start,
         }
     }
 
-    fn ok(&mut self, name: &'static str, since: Instant, detail: Option<String>) -> &mut Self {
+    fn ok(&mut self, name: &'static str, since: Instant, detail: Option<String>) {
         self.report.stages.push(Stage {
             name,
             status: "ok",
             duration_ms: Some(ms(since)),
             detail,
         });
-        self
     }
 
-    fn fail(&mut self, name: &'static str, since: Instant, err: &ConnectError) -> &mut Self {
-        let category = err.category();
-        self.failed(
-            name,
-            since,
-            category,
-            crate::error::error_line(err),
-            err.hint(),
-        )
-    }
-
-    fn fail_error(&mut self, name: &'static str, since: Instant, err: &Error) -> &mut Self {
-        self.failed(
-            name,
-            since,
-            err.category(),
-            err.one_line(),
-            err.hint().map(str::to_string),
-        )
-    }
-
-    fn failed(
-        &mut self,
-        name: &'static str,
-        since: Instant,
-        category: Category,
-        message: String,
-        hint: Option<String>,
-    ) -> &mut Self {
+    fn fail(&mut self, name: &'static str, since: Instant, err: &Error) {
+        let message = err.one_line();
         self.report.stages.push(Stage {
             name,
             status: "fail",
@@ -566,54 +495,54 @@ impl Run {
         });
         self.report.status = "fail";
         self.report.stage = Some(name);
-        self.report.exit_code = category.exit_code();
+        self.report.exit_code = err.category().exit_code();
         self.report.error = Some(message);
-        self.report.hint = hint;
-        self
+        self.report.hint = err.hint().map(str::to_string);
     }
 
-    fn finish(&mut self, settings: &Settings) -> Report {
-        for name in STAGES.iter().skip(self.report.stages.len()) {
-            self.report.stages.push(Stage {
+    fn finish(self, settings: &Settings) -> Report {
+        let mut report = self.report;
+        for name in STAGES.iter().skip(report.stages.len()) {
+            report.stages.push(Stage {
                 name,
                 status: "skipped",
                 duration_ms: None,
                 detail: None,
             });
         }
-        if self.report.status == "ok"
-            && let Some(c) = &self.report.certificate
+        if report.status == "ok"
+            && let Some(c) = &report.certificate
             && c.days_left < settings.warn_days
         {
-            self.report.status = "warn";
-            self.report.error = Some(format!(
+            report.status = "warn";
+            report.error = Some(format!(
                 "the server certificate expires in {} days ({})",
                 c.days_left, c.not_after
             ));
-            self.report.hint = Some(
+            report.hint = Some(
                 "rotate the instance's CA / certificate (RDS: modify the DB instance's CA)".into(),
             );
         }
-        self.report.total_ms = ms(self.start);
-        self.report.clone()
+        report.total_ms = ms(self.start);
+        report
     }
 }
 
 impl Report {
-    fn interrupted(label: String, kind: EngineKind, target: &Target) -> Self {
-        let (h, p) = target.dial();
+    /// A passing report with no stages yet.
+    fn new(item: &Item) -> Self {
         Self {
-            target: label,
-            engine: kind,
-            endpoint: format!("{}:{}", target.host, target.port),
-            dial_address: format!("{h}:{p}"),
-            status: "interrupted",
+            target: item.label.clone(),
+            engine: item.kind,
+            endpoint: item.target.endpoint(),
+            dial_address: item.target.dial_address(),
+            status: "ok",
             stage: None,
-            exit_code: INTERRUPTED,
-            error: Some("interrupted before the check finished".into()),
+            exit_code: 0,
+            error: None,
             hint: None,
             total_ms: 0.0,
-            attempts: 0,
+            attempts: 1,
             tls_protocol: None,
             tls_cipher: None,
             certificate: None,
@@ -621,9 +550,20 @@ impl Report {
         }
     }
 
-    /// Worth retrying under `--wait`: the network, not the server's answer.
+    fn interrupted(item: &Item) -> Self {
+        Self {
+            status: "interrupted",
+            exit_code: INTERRUPTED,
+            error: Some("interrupted before the check finished".into()),
+            attempts: 0,
+            ..Self::new(item)
+        }
+    }
+
+    /// Worth retrying under `--wait`: the network, not the server's answer
+    /// (DNS and TCP failures and timeouts are all network failures).
     fn is_transient(&self) -> bool {
-        matches!(self.stage, Some("dns" | "tcp")) || self.exit_code == Category::Network.exit_code()
+        self.exit_code == Category::Network.exit_code()
     }
 }
 

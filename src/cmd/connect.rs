@@ -58,7 +58,7 @@ pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
 }
 
 /// An environment variable, if set and not empty.
-fn env(key: &str) -> Option<String> {
+pub(crate) fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
@@ -199,19 +199,24 @@ fn parse_via(raw: &str) -> Result<(String, u16)> {
     Ok((host.as_str().to_string(), port))
 }
 
+/// `--password-stdin`: the first line of stdin.
+pub(crate) fn stdin_password() -> Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::usage(format!("reading the password from stdin: {e}")))?;
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.is_empty() {
+        return Err(Error::usage("--password-stdin: stdin held no password"));
+    }
+    Ok(Secret::new(pw.to_string()))
+}
+
 /// The password from stdin, the engine's env var, or a terminal prompt.
 fn password(from_stdin: bool, env_var: &str, target: &Target) -> Result<Secret> {
     if from_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Error::usage(format!("reading the password from stdin: {e}")))?;
-        let pw = line.trim_end_matches(['\n', '\r']);
-        if pw.is_empty() {
-            return Err(Error::usage("--password-stdin: stdin held no password"));
-        }
-        return Ok(Secret::new(pw.to_string()));
+        return stdin_password();
     }
     if let Ok(pw) = std::env::var(env_var) {
         return Ok(Secret::new(pw));
