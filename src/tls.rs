@@ -187,14 +187,6 @@ impl CertSummary {
     }
 }
 
-/// `DnsName("a.example")` (how webpki reports presented names) → `a.example`.
-fn unwrap_debug(name: &str) -> String {
-    name.split_once('(')
-        .and_then(|(_, rest)| rest.strip_suffix(')'))
-        .map_or(name, |inner| inner.trim_matches('"'))
-        .to_string()
-}
-
 fn ip_string(raw: &[u8]) -> Option<String> {
     match raw.len() {
         4 => <[u8; 4]>::try_from(raw)
@@ -238,25 +230,20 @@ pub enum TlsFailure {
 impl TlsFailure {
     /// Classifies a rustls error; `expected` is the endpoint name.
     pub fn from_rustls(err: &rustls::Error, expected: &str, peer: &[CertificateDer<'_>]) -> Self {
-        // The chain rdsconn's verifier recorded, else (drivers with their
-        // own verifier) the names rustls reports.
-        let presented = |context: &[String]| {
+        // The chain rdsconn's verifier recorded (for drivers with their own
+        // verifier, a probe records it).
+        let presented = || {
             peer.first()
                 .and_then(|c| CertSummary::from_der(c))
-                .map_or_else(
-                    || context.iter().map(|n| unwrap_debug(n)).collect(),
-                    |s| s.sans,
-                )
+                .map(|s| s.sans)
+                .unwrap_or_default()
         };
         match err {
             rustls::Error::InvalidCertificate(e) => match e {
-                CertificateError::NotValidForName => Self::WrongName {
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => Self::WrongName {
                     expected: expected.to_string(),
-                    presented: presented(&[]),
-                },
-                CertificateError::NotValidForNameContext { presented: p, .. } => Self::WrongName {
-                    expected: expected.to_string(),
-                    presented: presented(p),
+                    presented: presented(),
                 },
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => Self::UnknownCa,
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::{Categorized, Category};
 use crate::target::{EngineKind, Host};
-use crate::tls::{TlsFailure, TlsInfo, TlsPolicy};
+use crate::tls::{CertSummary, TlsFailure, TlsInfo, TlsMode, TlsPolicy};
 
 /// A boxed future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -44,11 +44,28 @@ impl Target {
             .unwrap_or_else(|| (self.host.as_str().to_string(), self.port))
     }
 
+    /// The endpoint as `host:port`.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The dial address as `host:port`.
+    pub fn dial_address(&self) -> String {
+        let (h, p) = self.dial();
+        format!("{h}:{p}")
+    }
+
+    /// Resolves the dial address.
+    pub(crate) async fn resolve_dial(&self) -> Result<Vec<SocketAddr>, ConnectError> {
+        let (host, port) = self.dial();
+        resolve(&host, port).await
+    }
+
     /// `host:port`, plus ` via addr` when dialing elsewhere, for errors.
     pub fn describe(&self) -> String {
         match &self.via {
-            Some((h, p)) => format!("{}:{} via {h}:{p}", self.host, self.port),
-            None => format!("{}:{}", self.host, self.port),
+            Some(_) => format!("{} via {}", self.endpoint(), self.dial_address()),
+            None => self.endpoint(),
         }
     }
 }
@@ -122,6 +139,35 @@ pub struct SessionInfo {
     pub auth: &'static str,
     pub tls: TlsInfo,
     pub timings: Timings,
+}
+
+impl SessionInfo {
+    /// What is known right after connecting; the server version, protocol
+    /// and cipher are filled in by [`Session::describe`].
+    pub(crate) fn connected(
+        engine: EngineKind,
+        target: &Target,
+        auth: &Auth,
+        mode: TlsMode,
+        certificate: Option<CertSummary>,
+        timings: Timings,
+    ) -> Self {
+        Self {
+            engine,
+            endpoint: target.endpoint(),
+            dial_address: target.dial_address(),
+            server_version: String::new(),
+            user: target.user.clone(),
+            auth: auth.describe(),
+            tls: TlsInfo {
+                mode: Some(mode),
+                protocol: None,
+                cipher: None,
+                certificate,
+            },
+            timings,
+        }
+    }
 }
 
 /// One statement's result: columns and rows (text, `None` for NULL), or

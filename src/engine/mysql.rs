@@ -33,7 +33,7 @@ use super::{
 };
 use crate::error::error_line;
 use crate::target::EngineKind;
-use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsInfo, TlsMode, TlsPolicy};
+use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsMode, TlsPolicy};
 
 pub struct Mysql;
 
@@ -66,8 +66,7 @@ async fn connect(
     stage: &Stage,
 ) -> Result<MysqlSession, ConnectError> {
     let start = Instant::now();
-    let (dial_host, dial_port) = target.dial();
-    let addrs = super::resolve(&dial_host, dial_port).await?;
+    let addrs = target.resolve_dial().await?;
     let dns_ms = ms(start);
 
     // verify-ca: learn a name the certificate carries, verifying its chain.
@@ -99,26 +98,19 @@ async fn connect(
         match mysql_async::Conn::new(opts(target, auth, tls, addr, &verify_name)).await {
             Ok(conn) => {
                 let connect_ms = ms(t);
-                let info = SessionInfo {
-                    engine: EngineKind::Mysql,
-                    endpoint: format!("{}:{}", target.host, target.port),
-                    dial_address: format!("{dial_host}:{dial_port}"),
-                    server_version: String::new(),
-                    user: target.user.clone(),
-                    auth: auth.describe(),
-                    tls: TlsInfo {
-                        mode: Some(tls.mode),
-                        protocol: None,
-                        cipher: None,
-                        certificate: probed,
-                    },
-                    timings: Timings {
+                let info = SessionInfo::connected(
+                    EngineKind::Mysql,
+                    target,
+                    auth,
+                    tls.mode,
+                    probed,
+                    Timings {
                         dns_ms,
                         connect_ms,
                         tls_auth_ms: None,
                         total_ms: ms(start),
                     },
-                };
+                );
                 return Ok(MysqlSession {
                     conn,
                     host: target.host.as_str().to_string(),
@@ -138,7 +130,7 @@ async fn connect(
         }
     }
     Err(last.unwrap_or_else(|| ConnectError::Tcp {
-        addr: format!("{dial_host}:{dial_port}"),
+        addr: target.dial_address(),
         source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
     }))
 }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::error::error_line;
 use crate::target::EngineKind;
-use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsInfo, TlsPolicy};
+use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
 pub struct Postgres;
 
@@ -51,8 +51,7 @@ async fn connect(
     stage: &Stage,
 ) -> Result<PgSession, ConnectError> {
     let start = Instant::now();
-    let (dial_host, dial_port) = target.dial();
-    let addrs = super::resolve(&dial_host, dial_port).await?;
+    let addrs = target.resolve_dial().await?;
     let dns_ms = ms(start);
 
     stage.set("TCP connect");
@@ -92,26 +91,19 @@ async fn connect(
     });
     let tls_auth_ms = ms(t);
 
-    let info = SessionInfo {
-        engine: EngineKind::Postgres,
-        endpoint: format!("{}:{}", target.host, target.port),
-        dial_address: format!("{dial_host}:{dial_port}"),
-        server_version: String::new(),
-        user: target.user.clone(),
-        auth: auth.describe(),
-        tls: TlsInfo {
-            mode: Some(tls.mode),
-            protocol: None,
-            cipher: None,
-            certificate: peer.get().first().and_then(|c| CertSummary::from_der(c)),
-        },
-        timings: Timings {
+    let info = SessionInfo::connected(
+        EngineKind::Postgres,
+        target,
+        auth,
+        tls.mode,
+        peer.get().first().and_then(|c| CertSummary::from_der(c)),
+        Timings {
             dns_ms,
             connect_ms,
             tls_auth_ms: Some(tls_auth_ms),
             total_ms: ms(start),
         },
-    };
+    );
     Ok(PgSession {
         client,
         driver,
