@@ -375,3 +375,20 @@ fn ctrl_c_prints_the_partial_report() {
     assert_eq!(json["summary"]["interrupted"], true);
     drop(hole);
 }
+
+#[test]
+fn expiring_certificate_is_a_warning_and_strict_makes_it_exit_5() {
+    let v = via(Variant::Good, false);
+    let target = url(false, "app");
+    // The test certificates are valid for centuries: ask for more.
+    let args = [target.as_str(), "--via", &v, "--warn-cert-days", "4000000"];
+    let t = single(&check(&args, &[]), 0, None);
+    assert_eq!(t["status"], "warn", "{t:#}");
+    assert!(t["error"].as_str().unwrap().contains("expires in"), "{t:#}");
+
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    let run = check(&strict, &[]);
+    run.assert_code(5);
+    assert_eq!(run.json()["summary"]["warnings"], 1);
+}
