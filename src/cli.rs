@@ -34,6 +34,20 @@ Examples:
   rdsconn check --file targets.txt --output json
   PGPASSWORD=… rdsconn check --engine postgres -h mydb…rds.amazonaws.com -u app --via 127.0.0.1:15432";
 
+const ENV_AFTER_HELP: &str = "\
+Examples:
+  eval \"$(rdsconn env postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam)\"
+  rdsconn env mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app --iam --shell fish | source
+
+Exit codes: 0 ok, 2 usage, 3 AWS (token); the output is empty on failure.";
+
+const EXEC_AFTER_HELP: &str = "\
+Examples:
+  rdsconn exec postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam -- ./migrate up
+  rdsconn exec mysql -h mydb… -u app --iam -- sh -c 'mysqldump --ssl-ca=\"$MYSQL_SSL_CA\" …'
+
+Exit codes: COMMAND's own status; 2 usage, 3 AWS before COMMAND starts.";
+
 /// Reach Amazon RDS / Aurora MySQL and PostgreSQL over verified TLS, with IAM
 /// auth tokens and the RDS CA bundle handled for you.
 #[derive(Debug, Parser)]
@@ -124,7 +138,12 @@ pub enum Command {
     /// with --tls verify-full, the endpoint name: MySQL VERIFY_IDENTITY),
     /// authenticates with a password or an IAM token (sent with
     /// mysql_clear_password, only inside that TLS), and runs -e SQL or
-    /// prints --info.
+    /// prints --info. Without those, it hands the verified session to the
+    /// mysql or mariadb client (--client PATH; arguments after -- go to the
+    /// client) with VERIFY_IDENTITY and the CA bundle, the password in a
+    /// 0600 defaults file, and exits with the client's status. Through
+    /// --via that needs --tls verify-ca (MySQL clients verify the name
+    /// they dial).
     ///
     /// Environment: MYSQL_HOST and MYSQL_TCP_PORT fill in what the flags
     /// and URL leave open; MYSQL_PWD is the password (else
@@ -137,6 +156,10 @@ pub enum Command {
     /// Connects to the endpoint (verified against the RDS CA bundle and,
     /// with --tls verify-full, the endpoint name), authenticates with a
     /// password or an IAM token, and runs -c/-e SQL or prints --info.
+    /// Without those, it hands the verified session to psql (--client
+    /// PATH; arguments after -- go to psql) with sslmode=verify-full, the
+    /// CA bundle, hostaddr for --via, the password in its environment, and
+    /// exits with psql's status.
     ///
     /// Environment: PGHOST, PGPORT, PGUSER, PGDATABASE fill in what the
     /// flags and URL leave open; PGPASSWORD is the password (else
@@ -164,13 +187,28 @@ pub enum Command {
     #[command(after_help = CHECK_AFTER_HELP, disable_help_flag = true)]
     Check(CheckArgs),
 
-    /// Print environment variables for a verified connection.
-    #[command(after_help = AFTER_HELP)]
-    Env(PendingArgs),
+    /// Print a connection's settings as shell variables, for eval.
+    ///
+    /// Prints `export` lines (or fish `set -gx`, or JSON) for the engine's
+    /// clients and tools. PostgreSQL: PGHOST, PGHOSTADDR (with --via),
+    /// PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGPASSWORD.
+    /// MySQL: MYSQL_HOST, MYSQL_TCP_PORT, MYSQL_USER, MYSQL_DATABASE,
+    /// MYSQL_PWD, MYSQL_SSL_CA, MYSQL_SSL_MODE (and
+    /// LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN=1 with --iam). Both: DATABASE_URL
+    /// with the password percent-encoded. An IAM token is valid for 15
+    /// minutes for new connections.
+    ///
+    /// The output holds the password or token: eval it, do not log it.
+    #[command(after_help = ENV_AFTER_HELP, disable_help_flag = true)]
+    Env(EnvArgs),
 
-    /// Run a command with connection environment variables set.
-    #[command(after_help = AFTER_HELP)]
-    Exec(PendingArgs),
+    /// Run a command with a connection's settings in its environment.
+    ///
+    /// Sets the variables `rdsconn env` prints (DATABASE_URL included) in
+    /// COMMAND's environment only, forwards signals to it and exits with
+    /// its exit status (128+N when signal N ended it).
+    #[command(after_help = EXEC_AFTER_HELP, disable_help_flag = true)]
+    Exec(ExecArgs),
 
     /// List RDS instances and clusters with their endpoints.
     #[command(after_help = AFTER_HELP)]
@@ -455,9 +493,91 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub info: bool,
 
+    /// The native client to hand the session to [default: psql; mysql,
+    /// else mariadb, from PATH].
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["execute", "info"])]
+    pub client: Option<PathBuf>,
+
+    /// Arguments for the native client, after `--` (e.g. `-- -c '\\dt'`).
+    #[arg(last = true, value_name = "CLIENT_ARGS", conflicts_with_all = ["execute", "info"])]
+    pub client_args: Vec<OsString>,
+
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// Target and credentials for `env` and `exec`.
+#[derive(Debug, Args)]
+pub struct ChildArgs {
+    /// mysql (or mariadb) or postgres (or psql, pg).
+    #[arg(value_enum, value_name = "ENGINE")]
+    pub engine: crate::target::EngineKind,
+
+    /// Target URL instead of the flags: ENGINE://USER@HOST[:PORT][/DB] (no password).
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// Endpoint host name (signed for and verified against).
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port [default: the engine's].
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database user.
+    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Database name.
+    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
+    pub database: Option<String>,
+
+    /// Use an IAM auth token (minted now, valid 15 minutes) as the password.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub iam: bool,
+
+    /// Read the password from the first line of stdin (else PGPASSWORD /
+    /// MYSQL_PWD, else a no-echo prompt on a terminal).
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// verify-full: chain and endpoint name; verify-ca: chain only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
+    pub tls: crate::tls::TlsMode,
+
+    /// The address the tools dial (a tunnel) while verifying the endpoint
+    /// name (PostgreSQL: PGHOSTADDR). MySQL clients cannot do this, so
+    /// for MySQL it needs --tls verify-ca.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// `rdsconn env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub target: ChildArgs,
+
+    /// Syntax of the output [default: sh; json with --output json].
+    #[arg(long, value_enum, value_name = "SHELL")]
+    pub shell: Option<crate::native::Shell>,
+}
+
+/// `rdsconn exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub target: ChildArgs,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }
 
 /// Arguments of a subcommand that this build does not implement yet.

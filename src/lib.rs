@@ -24,6 +24,7 @@ pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod native;
 pub mod output;
 pub mod target;
 pub mod tls;
@@ -45,6 +46,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Check(args) => cmd::check::run(global, args).await,
         Command::Mysql(args) => cmd::connect::mysql(global, args).await,
         Command::Postgres(args) => cmd::connect::postgres(global, args).await,
+        Command::Env(args) => cmd::child::env(global, args).await,
+        Command::Exec(args) => cmd::child::exec(global, args).await,
         other => cmd::pending(other.name()),
     }
 }

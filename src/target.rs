@@ -16,8 +16,10 @@ use crate::aws;
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// MySQL, MariaDB, Aurora MySQL (default port 3306).
+    #[value(alias = "mariadb")]
     Mysql,
     /// PostgreSQL, Aurora PostgreSQL (default port 5432).
+    #[value(aliases = ["postgresql", "psql", "pg"])]
     Postgres,
 }
 
@@ -33,6 +35,14 @@ impl EngineKind {
         match self {
             Self::Mysql => "mysql",
             Self::Postgres => "postgres",
+        }
+    }
+
+    /// The variable the engine's clients read the password from.
+    pub const fn password_env(self) -> &'static str {
+        match self {
+            Self::Mysql => "MYSQL_PWD",
+            Self::Postgres => "PGPASSWORD",
         }
     }
 

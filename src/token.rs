@@ -28,7 +28,7 @@ use crate::target::Host;
 pub const TOKEN_LIFETIME: Duration = Duration::from_mins(15);
 
 /// Everything except the RFC 3986 unreserved characters is encoded.
-const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

@@ -225,7 +225,7 @@ fn items(args: &CheckArgs) -> Result<Vec<Item>> {
             let login = if args.iam || url_iam {
                 Login::Iam
             } else {
-                let var = password_env(kind);
+                let var = kind.password_env();
                 let secret = stdin_password.clone().or_else(|| env(var).map(Secret::new));
                 Login::Password(secret.ok_or_else(|| {
                     Error::usage(format!(
@@ -241,13 +241,6 @@ fn items(args: &CheckArgs) -> Result<Vec<Item>> {
             })
         })
         .collect()
-}
-
-const fn password_env(kind: EngineKind) -> &'static str {
-    match kind {
-        EngineKind::Mysql => "MYSQL_PWD",
-        EngineKind::Postgres => "PGPASSWORD",
-    }
 }
 
 fn read_target_file(file: &Path) -> Result<Vec<String>> {

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -11,6 +13,7 @@ use crate::ca;
 use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
 use crate::engine::{self, Auth, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
+use crate::native::{self, ClientConn};
 use crate::output;
 use crate::target::{EngineKind, Host, UrlTarget, validate_user};
 use crate::tls::TlsPolicy;
@@ -24,37 +27,60 @@ pub(crate) struct Given {
     pub database: Option<String>,
 }
 
+impl Given {
+    /// The user's values, with the engine's environment variables
+    /// (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`; `MYSQL_HOST`,
+    /// `MYSQL_TCP_PORT`) filling in what flags leave open.
+    pub(crate) fn with_env(
+        kind: EngineKind,
+        url: Option<String>,
+        host: Option<String>,
+        port: Option<u16>,
+        user: Option<String>,
+        database: Option<String>,
+    ) -> Self {
+        let port_of = |var| env(var).and_then(|p| p.parse().ok());
+        match kind {
+            EngineKind::Postgres => Self {
+                url,
+                host: host.or_else(|| env("PGHOST")),
+                port: port.or_else(|| port_of("PGPORT")),
+                user: user.or_else(|| env("PGUSER")),
+                database: database.or_else(|| env("PGDATABASE")),
+            },
+            EngineKind::Mysql => Self {
+                url,
+                host: host.or_else(|| env("MYSQL_HOST")),
+                port: port.or_else(|| port_of("MYSQL_TCP_PORT")),
+                user,
+                database,
+            },
+        }
+    }
+}
+
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
-    let given = Given {
-        url: args.url.clone(),
-        host: args.host.clone().or_else(|| env("PGHOST")),
-        port: args
-            .port
-            .or_else(|| env("PGPORT").and_then(|p| p.parse().ok())),
-        user: args.user.clone().or_else(|| env("PGUSER")),
-        database: args.database.clone().or_else(|| env("PGDATABASE")),
-    };
-    run(
-        global,
+    let given = Given::with_env(
         EngineKind::Postgres,
-        given,
-        &args.connect,
-        "PGPASSWORD",
-    )
-    .await
+        args.url.clone(),
+        args.host.clone(),
+        args.port,
+        args.user.clone(),
+        args.database.clone(),
+    );
+    run(global, EngineKind::Postgres, given, &args.connect).await
 }
 
 pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
-    let given = Given {
-        url: args.url.clone(),
-        host: args.host.clone().or_else(|| env("MYSQL_HOST")),
-        port: args
-            .port
-            .or_else(|| env("MYSQL_TCP_PORT").and_then(|p| p.parse().ok())),
-        user: args.user.clone(),
-        database: args.database.clone(),
-    };
-    run(global, EngineKind::Mysql, given, &args.connect, "MYSQL_PWD").await
+    let given = Given::with_env(
+        EngineKind::Mysql,
+        args.url.clone(),
+        args.host.clone(),
+        args.port,
+        args.user.clone(),
+        args.database.clone(),
+    );
+    run(global, EngineKind::Mysql, given, &args.connect).await
 }
 
 /// An environment variable, if set and not empty.
@@ -67,7 +93,6 @@ async fn run(
     kind: EngineKind,
     given: Given,
     args: &ConnectArgs,
-    password_env: &str,
 ) -> Result<u8> {
     // Everything the user typed is checked before any I/O.
     let (_, target, url_iam) = target(
@@ -76,33 +101,46 @@ async fn run(
         args.via.as_deref(),
         args.connect_timeout.into(),
     )?;
-    if args.execute.is_none() && !args.info {
-        return Err(Error::usage(format!(
-            "handing the session to the native {} client is not implemented in this build yet",
-            kind.name()
-        ))
-        .with_hint("use -e SQL to run statements, or --info to check the connection"));
-    }
     let engine = engine::for_kind(kind);
-    let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
-    for w in warnings {
-        output::warn(w);
-    }
+    // Without -e or --info the session goes to the native client; it must
+    // be able to verify what rdsconn verifies, and be installed.
+    let client = if args.execute.is_none() && !args.info {
+        engine.check_handoff(&target, args.tls)?;
+        Some(engine.find_client(args.client.as_deref())?)
+    } else {
+        None
+    };
     let policy = TlsPolicy {
         mode: args.tls,
-        roots,
+        roots: roots(global)?,
     };
     let auth = if args.iam || url_iam {
         let minted =
             crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
         Auth::IamToken(Secret::new(minted.token))
     } else {
-        Auth::Password(password(args.password_stdin, password_env, &target)?)
+        Auth::Password(password(args.password_stdin, kind.password_env(), &target)?)
     };
     let mut session = engine
         .connect(&target, &auth, &policy)
         .await
         .map_err(|e| Error::from(e).context(format!("connecting to {}", target.describe())))?;
+    if let Some(client) = client {
+        // Verified: TLS, name and credentials work. Now the client gets
+        // the same settings, and the terminal.
+        session.close().await;
+        let ca_file = ca_file(global)?;
+        let conn = ClientConn {
+            target: &target,
+            secret: auth.secret(),
+            iam: matches!(auth, Auth::IamToken(_)),
+            mode: args.tls,
+            ca_file: &ca_file,
+            via_addr: via_addr(&target).await?,
+        };
+        let launch = engine.launch(client, &conn, &args.client_args)?;
+        return native::run(launch);
+    }
     let result = match &args.execute {
         Some(sql) => match session.execute(sql).await {
             Ok(sets) => print_results(global.output, &sets),
@@ -120,6 +158,42 @@ async fn run(
     result.map(|()| 0)
 }
 
+/// The roots for in-process verification, warnings printed.
+fn roots(global: &GlobalArgs) -> Result<std::sync::Arc<ca::Roots>> {
+    let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
+    for w in warnings {
+        output::warn(w);
+    }
+    Ok(roots)
+}
+
+/// A PEM file with the same bundle, for child processes.
+pub(crate) fn ca_file(global: &GlobalArgs) -> Result<PathBuf> {
+    let cache = ca::Cache::from_env()?;
+    let outcome = ca::ensure_path(
+        &cache,
+        &ca::LoadOptions {
+            file: global.ca_bundle.as_deref(),
+            region: None,
+        },
+    )?;
+    for w in &outcome.warnings {
+        output::warn(w);
+    }
+    Ok(outcome.path)
+}
+
+/// `--via`'s host as an address, for libpq's `hostaddr`.
+pub(crate) async fn via_addr(target: &Target) -> Result<Option<IpAddr>> {
+    match &target.via {
+        None => Ok(None),
+        Some((host, port)) => {
+            let addrs = engine::resolve(host, *port).await?;
+            Ok(addrs.first().map(std::net::SocketAddr::ip))
+        }
+    }
+}
+
 /// A target from a URL and/or flags; `kind` is the command's engine, or
 /// `None` to take it from the URL. Also returns the URL's `?iam=true`.
 pub(crate) fn target(
@@ -132,7 +206,7 @@ pub(crate) fn target(
     let kind = match (kind, &url) {
         (Some(k), Some(u)) if u.engine != k => {
             return Err(Error::usage(format!(
-                "the URL is for {}, but this is `rdsconn {}`",
+                "the URL is for {}, but the engine is {}",
                 u.engine.name(),
                 k.name()
             )));
@@ -214,7 +288,7 @@ pub(crate) fn stdin_password() -> Result<Secret> {
 }
 
 /// The password from stdin, the engine's env var, or a terminal prompt.
-fn password(from_stdin: bool, env_var: &str, target: &Target) -> Result<Secret> {
+pub(crate) fn password(from_stdin: bool, env_var: &str, target: &Target) -> Result<Secret> {
     if from_stdin {
         return stdin_password();
     }

@@ -3,6 +3,7 @@
 
 pub mod ca;
 pub mod check;
+pub mod child;
 pub mod completions;
 pub mod connect;
 pub mod man;

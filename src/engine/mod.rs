@@ -7,15 +7,18 @@ pub mod mysql;
 pub mod postgres;
 pub mod probe;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{Categorized, Category};
+use crate::error::{Categorized, Category, Error};
+use crate::native::{ClientConn, EnvVar, Launch, NativeClient};
 use crate::target::{EngineKind, Host};
 use crate::tls::{CertSummary, TlsFailure, TlsInfo, TlsMode, TlsPolicy};
 
@@ -264,6 +267,28 @@ pub trait Engine: Send + Sync {
         auth: &'a Auth,
         tls: &'a TlsPolicy,
     ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>>;
+
+    /// Refuses, before any I/O, to hand a connection to a child process
+    /// (native client, `env`, `exec`) that could not verify what rdsconn
+    /// verifies.
+    fn check_handoff(&self, target: &Target, mode: TlsMode) -> Result<(), Error>;
+
+    /// The variables `rdsconn env` prints and `rdsconn exec` sets, in the
+    /// names the engine's clients read, `DATABASE_URL` last.
+    fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar>;
+
+    /// The installed native client, or `given` (`--client`).
+    fn find_client(&self, given: Option<&Path>) -> Result<NativeClient, Error>;
+
+    /// The client's invocation for this connection; `extra` (the user's
+    /// arguments after `--`) comes last. Secrets go into its environment
+    /// or a 0600 file, never its arguments.
+    fn launch(
+        &self,
+        client: NativeClient,
+        conn: &ClientConn<'_>,
+        extra: &[OsString],
+    ) -> Result<Launch, Error>;
 }
 
 /// An authenticated session.

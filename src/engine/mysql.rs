@@ -19,7 +19,9 @@
 //! offer TLS is refused by the driver before authentication, and
 //! `mysql_clear_password` (IAM, PAM) is enabled only because of that.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +33,8 @@ use super::{
     Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
     Target, Timings, ms,
 };
-use crate::error::error_line;
+use crate::error::{Error, error_line};
+use crate::native::{self, ClientConn, EnvVar, Flavor, Launch, NativeClient};
 use crate::target::EngineKind;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsMode, TlsPolicy};
 
@@ -57,6 +60,168 @@ impl Engine for Mysql {
             super::bounded(target.connect_timeout, &stage, session).await
         })
     }
+
+    fn check_handoff(&self, target: &Target, mode: TlsMode) -> Result<(), Error> {
+        if target.via.is_some() && mode == TlsMode::VerifyFull {
+            return Err(Error::usage(format!(
+                "MySQL clients verify the name they dial, so through --via {} they cannot \
+                 verify {} (VERIFY_IDENTITY); rdsconn will not weaken that",
+                target.dial_address(),
+                target.host
+            ))
+            .with_hint(
+                "run statements in rdsconn instead (-e SQL, verified through --via), \
+                 or accept a chain-only check with --tls verify-ca",
+            ));
+        }
+        Ok(())
+    }
+
+    fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
+        let target = conn.target;
+        let (host, port) = client_address(conn);
+        let mut vars = vec![
+            EnvVar::new("MYSQL_HOST", host.clone()),
+            EnvVar::new("MYSQL_TCP_PORT", port.to_string()),
+            EnvVar::new("MYSQL_USER", &target.user),
+        ];
+        if let Some(db) = &target.database {
+            vars.push(EnvVar::new("MYSQL_DATABASE", db));
+        }
+        vars.push(EnvVar::new("MYSQL_PWD", conn.secret.expose()));
+        let ca = conn.ca_file.to_string_lossy();
+        vars.push(EnvVar::new("MYSQL_SSL_CA", ca.as_ref()));
+        vars.push(EnvVar::new("MYSQL_SSL_MODE", ssl_mode(conn.mode)));
+        if conn.iam {
+            // Oracle's libmysqlclient sends cleartext passwords only with this.
+            vars.push(EnvVar::new("LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN", "1"));
+        }
+        // The form sqlx and other MySQL URL parsers read.
+        let url = native::database_url(
+            "mysql",
+            conn,
+            &host,
+            &[("ssl-mode", ssl_mode(conn.mode)), ("ssl-ca", &ca)],
+        );
+        vars.push(EnvVar::new("DATABASE_URL", url));
+        vars
+    }
+
+    fn find_client(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
+        let program = native::find_client(given, &["mysql", "mariadb"]).ok_or_else(|| {
+            Error::usage(match given {
+                Some(p) => format!("--client {}: no such program", p.display()),
+                None => "neither mysql nor mariadb found in PATH".to_string(),
+            })
+            .with_hint(
+                "install a client (Debian/Ubuntu: sudo apt-get install mariadb-client; \
+                 macOS: brew install mysql-client), pass --client PATH, \
+                 or run statements without it: -e SQL",
+            )
+        })?;
+        // MariaDB's client may be installed as `mysql`; its flags differ.
+        let version = std::process::Command::new(&program)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                Error::new(crate::error::Category::Usage, e)
+                    .context(format!("running {} --version", program.display()))
+            })?;
+        let flavor = if String::from_utf8_lossy(&version.stdout).contains("MariaDB") {
+            Flavor::Mariadb
+        } else {
+            Flavor::OracleMysql
+        };
+        Ok(NativeClient { program, flavor })
+    }
+
+    fn launch(
+        &self,
+        client: NativeClient,
+        conn: &ClientConn<'_>,
+        extra: &[OsString],
+    ) -> Result<Launch, Error> {
+        let target = conn.target;
+        let file = native::secret_file(
+            "rdsconn-mysql-",
+            &format!(
+                "[client]\npassword={}\n",
+                option_value(conn.secret.expose())
+            ),
+        )?;
+        let (host, port) = client_address(conn);
+        let ca = conn.ca_file.to_string_lossy();
+        // The defaults file must come first.
+        let mut args: Vec<OsString> = vec![
+            format!("--defaults-extra-file={}", file.path().display()).into(),
+            "--protocol=TCP".into(),
+            format!("--host={host}").into(),
+            format!("--port={port}").into(),
+            format!("--user={}", target.user).into(),
+        ];
+        if let Some(db) = &target.database {
+            args.push(format!("--database={db}").into());
+        }
+        match client.flavor {
+            Flavor::Mariadb => {
+                args.push("--ssl".into());
+                args.push(format!("--ssl-ca={ca}").into());
+                if conn.mode == TlsMode::VerifyFull {
+                    args.push("--ssl-verify-server-cert".into());
+                }
+                // MariaDB's client sends cleartext passwords on its own.
+            }
+            Flavor::OracleMysql | Flavor::Psql => {
+                args.push(format!("--ssl-mode={}", ssl_mode(conn.mode)).into());
+                args.push(format!("--ssl-ca={ca}").into());
+                if conn.iam {
+                    args.push("--enable-cleartext-plugin".into());
+                }
+            }
+        }
+        args.extend(extra.iter().cloned());
+        Ok(Launch {
+            program: client.program,
+            args,
+            env: Vec::new(),
+            env_remove: &[],
+            secret_file: Some(file),
+        })
+    }
+}
+
+/// The address a MySQL client dials: the endpoint, or with `--via` (only
+/// allowed in verify-ca mode) the `--via` address.
+fn client_address(conn: &ClientConn<'_>) -> (String, u16) {
+    conn.target.dial()
+}
+
+/// The mysql client's `--ssl-mode` for a TLS mode.
+const fn ssl_mode(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::VerifyFull => "VERIFY_IDENTITY",
+        TlsMode::VerifyCa => "VERIFY_CA",
+    }
+}
+
+/// A value for a MySQL option file: double-quoted (so `#`, `;`, and
+/// surrounding spaces stay part of it) with the escapes the option-file
+/// reader undoes.
+fn option_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 async fn connect(

@@ -552,8 +552,32 @@ fn usage_errors_come_before_any_connection() {
         };
         let cases: Vec<(Vec<&str>, &str)> = vec![
             (
-                vec![db.command, "-h", ENDPOINT, db.user_flag, "app"],
-                "client is not implemented",
+                vec![
+                    db.command,
+                    "-h",
+                    ENDPOINT,
+                    db.user_flag,
+                    "app",
+                    "-e",
+                    "x",
+                    "--",
+                    "-c",
+                    "y",
+                ],
+                "cannot be used with",
+            ),
+            (
+                vec![
+                    db.command,
+                    "-h",
+                    ENDPOINT,
+                    db.user_flag,
+                    "app",
+                    "--info",
+                    "--client",
+                    "psql",
+                ],
+                "cannot be used with",
             ),
             (
                 vec![

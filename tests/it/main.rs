@@ -7,4 +7,5 @@ mod ca;
 mod check;
 mod cli;
 mod connect;
+mod handoff;
 mod token;

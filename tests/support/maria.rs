@@ -14,7 +14,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::server::{APP_PASSWORD, IAM_USER};
+use super::pki::ENDPOINT;
+use super::server::{APP_PASSWORD, IAM_USER, ODD_PASSWORD, ODD_USER};
 use super::server::{
     Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
     spawn_watchdog,
@@ -100,7 +101,13 @@ fn start(variant: Variant) -> Server {
     spawn_watchdog(&script, None);
     wait_ready(&dir, port);
 
-    let service = pam_service("mysql", SIGNED_PORT);
+    // Native clients dial the Localhost variant by name, so its tokens
+    // are signed for localhost and the port it really listens on.
+    let service = if variant == Variant::Localhost {
+        pam_service("mysql", "localhost", port)
+    } else {
+        pam_service("mysql", ENDPOINT, SIGNED_PORT)
+    };
     admin(
         &dir,
         &format!(
@@ -108,7 +115,10 @@ fn start(variant: Variant) -> Server {
              CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
              CREATE DATABASE appdb; GRANT ALL ON appdb.* TO 'app'@'%'; \
              CREATE USER '{IAM_USER}'@'%' IDENTIFIED VIA pam USING '{service}'; \
-             GRANT SELECT ON appdb.* TO '{IAM_USER}'@'%';"
+             GRANT SELECT ON appdb.* TO '{IAM_USER}'@'%'; \
+             CREATE USER '{ODD_USER}'@'%' IDENTIFIED BY '{}'; \
+             GRANT SELECT ON appdb.* TO '{ODD_USER}'@'%';",
+            ODD_PASSWORD.replace('\\', "\\\\").replace('\'', "''")
         ),
     );
     Server { port }

@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::server::{APP_PASSWORD, IAM_USER};
+use super::pki::ENDPOINT;
+use super::server::{APP_PASSWORD, IAM_USER, ODD_PASSWORD, ODD_USER};
 use super::server::{
     Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
     spawn_watchdog,
@@ -127,7 +128,7 @@ fn start(variant: Variant) -> Server {
     );
     std::fs::write(dir.join("postgresql.conf"), conf).unwrap();
     // Plaintext is refused by the server too, except on the no-TLS variant.
-    let service = pam_service("postgres", SIGNED_PORT);
+    let service = pam_service("postgres", ENDPOINT, SIGNED_PORT);
     let hba = if tls {
         format!(
             "local all all trust\nhostssl all {IAM_USER} 127.0.0.1/32 pam pamservice={service}\n\
@@ -159,7 +160,8 @@ fn start(variant: Variant) -> Server {
         &sql,
         format!(
             "CREATE USER app PASSWORD '{APP_PASSWORD}';\nCREATE DATABASE appdb OWNER app;\n\
-             CREATE USER {IAM_USER};\n"
+             CREATE USER {IAM_USER};\nCREATE USER {ODD_USER} PASSWORD '{}';\n",
+            ODD_PASSWORD.replace('\'', "''")
         ),
     )
     .unwrap();

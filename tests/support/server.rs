@@ -6,7 +6,7 @@
 //! only `auth` module is `pam_exec` running `tests/oracle/pam_verify_token.py`,
 //! an independent SigV4 check of the token against the test access key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -15,6 +15,11 @@ use super::pki::{Ca, ENDPOINT, Leaf};
 
 /// The password of the `app` user on every test server.
 pub const APP_PASSWORD: &str = "app-Pa55word-for-tests";
+
+/// A password user whose password needs quoting everywhere: shell, URL,
+/// option file, SQL.
+pub const ODD_USER: &str = "odd";
+pub const ODD_PASSWORD: &str = r#"it's a "$HOME" `id` #;\ %20&pass"#;
 
 /// The database user that authenticates with IAM tokens (through PAM).
 pub const IAM_USER: &str = "iam_user";
@@ -189,29 +194,31 @@ fn iam_dir() -> &'static Path {
 }
 
 /// A PAM service (in /etc/pam.d, removed after exit) that accepts IAM
-/// tokens for `ENDPOINT:signed_port`. Returns its name.
-pub fn pam_service(engine: &str, signed_port: u16) -> String {
-    static SERVICES: OnceLock<Mutex<HashMap<(String, u16), String>>> = OnceLock::new();
-    let mut map = SERVICES
-        .get_or_init(|| Mutex::new(HashMap::new()))
+/// tokens for `host:signed_port`. Returns its name.
+pub fn pam_service(engine: &str, host: &str, signed_port: u16) -> String {
+    static SERVICES: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut written = SERVICES
+        .get_or_init(|| Mutex::new(HashSet::new()))
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let key = (engine.to_string(), signed_port);
-    if let Some(name) = map.get(&key) {
-        return name.clone();
+    let name = format!(
+        "rdsconn-test-{}-{engine}-{host}-{signed_port}",
+        std::process::id()
+    );
+    if written.contains(&name) {
+        return name;
     }
     assert!(
         Path::new("/etc/pam.d").is_dir(),
         "PAM is not installed (/etc/pam.d missing)"
     );
     let dir = iam_dir();
-    let name = format!("rdsconn-test-{}-{engine}-{signed_port}", std::process::id());
     let file = Path::new("/etc/pam.d").join(&name);
     std::fs::write(
         &file,
         format!(
             "auth required pam_exec.so expose_authtok quiet log={log} /usr/bin/python3 {verify} \
-             {ENDPOINT} {signed_port} {IAM_REGION} {IAM_ACCESS_KEY} {secret}\n\
+             {host} {signed_port} {IAM_REGION} {IAM_ACCESS_KEY} {secret}\n\
              account required pam_permit.so\n",
             log = dir.join(format!("{engine}.log")).display(),
             verify = dir.join("verify.py").display(),
@@ -220,7 +227,7 @@ pub fn pam_service(engine: &str, signed_port: u16) -> String {
     )
     .unwrap();
     remove_after_exit(&file);
-    map.insert(key, name.clone());
+    written.insert(name.clone());
     name
 }
 

@@ -1,0 +1,80 @@
+//! `rdsconn env` and `rdsconn exec`: a connection's settings for other
+//! programs, as shell variables or in a child's environment.
+
+use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
+use crate::cmd::connect::{Given, ca_file, password, target, via_addr};
+use crate::engine::{self, Secret};
+use crate::error::Result;
+use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
+use crate::output;
+
+/// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
+    let shell = args.shell.unwrap_or(match global.output {
+        OutputFormat::Json => Shell::Json,
+        OutputFormat::Text => Shell::Sh,
+    });
+    let vars = variables(global, &args.target).await?;
+    output::raw(native::render(&vars, shell).as_bytes())?;
+    Ok(0)
+}
+
+pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
+    let vars = variables(global, &args.target).await?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| crate::error::Error::usage("a command is required after --"))?;
+    native::run(Launch {
+        program: program.into(),
+        args: rest.to_vec(),
+        env: vars,
+        env_remove: &[],
+        secret_file: None,
+    })
+}
+
+/// The engine's variables for the target, with a freshly minted token
+/// (`--iam`) or the password.
+async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>> {
+    let kind = args.engine;
+    let given = Given::with_env(
+        kind,
+        args.url.clone(),
+        args.host.clone(),
+        args.port,
+        args.user.clone(),
+        args.database.clone(),
+    );
+    let (_, target, url_iam) = target(Some(kind), given, args.via.as_deref(), LOOKUP_TIMEOUT)?;
+    let engine = engine::for_kind(kind);
+    engine.check_handoff(&target, args.tls)?;
+    let iam = args.iam || url_iam;
+    let secret = if iam {
+        let minted =
+            crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
+        Secret::new(minted.token)
+    } else {
+        password(args.password_stdin, kind.password_env(), &target)?
+    };
+    let ca_file = ca_file(global)?;
+    let via_addr = tokio::time::timeout(LOOKUP_TIMEOUT, via_addr(&target))
+        .await
+        .map_err(|_| {
+            crate::error::Error::new(
+                crate::error::Category::Network,
+                anyhow::anyhow!("resolving --via timed out after {LOOKUP_TIMEOUT:?}"),
+            )
+        })??;
+    let conn = ClientConn {
+        target: &target,
+        secret: &secret,
+        iam,
+        mode: args.tls,
+        ca_file: &ca_file,
+        via_addr,
+    };
+    Ok(engine.child_env(&conn))
+}

@@ -1,0 +1,303 @@
+//! Handing a connection to another program: the native clients (`psql`,
+//! `mysql`, `mariadb`) for interactive sessions, and any command under
+//! `rdsconn exec` / `eval "$(rdsconn env …)"`.
+//!
+//! What is engine-specific (variable names, client flags, URL forms) lives
+//! with the engines; this module has what they share: the resolved
+//! connection, client lookup, the 0600 secret file, shell quoting, and
+//! running a child with signal forwarding and its exit status.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use percent_encoding::utf8_percent_encode;
+use serde_json::{Map, Value};
+
+use crate::engine::{Secret, Target};
+use crate::error::{Category, Error, Result};
+use crate::tls::TlsMode;
+use crate::token::RFC3986;
+
+/// Everything a child process needs to open the same verified connection.
+pub struct ClientConn<'a> {
+    pub target: &'a Target,
+    /// The password or IAM token.
+    pub secret: &'a Secret,
+    pub iam: bool,
+    pub mode: TlsMode,
+    /// A PEM file with the CA bundle (`sslrootcert=`, `--ssl-ca=`).
+    pub ca_file: &'a Path,
+    /// `--via`'s host resolved to an address (libpq's `hostaddr`).
+    pub via_addr: Option<IpAddr>,
+}
+
+impl ClientConn<'_> {
+    /// The port the child dials: `--via`'s, else the endpoint's.
+    pub fn dial_port(&self) -> u16 {
+        self.target.dial().1
+    }
+}
+
+/// One environment variable for a child. `Debug` never shows the value,
+/// which may be a password.
+pub struct EnvVar {
+    pub name: &'static str,
+    pub value: String,
+}
+
+impl std::fmt::Debug for EnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=…", self.name)
+    }
+}
+
+impl EnvVar {
+    pub fn new(name: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            name,
+            value: value.into(),
+        }
+    }
+}
+
+/// `scheme://user:password@host:port/database?k=v&…` with every part
+/// percent-encoded (RFC 3986), for `DATABASE_URL`.
+pub fn database_url(
+    scheme: &str,
+    conn: &ClientConn<'_>,
+    host: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let mut url = format!(
+        "{scheme}://{}:{}@{host}:{}/{}",
+        enc(&conn.target.user),
+        enc(conn.secret.expose()),
+        conn.dial_port(),
+        conn.target.database.as_deref().map(enc).unwrap_or_default()
+    );
+    for (i, (k, v)) in params.iter().enumerate() {
+        let _ = write!(url, "{}{k}={}", if i == 0 { '?' } else { '&' }, enc(v));
+    }
+    url
+}
+
+/// A native client found on this machine.
+#[derive(Debug)]
+pub struct NativeClient {
+    pub program: PathBuf,
+    pub flavor: Flavor,
+}
+
+/// Which client family a program belongs to: their flags differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Psql,
+    /// Oracle's `mysql` (`--ssl-mode=VERIFY_IDENTITY`).
+    OracleMysql,
+    /// MariaDB's `mariadb` / `mysql` (`--ssl-verify-server-cert`).
+    Mariadb,
+}
+
+/// `given` (`--client PATH`, or a name looked up in PATH), else the first
+/// of `names` found in PATH.
+pub fn find_client(given: Option<&Path>, names: &[&str]) -> Option<PathBuf> {
+    match given {
+        Some(p) if p.components().count() > 1 => p.is_file().then(|| p.to_path_buf()),
+        Some(p) => which::which(p).ok(),
+        None => names.iter().find_map(|n| which::which(n).ok()),
+    }
+}
+
+/// A program with arguments and extra environment, ready to run. Owns the
+/// secret file (if any), which is removed when the `Launch` is dropped.
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<EnvVar>,
+    /// Variables removed from the child's environment (they could override
+    /// the verified settings).
+    pub env_remove: &'static [&'static str],
+    pub secret_file: Option<tempfile::NamedTempFile>,
+}
+
+/// A 0600 file holding `contents`, in `$XDG_RUNTIME_DIR` when there is one
+/// (a per-user tmpfs), else the temp directory. It is removed on drop.
+pub fn secret_file(prefix: &str, contents: &str) -> Result<tempfile::NamedTempFile> {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let io = |e: std::io::Error| {
+        Error::new(Category::Runtime, e).context(format!(
+            "writing the client's credentials file in {}",
+            dir.display()
+        ))
+    };
+    // tempfile creates the file with O_EXCL and mode 0600.
+    let mut file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".cnf")
+        .tempfile_in(&dir)
+        .map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(file)
+}
+
+/// Runs the launch with the terminal, forwarding signals; returns the
+/// child's exit status (128 + N when signal N killed it).
+pub fn run(launch: Launch) -> Result<u8> {
+    let mut cmd = Command::new(&launch.program);
+    cmd.args(&launch.args);
+    for name in launch.env_remove {
+        cmd.env_remove(name);
+    }
+    for var in &launch.env {
+        cmd.env(var.name, &var.value);
+    }
+    let code = run_forwarding(&mut cmd, &launch.program)?;
+    drop(launch.secret_file);
+    Ok(code)
+}
+
+/// Signals rdsconn passes on to the child.
+const FORWARDED: [i32; 5] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGUSR1,
+];
+
+/// Spawns `cmd`, forwards signals sent to rdsconn, waits.
+///
+/// A signal the kernel generated for the terminal (Ctrl-C, Ctrl-\, hang-up)
+/// already reached the child, which is in the same foreground process
+/// group, so it is not sent twice (a second SIGINT means "force quit" to
+/// many tools). Signals another process sent to rdsconn (`kill`, a CI
+/// runner's timeout) are forwarded.
+fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::low_level::siginfo::Cause;
+
+    let spawn_err = |e: std::io::Error| {
+        Error::new(Category::Runtime, e).context(format!("starting {}", program.display()))
+    };
+    // Registered before the spawn, so no signal falls between the two.
+    let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED).map_err(spawn_err)?;
+    let handle = signals.handle();
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let pid = rustix::process::Pid::from_child(&child);
+    let forwarder = std::thread::spawn(move || {
+        for origin in signals.forever() {
+            if origin.cause == Cause::Kernel {
+                continue;
+            }
+            if let Some(sig) = rustix::process::Signal::from_named_raw(origin.signal) {
+                // The child may be gone already; nothing to do then.
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+    });
+    let status = child.wait().map_err(|e| {
+        Error::new(Category::Runtime, e).context(format!("waiting for {}", program.display()))
+    });
+    handle.close();
+    let _ = forwarder.join();
+    let status = status?;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// How `rdsconn env` prints variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// `export NAME='value'` (sh, bash, zsh, dash).
+    Sh,
+    /// `set -gx NAME 'value'`.
+    Fish,
+    /// One JSON object.
+    Json,
+}
+
+/// The variables as `shell` code for `eval`, or a JSON object.
+pub fn render(vars: &[EnvVar], shell: Shell) -> String {
+    match shell {
+        Shell::Sh => vars.iter().fold(String::new(), |mut out, v| {
+            let _ = writeln!(out, "export {}={}", v.name, sh_quote(&v.value));
+            out
+        }),
+        Shell::Fish => vars.iter().fold(String::new(), |mut out, v| {
+            let _ = writeln!(out, "set -gx {} {}", v.name, fish_quote(&v.value));
+            out
+        }),
+        Shell::Json => {
+            let map: Map<String, Value> = vars
+                .iter()
+                .map(|v| (v.name.to_string(), Value::String(v.value.clone())))
+                .collect();
+            let mut s = serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+    }
+}
+
+/// POSIX single quotes: nothing inside is special; `'` is `'\''`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// fish single quotes: only `\\` and `\'` are escapes inside.
+fn fish_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_quoting() {
+        assert_eq!(sh_quote("plain"), "'plain'");
+        assert_eq!(sh_quote("it's $HOME `x` \\"), r"'it'\''s $HOME `x` \'");
+        assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn fish_quoting() {
+        assert_eq!(fish_quote("it's a \\ $x"), r"'it\'s a \\ $x'");
+    }
+
+    #[test]
+    fn json_rendering_keeps_order() {
+        let vars = [EnvVar::new("B", "1"), EnvVar::new("A", "x\"y")];
+        assert_eq!(
+            render(&vars, Shell::Json),
+            "{\n  \"B\": \"1\",\n  \"A\": \"x\\\"y\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn env_var_debug_hides_the_value() {
+        assert_eq!(
+            format!("{:?}", EnvVar::new("PGPASSWORD", "s3cret")),
+            "PGPASSWORD=…"
+        );
+    }
+}

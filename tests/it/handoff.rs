@@ -1,0 +1,484 @@
+//! Hand-off to the real `psql` and `mariadb` clients, `rdsconn env` through
+//! a real shell, and `rdsconn exec`, against the harness servers.
+//!
+//! psql is dialed through `--via` while verifying the endpoint name (libpq's
+//! `host` + `hostaddr`). The MySQL clients verify the name they dial, so
+//! they get the `Localhost` server, whose certificate also names
+//! `localhost`, and IAM tokens signed for `localhost:PORT`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::pki::ENDPOINT;
+use crate::support::server::{
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, ODD_PASSWORD, ODD_USER,
+    Variant, pki,
+};
+use crate::support::{BINARY, Run, TestEnv, maria, pg, run_with_stdin};
+
+fn ca() -> String {
+    pki().ca_file.display().to_string()
+}
+
+fn pg_via() -> String {
+    format!("127.0.0.1:{}", pg::server(Variant::Good).port)
+}
+
+fn maria_port() -> String {
+    maria::server(Variant::Localhost).port.to_string()
+}
+
+/// `rdsconn --ca-bundle CA psql -h ENDPOINT -U USER -d appdb --via … EXTRA…`
+fn psql(env: &TestEnv, user: &str, extra: &[&str]) -> Command {
+    let (ca, via) = (ca(), pg_via());
+    let mut args = vec![
+        "--ca-bundle",
+        &ca,
+        "psql",
+        "-h",
+        ENDPOINT,
+        "-U",
+        user,
+        "-d",
+        "appdb",
+        "--via",
+        &via,
+    ];
+    args.extend_from_slice(extra);
+    env.cmd(&args)
+}
+
+/// `rdsconn --ca-bundle CA mysql -h localhost -P PORT -u USER -D appdb EXTRA…`
+fn mysql(env: &TestEnv, user: &str, extra: &[&str]) -> Command {
+    let (ca, port) = (ca(), maria_port());
+    let mut args = vec![
+        "--ca-bundle",
+        &ca,
+        "mysql",
+        "-h",
+        "localhost",
+        "-P",
+        &port,
+        "-u",
+        user,
+        "-D",
+        "appdb",
+    ];
+    args.extend_from_slice(extra);
+    env.cmd(&args)
+}
+
+fn with_iam(mut cmd: Command) -> Command {
+    cmd.env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", IAM_REGION);
+    cmd
+}
+
+fn output(mut cmd: Command) -> Run {
+    Run::from(cmd.output().unwrap())
+}
+
+const PG_WHO: &str = "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+const MY_WHO: &str = "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1), \
+                      VARIABLE_VALUE <> '' FROM information_schema.SESSION_STATUS \
+                      WHERE VARIABLE_NAME = 'Ssl_cipher'";
+
+#[test]
+fn psql_gets_the_session_through_via_with_password_and_iam() {
+    let env = TestEnv::new();
+    let mut cmd = psql(&env, "app", &["--", "-At", "-c", PG_WHO]);
+    cmd.env("PGPASSWORD", APP_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "app|t\n");
+
+    let run = output(with_iam(psql(
+        &env,
+        IAM_USER,
+        &["--iam", "--", "-At", "-c", PG_WHO],
+    )));
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{IAM_USER}|t\n"));
+}
+
+#[test]
+fn psql_exit_status_is_rdsconns() {
+    let env = TestEnv::new();
+    let script = env.root.path().join("fail.sql");
+    std::fs::write(&script, "SELECT 1/0;\n").unwrap();
+    let script = script.display().to_string();
+    let mut cmd = psql(&env, "app", &["--", "-v", "ON_ERROR_STOP=1", "-f", &script]);
+    cmd.env("PGPASSWORD", APP_PASSWORD);
+    let run = output(cmd);
+    // psql's own code for a script stopped by an error (3), and its message.
+    run.assert_code(3);
+    assert!(run.stderr.contains("division by zero"), "{}", run.stderr);
+}
+
+#[test]
+fn mariadb_client_gets_the_session_with_password_and_iam() {
+    let env = TestEnv::new();
+    let mut cmd = mysql(&env, "app", &["--", "-N", "-B", "-e", MY_WHO]);
+    cmd.env("MYSQL_PWD", APP_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "app\t1\n");
+
+    let run = output(with_iam(mysql(
+        &env,
+        IAM_USER,
+        &[
+            "--iam", "--client", "mariadb", "--", "-N", "-B", "-e", MY_WHO,
+        ],
+    )));
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{IAM_USER}\t1\n"));
+}
+
+#[test]
+fn odd_passwords_reach_the_clients_intact() {
+    let env = TestEnv::new();
+    let run = run_with_stdin(
+        psql(
+            &env,
+            ODD_USER,
+            &["--password-stdin", "--", "-At", "-c", PG_WHO],
+        ),
+        &format!("{ODD_PASSWORD}\n"),
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{ODD_USER}|t\n"));
+
+    let run = run_with_stdin(
+        mysql(
+            &env,
+            ODD_USER,
+            &["--password-stdin", "--", "-N", "-B", "-e", MY_WHO],
+        ),
+        &format!("{ODD_PASSWORD}\n"),
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{ODD_USER}\t1\n"));
+}
+
+/// The first child process of `pid`, once it has one.
+fn child_of(pid: u32) -> u32 {
+    let start = Instant::now();
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(c) = children.split_whitespace().next() {
+            return c.parse().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rdsconn started no client"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts rdsconn and returns it with its client's argv, read while the
+/// client runs.
+fn spawn_watching(mut cmd: Command) -> (std::process::Child, Vec<String>) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let argv = client_argv(child_of(child.id()));
+    (child, argv)
+}
+
+/// A client's argv, once it is the client's (Debian's psql is a Perl
+/// wrapper that execs the real client).
+fn client_argv(pid: u32) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !argv[0].ends_with("perl") || start.elapsed() > Duration::from_secs(20) {
+            return argv;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_clients_argv_and_the_defaults_file_is_private_and_removed() {
+    let env = TestEnv::new();
+    let (child, argv) = spawn_watching(with_iam(psql(
+        &env,
+        IAM_USER,
+        &["--iam", "--", "-At", "-c", "SELECT pg_sleep(1)"],
+    )));
+    Run::from(child.wait_with_output().unwrap()).assert_code(0);
+    assert!(argv[0].ends_with("psql"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.contains("X-Amz-")), "{argv:?}");
+
+    let (child, argv) = spawn_watching(with_iam(mysql(
+        &env,
+        IAM_USER,
+        &["--iam", "--", "-N", "-B", "-e", "SELECT SLEEP(1)"],
+    )));
+    assert!(!argv.iter().any(|a| a.contains("X-Amz-")), "{argv:?}");
+    let file = PathBuf::from(
+        argv.iter()
+            .find_map(|a| a.strip_prefix("--defaults-extra-file="))
+            .unwrap_or_else(|| panic!("no defaults file in {argv:?}")),
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let contents = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        contents.contains("X-Amz-Signature="),
+        "no token in the file"
+    );
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    assert_eq!(run.stdout, "0\n");
+    assert!(!file.exists(), "{} left behind", file.display());
+}
+
+#[test]
+fn mysql_hand_off_through_via_is_refused_before_any_io() {
+    let env = TestEnv::new();
+    // Port 1: nothing listens; the refusal comes before any connection.
+    let run = env.run(&["mysql", "-h", ENDPOINT, "-u", "app", "--via", "127.0.0.1:1"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("cannot verify"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    let run = env.run(&[
+        "env",
+        "mysql",
+        "-h",
+        ENDPOINT,
+        "-u",
+        "app",
+        "--via",
+        "127.0.0.1:1",
+    ]);
+    run.assert_code(2);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn missing_client_is_a_usage_error_with_install_hints() {
+    let env = TestEnv::new();
+    for args in [
+        ["psql", "-h", ENDPOINT, "-U", "app"],
+        ["mysql", "-h", ENDPOINT, "-u", "app"],
+    ] {
+        let mut cmd = env.cmd(&args);
+        cmd.env("PATH", "/nonexistent");
+        let run = output(cmd);
+        run.assert_code(2);
+        assert!(run.stderr.contains("apt-get install"), "{}", run.stderr);
+        assert!(run.stderr.contains("brew install"), "{}", run.stderr);
+        assert!(run.stderr.contains("-e SQL") || run.stderr.contains("-c SQL"));
+    }
+}
+
+#[test]
+fn failed_verification_stops_before_the_client_starts() {
+    let env = TestEnv::new();
+    let mut cmd = psql(&env, "app", &["--", "-c", "SELECT 1"]);
+    cmd.env("PGPASSWORD", "wrong");
+    let run = output(cmd);
+    run.assert_code(6);
+    assert!(!run.stderr.contains("psql:"), "psql ran: {}", run.stderr);
+
+    let mut cmd = mysql(&env, "app", &["--", "-e", "SELECT 1"]);
+    cmd.env("MYSQL_PWD", "wrong");
+    let run = output(cmd);
+    run.assert_code(6);
+    assert!(run.stderr.contains("ERROR 1045"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("ERROR 1045 (28000) at"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `sh -c SCRIPT` with `$RDSCONN`, `$CA`, `$VIA` and `$PORT` set and the
+/// password on stdin.
+fn sh(env: &TestEnv, script: &str) -> Run {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.home())
+        .env("RDSCONN_CACHE_DIR", env.cache_dir())
+        .env("RDSCONN", BINARY)
+        .env("CA", ca())
+        .env("VIA", pg_via())
+        .env("PORT", maria_port())
+        .env("ENDPOINT", ENDPOINT);
+    run_with_stdin(cmd, &format!("{ODD_PASSWORD}\n"))
+}
+
+#[test]
+fn env_output_round_trips_through_the_shell() {
+    let env = TestEnv::new();
+    let run = sh(
+        &env,
+        &format!(
+            r#"eval "$("$RDSCONN" --ca-bundle "$CA" env pg -h "$ENDPOINT" -u {ODD_USER} -d appdb --via "$VIA" --password-stdin)" || exit 9
+               test "$PGPASSWORD" = '{pw}' || exit 8
+               psql -At -c "{PG_WHO}""#,
+            pw = ODD_PASSWORD.replace('\'', r"'\''")
+        ),
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{ODD_USER}|t\n"));
+
+    let run = sh(
+        &env,
+        &format!(
+            r#"eval "$("$RDSCONN" --ca-bundle "$CA" env mysql -h localhost --port "$PORT" -u {ODD_USER} --password-stdin)" || exit 9
+               mariadb --protocol=TCP --ssl-ca="$MYSQL_SSL_CA" --ssl-verify-server-cert -u "$MYSQL_USER" -N -B -e "{MY_WHO}""#
+        ),
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{ODD_USER}\t1\n"));
+}
+
+#[test]
+fn env_json_holds_the_values_unquoted() {
+    let env = TestEnv::new();
+    let (ca, via) = (ca(), pg_via());
+    let run = run_with_stdin(
+        env.cmd(&[
+            "--ca-bundle",
+            &ca,
+            "env",
+            "postgres",
+            &format!("postgres://{ODD_USER}@{ENDPOINT}/appdb"),
+            "--via",
+            &via,
+            "--password-stdin",
+            "--shell",
+            "json",
+        ]),
+        &format!("{ODD_PASSWORD}\n"),
+    );
+    run.assert_code(0);
+    let j = run.json();
+    assert_eq!(j["PGPASSWORD"], ODD_PASSWORD);
+    assert_eq!(j["PGHOST"], ENDPOINT);
+    assert_eq!(j["PGHOSTADDR"], "127.0.0.1");
+    assert_eq!(j["PGPORT"], via.rsplit(':').next().unwrap());
+    assert_eq!(j["PGSSLMODE"], "verify-full");
+    assert_eq!(j["PGSSLROOTCERT"], ca);
+    assert_eq!(j["PGDATABASE"], "appdb");
+}
+
+#[test]
+fn exec_sets_the_variables_and_database_url_in_the_child_only() {
+    let env = TestEnv::new();
+    // DATABASE_URL alone (the PG* variables removed) opens a verified session.
+    let (ca, via) = (ca(), pg_via());
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "exec",
+        "pg",
+        "-h",
+        ENDPOINT,
+        "-u",
+        ODD_USER,
+        "-d",
+        "appdb",
+        "--via",
+        &via,
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            r#"unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSSLMODE PGSSLROOTCERT PGPASSWORD
+               psql "$DATABASE_URL" -At -c "{PG_WHO}""#
+        ),
+    ]);
+    cmd.env("PGPASSWORD", ODD_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{ODD_USER}|t\n"));
+
+    // The MySQL URL decodes back to the password (checked by Python's parser).
+    let port = maria_port();
+    let decode = "import os, urllib.parse as u; p = u.urlsplit(os.environ['DATABASE_URL']); \
+                  q = u.parse_qs(p.query); \
+                  print(p.username, u.unquote(p.password), p.hostname, p.port, p.path, \
+                  q['ssl-mode'][0], q['ssl-ca'][0], sep='\\n')";
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "exec",
+        "mysql",
+        "-h",
+        "localhost",
+        "--port",
+        &port,
+        "-u",
+        ODD_USER,
+        "-d",
+        "app db",
+        "--",
+        "python3",
+        "-c",
+        decode,
+    ]);
+    cmd.env("MYSQL_PWD", ODD_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{ODD_USER}\n{ODD_PASSWORD}\nlocalhost\n{port}\n/app%20db\nVERIFY_IDENTITY\n{ca}\n"
+        )
+    );
+}
+
+#[test]
+fn exec_returns_the_childs_status_and_forwards_sigint() {
+    let env = TestEnv::new();
+    let base = ["exec", "pg", "-h", ENDPOINT, "-u", "app", "--"];
+    let with = |tail: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(tail);
+        let mut cmd = env.cmd(&args);
+        cmd.env("PGPASSWORD", APP_PASSWORD);
+        cmd
+    };
+    output(with(&["true"])).assert_code(0);
+    output(with(&["sh", "-c", "exit 3"])).assert_code(3);
+    // The variables are in the child's environment, not in rdsconn's output.
+    let run = output(with(&["sh", "-c", r#"printf %s "$PGPASSWORD""#]));
+    run.assert_code(0);
+    assert_eq!(run.stdout, APP_PASSWORD);
+
+    // SIGINT sent to rdsconn reaches the child; rdsconn reports 128 + 2.
+    let mut cmd = with(&["sleep", "30"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let sleeper = child_of(child.id());
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let run = Run::from(child.wait_with_output().unwrap());
+    // Without forwarding, sleep would finish after 30 s and exit 0.
+    run.assert_code(130);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{sleeper}")).exists(),
+        "the child survived"
+    );
+}
