@@ -210,9 +210,17 @@ pub enum Command {
     #[command(after_help = EXEC_AFTER_HELP, disable_help_flag = true)]
     Exec(ExecArgs),
 
-    /// List RDS instances and clusters with their endpoints.
+    /// List the region's RDS instances and clusters with their endpoints.
+    ///
+    /// For each DB instance and cluster (all pages of DescribeDBInstances
+    /// and DescribeDBClusters): identifier, kind, engine and version,
+    /// status, IAM database authentication, endpoint:port, the cluster's
+    /// reader endpoint, the CA certificate identifier and the resource id
+    /// (for `rds-db:connect` policies). Region: --region, else the AWS
+    /// configuration. AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_RDS select another
+    /// RDS API endpoint (a VPC endpoint).
     #[command(after_help = AFTER_HELP)]
-    Ls(PendingArgs),
+    Ls(LsArgs),
 
     /// Preflight checklist for IAM authentication to a target.
     #[command(after_help = AFTER_HELP)]
@@ -305,6 +313,9 @@ pub struct TokenArgs {
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<crate::target::EngineKind>,
 
+    #[command(flatten)]
+    pub rds: RdsSelector,
+
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -334,6 +345,9 @@ pub struct MysqlArgs {
     pub database: Option<String>,
 
     #[command(flatten)]
+    pub rds: RdsSelector,
+
+    #[command(flatten)]
     pub connect: ConnectArgs,
 }
 
@@ -361,6 +375,9 @@ pub struct PostgresArgs {
     pub database: Option<String>,
 
     #[command(flatten)]
+    pub rds: RdsSelector,
+
+    #[command(flatten)]
     pub connect: ConnectArgs,
 }
 
@@ -377,8 +394,9 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     pub file: Option<std::path::PathBuf>,
 
-    /// Engine of the target given with --host.
-    #[arg(long, value_enum, requires = "host")]
+    /// Engine of the target given with --host (with --instance/--cluster:
+    /// the engine it must have).
+    #[arg(long, value_enum)]
     pub engine: Option<crate::target::EngineKind>,
 
     /// Endpoint host name of a single target (with --engine and --user).
@@ -386,22 +404,19 @@ pub struct CheckArgs {
     pub host: Option<String>,
 
     /// Endpoint port of the --host target [default: the engine's].
-    #[arg(long, value_name = "PORT", requires = "host", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
-    /// Database user of the --host target.
-    #[arg(
-        short = 'u',
-        long,
-        visible_alias = "username",
-        value_name = "USER",
-        requires = "host"
-    )]
+    /// Database user of the --host / --instance / --cluster target.
+    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
     pub user: Option<String>,
 
-    /// Database of the --host target.
-    #[arg(long, visible_alias = "dbname", value_name = "DB", requires = "host")]
+    /// Database of the --host / --instance / --cluster target.
+    #[arg(long, visible_alias = "dbname", value_name = "DB")]
     pub database: Option<String>,
+
+    #[command(flatten)]
+    pub rds: RdsSelector,
 
     /// Authenticate every target with an IAM auth token.
     #[arg(long, conflicts_with = "password_stdin")]
@@ -507,6 +522,38 @@ pub struct ConnectArgs {
     pub help: Option<bool>,
 }
 
+/// `--instance` / `--cluster`: the endpoint from the RDS API.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RdsSelector {
+    /// Look up this DB instance's endpoint, port and engine through the RDS
+    /// API (instead of --host / a URL).
+    #[arg(long, value_name = "ID", conflicts_with = "cluster")]
+    pub instance: Option<String>,
+
+    /// Look up this DB cluster's writer endpoint, port and engine through
+    /// the RDS API (instead of --host / a URL).
+    #[arg(long, value_name = "ID")]
+    pub cluster: Option<String>,
+
+    /// With --cluster: its reader endpoint.
+    #[arg(long, requires = "cluster")]
+    pub reader: bool,
+}
+
+impl RdsSelector {
+    pub fn is_set(&self) -> bool {
+        self.instance.is_some() || self.cluster.is_some()
+    }
+}
+
+/// `rdsconn ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only this engine family (Aurora included).
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<crate::target::EngineKind>,
+}
+
 /// Target and credentials for `env` and `exec`.
 #[derive(Debug, Args)]
 pub struct ChildArgs {
@@ -533,6 +580,9 @@ pub struct ChildArgs {
     /// Database name.
     #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
     pub database: Option<String>,
+
+    #[command(flatten)]
+    pub rds: RdsSelector,
 
     /// Use an IAM auth token (minted now, valid 15 minutes) as the password.
     #[arg(long, conflicts_with = "password_stdin")]

@@ -26,6 +26,7 @@ pub mod error;
 pub mod files;
 pub mod native;
 pub mod output;
+pub mod rds;
 pub mod target;
 pub mod tls;
 pub mod token;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Postgres(args) => cmd::connect::postgres(global, args).await,
         Command::Env(args) => cmd::child::env(global, args).await,
         Command::Exec(args) => cmd::child::exec(global, args).await,
+        Command::Ls(args) => cmd::ls::run(global, args).await,
         other => cmd::pending(other.name()),
     }
 }

@@ -64,6 +64,20 @@ pub fn stderr_is_tty() -> bool {
     io::stderr().is_terminal()
 }
 
+/// Rows for a person or a script: an aligned table with a header when
+/// stdout is a terminal, else tab-separated rows without one.
+pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    if io::stdout().is_terminal() {
+        table(header, rows)
+    } else {
+        rows.iter().fold(String::new(), |mut out, r| {
+            out.push_str(&r.join("\t"));
+            out.push('\n');
+            out
+        })
+    }
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not
 /// padded. Widths count characters, not bytes.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

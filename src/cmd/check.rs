@@ -7,7 +7,7 @@
 //! first failing stage stops the target; its category gives the exit code.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::ca;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
-use crate::cmd::connect::{Given, env, stdin_password, target};
+use crate::cmd::connect::{Found, Given, env, lookup, stdin_password, target};
 use crate::engine::{self, Auth, ConnectError, Secret, Target, ms, probe};
 use crate::error::{Category, Error, Result};
 use crate::output;
@@ -100,7 +100,15 @@ const STAGES: [&str; 5] = ["dns", "tcp", "tls", "auth", "query"];
 const INTERRUPTED: u8 = 130;
 
 pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
-    let items = items(args)?;
+    let found = lookup(
+        global,
+        &args.rds,
+        args.engine,
+        args.iam,
+        args.host.is_some(),
+    )
+    .await?;
+    let items = items(args, found)?;
     let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
     for w in warnings {
         output::warn(w);
@@ -161,9 +169,10 @@ struct Settings {
     wait_all: bool,
 }
 
-/// The targets from URLs, `--file` and the `--host` flags, with their
-/// passwords; every problem is a usage error before any I/O.
-fn items(args: &CheckArgs) -> Result<Vec<Item>> {
+/// The targets from URLs, `--file`, the `--host` flags or `--instance` /
+/// `--cluster` (`api`), with their passwords; every problem is a usage
+/// error before any connection.
+fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
     let mut urls = args.urls.clone();
     if let Some(file) = &args.file {
         urls.extend(read_target_file(file)?);
@@ -181,15 +190,25 @@ fn items(args: &CheckArgs) -> Result<Vec<Item>> {
         let (kind, target, iam) = target(None, given, args.via.as_deref(), timeout)?;
         found.push((url, kind, target, iam));
     }
-    if let Some(host) = &args.host {
+    // One target from --host (with --engine) or from the RDS API.
+    let single = match api {
+        Some(f) => Some((Some(f.kind), f.host, args.port.or(Some(f.port)))),
+        None => args.host.clone().map(|h| (args.engine, h, args.port)),
+    };
+    if single.is_none() && (args.user.is_some() || args.port.is_some() || args.database.is_some()) {
+        return Err(Error::usage(
+            "--user, --port and --database describe a --host, --instance or --cluster target",
+        ));
+    }
+    if let Some((engine, host, port)) = single {
         let given = Given {
             url: None,
-            host: Some(host.clone()),
-            port: args.port,
+            host: Some(host),
+            port,
             user: args.user.clone(),
             database: args.database.clone(),
         };
-        let (kind, target, iam) = target(args.engine, given, args.via.as_deref(), timeout)?;
+        let (kind, target, iam) = target(engine, given, args.via.as_deref(), timeout)?;
         let label = format!(
             "{}://{}@{}:{}{}",
             kind.name(),
@@ -206,7 +225,7 @@ fn items(args: &CheckArgs) -> Result<Vec<Item>> {
     }
     if found.is_empty() {
         return Err(Error::usage(
-            "no targets: pass URLs, --file FILE, or --engine/--host/--user",
+            "no targets: pass URLs, --file FILE, --engine/--host/--user, or --instance/--cluster with --user",
         ));
     }
     if args.via.is_some() && found.len() > 1 {
@@ -619,17 +638,10 @@ fn print(format: OutputFormat, reports: &[Report], summary: &Summary) -> Result<
             ]
         })
         .collect();
-    let mut text = if std::io::stdout().is_terminal() {
-        output::table(&["STATUS", "TARGET", "STAGE", "TIME", "REASON"], &rows)
-    } else {
-        rows.iter()
-            .map(|r| r.join("\t"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let mut text = output::grid(&["STATUS", "TARGET", "STAGE", "TIME", "REASON"], &rows);
     let _ = write!(
         text,
-        "\n{} target(s): {} passed, {} warning(s), {} failed{}",
+        "{} target(s): {} passed, {} warning(s), {} failed{}",
         summary.targets,
         summary.passed,
         summary.warnings,

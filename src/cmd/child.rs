@@ -2,7 +2,7 @@
 //! programs, as shell variables or in a child's environment.
 
 use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
-use crate::cmd::connect::{Given, ca_file, password, target, via_addr};
+use crate::cmd::connect::{ca_file, given, password, target, via_addr};
 use crate::engine::{self, Secret};
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
@@ -40,14 +40,18 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
 /// (`--iam`) or the password.
 async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>> {
     let kind = args.engine;
-    let given = Given::with_env(
+    let given = given(
+        global,
         kind,
-        args.url.clone(),
-        args.host.clone(),
+        &args.rds,
+        args.iam,
+        args.url.as_ref(),
+        args.host.as_ref(),
         args.port,
-        args.user.clone(),
-        args.database.clone(),
-    );
+        args.user.as_ref(),
+        args.database.as_ref(),
+    )
+    .await?;
     let (_, target, url_iam) = target(Some(kind), given, args.via.as_deref(), LOOKUP_TIMEOUT)?;
     let engine = engine::for_kind(kind);
     engine.check_handoff(&target, args.tls)?;

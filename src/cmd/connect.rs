@@ -10,11 +10,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::ca;
-use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
+use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector};
 use crate::engine::{self, Auth, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
 use crate::native::{self, ClientConn};
 use crate::output;
+use crate::rds::Rds;
 use crate::target::{EngineKind, Host, UrlTarget, validate_user};
 use crate::tls::TlsPolicy;
 
@@ -59,28 +60,117 @@ impl Given {
     }
 }
 
+/// An endpoint found through the RDS API (`--instance` / `--cluster`).
+pub(crate) struct Found {
+    pub kind: EngineKind,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Resolves `--instance` / `--cluster` (when given) through the RDS API:
+/// the engine must be `want` (when the command fixes one) and, for IAM,
+/// IAM database authentication must be enabled — both reported before any
+/// connection. `typed_target`: the user also gave --host or a URL.
+pub(crate) async fn lookup(
+    global: &GlobalArgs,
+    sel: &RdsSelector,
+    want: Option<EngineKind>,
+    iam: bool,
+    typed_target: bool,
+) -> Result<Option<Found>> {
+    if !sel.is_set() {
+        return Ok(None);
+    }
+    if typed_target {
+        return Err(Error::usage(
+            "--instance / --cluster look the endpoint up; do not also pass --host or a URL",
+        ));
+    }
+    let rds = Rds::connect(global).await?;
+    let db = match (&sel.instance, &sel.cluster) {
+        (Some(id), _) => rds.instance(id).await?,
+        (None, Some(id)) => rds.cluster(id).await?,
+        (None, None) => return Ok(None),
+    };
+    let kind = db.engine_kind()?;
+    if let Some(w) = want {
+        db.expect_engine(w)?;
+    }
+    if iam {
+        db.expect_iam()?;
+    }
+    let (host, port) = db.address(sel.reader)?;
+    tracing::info!(%host, port, engine = %db.engine, "endpoint from the RDS API");
+    Ok(Some(Found { kind, host, port }))
+}
+
+/// The target as typed, or as found through the RDS API.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn given(
+    global: &GlobalArgs,
+    kind: EngineKind,
+    sel: &RdsSelector,
+    iam: bool,
+    url: Option<&String>,
+    host: Option<&String>,
+    port: Option<u16>,
+    user: Option<&String>,
+    database: Option<&String>,
+) -> Result<Given> {
+    let found = lookup(
+        global,
+        sel,
+        Some(kind),
+        iam,
+        url.is_some() || host.is_some(),
+    )
+    .await?;
+    let (host, port) = match found {
+        Some(f) => (Some(f.host), port.or(Some(f.port))),
+        None => (host.cloned(), port),
+    };
+    Ok(Given::with_env(
+        kind,
+        url.cloned(),
+        host,
+        port,
+        user.cloned(),
+        database.cloned(),
+    ))
+}
+
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
-    let given = Given::with_env(
-        EngineKind::Postgres,
-        args.url.clone(),
-        args.host.clone(),
+    let kind = EngineKind::Postgres;
+    let given = given(
+        global,
+        kind,
+        &args.rds,
+        args.connect.iam,
+        args.url.as_ref(),
+        args.host.as_ref(),
         args.port,
-        args.user.clone(),
-        args.database.clone(),
-    );
-    run(global, EngineKind::Postgres, given, &args.connect).await
+        args.user.as_ref(),
+        args.database.as_ref(),
+    )
+    .await?;
+    run(global, kind, given, &args.connect).await
 }
 
 pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
-    let given = Given::with_env(
-        EngineKind::Mysql,
-        args.url.clone(),
-        args.host.clone(),
+    let kind = EngineKind::Mysql;
+    let given = given(
+        global,
+        kind,
+        &args.rds,
+        args.connect.iam,
+        args.url.as_ref(),
+        args.host.as_ref(),
         args.port,
-        args.user.clone(),
-        args.database.clone(),
-    );
-    run(global, EngineKind::Mysql, given, &args.connect).await
+        args.user.as_ref(),
+        args.database.as_ref(),
+    )
+    .await?;
+    run(global, kind, given, &args.connect).await
 }
 
 /// An environment variable, if set and not empty.

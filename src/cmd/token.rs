@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::aws;
 use crate::cli::{GlobalArgs, TokenArgs};
+use crate::cmd::connect::Found;
 use crate::error::{Error, Result};
 use crate::output;
 use crate::target::{self, Host, UrlTarget};
@@ -24,8 +25,17 @@ struct TokenJson<'a> {
 }
 
 pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
-    // All input is checked before any file or network access.
-    let (host, port, user) = endpoint(args)?;
+    // All input is checked before any file or network access, except the
+    // RDS API lookup of --instance / --cluster.
+    let found = crate::cmd::connect::lookup(
+        global,
+        &args.rds,
+        args.engine,
+        true,
+        args.url.is_some() || args.host.is_some(),
+    )
+    .await?;
+    let (host, port, user) = endpoint(args, found)?;
     let minted = mint(global, &host, port, &user).await?;
     let json = TokenJson {
         token: &minted.token,
@@ -86,13 +96,15 @@ pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Re
     })
 }
 
-/// Host, port and user from the URL and/or flags (flags win).
-fn endpoint(args: &TokenArgs) -> Result<(Host, u16, String)> {
+/// Host, port and user from the URL, the flags (flags win) or the RDS API.
+fn endpoint(args: &TokenArgs, found: Option<Found>) -> Result<(Host, u16, String)> {
     let url = args.url.as_deref().map(UrlTarget::parse).transpose()?;
-    let host = match (&url, &args.host) {
-        (Some(u), _) => u.host.clone(),
-        (None, Some(h)) => Host::parse(h)?,
-        (None, None) => {
+    let api_port = found.as_ref().map(|f| f.port);
+    let host = match (&url, &args.host, found) {
+        (_, _, Some(f)) => Host::parse(&f.host)?,
+        (Some(u), _, None) => u.host.clone(),
+        (None, Some(h), None) => Host::parse(h)?,
+        (None, None, None) => {
             return Err(Error::usage("a host is required: pass --host HOST or a target URL")
                 .with_hint("e.g. rdsconn token --host mydb.abc123.eu-west-1.rds.amazonaws.com --port 5432 --user app"));
         }
@@ -100,6 +112,7 @@ fn endpoint(args: &TokenArgs) -> Result<(Host, u16, String)> {
     let engine = args.engine.or(url.as_ref().map(|u| u.engine));
     let port = args
         .port
+        .or(api_port)
         .or(url.as_ref().and_then(|u| u.port))
         .or(engine.map(target::EngineKind::default_port))
         .ok_or_else(|| {

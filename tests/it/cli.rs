@@ -87,7 +87,7 @@ fn typo_gets_a_suggestion_and_the_right_help_pointer() {
 #[test]
 fn pending_subcommands_say_so_with_exit_2() {
     let env = TestEnv::new();
-    for sub in ["ls", "doctor", "proxy"] {
+    for sub in ["doctor", "proxy"] {
         let run = env.run(&[sub, "--host", "x"]);
         run.assert_code(2);
         assert!(

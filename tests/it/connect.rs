@@ -245,7 +245,7 @@ fn wrong_name_is_refused_by_verify_full_and_accepted_by_verify_ca() {
             run.stderr
         );
         assert!(
-            run.stderr.contains("not valid for \"mydb.abc123"),
+            run.stderr.contains(&format!("not valid for \"{ENDPOINT}")),
             "{}",
             run.stderr
         );

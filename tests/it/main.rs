@@ -8,4 +8,5 @@ mod check;
 mod cli;
 mod connect;
 mod handoff;
+mod rds;
 mod token;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -12,24 +12,11 @@ use rdsconn::target::Host;
 use rdsconn::token::{TokenRequest, generate};
 use serde_json::{Value, json};
 
-use crate::support::{Run, TestEnv};
+use crate::support::{Run, TestEnv, python};
 
 const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const SESSION: &str = "FwoGZXIvYXdzEJr//////////wEaDAbc+/def=GHI%jkl";
-
-fn python() -> PathBuf {
-    let py = std::env::var_os("RDSCONN_TEST_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        py.exists(),
-        "the botocore oracle needs {} (scripts/test.sh creates it)",
-        py.display()
-    );
-    py
-}
 
 /// Tokens from botocore for each case, in order.
 fn oracle(cases: &[Value]) -> Vec<String> {

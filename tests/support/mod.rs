@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod maria;
+pub mod moto;
 pub mod pg;
 pub mod pki;
 pub mod server;
@@ -25,6 +26,20 @@ pub fn old_bundle_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rds-global-bundle-2023-12.pem");
     assert!(local.exists(), "missing test data {}", local.display());
     local
+}
+
+/// The test venv's Python (botocore, boto3, moto), made by scripts/test.sh.
+pub fn python() -> PathBuf {
+    let py = std::env::var_os("RDSCONN_TEST_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        py.exists(),
+        "the test venv is missing: {} (scripts/test.sh creates it)",
+        py.display()
+    );
+    py
 }
 
 /// A private HOME and cache directory for one test.

@@ -5,8 +5,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-/// The endpoint name tests sign for and verify against.
-pub const ENDPOINT: &str = "mydb.abc123.us-east-1.rds.amazonaws.com";
+/// The endpoint name tests sign for and verify against: the address
+/// moto's RDS API gives instance `mydb` in us-east-1, so tests can look it
+/// up with `--instance mydb` and reach the same servers.
+pub const ENDPOINT: &str = "mydb.aaaaaaaaaa.us-east-1.rds.amazonaws.com";
 
 pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,

@@ -1,0 +1,59 @@
+//! `rdsconn ls`: the region's DB instances and clusters.
+
+use crate::cli::{GlobalArgs, LsArgs};
+use crate::error::Result;
+use crate::output;
+use crate::rds::{Database, Rds, engine_kind};
+
+pub async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
+    let rds = Rds::connect(global).await?;
+    let mut dbs: Vec<Database> = rds
+        .list()
+        .await?
+        .into_iter()
+        .filter(|d| {
+            args.engine
+                .is_none_or(|k| engine_kind(&d.engine) == Some(k))
+        })
+        .collect();
+    dbs.sort_by(|a, b| a.identifier.cmp(&b.identifier).then(a.kind.cmp(b.kind)));
+    output::emit(global.output, &dbs, || {
+        let rows: Vec<Vec<String>> = dbs
+            .iter()
+            .map(|d| {
+                let at = |host: &Option<String>| match (host, d.port) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), None) => h.clone(),
+                    (None, _) => "-".to_string(),
+                };
+                vec![
+                    d.identifier.clone(),
+                    d.kind.to_string(),
+                    format!("{} {}", d.engine, d.engine_version),
+                    d.status.clone(),
+                    if d.iam_auth { "on" } else { "off" }.to_string(),
+                    at(&d.endpoint),
+                    at(&d.reader_endpoint),
+                    d.ca_certificate.clone().unwrap_or_else(|| "-".into()),
+                    d.resource_id.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let text = output::grid(
+            &[
+                "IDENTIFIER",
+                "KIND",
+                "ENGINE",
+                "STATUS",
+                "IAM",
+                "ENDPOINT",
+                "READER",
+                "CA",
+                "RESOURCE ID",
+            ],
+            &rows,
+        );
+        text.trim_end_matches('\n').to_string()
+    })?;
+    Ok(0)
+}

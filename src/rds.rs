@@ -1,0 +1,392 @@
+//! The RDS API: endpoint discovery for `--instance` / `--cluster` and
+//! `rdsconn ls`.
+//!
+//! Every call honours `--profile`, `--region`, `AWS_ENDPOINT_URL` /
+//! `AWS_ENDPOINT_URL_RDS` (a VPC endpoint, or a local test server), uses the
+//! credentials rdsconn resolves for tokens, and is bounded in time: a
+//! failure or timeout is an AWS error (exit 3), never a hang.
+
+use std::time::Duration;
+
+use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
+use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
+use aws_sdk_rds::types::{DbCluster, DbInstance};
+use serde::Serialize;
+
+use crate::aws;
+use crate::cli::GlobalArgs;
+use crate::error::{Categorized, Category};
+use crate::target::EngineKind;
+
+/// Bounds on every RDS API call (each attempt, and all retries together).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why an RDS lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RdsError {
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
+    #[error("DB instance {id:?} not found in {region}")]
+    InstanceNotFound { id: String, region: String },
+    #[error("DB cluster {id:?} not found in {region}")]
+    ClusterNotFound { id: String, region: String },
+    #[error("the RDS API call {operation} failed: {message}")]
+    Api {
+        operation: &'static str,
+        message: String,
+    },
+    #[error(
+        "{what} {id:?} runs {engine}, which rdsconn does not connect to (MySQL, MariaDB, PostgreSQL, Aurora)"
+    )]
+    UnsupportedEngine {
+        what: &'static str,
+        id: String,
+        engine: String,
+    },
+    #[error("{what} {id:?} has no endpoint yet (status {status})")]
+    NoEndpoint {
+        what: &'static str,
+        id: String,
+        status: String,
+    },
+    #[error("{what} {id:?} is {engine}, but this is a {wanted} command")]
+    EngineMismatch {
+        what: &'static str,
+        id: String,
+        engine: String,
+        wanted: &'static str,
+    },
+    #[error("IAM database authentication is disabled on {what} {id:?}")]
+    IamDisabled { what: &'static str, id: String },
+}
+
+impl Categorized for RdsError {
+    fn category(&self) -> Category {
+        match self {
+            Self::Aws(e) => e.category(),
+            Self::EngineMismatch { .. } | Self::UnsupportedEngine { .. } => Category::Usage,
+            _ => Category::Aws,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Aws(e) => e.hint(),
+            Self::InstanceNotFound { .. } | Self::ClusterNotFound { .. } => Some(
+                "check the identifier and the region (--region, AWS_REGION); `rdsconn ls` lists what this account has there"
+                    .into(),
+            ),
+            Self::Api { .. } => Some(
+                "check network access to the RDS API (or AWS_ENDPOINT_URL_RDS for a VPC endpoint) and the rds:Describe* permissions"
+                    .into(),
+            ),
+            Self::IamDisabled { what, id } => Some(if *what == "DB cluster" {
+                format!(
+                    "enable it: aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately"
+                )
+            } else {
+                format!(
+                    "enable it: aws rds modify-db-instance --db-instance-identifier {id} --enable-iam-database-authentication --apply-immediately"
+                )
+            }),
+            Self::EngineMismatch { engine, .. } => Some(format!(
+                "use `rdsconn {}` for it",
+                engine_kind(engine).map_or("…", EngineKind::name)
+            )),
+            Self::UnsupportedEngine { .. } | Self::NoEndpoint { .. } => None,
+        }
+    }
+}
+
+/// An RDS API client for the configured (or `--region`) region.
+pub struct Rds {
+    client: aws_sdk_rds::Client,
+    pub region: String,
+}
+
+impl Rds {
+    /// Builds a client: region from `--region` or the AWS configuration
+    /// (there is no default), credentials as for tokens.
+    pub async fn connect(global: &GlobalArgs) -> Result<Self, RdsError> {
+        let profile = global.profile.as_deref();
+        let configured = match global.region {
+            Some(_) => None,
+            None => aws::configured_region(profile).await,
+        };
+        let region = aws::resolve_region(global.region.as_deref(), None, configured)?.region;
+        let creds = aws::credentials(profile, &region).await?;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_types::region::Region::new(region.clone()))
+            .credentials_provider(creds)
+            .timeout_config(timeouts);
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
+        let config = loader.load().await;
+        Ok(Self {
+            client: aws_sdk_rds::Client::new(&config),
+            region,
+        })
+    }
+
+    /// One instance by identifier.
+    pub async fn instance(&self, id: &str) -> Result<Database, RdsError> {
+        let out = self
+            .client
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(DescribeDBInstancesError::is_db_instance_not_found_fault)
+                {
+                    RdsError::InstanceNotFound {
+                        id: id.to_string(),
+                        region: self.region.clone(),
+                    }
+                } else {
+                    api_error("DescribeDBInstances", &e)
+                }
+            })?;
+        out.db_instances()
+            .first()
+            .map(Database::from_instance)
+            .ok_or_else(|| RdsError::InstanceNotFound {
+                id: id.to_string(),
+                region: self.region.clone(),
+            })
+    }
+
+    /// One cluster by identifier.
+    pub async fn cluster(&self, id: &str) -> Result<Database, RdsError> {
+        let out = self
+            .client
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(DescribeDBClustersError::is_db_cluster_not_found_fault)
+                {
+                    RdsError::ClusterNotFound {
+                        id: id.to_string(),
+                        region: self.region.clone(),
+                    }
+                } else {
+                    api_error("DescribeDBClusters", &e)
+                }
+            })?;
+        out.db_clusters()
+            .first()
+            .map(Database::from_cluster)
+            .ok_or_else(|| RdsError::ClusterNotFound {
+                id: id.to_string(),
+                region: self.region.clone(),
+            })
+    }
+
+    /// Every instance and cluster in the region (all pages).
+    pub async fn list(&self) -> Result<Vec<Database>, RdsError> {
+        let (instances, clusters) = tokio::join!(
+            self.client
+                .describe_db_instances()
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>(),
+            self.client
+                .describe_db_clusters()
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>(),
+        );
+        let instances = instances.map_err(|e| api_error("DescribeDBInstances", &e))?;
+        let clusters = clusters.map_err(|e| api_error("DescribeDBClusters", &e))?;
+        let mut all: Vec<Database> = clusters.iter().map(Database::from_cluster).collect();
+        all.extend(instances.iter().map(Database::from_instance));
+        Ok(all)
+    }
+}
+
+fn api_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> RdsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let message = match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("error"),
+                err.message().unwrap_or("no message")
+            )
+        }
+        SdkError::TimeoutError(_) => format!(
+            "timed out (each attempt is bounded to {}s, the call to {}s)",
+            ATTEMPT_TIMEOUT.as_secs(),
+            OPERATION_TIMEOUT.as_secs()
+        ),
+        other => crate::error::error_line(other),
+    };
+    RdsError::Api { operation, message }
+}
+
+/// What `rdsconn ls` lists and `--instance` / `--cluster` resolve.
+#[derive(Clone, Debug, Serialize)]
+pub struct Database {
+    /// `instance` or `cluster`.
+    pub kind: &'static str,
+    pub identifier: String,
+    /// The RDS engine name (`aurora-postgresql`, `mysql`, …).
+    pub engine: String,
+    pub engine_version: String,
+    pub endpoint: Option<String>,
+    pub port: Option<u16>,
+    /// Clusters: the reader endpoint.
+    pub reader_endpoint: Option<String>,
+    pub status: String,
+    pub iam_auth: bool,
+    /// Instances: the CA the server certificate comes from.
+    pub ca_certificate: Option<String>,
+    /// `DbiResourceId` / `DbClusterResourceId` (for `rds-db:connect` ARNs).
+    pub resource_id: Option<String>,
+    /// Instances: the cluster they belong to.
+    pub cluster: Option<String>,
+}
+
+impl Database {
+    fn from_instance(i: &DbInstance) -> Self {
+        let endpoint = i.endpoint();
+        Self {
+            kind: "instance",
+            identifier: i.db_instance_identifier().unwrap_or_default().to_string(),
+            engine: i.engine().unwrap_or_default().to_string(),
+            engine_version: i.engine_version().unwrap_or_default().to_string(),
+            endpoint: endpoint.and_then(|e| e.address()).map(str::to_string),
+            port: endpoint
+                .and_then(aws_sdk_rds::types::Endpoint::port)
+                .and_then(|p| u16::try_from(p).ok()),
+            reader_endpoint: None,
+            status: i.db_instance_status().unwrap_or_default().to_string(),
+            iam_auth: i.iam_database_authentication_enabled().unwrap_or(false),
+            ca_certificate: i.ca_certificate_identifier().map(str::to_string),
+            resource_id: i.dbi_resource_id().map(str::to_string),
+            cluster: i.db_cluster_identifier().map(str::to_string),
+        }
+    }
+
+    fn from_cluster(c: &DbCluster) -> Self {
+        Self {
+            kind: "cluster",
+            identifier: c.db_cluster_identifier().unwrap_or_default().to_string(),
+            engine: c.engine().unwrap_or_default().to_string(),
+            engine_version: c.engine_version().unwrap_or_default().to_string(),
+            endpoint: c.endpoint().map(str::to_string),
+            port: c.port().and_then(|p| u16::try_from(p).ok()),
+            reader_endpoint: c.reader_endpoint().map(str::to_string),
+            status: c.status().unwrap_or_default().to_string(),
+            iam_auth: c.iam_database_authentication_enabled().unwrap_or(false),
+            ca_certificate: None,
+            resource_id: c.db_cluster_resource_id().map(str::to_string),
+            cluster: None,
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        if self.kind == "cluster" {
+            "DB cluster"
+        } else {
+            "DB instance"
+        }
+    }
+
+    /// The engine family rdsconn speaks to it with.
+    pub fn engine_kind(&self) -> Result<EngineKind, RdsError> {
+        engine_kind(&self.engine).ok_or_else(|| RdsError::UnsupportedEngine {
+            what: self.what(),
+            id: self.identifier.clone(),
+            engine: self.engine.clone(),
+        })
+    }
+
+    /// The endpoint to connect to (`reader`: the cluster's reader
+    /// endpoint) and its port.
+    pub fn address(&self, reader: bool) -> Result<(String, u16), RdsError> {
+        let host = if reader {
+            self.reader_endpoint.clone()
+        } else {
+            self.endpoint.clone()
+        };
+        let port = self
+            .port
+            .or_else(|| self.engine_kind().ok().map(EngineKind::default_port));
+        match (host, port) {
+            (Some(h), Some(p)) if !h.is_empty() => Ok((h, p)),
+            _ => Err(RdsError::NoEndpoint {
+                what: self.what(),
+                id: self.identifier.clone(),
+                status: self.status.clone(),
+            }),
+        }
+    }
+
+    /// Refuses an engine other than the command's.
+    pub fn expect_engine(&self, wanted: EngineKind) -> Result<(), RdsError> {
+        if self.engine_kind()? == wanted {
+            Ok(())
+        } else {
+            Err(RdsError::EngineMismatch {
+                what: self.what(),
+                id: self.identifier.clone(),
+                engine: self.engine.clone(),
+                wanted: wanted.name(),
+            })
+        }
+    }
+
+    /// For `--iam`: IAM database authentication must be enabled.
+    pub fn expect_iam(&self) -> Result<(), RdsError> {
+        if self.iam_auth {
+            Ok(())
+        } else {
+            Err(RdsError::IamDisabled {
+                what: self.what(),
+                id: self.identifier.clone(),
+            })
+        }
+    }
+}
+
+/// The engine family of an RDS engine name.
+pub fn engine_kind(engine: &str) -> Option<EngineKind> {
+    match engine {
+        "mysql" | "mariadb" | "aurora" | "aurora-mysql" => Some(EngineKind::Mysql),
+        "postgres" | "aurora-postgresql" => Some(EngineKind::Postgres),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_families() {
+        assert_eq!(engine_kind("aurora-mysql"), Some(EngineKind::Mysql));
+        assert_eq!(engine_kind("mariadb"), Some(EngineKind::Mysql));
+        assert_eq!(engine_kind("aurora-postgresql"), Some(EngineKind::Postgres));
+        assert_eq!(engine_kind("sqlserver-ee"), None);
+    }
+}

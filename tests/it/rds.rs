@@ -1,0 +1,351 @@
+//! The RDS API against moto: `--instance` / `--cluster` on every command
+//! that takes a target, `rdsconn ls`, and their errors. What moto reports is
+//! read back with boto3 (`tests/oracle/moto_setup.py`), not with rdsconn.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::pki::ENDPOINT;
+use crate::support::server::{
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, Variant, pki,
+};
+use crate::support::{Run, TestEnv, moto, pg, run_with_stdin};
+
+/// The instances and clusters in us-east-1 that these tests share.
+fn shared() -> Value {
+    static SHARED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            moto::setup(
+                IAM_REGION,
+                &json!([
+                    {"instance": "mydb", "engine": "postgres", "iam": true},
+                    {"instance": "mysql-noiam", "engine": "mysql", "iam": false},
+                    {"instance": "oracle1", "engine": "oracle-ee", "iam": false},
+                    {"cluster": "aumy", "engine": "aurora-mysql", "iam": true},
+                    {"cluster": "aupg-noiam", "engine": "aurora-postgresql", "iam": false},
+                ]),
+            )
+        })
+        .clone()
+}
+
+/// `rdsconn ARGS` talking to moto (through `AWS_ENDPOINT_URL_RDS`) with the
+/// test credentials the harness servers' IAM verifier trusts.
+fn cmd(env: &TestEnv, args: &[&str]) -> Command {
+    let mut cmd = env.cmd(args);
+    cmd.env("AWS_ENDPOINT_URL_RDS", moto::url())
+        .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", IAM_REGION);
+    cmd
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> Run {
+    Run::from(cmd(env, args).output().unwrap())
+}
+
+#[test]
+fn instance_resolves_and_connects_with_iam() {
+    let moto = shared();
+    assert_eq!(moto["mydb"]["endpoint"], ENDPOINT, "{moto}");
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let conn = run(
+        &env,
+        &[
+            "--ca-bundle",
+            &ca,
+            "postgres",
+            "--instance",
+            "mydb",
+            "-U",
+            IAM_USER,
+            "-d",
+            "appdb",
+            "--iam",
+            "--via",
+            &via,
+            "-c",
+            "SELECT current_user AS u",
+        ],
+    );
+    conn.assert_code(0);
+    assert_eq!(conn.stdout, format!("u\n{IAM_USER}\n"));
+
+    // check and env take it too.
+    let mut c = cmd(
+        &env,
+        &[
+            "--ca-bundle",
+            &ca,
+            "check",
+            "--instance",
+            "mydb",
+            "-u",
+            "app",
+            "--database",
+            "appdb",
+            "--via",
+            &via,
+            "--output",
+            "json",
+        ],
+    );
+    c.env("PGPASSWORD", APP_PASSWORD);
+    let check = Run::from(c.output().unwrap());
+    check.assert_code(0);
+    assert_eq!(check.json()["targets"][0]["engine"], "postgres");
+
+    let envout = run_with_stdin(
+        cmd(
+            &env,
+            &[
+                "env",
+                "postgres",
+                "--instance",
+                "mydb",
+                "-u",
+                "app",
+                "--password-stdin",
+                "--shell",
+                "json",
+            ],
+        ),
+        "pw\n",
+    );
+    envout.assert_code(0);
+    let j = envout.json();
+    assert_eq!(j["PGHOST"], moto["mydb"]["endpoint"]);
+    assert_eq!(j["PGPORT"], moto["mydb"]["port"].to_string());
+}
+
+#[test]
+fn token_for_instance_cluster_and_reader_endpoints() {
+    let moto = shared();
+    let env = TestEnv::new();
+    for (args, id, field) in [
+        (vec!["--instance", "mydb"], "mydb", "endpoint"),
+        (vec!["--cluster", "aumy"], "aumy", "endpoint"),
+        (
+            vec!["--cluster", "aumy", "--reader"],
+            "aumy",
+            "reader_endpoint",
+        ),
+    ] {
+        let mut all = vec!["token", "-u", "app"];
+        all.extend(args);
+        let out = run(&env, &all);
+        out.assert_code(0);
+        let host = moto[id][field].as_str().unwrap();
+        let port = &moto[id]["port"];
+        assert!(
+            out.stdout
+                .starts_with(&format!("{host}:{port}/?Action=connect&DBUser=app&")),
+            "{all:?}: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn iam_disabled_is_reported_with_the_fix_before_connecting() {
+    shared();
+    let env = TestEnv::new();
+    for (args, fix) in [
+        (
+            vec![
+                "mysql",
+                "--instance",
+                "mysql-noiam",
+                "-u",
+                "app",
+                "--iam",
+                "-e",
+                "SELECT 1",
+            ],
+            "aws rds modify-db-instance --db-instance-identifier mysql-noiam --enable-iam-database-authentication",
+        ),
+        (
+            vec!["token", "--cluster", "aupg-noiam", "-u", "app"],
+            "aws rds modify-db-cluster --db-cluster-identifier aupg-noiam --enable-iam-database-authentication",
+        ),
+    ] {
+        let out = run(&env, &args);
+        out.assert_code(3);
+        assert!(
+            out.stderr
+                .contains("IAM database authentication is disabled"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(fix), "{}", out.stderr);
+    }
+    // Without --iam the same instance resolves (the password path).
+    let out = run(
+        &env,
+        &[
+            "env",
+            "mysql",
+            "--instance",
+            "mysql-noiam",
+            "-u",
+            "app",
+            "--password-stdin",
+        ],
+    );
+    // stdin is empty: the lookup passed and the password is what is missing.
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("stdin held no password"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn engine_mismatch_unsupported_engine_and_not_found() {
+    shared();
+    let env = TestEnv::new();
+    let run1 = run(
+        &env,
+        &["mysql", "--instance", "mydb", "-u", "app", "-e", "1"],
+    );
+    run1.assert_code(2);
+    assert!(
+        run1.stderr
+            .contains("\"mydb\" is postgres, but this is a mysql command"),
+        "{}",
+        run1.stderr
+    );
+    assert!(run1.stderr.contains("rdsconn postgres"), "{}", run1.stderr);
+
+    let run2 = run(&env, &["token", "--instance", "oracle1", "-u", "app"]);
+    run2.assert_code(2);
+    assert!(run2.stderr.contains("oracle-ee"), "{}", run2.stderr);
+
+    let run3 = run(&env, &["token", "--instance", "nope", "-u", "app"]);
+    run3.assert_code(3);
+    assert!(
+        run3.stderr
+            .contains("DB instance \"nope\" not found in us-east-1"),
+        "{}",
+        run3.stderr
+    );
+    let run4 = run(
+        &env,
+        &["postgres", "--cluster", "nope", "-U", "app", "-c", "1"],
+    );
+    run4.assert_code(3);
+    assert!(
+        run4.stderr.contains("DB cluster \"nope\" not found"),
+        "{}",
+        run4.stderr
+    );
+
+    let run5 = run(
+        &env,
+        &[
+            "token",
+            "--instance",
+            "mydb",
+            "--host",
+            ENDPOINT,
+            "-u",
+            "app",
+        ],
+    );
+    run5.assert_code(2);
+}
+
+#[test]
+fn ls_lists_every_page_and_filters_by_engine() {
+    // A region of its own: 150 instances (more than one 100-item page).
+    let region = "eu-west-3";
+    let moto = moto::setup(
+        region,
+        &json!([
+            {"instances": "pg", "count": 150, "engine": "postgres"},
+            {"instance": "my1", "engine": "mariadb", "version": "10.11.6", "iam": true},
+            {"cluster": "aumy", "engine": "aurora-mysql", "iam": true},
+            {"cluster": "aupg", "engine": "aurora-postgresql"},
+        ]),
+    );
+    let env = TestEnv::new();
+    let all = run(&env, &["--region", region, "ls", "--output", "json"]);
+    all.assert_code(0);
+    let listed = all.json();
+    let listed = listed.as_array().unwrap();
+    let mut ids: Vec<&str> = listed
+        .iter()
+        .map(|d| d["identifier"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = moto
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    ids.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    assert_eq!(ids.len(), 153);
+    for d in listed {
+        let m = &moto[d["identifier"].as_str().unwrap()];
+        assert_eq!(d["endpoint"], m["endpoint"], "{d}");
+        assert_eq!(d["port"], m["port"], "{d}");
+        assert_eq!(d["engine"], m["engine"], "{d}");
+        assert_eq!(d["iam_auth"], m["iam"], "{d}");
+        assert_eq!(d["reader_endpoint"], m["reader_endpoint"], "{d}");
+    }
+
+    let filtered = run(
+        &env,
+        &[
+            "--region", region, "ls", "--engine", "mysql", "--output", "json",
+        ],
+    );
+    filtered.assert_code(0);
+    let mut mysql: Vec<String> = filtered
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["identifier"].as_str().unwrap().to_string())
+        .collect();
+    mysql.sort_unstable();
+    assert_eq!(mysql, ["aumy", "my1"]);
+
+    // Piped text: one tab-separated line per database.
+    let text = run(&env, &["--region", region, "ls"]);
+    text.assert_code(0);
+    assert_eq!(text.stdout.lines().count(), 153);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("my1\tinstance\tmariadb "))
+    );
+}
+
+#[test]
+fn unreachable_rds_api_is_an_aws_error_not_a_hang() {
+    let env = TestEnv::new();
+    let mut c = env.cmd(&["ls"]);
+    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", IAM_REGION);
+    let run = Run::from(c.output().unwrap());
+    run.assert_code(3);
+    assert!(run.stderr.contains("DescribeDB"), "{}", run.stderr);
+
+    // No region anywhere: exit 3 before any call.
+    let mut c = env.cmd(&["ls"]);
+    c.env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY);
+    let run = Run::from(c.output().unwrap());
+    run.assert_code(3);
+    assert!(run.stderr.contains("no AWS region"), "{}", run.stderr);
+}

@@ -1,0 +1,90 @@
+"""Creates RDS instances and clusters in a moto server for rdsconn's tests,
+with boto3 (independent of rdsconn), and prints what moto then reports.
+
+Usage: moto_setup.py ENDPOINT_URL REGION < spec.json
+spec: a list of
+  {"instance": ID, "engine": E, "iam": bool, "version": V (optional)}
+  {"cluster": ID, "engine": E, "iam": bool}
+  {"instances": PREFIX, "count": N, "engine": E}
+Existing identifiers are left as they are. Prints a JSON object: identifier
+-> {"endpoint", "port", "reader_endpoint", "engine", "iam"} for everything in
+the region, from DescribeDBInstances / DescribeDBClusters.
+"""
+
+import json
+import sys
+
+import boto3
+
+
+def main():
+    url, region = sys.argv[1:3]
+    spec = json.load(sys.stdin)
+    rds = boto3.client(
+        "rds",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    def instance(ident, engine, iam=False, version=None):
+        extra = {"EngineVersion": version} if version else {}
+        try:
+            rds.create_db_instance(
+                **extra,
+                DBInstanceIdentifier=ident,
+                Engine=engine,
+                DBInstanceClass="db.t3.micro",
+                MasterUsername="admin",
+                MasterUserPassword="password-1",
+                AllocatedStorage=20,
+                EnableIAMDatabaseAuthentication=iam,
+            )
+        except rds.exceptions.DBInstanceAlreadyExistsFault:
+            pass
+
+    for item in spec:
+        if "instance" in item:
+            instance(
+                item["instance"], item["engine"], item.get("iam", False), item.get("version")
+            )
+        elif "cluster" in item:
+            try:
+                rds.create_db_cluster(
+                    DBClusterIdentifier=item["cluster"],
+                    Engine=item["engine"],
+                    MasterUsername="admin",
+                    MasterUserPassword="password-1",
+                    EnableIAMDatabaseAuthentication=item.get("iam", False),
+                )
+            except rds.exceptions.DBClusterAlreadyExistsFault:
+                pass
+        else:
+            for i in range(item["count"]):
+                instance(f"{item['instances']}-{i:04d}", item["engine"])
+
+    found = {}
+    for page in rds.get_paginator("describe_db_instances").paginate():
+        for d in page["DBInstances"]:
+            found[d["DBInstanceIdentifier"]] = {
+                "endpoint": d["Endpoint"]["Address"],
+                "port": d["Endpoint"]["Port"],
+                "reader_endpoint": None,
+                "engine": d["Engine"],
+                "iam": d["IAMDatabaseAuthenticationEnabled"],
+            }
+    for page in rds.get_paginator("describe_db_clusters").paginate():
+        for c in page["DBClusters"]:
+            found[c["DBClusterIdentifier"]] = {
+                "endpoint": c["Endpoint"],
+                "port": c["Port"],
+                "reader_endpoint": c.get("ReaderEndpoint"),
+                "engine": c["Engine"],
+                "iam": c["IAMDatabaseAuthenticationEnabled"],
+            }
+    json.dump(found, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
