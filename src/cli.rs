@@ -48,6 +48,11 @@ Examples:
 
 Exit codes: COMMAND's own status; 2 usage, 3 AWS before COMMAND starts.";
 
+const DOCTOR_AFTER_HELP: &str = "\
+Examples:
+  rdsconn doctor --instance prod-db -u app --iam
+  rdsconn doctor postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam";
+
 /// Reach Amazon RDS / Aurora MySQL and PostgreSQL over verified TLS, with IAM
 /// auth tokens and the RDS CA bundle handled for you.
 #[derive(Debug, Parser)]
@@ -222,9 +227,19 @@ pub enum Command {
     #[command(after_help = AFTER_HELP)]
     Ls(LsArgs),
 
-    /// Preflight checklist for IAM authentication to a target.
-    #[command(after_help = AFTER_HELP)]
-    Doctor(PendingArgs),
+    /// Preflight checklist for a target, IAM authentication above all.
+    ///
+    /// Each line is OK, WARN or FAIL with a fix: AWS credentials (key,
+    /// expiry), the caller's identity (STS GetCallerIdentity), the region
+    /// of the endpoint vs the configuration, local clock skew (from the
+    /// Date of that AWS response; SigV4 tokens fail beyond 5 minutes), the
+    /// instance or cluster behind the endpoint and whether IAM database
+    /// authentication is enabled, the exact `rds-db:connect` resource ARN
+    /// for this user, the instance's CA in the bundle in use, then the
+    /// staged connection check (DNS, TCP, TLS, auth, query) as `rdsconn
+    /// check` does it. Exit code: the worst failure (as `check`).
+    #[command(after_help = DOCTOR_AFTER_HELP, disable_help_flag = true)]
+    Doctor(DoctorArgs),
 
     /// Local listener that forwards to RDS over verified TLS with fresh tokens.
     #[command(after_help = AFTER_HELP)]
@@ -544,6 +559,61 @@ impl RdsSelector {
     pub fn is_set(&self) -> bool {
         self.instance.is_some() || self.cluster.is_some()
     }
+}
+
+/// `rdsconn doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Target URL: mysql://USER@HOST[:PORT][/DB] or postgres://….
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// Engine of the --host target (with --instance/--cluster: from the API).
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::target::EngineKind>,
+
+    /// Endpoint host name.
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port [default: the engine's].
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database user.
+    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Database name.
+    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
+    pub database: Option<String>,
+
+    #[command(flatten)]
+    pub rds: RdsSelector,
+
+    /// Check IAM authentication (token, IAM enabled, policy ARN).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub iam: bool,
+
+    /// Read the password for the connection check from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// verify-full: chain and endpoint name; verify-ca: chain only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
+    pub tls: crate::tls::TlsMode,
+
+    /// Dial this address while verifying and signing for the endpoint.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+
+    /// Bound on the connection check's DNS + TCP + TLS + authentication.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub connect_timeout: humantime::Duration,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 /// `rdsconn ls`.

@@ -50,7 +50,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Env(args) => cmd::child::env(global, args).await,
         Command::Exec(args) => cmd::child::exec(global, args).await,
         Command::Ls(args) => cmd::ls::run(global, args).await,
-        other => cmd::pending(other.name()),
+        Command::Doctor(args) => cmd::doctor::run(global, args).await,
+        other @ Command::Proxy(_) => cmd::pending(other.name()),
     }
 }
 

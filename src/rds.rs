@@ -24,6 +24,30 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The AWS SDK configuration for API calls in `region`: rdsconn's own
+/// credential chain (bounded IMDS probe), `--profile`, the endpoint-URL
+/// variables, and bounded timeouts.
+pub async fn sdk_config(
+    global: &GlobalArgs,
+    region: &str,
+) -> Result<aws_types::SdkConfig, aws::AwsError> {
+    let profile = global.profile.as_deref();
+    let creds = aws::credentials(profile, region).await?;
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(region.to_string()))
+        .credentials_provider(creds)
+        .timeout_config(timeouts);
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    Ok(loader.load().await)
+}
+
 /// Why an RDS lookup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RdsError {
@@ -111,30 +135,21 @@ impl Rds {
     /// Builds a client: region from `--region` or the AWS configuration
     /// (there is no default), credentials as for tokens.
     pub async fn connect(global: &GlobalArgs) -> Result<Self, RdsError> {
-        let profile = global.profile.as_deref();
         let configured = match global.region {
             Some(_) => None,
-            None => aws::configured_region(profile).await,
+            None => aws::configured_region(global.profile.as_deref()).await,
         };
         let region = aws::resolve_region(global.region.as_deref(), None, configured)?.region;
-        let creds = aws::credentials(profile, &region).await?;
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_types::region::Region::new(region.clone()))
-            .credentials_provider(creds)
-            .timeout_config(timeouts);
-        if let Some(p) = profile {
-            loader = loader.profile_name(p);
-        }
-        let config = loader.load().await;
-        Ok(Self {
-            client: aws_sdk_rds::Client::new(&config),
+        let config = sdk_config(global, &region).await?;
+        Ok(Self::new(&config, region))
+    }
+
+    /// A client on an already loaded configuration.
+    pub fn new(config: &aws_types::SdkConfig, region: String) -> Self {
+        Self {
+            client: aws_sdk_rds::Client::new(config),
             region,
-        })
+        }
     }
 
     /// One instance by identifier.
@@ -219,7 +234,7 @@ impl Rds {
     }
 }
 
-fn api_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> RdsError
+pub(crate) fn api_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> RdsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,

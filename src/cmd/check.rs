@@ -25,27 +25,27 @@ use crate::target::EngineKind;
 use crate::tls::{PeerChain, TlsPolicy};
 
 /// One target to check.
-struct Item {
-    label: String,
-    kind: EngineKind,
-    target: Target,
-    login: Login,
+pub(crate) struct Item {
+    pub label: String,
+    pub kind: EngineKind,
+    pub target: Target,
+    pub login: Login,
 }
 
 /// How a target authenticates.
-enum Login {
+pub(crate) enum Login {
     /// A token minted right before the `auth` stage.
     Iam,
     Password(Secret),
 }
 
 #[derive(Clone, Debug, Serialize)]
-struct Stage {
-    name: &'static str,
+pub(crate) struct Stage {
+    pub name: &'static str,
     /// `ok`, `fail` or `skipped`.
-    status: &'static str,
-    duration_ms: Option<f64>,
-    detail: Option<String>,
+    pub status: &'static str,
+    pub duration_ms: Option<f64>,
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -58,24 +58,24 @@ struct Certificate {
 }
 
 #[derive(Clone, Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     target: String,
     engine: EngineKind,
     endpoint: String,
     dial_address: String,
     /// `ok`, `warn`, `fail` or `interrupted`.
-    status: &'static str,
+    pub status: &'static str,
     /// The failing stage, if any.
-    stage: Option<&'static str>,
-    exit_code: u8,
-    error: Option<String>,
-    hint: Option<String>,
+    pub stage: Option<&'static str>,
+    pub exit_code: u8,
+    pub error: Option<String>,
+    pub hint: Option<String>,
     total_ms: f64,
     attempts: u32,
     tls_protocol: Option<String>,
     tls_cipher: Option<String>,
     certificate: Option<Certificate>,
-    stages: Vec<Stage>,
+    pub stages: Vec<Stage>,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,13 +160,13 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
 }
 
 /// What every check needs, shared by the tasks.
-struct Settings {
-    global: GlobalArgs,
-    policy: TlsPolicy,
-    query: String,
-    warn_days: i64,
-    wait: Option<Duration>,
-    wait_all: bool,
+pub(crate) struct Settings {
+    pub global: GlobalArgs,
+    pub policy: TlsPolicy,
+    pub query: String,
+    pub warn_days: i64,
+    pub wait: Option<Duration>,
+    pub wait_all: bool,
 }
 
 /// The targets from URLs, `--file`, the `--host` flags or `--instance` /
@@ -318,7 +318,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// One pass through the stages.
-async fn check_once(item: &Item, settings: &Settings) -> Report {
+pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     let start = Instant::now();
     let target = &item.target;
     let mut run = Run::new(item, start);
@@ -580,7 +580,8 @@ impl Report {
 }
 
 /// Worst first: network, TLS, authentication, AWS, query.
-fn severity(code: u8) -> u8 {
+/// How bad an exit code is, for "the worst failure": 4 > 5 > 6 > 3 > 1.
+pub(crate) fn severity(code: u8) -> u8 {
     match code {
         4 => 5,
         5 => 4,

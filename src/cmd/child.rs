@@ -61,7 +61,12 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
             crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)
     } else {
-        password(args.password_stdin, kind.password_env(), &target)?
+        password(
+            args.password_stdin,
+            kind.password_env(),
+            &target.user,
+            target.host.as_str(),
+        )?
     };
     let ca_file = ca_file(global)?;
     let via_addr = tokio::time::timeout(LOOKUP_TIMEOUT, via_addr(&target))

@@ -209,7 +209,12 @@ async fn run(
             crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
         Auth::IamToken(Secret::new(minted.token))
     } else {
-        Auth::Password(password(args.password_stdin, kind.password_env(), &target)?)
+        Auth::Password(password(
+            args.password_stdin,
+            kind.password_env(),
+            &target.user,
+            target.host.as_str(),
+        )?)
     };
     let mut session = engine
         .connect(&target, &auth, &policy)
@@ -378,7 +383,7 @@ pub(crate) fn stdin_password() -> Result<Secret> {
 }
 
 /// The password from stdin, the engine's env var, or a terminal prompt.
-pub(crate) fn password(from_stdin: bool, env_var: &str, target: &Target) -> Result<Secret> {
+pub(crate) fn password(from_stdin: bool, env_var: &str, user: &str, host: &str) -> Result<Secret> {
     if from_stdin {
         return stdin_password();
     }
@@ -386,7 +391,7 @@ pub(crate) fn password(from_stdin: bool, env_var: &str, target: &Target) -> Resu
         return Ok(Secret::new(pw));
     }
     if std::io::stdin().is_terminal() {
-        let prompt = format!("Password for {}@{}: ", target.user, target.host);
+        let prompt = format!("Password for {user}@{host}: ");
         return rpassword::prompt_password(prompt)
             .map(Secret::new)
             .map_err(|e| Error::usage(format!("reading the password: {e}")));

@@ -6,6 +6,7 @@ pub mod check;
 pub mod child;
 pub mod completions;
 pub mod connect;
+pub mod doctor;
 pub mod ls;
 pub mod man;
 pub mod token;

@@ -349,3 +349,146 @@ fn unreachable_rds_api_is_an_aws_error_not_a_hang() {
     run.assert_code(3);
     assert!(run.stderr.contains("no AWS region"), "{}", run.stderr);
 }
+
+/// `rdsconn doctor ARGS --output json` with STS on moto too.
+fn doctor(env: &TestEnv, args: &[&str], region: &str) -> (Run, Value) {
+    let ca = pki().ca_file.display().to_string();
+    let mut all = vec!["--ca-bundle", &ca, "--output", "json", "doctor"];
+    all.extend_from_slice(args);
+    let mut c = cmd(env, &all);
+    c.env("AWS_ENDPOINT_URL", moto::url())
+        .env("AWS_REGION", region);
+    let run = Run::from(c.output().unwrap());
+    let j = run.json();
+    (run, j)
+}
+
+/// The status of each check, by name.
+fn statuses(j: &Value) -> Vec<(String, String)> {
+    j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn check<'a>(j: &'a Value, name: &str) -> &'a Value {
+    j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {j}"))
+}
+
+#[test]
+fn doctor_passes_a_good_iam_target_and_names_the_policy_arn() {
+    let moto = shared();
+    let env = TestEnv::new();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let (run, j) = doctor(
+        &env,
+        &[
+            "--instance",
+            "mydb",
+            "-u",
+            IAM_USER,
+            "-d",
+            "appdb",
+            "--iam",
+            "--via",
+            &via,
+        ],
+        IAM_REGION,
+    );
+    run.assert_code(0);
+    assert_eq!(j["exit_code"], 0);
+    let s = statuses(&j);
+    for name in [
+        "region",
+        "credentials",
+        "identity",
+        "clock",
+        "database",
+        "iam auth",
+        "iam policy",
+        "connect: dns",
+        "connect: tcp",
+        "connect: tls",
+        "connect: auth",
+        "connect: query",
+    ] {
+        assert!(
+            s.contains(&(name.to_string(), "ok".to_string())),
+            "{name} not ok: {s:?}"
+        );
+    }
+    // moto's CA identifier is not a real one: a warning, not a failure.
+    assert_eq!(check(&j, "ca")["status"], "warn");
+    // moto's fixed account (GetCallerIdentity) and the instance's resource id.
+    let arn = format!(
+        "arn:aws:rds-db:us-east-1:123456789012:dbuser:{}/{IAM_USER}",
+        moto["mydb"]["resource_id"].as_str().unwrap()
+    );
+    assert!(
+        check(&j, "iam policy")["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&arn),
+        "{j}"
+    );
+}
+
+#[test]
+fn doctor_reports_iam_disabled_with_the_fix_and_skips_the_connection() {
+    shared();
+    let env = TestEnv::new();
+    let (run, j) = doctor(
+        &env,
+        &["--instance", "mysql-noiam", "-u", "app", "--iam"],
+        IAM_REGION,
+    );
+    run.assert_code(3);
+    let line = check(&j, "iam auth");
+    assert_eq!(line["status"], "fail");
+    assert!(
+        line["fix"]
+            .as_str()
+            .unwrap()
+            .contains("modify-db-instance --db-instance-identifier mysql-noiam"),
+        "{j}"
+    );
+    assert_eq!(check(&j, "connection")["status"], "skipped");
+}
+
+#[test]
+fn doctor_warns_about_a_configured_region_other_than_the_endpoints() {
+    shared();
+    let env = TestEnv::new();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let (run, j) = doctor(
+        &env,
+        &[
+            "-h", ENDPOINT, "--engine", "postgres", "-u", IAM_USER, "-d", "appdb", "--iam",
+            "--via", &via,
+        ],
+        "eu-west-1",
+    );
+    run.assert_code(0);
+    let region = check(&j, "region");
+    assert_eq!(region["status"], "warn");
+    let detail = region["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("eu-west-1") && detail.contains("us-east-1"),
+        "{detail}"
+    );
+    // The instance is found by its endpoint in the endpoint's region.
+    assert_eq!(check(&j, "database")["status"], "ok", "{j}");
+    assert_eq!(check(&j, "connect: auth")["status"], "ok", "{j}");
+}

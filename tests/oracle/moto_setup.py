@@ -7,7 +7,7 @@ spec: a list of
   {"cluster": ID, "engine": E, "iam": bool}
   {"instances": PREFIX, "count": N, "engine": E}
 Existing identifiers are left as they are. Prints a JSON object: identifier
--> {"endpoint", "port", "reader_endpoint", "engine", "iam"} for everything in
+-> {"endpoint", "port", "reader_endpoint", "engine", "iam", "resource_id"} for everything in
 the region, from DescribeDBInstances / DescribeDBClusters.
 """
 
@@ -73,6 +73,7 @@ def main():
                 "reader_endpoint": None,
                 "engine": d["Engine"],
                 "iam": d["IAMDatabaseAuthenticationEnabled"],
+                "resource_id": d["DbiResourceId"],
             }
     for page in rds.get_paginator("describe_db_clusters").paginate():
         for c in page["DBClusters"]:
@@ -82,6 +83,7 @@ def main():
                 "reader_endpoint": c.get("ReaderEndpoint"),
                 "engine": c["Engine"],
                 "iam": c["IAMDatabaseAuthenticationEnabled"],
+                "resource_id": c["DbClusterResourceId"],
             }
     json.dump(found, sys.stdout)
 
