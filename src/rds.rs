@@ -172,13 +172,22 @@ impl Rds {
                     api_error("DescribeDBInstances", &e)
                 }
             })?;
-        out.db_instances()
+        let mut db = out
+            .db_instances()
             .first()
             .map(Database::from_instance)
             .ok_or_else(|| RdsError::InstanceNotFound {
                 id: id.to_string(),
                 region: self.region.clone(),
-            })
+            })?;
+        // IAM database authentication is a cluster setting for Aurora; its
+        // member instances may not carry it.
+        if !db.iam_auth
+            && let Some(cluster) = db.cluster.clone()
+        {
+            db.iam_auth = self.cluster(&cluster).await?.iam_auth;
+        }
+        Ok(db)
     }
 
     /// One cluster by identifier.

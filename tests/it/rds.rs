@@ -20,12 +20,13 @@ fn shared() -> Value {
             moto::setup(
                 IAM_REGION,
                 &json!([
-                    {"instance": "mydb", "engine": "postgres", "iam": true},
-                    {"instance": "mysql-noiam", "engine": "mysql", "iam": false},
-                    {"instance": "oracle1", "engine": "oracle-ee", "iam": false},
-                    {"cluster": "aumy", "engine": "aurora-mysql", "iam": true},
-                    {"cluster": "aupg-noiam", "engine": "aurora-postgresql", "iam": false},
-                ]),
+                        {"instance": "mydb", "engine": "postgres", "iam": true},
+                        {"instance": "mysql-noiam", "engine": "mysql", "iam": false},
+                        {"instance": "oracle1", "engine": "oracle-ee", "iam": false},
+                        {"cluster": "aumy", "engine": "aurora-mysql", "iam": true},
+                        {"cluster": "aupg-noiam", "engine": "aurora-postgresql", "iam": false},
+                {"instance": "aumy-1", "engine": "aurora-mysql", "member_of": "aumy"},
+                    ]),
             )
         })
         .clone()
@@ -125,6 +126,9 @@ fn instance_resolves_and_connects_with_iam() {
 #[test]
 fn token_for_instance_cluster_and_reader_endpoints() {
     let moto = shared();
+    // moto reports the member instance with IAM off; only the cluster has it.
+    assert_eq!(moto["aumy-1"]["iam"], false, "{moto}");
+    assert_eq!(moto["aumy"]["iam"], true, "{moto}");
     let env = TestEnv::new();
     for (args, id, field) in [
         (vec!["--instance", "mydb"], "mydb", "endpoint"),

@@ -3,7 +3,8 @@ with boto3 (independent of rdsconn), and prints what moto then reports.
 
 Usage: moto_setup.py ENDPOINT_URL REGION < spec.json
 spec: a list of
-  {"instance": ID, "engine": E, "iam": bool, "version": V (optional)}
+  {"instance": ID, "engine": E, "iam": bool, "version": V, "member_of": CLUSTER}
+  (version and member_of optional; clusters are created first when listed first)
   {"cluster": ID, "engine": E, "iam": bool}
   {"instances": PREFIX, "count": N, "engine": E}
 Existing identifiers are left as they are. Prints a JSON object: identifier
@@ -28,8 +29,10 @@ def main():
         aws_secret_access_key="testing",
     )
 
-    def instance(ident, engine, iam=False, version=None):
+    def instance(ident, engine, iam=False, version=None, member_of=None):
         extra = {"EngineVersion": version} if version else {}
+        if member_of:
+            extra["DBClusterIdentifier"] = member_of
         try:
             rds.create_db_instance(
                 **extra,
@@ -47,7 +50,11 @@ def main():
     for item in spec:
         if "instance" in item:
             instance(
-                item["instance"], item["engine"], item.get("iam", False), item.get("version")
+                item["instance"],
+                item["engine"],
+                item.get("iam", False),
+                item.get("version"),
+                item.get("member_of"),
             )
         elif "cluster" in item:
             try:
