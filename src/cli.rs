@@ -564,56 +564,16 @@ impl RdsSelector {
 /// `rdsconn doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Target URL: mysql://USER@HOST[:PORT][/DB] or postgres://….
-    #[arg(value_name = "URL", conflicts_with = "host")]
-    pub url: Option<String>,
-
     /// Engine of the --host target (with --instance/--cluster: from the API).
     #[arg(long, value_enum)]
     pub engine: Option<crate::target::EngineKind>,
 
-    /// Endpoint host name.
-    #[arg(short = 'h', long, value_name = "HOST")]
-    pub host: Option<String>,
-
-    /// Endpoint port [default: the engine's].
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
-
-    /// Database user.
-    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
-    pub user: Option<String>,
-
-    /// Database name.
-    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
-    pub database: Option<String>,
-
     #[command(flatten)]
-    pub rds: RdsSelector,
-
-    /// Check IAM authentication (token, IAM enabled, policy ARN).
-    #[arg(long, conflicts_with = "password_stdin")]
-    pub iam: bool,
-
-    /// Read the password for the connection check from stdin.
-    #[arg(long)]
-    pub password_stdin: bool,
-
-    /// verify-full: chain and endpoint name; verify-ca: chain only.
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
-    pub tls: crate::tls::TlsMode,
-
-    /// Dial this address while verifying and signing for the endpoint.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub via: Option<String>,
+    pub target: TargetFlags,
 
     /// Bound on the connection check's DNS + TCP + TLS + authentication.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub connect_timeout: humantime::Duration,
-
-    /// Print help (-h is --host here).
-    #[arg(long, action = clap::ArgAction::Help)]
-    pub help: Option<bool>,
 }
 
 /// `rdsconn ls`.
@@ -624,13 +584,9 @@ pub struct LsArgs {
     pub engine: Option<crate::target::EngineKind>,
 }
 
-/// Target and credentials for `env` and `exec`.
+/// Target and credentials for `env`, `exec` and `doctor`.
 #[derive(Debug, Args)]
-pub struct ChildArgs {
-    /// mysql (or mariadb) or postgres (or psql, pg).
-    #[arg(value_enum, value_name = "ENGINE")]
-    pub engine: crate::target::EngineKind,
-
+pub struct TargetFlags {
     /// Target URL instead of the flags: ENGINE://USER@HOST[:PORT][/DB] (no password).
     #[arg(value_name = "URL", conflicts_with = "host")]
     pub url: Option<String>,
@@ -667,15 +623,26 @@ pub struct ChildArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
     pub tls: crate::tls::TlsMode,
 
-    /// The address the tools dial (a tunnel) while verifying the endpoint
-    /// name (PostgreSQL: PGHOSTADDR). MySQL clients cannot do this, so
-    /// for MySQL it needs --tls verify-ca.
+    /// Dial this address (a tunnel) while verifying and signing for the
+    /// endpoint name (PostgreSQL tools: PGHOSTADDR). MySQL clients cannot
+    /// do this, so for them it needs --tls verify-ca.
     #[arg(long, value_name = "HOST:PORT")]
     pub via: Option<String>,
 
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// `env` and `exec`: an engine and a target.
+#[derive(Debug, Args)]
+pub struct ChildArgs {
+    /// mysql (or mariadb) or postgres (or psql, pg).
+    #[arg(value_enum, value_name = "ENGINE")]
+    pub engine: crate::target::EngineKind,
+
+    #[command(flatten)]
+    pub target: TargetFlags,
 }
 
 /// `rdsconn env`.

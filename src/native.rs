@@ -110,13 +110,29 @@ pub enum Flavor {
 }
 
 /// `given` (`--client PATH`, or a name looked up in PATH), else the first
-/// of `names` found in PATH.
-pub fn find_client(given: Option<&Path>, names: &[&str]) -> Option<PathBuf> {
-    match given {
+/// of `names` found in PATH. Not found: a usage error saying `missing`,
+/// hinting at `install`, `--client` and the in-process `sql_flag`.
+pub fn find_client(
+    given: Option<&Path>,
+    names: &[&str],
+    missing: &str,
+    install: &str,
+    sql_flag: &str,
+) -> Result<PathBuf> {
+    let found = match given {
         Some(p) if p.components().count() > 1 => p.is_file().then(|| p.to_path_buf()),
         Some(p) => which::which(p).ok(),
         None => names.iter().find_map(|n| which::which(n).ok()),
-    }
+    };
+    found.ok_or_else(|| {
+        Error::usage(match given {
+            Some(p) => format!("--client {}: no such program", p.display()),
+            None => missing.to_string(),
+        })
+        .with_hint(format!(
+            "{install}, pass --client PATH, or run statements without it: {sql_flag}"
+        ))
+    })
 }
 
 /// A program with arguments and extra environment, ready to run. Owns the

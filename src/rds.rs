@@ -66,25 +66,25 @@ pub enum RdsError {
         "{what} {id:?} runs {engine}, which rdsconn does not connect to (MySQL, MariaDB, PostgreSQL, Aurora)"
     )]
     UnsupportedEngine {
-        what: &'static str,
+        what: DbKind,
         id: String,
         engine: String,
     },
     #[error("{what} {id:?} has no endpoint yet (status {status})")]
     NoEndpoint {
-        what: &'static str,
+        what: DbKind,
         id: String,
         status: String,
     },
     #[error("{what} {id:?} is {engine}, but this is a {wanted} command")]
     EngineMismatch {
-        what: &'static str,
+        what: DbKind,
         id: String,
         engine: String,
         wanted: &'static str,
     },
     #[error("IAM database authentication is disabled on {what} {id:?}")]
-    IamDisabled { what: &'static str, id: String },
+    IamDisabled { what: DbKind, id: String },
 }
 
 impl Categorized for RdsError {
@@ -107,15 +107,9 @@ impl Categorized for RdsError {
                 "check network access to the RDS API (or AWS_ENDPOINT_URL_RDS for a VPC endpoint) and the rds:Describe* permissions"
                     .into(),
             ),
-            Self::IamDisabled { what, id } => Some(if *what == "DB cluster" {
-                format!(
-                    "enable it: aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately"
-                )
-            } else {
-                format!(
-                    "enable it: aws rds modify-db-instance --db-instance-identifier {id} --enable-iam-database-authentication --apply-immediately"
-                )
-            }),
+            Self::IamDisabled { what, id } => Some(format!(
+                "enable it: aws rds modify-db-{what:#} --db-{what:#}-identifier {id} --enable-iam-database-authentication --apply-immediately"
+            )),
             Self::EngineMismatch { engine, .. } => Some(format!(
                 "use `rdsconn {}` for it",
                 engine_kind(engine).map_or("…", EngineKind::name)
@@ -267,11 +261,34 @@ where
     RdsError::Api { operation, message }
 }
 
+/// A DB instance or a DB cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    Instance,
+    Cluster,
+}
+
+impl std::fmt::Display for DbKind {
+    /// `DB instance` / `DB cluster`; the alternate form (`{:#}`) is the bare
+    /// word, as in the AWS CLI's command and flag names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = match self {
+            Self::Instance => "instance",
+            Self::Cluster => "cluster",
+        };
+        if f.alternate() {
+            f.write_str(word)
+        } else {
+            write!(f, "DB {word}")
+        }
+    }
+}
+
 /// What `rdsconn ls` lists and `--instance` / `--cluster` resolve.
 #[derive(Clone, Debug, Serialize)]
 pub struct Database {
-    /// `instance` or `cluster`.
-    pub kind: &'static str,
+    pub kind: DbKind,
     pub identifier: String,
     /// The RDS engine name (`aurora-postgresql`, `mysql`, …).
     pub engine: String,
@@ -294,7 +311,7 @@ impl Database {
     fn from_instance(i: &DbInstance) -> Self {
         let endpoint = i.endpoint();
         Self {
-            kind: "instance",
+            kind: DbKind::Instance,
             identifier: i.db_instance_identifier().unwrap_or_default().to_string(),
             engine: i.engine().unwrap_or_default().to_string(),
             engine_version: i.engine_version().unwrap_or_default().to_string(),
@@ -313,7 +330,7 @@ impl Database {
 
     fn from_cluster(c: &DbCluster) -> Self {
         Self {
-            kind: "cluster",
+            kind: DbKind::Cluster,
             identifier: c.db_cluster_identifier().unwrap_or_default().to_string(),
             engine: c.engine().unwrap_or_default().to_string(),
             engine_version: c.engine_version().unwrap_or_default().to_string(),
@@ -328,18 +345,10 @@ impl Database {
         }
     }
 
-    fn what(&self) -> &'static str {
-        if self.kind == "cluster" {
-            "DB cluster"
-        } else {
-            "DB instance"
-        }
-    }
-
     /// The engine family rdsconn speaks to it with.
     pub fn engine_kind(&self) -> Result<EngineKind, RdsError> {
         engine_kind(&self.engine).ok_or_else(|| RdsError::UnsupportedEngine {
-            what: self.what(),
+            what: self.kind,
             id: self.identifier.clone(),
             engine: self.engine.clone(),
         })
@@ -359,7 +368,7 @@ impl Database {
         match (host, port) {
             (Some(h), Some(p)) if !h.is_empty() => Ok((h, p)),
             _ => Err(RdsError::NoEndpoint {
-                what: self.what(),
+                what: self.kind,
                 id: self.identifier.clone(),
                 status: self.status.clone(),
             }),
@@ -372,7 +381,7 @@ impl Database {
             Ok(())
         } else {
             Err(RdsError::EngineMismatch {
-                what: self.what(),
+                what: self.kind,
                 id: self.identifier.clone(),
                 engine: self.engine.clone(),
                 wanted: wanted.name(),
@@ -386,7 +395,7 @@ impl Database {
             Ok(())
         } else {
             Err(RdsError::IamDisabled {
-                what: self.what(),
+                what: self.kind,
                 id: self.identifier.clone(),
             })
         }

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use crate::ca;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
 use crate::cmd::connect::{Found, Given, env, lookup, stdin_password, target};
-use crate::engine::{self, Auth, ConnectError, Secret, Target, ms, probe};
+use crate::engine::{self, Auth, Secret, Target, ms, probe, within};
 use crate::error::{Category, Error, Result};
 use crate::output;
 use crate::target::EngineKind;
@@ -443,20 +443,6 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
             run.fail("query", t, &e.into());
         }
     }
-}
-
-/// Awaits `fut` within `limit`; a timeout is a network failure naming the stage.
-async fn within<T>(
-    limit: Duration,
-    stage: &'static str,
-    fut: impl Future<Output = Result<T, ConnectError>>,
-) -> Result<T, ConnectError> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or(Err(ConnectError::Timeout {
-            stage,
-            after: limit,
-        }))
 }
 
 fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {

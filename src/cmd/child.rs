@@ -2,7 +2,7 @@
 //! programs, as shell variables or in a child's environment.
 
 use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
-use crate::cmd::connect::{ca_file, given, password, target, via_addr};
+use crate::cmd::connect::{Given, ca_file, given, password, target, via_addr};
 use crate::engine::{self, Secret};
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
@@ -39,51 +39,33 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
 /// The engine's variables for the target, with a freshly minted token
 /// (`--iam`) or the password.
 async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>> {
-    let kind = args.engine;
-    let given = given(
-        global,
-        kind,
-        &args.rds,
-        args.iam,
-        args.url.as_ref(),
-        args.host.as_ref(),
-        args.port,
-        args.user.as_ref(),
-        args.database.as_ref(),
-    )
-    .await?;
-    let (_, target, url_iam) = target(Some(kind), given, args.via.as_deref(), LOOKUP_TIMEOUT)?;
+    let (kind, flags) = (args.engine, &args.target);
+    let typed = Given::from_flags(flags);
+    let given = given(global, kind, &flags.rds, flags.iam, typed).await?;
+    let (_, target, url_iam) = target(Some(kind), given, flags.via.as_deref(), LOOKUP_TIMEOUT)?;
     let engine = engine::for_kind(kind);
-    engine.check_handoff(&target, args.tls)?;
-    let iam = args.iam || url_iam;
+    engine.check_handoff(&target, flags.tls)?;
+    let iam = flags.iam || url_iam;
     let secret = if iam {
         let minted =
             crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)
     } else {
         password(
-            args.password_stdin,
+            flags.password_stdin,
             kind.password_env(),
             &target.user,
             target.host.as_str(),
         )?
     };
     let ca_file = ca_file(global)?;
-    let via_addr = tokio::time::timeout(LOOKUP_TIMEOUT, via_addr(&target))
-        .await
-        .map_err(|_| {
-            crate::error::Error::new(
-                crate::error::Category::Network,
-                anyhow::anyhow!("resolving --via timed out after {LOOKUP_TIMEOUT:?}"),
-            )
-        })??;
     let conn = ClientConn {
         target: &target,
         secret: &secret,
         iam,
-        mode: args.tls,
+        mode: flags.tls,
         ca_file: &ca_file,
-        via_addr,
+        via_addr: via_addr(&target).await?,
     };
     Ok(engine.child_env(&conn))
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::ca;
-use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector};
+use crate::cli::{
+    ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector, TargetFlags,
+};
 use crate::engine::{self, Auth, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
 use crate::native::{self, ClientConn};
@@ -29,32 +31,34 @@ pub(crate) struct Given {
 }
 
 impl Given {
-    /// The user's values, with the engine's environment variables
-    /// (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`; `MYSQL_HOST`,
-    /// `MYSQL_TCP_PORT`) filling in what flags leave open.
-    pub(crate) fn with_env(
-        kind: EngineKind,
-        url: Option<String>,
-        host: Option<String>,
-        port: Option<u16>,
-        user: Option<String>,
-        database: Option<String>,
-    ) -> Self {
+    /// The target flags of `env`, `exec` and `doctor`.
+    pub(crate) fn from_flags(flags: &TargetFlags) -> Self {
+        Self {
+            url: flags.url.clone(),
+            host: flags.host.clone(),
+            port: flags.port,
+            user: flags.user.clone(),
+            database: flags.database.clone(),
+        }
+    }
+
+    /// The engine's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
+    /// `PGDATABASE`; `MYSQL_HOST`, `MYSQL_TCP_PORT`) fill in what the
+    /// user's values leave open.
+    fn with_env(self, kind: EngineKind) -> Self {
         let port_of = |var| env(var).and_then(|p| p.parse().ok());
         match kind {
             EngineKind::Postgres => Self {
-                url,
-                host: host.or_else(|| env("PGHOST")),
-                port: port.or_else(|| port_of("PGPORT")),
-                user: user.or_else(|| env("PGUSER")),
-                database: database.or_else(|| env("PGDATABASE")),
+                host: self.host.or_else(|| env("PGHOST")),
+                port: self.port.or_else(|| port_of("PGPORT")),
+                user: self.user.or_else(|| env("PGUSER")),
+                database: self.database.or_else(|| env("PGDATABASE")),
+                ..self
             },
             EngineKind::Mysql => Self {
-                url,
-                host: host.or_else(|| env("MYSQL_HOST")),
-                port: port.or_else(|| port_of("MYSQL_TCP_PORT")),
-                user,
-                database,
+                host: self.host.or_else(|| env("MYSQL_HOST")),
+                port: self.port.or_else(|| port_of("MYSQL_TCP_PORT")),
+                ..self
             },
         }
     }
@@ -104,72 +108,50 @@ pub(crate) async fn lookup(
     Ok(Some(Found { kind, host, port }))
 }
 
-/// The target as typed, or as found through the RDS API.
-#[allow(clippy::too_many_arguments)]
+/// The target as typed, or as found through the RDS API, with the
+/// engine's environment variables filling in the rest.
 pub(crate) async fn given(
     global: &GlobalArgs,
     kind: EngineKind,
     sel: &RdsSelector,
     iam: bool,
-    url: Option<&String>,
-    host: Option<&String>,
-    port: Option<u16>,
-    user: Option<&String>,
-    database: Option<&String>,
+    typed: Given,
 ) -> Result<Given> {
-    let found = lookup(
-        global,
-        sel,
-        Some(kind),
-        iam,
-        url.is_some() || host.is_some(),
-    )
-    .await?;
-    let (host, port) = match found {
-        Some(f) => (Some(f.host), port.or(Some(f.port))),
-        None => (host.cloned(), port),
+    let typed_target = typed.url.is_some() || typed.host.is_some();
+    let typed = match lookup(global, sel, Some(kind), iam, typed_target).await? {
+        Some(f) => Given {
+            host: Some(f.host),
+            port: typed.port.or(Some(f.port)),
+            ..typed
+        },
+        None => typed,
     };
-    Ok(Given::with_env(
-        kind,
-        url.cloned(),
-        host,
-        port,
-        user.cloned(),
-        database.cloned(),
-    ))
+    Ok(typed.with_env(kind))
 }
 
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     let kind = EngineKind::Postgres;
-    let given = given(
-        global,
-        kind,
-        &args.rds,
-        args.connect.iam,
-        args.url.as_ref(),
-        args.host.as_ref(),
-        args.port,
-        args.user.as_ref(),
-        args.database.as_ref(),
-    )
-    .await?;
+    let typed = Given {
+        url: args.url.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        user: args.user.clone(),
+        database: args.database.clone(),
+    };
+    let given = given(global, kind, &args.rds, args.connect.iam, typed).await?;
     run(global, kind, given, &args.connect).await
 }
 
 pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
     let kind = EngineKind::Mysql;
-    let given = given(
-        global,
-        kind,
-        &args.rds,
-        args.connect.iam,
-        args.url.as_ref(),
-        args.host.as_ref(),
-        args.port,
-        args.user.as_ref(),
-        args.database.as_ref(),
-    )
-    .await?;
+    let typed = Given {
+        url: args.url.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        user: args.user.clone(),
+        database: args.database.clone(),
+    };
+    let given = given(global, kind, &args.rds, args.connect.iam, typed).await?;
     run(global, kind, given, &args.connect).await
 }
 
@@ -278,15 +260,15 @@ pub(crate) fn ca_file(global: &GlobalArgs) -> Result<PathBuf> {
     Ok(outcome.path)
 }
 
-/// `--via`'s host as an address, for libpq's `hostaddr`.
+/// `--via`'s host as an address, for libpq's `hostaddr`; the lookup is
+/// bounded by the target's connect timeout.
 pub(crate) async fn via_addr(target: &Target) -> Result<Option<IpAddr>> {
-    match &target.via {
-        None => Ok(None),
-        Some((host, port)) => {
-            let addrs = engine::resolve(host, *port).await?;
-            Ok(addrs.first().map(std::net::SocketAddr::ip))
-        }
+    if target.via.is_none() {
+        return Ok(None);
     }
+    let lookup = target.resolve_dial();
+    let addrs = engine::within(target.connect_timeout, "DNS resolution", lookup).await?;
+    Ok(addrs.first().map(std::net::SocketAddr::ip))
 }
 
 /// A target from a URL and/or flags; `kind` is the command's engine, or

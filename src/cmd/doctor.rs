@@ -109,18 +109,24 @@ struct Named {
 }
 
 fn named(args: &DoctorArgs) -> Result<Named> {
-    let url = args.url.as_deref().map(UrlTarget::parse).transpose()?;
-    let host = match (&url, &args.host) {
+    let url = args
+        .target
+        .url
+        .as_deref()
+        .map(UrlTarget::parse)
+        .transpose()?;
+    let host = match (&url, &args.target.host) {
         (Some(u), _) => Some(u.host.clone()),
         (None, Some(h)) => Some(Host::parse(h)?),
         (None, None) => None,
     };
-    if host.is_some() == args.rds.is_set() {
+    if host.is_some() == args.target.rds.is_set() {
         return Err(Error::usage(
             "name one target: a URL, --host, or --instance / --cluster",
         ));
     }
     let user = args
+        .target
         .user
         .clone()
         .or_else(|| url.as_ref().and_then(|u| u.user.clone()))
@@ -137,7 +143,7 @@ fn named(args: &DoctorArgs) -> Result<Named> {
 
 pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     let named = named(args)?;
-    let iam = args.iam || named.url.as_ref().is_some_and(|u| u.iam);
+    let iam = args.target.iam || named.url.as_ref().is_some_and(|u| u.iam);
     // The connection check's password is read before any network I/O.
     let login = if iam {
         Login::Iam
@@ -146,7 +152,12 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
             .engine
             .map_or("PGPASSWORD / MYSQL_PWD", EngineKind::password_env);
         let host = named.host.as_ref().map_or("the database", Host::as_str);
-        Login::Password(password(args.password_stdin, env_var, &named.user, host)?)
+        Login::Password(password(
+            args.target.password_stdin,
+            env_var,
+            &named.user,
+            host,
+        )?)
     };
     let mut lines = Lines::default();
     let profile = global.profile.as_deref();
@@ -376,7 +387,11 @@ async fn database_line(
     args: &DoctorArgs,
     named: &Named,
 ) -> Option<Database> {
-    let lookup = match (&args.rds.instance, &args.rds.cluster, &named.host) {
+    let lookup = match (
+        &args.target.rds.instance,
+        &args.target.rds.cluster,
+        &named.host,
+    ) {
         (Some(id), _, _) => rds.instance(id).await.map(Some),
         (None, Some(id), _) => rds.cluster(id).await.map(Some),
         (None, None, Some(host)) => rds.list().await.map(|all| {
@@ -390,7 +405,7 @@ async fn database_line(
     match lookup {
         Ok(Some(db)) => {
             let what = format!(
-                "{} {} ({} {}, {})",
+                "{:#} {} ({} {}, {})",
                 db.kind, db.identifier, db.engine, db.engine_version, db.status
             );
             match named.engine.map(|k| db.expect_engine(k)) {
@@ -431,7 +446,7 @@ fn iam_lines(
     match db.expect_iam() {
         Ok(()) => lines.ok(
             "iam auth",
-            format!("enabled on {} {}", db.kind, db.identifier),
+            format!("enabled on {:#} {}", db.kind, db.identifier),
         ),
         Err(e) => lines.error("iam auth", e),
     }
@@ -517,9 +532,9 @@ async fn connection_lines(
     login: Login,
 ) -> Result<()> {
     let (host, port) = match (&named.host, found) {
-        (Some(h), _) => (h.as_str().to_string(), args.port),
-        (None, Some(db)) => match db.address(args.rds.reader) {
-            Ok((h, p)) => (h, args.port.or(Some(p))),
+        (Some(h), _) => (h.as_str().to_string(), args.target.port),
+        (None, Some(db)) => match db.address(args.target.rds.reader) {
+            Ok((h, p)) => (h, args.target.port.or(Some(p))),
             Err(e) => {
                 lines.error("connection", e);
                 return Ok(());
@@ -548,6 +563,7 @@ async fn connection_lines(
         port: port.or(named.url.as_ref().and_then(|u| u.port)),
         user: Some(named.user.clone()),
         database: args
+            .target
             .database
             .clone()
             .or_else(|| named.url.as_ref().and_then(|u| u.database.clone())),
@@ -555,7 +571,7 @@ async fn connection_lines(
     let (kind, target, _) = target(
         Some(kind),
         given,
-        args.via.as_deref(),
+        args.target.via.as_deref(),
         args.connect_timeout.into(),
     )?;
     let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
@@ -565,7 +581,7 @@ async fn connection_lines(
     let settings = Settings {
         global: global.clone(),
         policy: TlsPolicy {
-            mode: args.tls,
+            mode: args.target.tls,
             roots,
         },
         query: "SELECT 1".into(),

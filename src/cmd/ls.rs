@@ -16,7 +16,7 @@ pub async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                 .is_none_or(|k| engine_kind(&d.engine) == Some(k))
         })
         .collect();
-    dbs.sort_by(|a, b| a.identifier.cmp(&b.identifier).then(a.kind.cmp(b.kind)));
+    dbs.sort_by(|a, b| a.identifier.cmp(&b.identifier).then(a.kind.cmp(&b.kind)));
     output::emit(global.output, &dbs, || {
         let rows: Vec<Vec<String>> = dbs
             .iter()
@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                 };
                 vec![
                     d.identifier.clone(),
-                    d.kind.to_string(),
+                    format!("{:#}", d.kind),
                     format!("{} {}", d.engine, d.engine_version),
                     d.status.clone(),
                     if d.iam_auth { "on" } else { "off" }.to_string(),

@@ -356,6 +356,20 @@ pub(crate) async fn bounded<S: Session + 'static>(
     }
 }
 
+/// Awaits `fut` within `limit`; a timeout is a network failure naming the stage.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    stage: &'static str,
+    fut: impl Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            stage,
+            after: limit,
+        }))
+}
+
 /// Resolves the dial address (the first address that answers wins).
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))

@@ -79,7 +79,8 @@ impl Engine for Mysql {
 
     fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
         let target = conn.target;
-        let (host, port) = client_address(conn);
+        // The endpoint, or `--via` (allowed in verify-ca mode only).
+        let (host, port) = conn.target.dial();
         let mut vars = vec![
             EnvVar::new("MYSQL_HOST", host.clone()),
             EnvVar::new("MYSQL_TCP_PORT", port.to_string()),
@@ -108,30 +109,33 @@ impl Engine for Mysql {
     }
 
     fn find_client(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
-        let program = native::find_client(given, &["mysql", "mariadb"]).ok_or_else(|| {
-            Error::usage(match given {
-                Some(p) => format!("--client {}: no such program", p.display()),
-                None => "neither mysql nor mariadb found in PATH".to_string(),
-            })
-            .with_hint(
-                "install a client (Debian/Ubuntu: sudo apt-get install mariadb-client; \
-                 macOS: brew install mysql-client), pass --client PATH, \
-                 or run statements without it: -e SQL",
-            )
-        })?;
-        // MariaDB's client may be installed as `mysql`; its flags differ.
-        let version = std::process::Command::new(&program)
-            .arg("--version")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| {
-                Error::new(crate::error::Category::Usage, e)
-                    .context(format!("running {} --version", program.display()))
-            })?;
-        let flavor = if String::from_utf8_lossy(&version.stdout).contains("MariaDB") {
+        let program = native::find_client(
+            given,
+            &["mysql", "mariadb"],
+            "neither mysql nor mariadb found in PATH",
+            "install a client (Debian/Ubuntu: sudo apt-get install mariadb-client; \
+             macOS: brew install mysql-client)",
+            "-e SQL",
+        )?;
+        // MariaDB's client may be installed as `mysql` (Debian links it);
+        // its flags differ. Only an unrecognised name costs a `--version`.
+        let canonical = std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone());
+        let flavor = if canonical.file_name().is_some_and(|n| n == "mariadb") {
             Flavor::Mariadb
         } else {
-            Flavor::OracleMysql
+            let version = std::process::Command::new(&program)
+                .arg("--version")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| {
+                    Error::new(crate::error::Category::Usage, e)
+                        .context(format!("running {} --version", program.display()))
+                })?;
+            if String::from_utf8_lossy(&version.stdout).contains("MariaDB") {
+                Flavor::Mariadb
+            } else {
+                Flavor::OracleMysql
+            }
         };
         Ok(NativeClient { program, flavor })
     }
@@ -150,7 +154,8 @@ impl Engine for Mysql {
                 option_value(conn.secret.expose())
             ),
         )?;
-        let (host, port) = client_address(conn);
+        // The endpoint, or `--via` (allowed in verify-ca mode only).
+        let (host, port) = conn.target.dial();
         let ca = conn.ca_file.to_string_lossy();
         // The defaults file must come first.
         let mut args: Vec<OsString> = vec![
@@ -189,12 +194,6 @@ impl Engine for Mysql {
             secret_file: Some(file),
         })
     }
-}
-
-/// The address a MySQL client dials: the endpoint, or with `--via` (only
-/// allowed in verify-ca mode) the `--via` address.
-fn client_address(conn: &ClientConn<'_>) -> (String, u16) {
-    conn.target.dial()
 }
 
 /// The mysql client's `--ssl-mode` for a TLS mode.

@@ -79,17 +79,14 @@ impl Engine for Postgres {
     }
 
     fn find_client(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
-        let program = native::find_client(given, &["psql"]).ok_or_else(|| {
-            Error::usage(match given {
-                Some(p) => format!("--client {}: no such program", p.display()),
-                None => "psql not found in PATH".to_string(),
-            })
-            .with_hint(
-                "install it (Debian/Ubuntu: sudo apt-get install postgresql-client; \
-                 macOS: brew install libpq && brew link --force libpq), \
-                 pass --client PATH, or run statements without it: -c SQL",
-            )
-        })?;
+        let program = native::find_client(
+            given,
+            &["psql"],
+            "psql not found in PATH",
+            "install it (Debian/Ubuntu: sudo apt-get install postgresql-client; \
+             macOS: brew install libpq && brew link --force libpq)",
+            "-c SQL",
+        )?;
         Ok(NativeClient {
             program,
             flavor: Flavor::Psql,
