@@ -285,6 +285,27 @@ fn missing_client_is_a_usage_error_with_install_hints() {
 }
 
 #[test]
+fn a_client_path_that_does_not_exist_is_a_usage_error() {
+    let env = TestEnv::new();
+    let run = env.run(&[
+        "psql",
+        "-h",
+        ENDPOINT,
+        "-U",
+        "app",
+        "--client",
+        "/nonexistent/psql",
+    ]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("--client /nonexistent/psql: no such program"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn failed_verification_stops_before_the_client_starts() {
     let env = TestEnv::new();
     let mut cmd = psql(&env, "app", &["--", "-c", "SELECT 1"]);
