@@ -147,13 +147,20 @@ pub struct Launch {
     pub secret_file: Option<tempfile::NamedTempFile>,
 }
 
+/// Where rdsconn puts files and sockets only the user may see:
+/// `$XDG_RUNTIME_DIR` when there is one (a per-user tmpfs), else the temp
+/// directory.
+pub fn private_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// A 0600 file holding `contents`, in `$XDG_RUNTIME_DIR` when there is one
 /// (a per-user tmpfs), else the temp directory. It is removed on drop.
 pub fn secret_file(prefix: &str, contents: &str) -> Result<tempfile::NamedTempFile> {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
+    let dir = private_base();
     let io = |e: std::io::Error| {
         Error::new(Category::Runtime, e).context(format!(
             "writing the client's credentials file in {}",

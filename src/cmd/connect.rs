@@ -473,7 +473,10 @@ fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
         let tls = &info.tls;
         let cert = tls.certificate.clone().unwrap_or_default();
         let t = &info.timings;
-        // MySQL's driver does TCP, TLS and authentication in one step.
+        let auth = info.auth_plugin.as_ref().map_or_else(
+            || info.auth.to_string(),
+            |plugin| format!("{}, plugin {plugin}", info.auth),
+        );
         let stages = t.tls_auth_ms.map_or_else(
             || format!("tcp+tls+auth {:.1} ms", t.connect_ms),
             |v| format!("tcp {:.1} ms, tls+auth {v:.1} ms", t.connect_ms),
@@ -487,7 +490,7 @@ fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
             info.engine.name(),
             info.server_version,
             info.user,
-            info.auth,
+            auth,
             tls.protocol.as_deref().unwrap_or("?"),
             tls.cipher.as_deref().unwrap_or("?"),
             tls.mode.map_or("?", crate::tls::TlsMode::as_str),

@@ -120,9 +120,9 @@ impl Auth {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Timings {
     pub dns_ms: f64,
-    /// TCP connect (plus, for MySQL, the driver's TLS and authentication).
+    /// TCP connect.
     pub connect_ms: f64,
-    /// TLS handshake and authentication, where the driver separates them.
+    /// TLS handshake and authentication.
     pub tls_auth_ms: Option<f64>,
     pub total_ms: f64,
 }
@@ -140,6 +140,8 @@ pub struct SessionInfo {
     pub server_version: String,
     pub user: String,
     pub auth: &'static str,
+    /// The client authentication plugin the server asked for (MySQL).
+    pub auth_plugin: Option<String>,
     pub tls: TlsInfo,
     pub timings: Timings,
 }
@@ -162,6 +164,7 @@ impl SessionInfo {
             server_version: String::new(),
             user: target.user.clone(),
             auth: auth.describe(),
+            auth_plugin: None,
             tls: TlsInfo {
                 mode: Some(mode),
                 protocol: None,
@@ -314,45 +317,87 @@ pub fn for_kind(kind: EngineKind) -> &'static dyn Engine {
     }
 }
 
-/// The connect stage in progress, for timeout messages.
+/// The connect stage in progress, for timeout messages, and the time spent
+/// waiting for the user (a terminal prompt), which the timeout leaves out.
 #[derive(Debug)]
-pub(crate) struct Stage(std::sync::Mutex<&'static str>);
+pub(crate) struct Stage {
+    name: std::sync::Mutex<&'static str>,
+    paused: std::sync::Mutex<(Duration, Option<Instant>)>,
+}
 
 impl Default for Stage {
     fn default() -> Self {
-        Self(std::sync::Mutex::new("DNS resolution"))
+        Self {
+            name: std::sync::Mutex::new("DNS resolution"),
+            paused: std::sync::Mutex::new((Duration::ZERO, None)),
+        }
     }
+}
+
+/// Ends a pause of the connect timeout when dropped.
+pub(crate) struct Paused<'a>(&'a Stage);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        let mut p = lock(&self.0.paused);
+        if let Some(since) = p.1.take() {
+            p.0 += since.elapsed();
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Stage {
     pub(crate) fn set(&self, stage: &'static str) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = stage;
+        *lock(&self.name) = stage;
     }
 
     pub(crate) fn get(&self) -> &'static str {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.name)
+    }
+
+    /// Stops the connect timeout until the guard is dropped.
+    pub(crate) fn pause(&self) -> Paused<'_> {
+        lock(&self.paused).1 = Some(Instant::now());
+        Paused(self)
+    }
+
+    /// Time paused so far, and whether a pause is running.
+    fn paused(&self) -> (Duration, bool) {
+        let p = lock(&self.paused);
+        (p.0, p.1.is_some())
     }
 }
 
-/// Runs a connect future within `limit`; a timeout names the stage it
-/// was in.
+/// Runs a connect future within `limit` (plus any time paused for the
+/// user); a timeout names the stage it was in.
 pub(crate) async fn bounded<S: Session + 'static>(
     limit: Duration,
     stage: &Stage,
     connect: impl Future<Output = Result<S, ConnectError>>,
 ) -> Result<Box<dyn Session>, ConnectError> {
-    match tokio::time::timeout(limit, connect).await {
-        Ok(r) => r.map(|s| Box::new(s) as Box<dyn Session>),
-        Err(_) => Err(ConnectError::Timeout {
-            stage: stage.get(),
-            after: limit,
-        }),
+    let start = tokio::time::Instant::now();
+    let mut connect = std::pin::pin!(connect);
+    loop {
+        let (paused, pausing) = stage.paused();
+        let deadline = if pausing {
+            tokio::time::Instant::now() + Duration::from_millis(200)
+        } else {
+            start + limit + paused
+        };
+        match tokio::time::timeout_at(deadline, &mut connect).await {
+            Ok(r) => return r.map(|s| Box::new(s) as Box<dyn Session>),
+            Err(_) if pausing || stage.paused() != (paused, pausing) => {}
+            Err(_) => {
+                return Err(ConnectError::Timeout {
+                    stage: stage.get(),
+                    after: limit,
+                });
+            }
+        }
     }
 }
 
@@ -411,6 +456,11 @@ pub(crate) async fn tcp_connect(
         }
     }
     Err(last)
+}
+
+/// An I/O failure while talking to the server, naming what was being done.
+pub(crate) fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ConnectError {
+    move |source| ConnectError::Server(format!("{what}: {source}"))
 }
 
 /// Finds a rustls error in an error's source chain.

@@ -11,11 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
-use super::{ConnectError, ms};
+use super::mysql::wire;
+use super::{ConnectError, io_err, ms};
 use crate::target::EngineKind;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
@@ -55,10 +58,72 @@ pub async fn upgrade(
     peer: &Arc<PeerChain>,
 ) -> Result<Probe, ConnectError> {
     let t = Instant::now();
-    match kind {
-        EngineKind::Mysql => mysql_ssl_request(&mut stream).await?,
-        EngineKind::Postgres => postgres_ssl_request(&mut stream).await?,
+    let mut tls_stream = match kind {
+        EngineKind::Mysql => {
+            let mut packets = wire::Packets::new(stream);
+            let greeting = wire::greeting(&mut packets).await?;
+            let hello = wire::ClientHello {
+                capabilities: CapabilityFlags::CLIENT_LONG_PASSWORD,
+                mariadb_capabilities: MariadbCapabilities::empty(),
+                max_packet: 1 << 24,
+                collation: 45,
+                attributes: None,
+            };
+            wire::start_tls(packets, &greeting, &hello, server_name, tls, peer)
+                .await?
+                .packets
+                .stream
+        }
+        EngineKind::Postgres => {
+            postgres_ssl_request(&mut stream).await?;
+            tls_handshake(stream, server_name, tls, peer).await?.0
+        }
+    };
+    let summary = TlsSummary::of(&tls_stream, peer);
+    let _ = tls_stream.shutdown().await;
+    Ok(Probe {
+        leaf: summary.leaf,
+        protocol: summary.protocol,
+        cipher: summary.cipher,
+        tcp_ms: 0.0,
+        tls_ms: ms(t),
+    })
+}
+
+/// What a verified TLS session negotiated and presented.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSummary {
+    pub leaf: Option<CertSummary>,
+    /// e.g. `TLSv1.3`.
+    pub protocol: Option<String>,
+    pub cipher: Option<String>,
+}
+
+impl TlsSummary {
+    fn of(stream: &TlsStream<TcpStream>, peer: &PeerChain) -> Self {
+        let (_, session) = stream.get_ref();
+        Self {
+            leaf: peer.get().first().and_then(|c| CertSummary::from_der(c)),
+            protocol: session
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .map(|v| v.replace("TLSv1_", "TLSv1.")),
+            cipher: session
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .map(str::to_string),
+        }
     }
+}
+
+/// The TLS handshake with rdsconn's verifier, once the engine's protocol
+/// has agreed to TLS.
+pub async fn tls_handshake(
+    stream: TcpStream,
+    server_name: &str,
+    tls: &TlsPolicy,
+    peer: &Arc<PeerChain>,
+) -> Result<(TlsStream<TcpStream>, TlsSummary), ConnectError> {
     let config = tls
         .client_config(Arc::clone(peer))
         .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
@@ -69,35 +134,15 @@ pub async fn upgrade(
     })?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     match connector.connect(name, stream).await {
-        Ok(mut tls_stream) => {
-            let tls_ms = ms(t);
-            let (_, session) = tls_stream.get_ref();
-            let protocol = session
-                .protocol_version()
-                .and_then(|v| v.as_str())
-                .map(|v| v.replace("TLSv1_", "TLSv1."));
-            let cipher = session
-                .negotiated_cipher_suite()
-                .and_then(|c| c.suite().as_str())
-                .map(str::to_string);
-            let _ = tls_stream.shutdown().await;
-            Ok(Probe {
-                leaf: peer.get().first().and_then(|c| CertSummary::from_der(c)),
-                protocol,
-                cipher,
-                tcp_ms: 0.0,
-                tls_ms,
-            })
+        Ok(tls_stream) => {
+            let summary = TlsSummary::of(&tls_stream, peer);
+            Ok((tls_stream, summary))
         }
         Err(e) => Err(match super::find_rustls(&e) {
             Some(r) => ConnectError::Tls(TlsFailure::from_rustls(r, server_name, &peer.get())),
             None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
         }),
     }
-}
-
-fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ConnectError {
-    move |source| ConnectError::Server(format!("{what}: {source}"))
 }
 
 /// PostgreSQL: `SSLRequest` (length 8, code 80877103), answered by one
@@ -118,99 +163,5 @@ async fn postgres_ssl_request(stream: &mut TcpStream) -> Result<(), ConnectError
         other => Err(ConnectError::Server(format!(
             "unexpected answer to SSLRequest (byte {other:#04x}); is this PostgreSQL?"
         ))),
-    }
-}
-
-/// Largest greeting rdsconn reads (real ones are about 100 bytes).
-const MAX_GREETING: usize = 16 * 1024;
-const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
-const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
-const CLIENT_SSL: u32 = 0x0000_0800;
-const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
-
-/// MySQL: read the greeting, check it offers TLS, send `SSLRequest`.
-async fn mysql_ssl_request(stream: &mut TcpStream) -> Result<(), ConnectError> {
-    let mut header = [0_u8; 4];
-    stream
-        .read_exact(&mut header)
-        .await
-        .map_err(io_err("reading the server greeting"))?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-    if len > MAX_GREETING {
-        return Err(ConnectError::Server(format!(
-            "the server greeting is {len} bytes; this does not look like MySQL"
-        )));
-    }
-    let mut greeting = vec![0_u8; len];
-    stream
-        .read_exact(&mut greeting)
-        .await
-        .map_err(io_err("reading the server greeting"))?;
-    if !greeting_offers_tls(&greeting)? {
-        return Err(ConnectError::Tls(TlsFailure::NoTls));
-    }
-    // SSLRequest: capabilities, max packet size, character set, 23 zeros;
-    // sequence id 1.
-    let caps = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION;
-    let mut request = Vec::with_capacity(36);
-    request.extend_from_slice(&[32, 0, 0, 1]);
-    request.extend_from_slice(&caps.to_le_bytes());
-    request.extend_from_slice(&(1_u32 << 24).to_le_bytes());
-    request.push(45); // utf8mb4_general_ci
-    request.extend_from_slice(&[0; 23]);
-    stream
-        .write_all(&request)
-        .await
-        .map_err(io_err("sending SSLRequest"))
-}
-
-/// Whether a protocol-10 greeting advertises `CLIENT_SSL`; an error packet
-/// (too many connections, host blocked) becomes the server's message.
-fn greeting_offers_tls(greeting: &[u8]) -> Result<bool, ConnectError> {
-    match greeting.first() {
-        Some(0xff) => {
-            let code = greeting
-                .get(1..3)
-                .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
-            let message = String::from_utf8_lossy(greeting.get(3..).unwrap_or_default());
-            Err(ConnectError::Server(format!("{message} (ERROR {code})")))
-        }
-        Some(10) => {
-            // version (NUL-terminated), connection id (4), scramble (8),
-            // filler (1), then the lower two capability bytes.
-            let version_end = greeting.iter().skip(1).position(|&b| b == 0).map(|p| p + 1);
-            let caps_at = version_end.map(|end| end + 1 + 4 + 8 + 1);
-            let caps = caps_at
-                .and_then(|at| greeting.get(at..at + 2))
-                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])));
-            caps.map(|c| c & CLIENT_SSL != 0)
-                .ok_or_else(|| ConnectError::Server("the server greeting is truncated".into()))
-        }
-        _ => Err(ConnectError::Server(
-            "the server does not speak the MySQL protocol (version 10)".into(),
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn greeting_parsing() {
-        // protocol 10, "8.0.36\0", id, 8-byte scramble, filler, caps.
-        let mut g = vec![10];
-        g.extend_from_slice(b"8.0.36\0");
-        g.extend_from_slice(&[1, 0, 0, 0]);
-        g.extend_from_slice(&[0x41; 8]);
-        g.push(0);
-        let with_ssl = [&g[..], &[0xff, 0xff]].concat();
-        let without = [&g[..], &[0xff, 0xf7]].concat();
-        assert!(greeting_offers_tls(&with_ssl).unwrap());
-        assert!(!greeting_offers_tls(&without).unwrap());
-        assert!(greeting_offers_tls(&g).is_err(), "truncated");
-        let err = greeting_offers_tls(b"\xff\x10\x04Too many connections").unwrap_err();
-        assert_eq!(err.to_string(), "Too many connections (ERROR 1040)");
-        assert!(greeting_offers_tls(b"HTTP/1.1").is_err());
     }
 }

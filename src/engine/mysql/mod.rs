@@ -1,47 +1,33 @@
-//! MySQL and MariaDB through `mysql_async`.
+//! MySQL and MariaDB: rdsconn logs in itself (`wire`: TLS with rdsconn's
+//! verifier, then the server's authentication plugin, `dialog` included)
+//! and hands the session to `mysql_async` through a private unix socket
+//! (`relay`), which runs the statements.
 //!
-//! `mysql_async` builds its own rustls configuration, so rdsconn hands it
-//! exactly the roots of the CA bundle (its built-in web roots disabled) and
-//! the name to verify:
-//!
-//! - verify-full: the endpoint name, while TCP goes to the resolved dial
-//!   address (`--via` or the endpoint's own address);
-//! - verify-ca: the driver cannot skip only the name check, so rdsconn first
-//!   runs a TLS probe with its own verifier (chain only) and pins a name the
-//!   presented certificate carries. If the certificate changes between the
-//!   probe and the connection, the driver's check fails closed.
-//!
-//! The probe (greeting, `SSLRequest`, TLS handshake, nothing more) also
-//! supplies what the driver does not expose: the certificate for `--info`
-//! and for error messages.
-//!
-//! Passwords and IAM tokens go out only after TLS: a server that does not
-//! offer TLS is refused by the driver before authentication, and
-//! `mysql_clear_password` (IAM, PAM) is enabled only because of that.
+//! Passwords and IAM tokens go out only inside verified TLS: a server that
+//! does not offer TLS is refused after its greeting, before rdsconn says
+//! anything, and the cleartext plugins (`mysql_clear_password` for IAM and
+//! PAM, `dialog`) are spoken only because of that.
+
+pub mod relay;
+pub mod wire;
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{DriverError, IoError, OptsBuilder, Row, ServerError, SslOpts, TlsError, Value};
-use rustls::pki_types::ServerName;
+use mysql_async::{OptsBuilder, Row, ServerError, Value};
 
 use super::{
-    Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
-    Target, Timings, ms,
+    Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Secret, Session, SessionInfo,
+    Stage, Target, Timings, ms,
 };
 use crate::error::{Error, error_line};
 use crate::native::{self, ClientConn, EnvVar, Flavor, Launch, NativeClient};
 use crate::target::EngineKind;
-use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsMode, TlsPolicy};
+use crate::tls::{TlsMode, TlsPolicy};
 
 pub struct Mysql;
-
-/// `ER_ACCESS_DENIED_ERROR` and `ER_ACCESS_DENIED_NO_PASSWORD_ERROR`.
-const ACCESS_DENIED: [u16; 2] = [1045, 1698];
 
 impl Engine for Mysql {
     fn kind(&self) -> EngineKind {
@@ -233,199 +219,151 @@ async fn connect(
     let addrs = target.resolve_dial().await?;
     let dns_ms = ms(start);
 
-    // verify-ca: learn a name the certificate carries, verifying its chain.
-    let mut probed = None;
-    let verify_name = match tls.mode {
-        TlsMode::VerifyFull => target.host.as_str().to_string(),
-        TlsMode::VerifyCa => {
-            stage.set("TLS probe");
-            let peer = Arc::new(PeerChain::default());
-            let leaf =
-                super::probe::probe(EngineKind::Mysql, &addrs, target.host.as_str(), tls, &peer)
-                    .await?
-                    .leaf;
-            let name = leaf.as_ref().and_then(pin_name).ok_or_else(|| {
-                ConnectError::Tls(TlsFailure::Other(
-                    "the server certificate names no DNS name or IP address to pin for verify-ca"
-                        .into(),
-                ))
-            })?;
-            probed = leaf;
-            name
+    stage.set("TCP connect");
+    let t = Instant::now();
+    let stream = super::tcp_connect(&addrs).await?;
+    let connect_ms = ms(t);
+
+    stage.set("TLS handshake and authentication");
+    let t = Instant::now();
+    let mut packets = wire::Packets::new(stream);
+    let greeting = wire::greeting(&mut packets).await?;
+
+    // The driver reaches the session through a socket only this process
+    // knows, and proves it with a one-time password.
+    let dir = relay::private_dir()?;
+    let path = relay::socket_path(dir.path());
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| ConnectError::Server(format!("listening on {}: {e}", path.display())))?;
+    let local = Secret::new(one_time_password()?);
+    let mut driver = std::pin::pin!(mysql_async::Conn::new(opts(&path, target, &local)));
+    let client = tokio::select! {
+        accepted = listener.accept() => accepted
+            .map_err(|e| ConnectError::Server(format!("accepting the driver's connection: {e}")))?
+            .0,
+        failed = &mut driver => {
+            return Err(ConnectError::Server(match failed {
+                Ok(_) => "the driver connected elsewhere".into(),
+                Err(e) => format!("starting the driver: {}", error_line(&e)),
+            }));
         }
     };
+    drop(listener);
+    drop(dir);
 
-    stage.set("TCP connect, TLS handshake and authentication");
-    let t = Instant::now();
-    let mut last = None;
-    for addr in &addrs {
-        match mysql_async::Conn::new(opts(target, auth, tls, addr, &verify_name)).await {
-            Ok(conn) => {
-                let connect_ms = ms(t);
-                let info = SessionInfo::connected(
-                    EngineKind::Mysql,
-                    target,
-                    auth,
-                    tls.mode,
-                    probed,
-                    Timings {
-                        dns_ms,
-                        connect_ms,
-                        tls_auth_ms: None,
-                        total_ms: ms(start),
-                    },
-                );
-                return Ok(MysqlSession {
-                    conn,
-                    host: target.host.as_str().to_string(),
-                    addr: *addr,
-                    policy: tls.clone(),
-                    info,
-                });
-            }
-            // Only a refused or unreachable address moves on to the next one.
-            Err(mysql_async::Error::Io(IoError::Io(source))) if is_dial_error(&source) => {
-                last = Some(ConnectError::Tcp {
-                    addr: addr.to_string(),
-                    source,
-                });
-            }
-            Err(e) => return Err(classify(e, target, auth, tls, &addrs).await),
-        }
-    }
-    Err(last.unwrap_or_else(|| ConnectError::Tcp {
-        addr: target.dial_address(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-    }))
+    let prompter = Terminal { stage };
+    let local = relay::LocalAuth::Password(local);
+    let credentials = relay::Credentials {
+        secret: auth.secret(),
+        iam: matches!(auth, Auth::IamToken(_)),
+    };
+    let front = relay::login(
+        client,
+        relay::Upstream {
+            packets,
+            greeting,
+            server_name: target.host.as_str(),
+            policy: tls,
+        },
+        &local,
+        &credentials,
+        &prompter,
+    );
+    let (front, driver) = tokio::join!(front, driver);
+    let relayed = front?;
+    let conn = driver.map_err(|e| {
+        ConnectError::Server(format!(
+            "the driver failed after rdsconn logged in: {}",
+            error_line(&e)
+        ))
+    })?;
+    let tls_auth_ms = ms(t);
+
+    let mut info = SessionInfo::connected(
+        EngineKind::Mysql,
+        target,
+        auth,
+        tls.mode,
+        relayed.tls.leaf.clone(),
+        Timings {
+            dns_ms,
+            connect_ms,
+            tls_auth_ms: Some(tls_auth_ms),
+            total_ms: ms(start),
+        },
+    );
+    info.tls.protocol.clone_from(&relayed.tls.protocol);
+    info.tls.cipher.clone_from(&relayed.tls.cipher);
+    info.auth_plugin = Some(relayed.login.plugin.clone());
+    let pump = tokio::spawn(relay::pump(relayed));
+    Ok(MysqlSession { conn, pump, info })
 }
 
-fn opts(
-    target: &Target,
-    auth: &Auth,
-    tls: &TlsPolicy,
-    addr: &SocketAddr,
-    verify_name: &str,
-) -> OptsBuilder {
-    let roots = tls.roots.certs.iter().map(|c| c.to_vec().into()).collect();
-    let ssl = SslOpts::default()
-        .with_root_certs(roots)
-        .with_disable_built_in_roots(true)
-        .with_danger_tls_hostname_override(Some(verify_name.to_string()));
+/// Driver options for the private socket: no TLS there (the socket never
+/// leaves the machine; TLS is upstream), the one-time password.
+fn opts(socket: &Path, target: &Target, local: &Secret) -> OptsBuilder {
     OptsBuilder::default()
-        .ip_or_hostname(addr.ip().to_string())
-        .tcp_port(addr.port())
+        .socket(Some(socket.to_string_lossy()))
         .user(Some(target.user.clone()))
-        .pass(Some(auth.secret().expose().to_string()))
+        .pass(Some(local.expose().to_string()))
         .db_name(target.database.clone())
-        .ssl_opts(Some(ssl))
         .prefer_socket(false)
-        .enable_cleartext_plugin(true)
         .stmt_cache_size(0)
         // Known up front, so the driver skips its settings query.
         .max_allowed_packet(Some(1 << 30))
         .wait_timeout(Some(28_800))
 }
 
-fn is_dial_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{
-        AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable,
-    };
-    matches!(
-        e.kind(),
-        ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
-    )
+fn one_time_password() -> Result<String, ConnectError> {
+    let mut bytes = [0_u8; 24];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ConnectError::Server("the system random generator failed".into()))?;
+    Ok(crate::ca::hex(&bytes))
 }
 
-/// A name from the certificate that rustls will accept as the server name
-/// and that the certificate is valid for: a SAN, with a wildcard's `*`
-/// replaced by a label it matches.
-fn pin_name(cert: &CertSummary) -> Option<String> {
-    cert.sans.iter().find_map(|san| {
-        let name = san
-            .strip_prefix("*.")
-            .map_or_else(|| san.clone(), |rest| format!("rdsconn.{rest}"));
-        ServerName::try_from(name.as_str()).is_ok().then_some(name)
-    })
+/// Answers `dialog` questions other than the password on the terminal
+/// (`/dev/tty`), when there is one; the connect timeout stops while the
+/// user types.
+struct Terminal<'a> {
+    stage: &'a Stage,
 }
 
-/// Maps a connect failure to its stage. TLS failures are re-examined with
-/// a probe so the message can name what the certificate is valid for.
-async fn classify(
-    err: mysql_async::Error,
-    target: &Target,
-    auth: &Auth,
-    tls: &TlsPolicy,
-    addrs: &[SocketAddr],
-) -> ConnectError {
-    match &err {
-        mysql_async::Error::Server(ServerError {
-            code,
-            message,
-            state,
-        }) => {
-            let text = format!("{message} (ERROR {code} ({state}))");
-            if ACCESS_DENIED.contains(code) {
-                ConnectError::Auth {
-                    message: text,
-                    iam: matches!(auth, Auth::IamToken(_)),
-                }
-            } else {
-                ConnectError::Server(text)
-            }
-        }
-        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => {
-            ConnectError::Tls(TlsFailure::NoTls)
-        }
-        mysql_async::Error::Driver(DriverError::UnknownAuthPlugin { name }) => ConnectError::Auth {
-            message: format!(
-                "the server asks for the {name:?} authentication plugin, which rdsconn does not speak"
-            ),
-            iam: false,
-        },
-        mysql_async::Error::Io(IoError::Tls(TlsError::InvalidDnsName(_))) => {
-            ConnectError::Tls(TlsFailure::Other(format!(
-                "{:?} is not a valid TLS server name",
-                target.host.as_str()
-            )))
-        }
-        _ => {
-            if let Some(r) = super::find_rustls(&err) {
-                // The probe's verifier records the chain the server shows,
-                // whether or not it verifies.
-                let peer = Arc::new(PeerChain::default());
-                let _ =
-                    super::probe::probe(EngineKind::Mysql, addrs, target.host.as_str(), tls, &peer)
-                        .await;
-                return ConnectError::Tls(TlsFailure::from_rustls(
-                    r,
-                    target.host.as_str(),
-                    &peer.get(),
-                ));
-            }
-            ConnectError::Server(error_line(&err))
-        }
+impl wire::Prompter for Terminal<'_> {
+    fn ask<'a>(&'a self, prompt: &'a str, echo: bool) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let prompt = format!("{} ", prompt.trim_end());
+            let _paused = self.stage.pause();
+            tokio::task::spawn_blocking(move || ask_terminal(&prompt, echo))
+                .await
+                .ok()
+                .flatten()
+        })
     }
+}
+
+fn ask_terminal(prompt: &str, echo: bool) -> Option<String> {
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    if !echo {
+        return rpassword::prompt_password(prompt).ok();
+    }
+    let mut out = &tty;
+    out.write_all(prompt.as_bytes()).ok()?;
+    out.flush().ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(&tty).read_line(&mut line).ok()?;
+    Some(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 struct MysqlSession {
     conn: mysql_async::Conn,
-    /// The endpoint name and the address the session is connected to, for
-    /// the `--info` probe.
-    host: String,
-    addr: SocketAddr,
-    policy: TlsPolicy,
+    /// Copies between the driver's socket and the server.
+    pump: tokio::task::JoinHandle<()>,
     info: SessionInfo,
-}
-
-impl MysqlSession {
-    async fn status(&mut self) -> Vec<(String, String)> {
-        self.conn
-            .query::<(String, String), _>(
-                "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')",
-            )
-            .await
-            .unwrap_or_default()
-    }
 }
 
 impl Session for MysqlSession {
@@ -439,28 +377,6 @@ impl Session for MysqlSession {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            for (name, value) in self.status().await {
-                match name.as_str() {
-                    "Ssl_version" => info.tls.protocol = Some(value),
-                    "Ssl_cipher" => info.tls.cipher = Some(value),
-                    _ => {}
-                }
-            }
-            // The driver does not expose the peer certificate; a probe of
-            // the same address shows it (verify-ca already has it).
-            if info.tls.certificate.is_none() {
-                let peer = Arc::new(PeerChain::default());
-                info.tls.certificate = super::probe::probe(
-                    EngineKind::Mysql,
-                    &[self.addr],
-                    &self.host,
-                    &self.policy,
-                    &peer,
-                )
-                .await
-                .ok()
-                .and_then(|p| p.leaf);
-            }
             info
         })
     }
@@ -513,6 +429,7 @@ impl Session for MysqlSession {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let _ = self.conn.disconnect().await;
+            let _ = self.pump.await;
         })
     }
 }
