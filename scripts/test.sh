@@ -32,6 +32,9 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 compgen -G '/usr/lib/*/security/pam_exec.so' >/dev/null || compgen -G '/lib/*/security/pam_exec.so' >/dev/null ||
   need_pkgs+=(libpam-modules)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The harness builds a PAM module that asks a second-factor question.
+[ -f /usr/include/security/pam_modules.h ] || need_pkgs+=(libpam0g-dev)
+command -v gcc >/dev/null || need_pkgs+=(gcc)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   step "installing ${need_pkgs[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -13,7 +13,7 @@ use crate::ca;
 use crate::cli::{
     ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector, TargetFlags,
 };
-use crate::engine::{self, Auth, ResultSet, Secret, SessionInfo, Target};
+use crate::engine::{self, Auth, ConnectError, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
 use crate::native::{self, ClientConn};
 use crate::output;
@@ -198,14 +198,25 @@ async fn run(
             target.host.as_str(),
         )?)
     };
-    let mut session = engine
-        .connect(&target, &auth, &policy)
-        .await
-        .map_err(|e| Error::from(e).context(format!("connecting to {}", target.describe())))?;
+    let connected = engine.connect(&target, &auth, &policy).await;
+    let context = || format!("connecting to {}", target.describe());
     if let Some(client) = client {
-        // Verified: TLS, name and credentials work. Now the client gets
-        // the same settings, and the terminal.
-        session.close().await;
+        match connected {
+            // Verified: TLS, name and credentials work. Now the client gets
+            // the same settings, and the terminal.
+            Ok(session) => session.close().await,
+            // TLS and the name were verified before the server asked for a
+            // method only the native client speaks: the client takes over.
+            Err(ConnectError::AuthMethod {
+                message,
+                native_client_can: true,
+                ..
+            }) => output::warn(format!(
+                "{message}; TLS to {} verified, handing over to the client",
+                target.host
+            )),
+            Err(e) => return Err(Error::from(e).context(context())),
+        }
         let ca_file = ca_file(global)?;
         let conn = ClientConn {
             target: &target,
@@ -218,6 +229,7 @@ async fn run(
         let launch = engine.launch(client, &conn, &args.client_args)?;
         return native::run(launch);
     }
+    let mut session = connected.map_err(|e| Error::from(e).context(context()))?;
     let result = match &args.execute {
         Some(sql) => match session.execute(sql).await {
             Ok(sets) => print_results(global.output, &sets),

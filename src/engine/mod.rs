@@ -209,6 +209,15 @@ pub enum ConnectError {
     Tls(TlsFailure),
     #[error("the server rejected authentication: {message}")]
     Auth { message: String, iam: bool },
+    /// The server asks for an authentication method rdsconn does not speak
+    /// in-process; TLS was verified before it asked.
+    #[error("{message}")]
+    AuthMethod {
+        message: String,
+        hint: Option<String>,
+        /// The native client speaks it, so a hand-off may go on.
+        native_client_can: bool,
+    },
     #[error("{0}")]
     Server(String),
 }
@@ -218,7 +227,7 @@ impl Categorized for ConnectError {
         match self {
             Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } => Category::Network,
             Self::Tls(_) => Category::Tls,
-            Self::Auth { .. } => Category::Auth,
+            Self::Auth { .. } | Self::AuthMethod { .. } => Category::Auth,
             Self::Server(_) => Category::Runtime,
         }
     }
@@ -234,6 +243,7 @@ impl Categorized for ConnectError {
                     .into(),
             ),
             Self::Auth { iam: false, .. } => Some("check the user name and password".into()),
+            Self::AuthMethod { hint, .. } => hint.clone(),
             Self::Timeout { .. } => Some("raise --connect-timeout, or check security groups / the tunnel".into()),
             _ => None,
         }

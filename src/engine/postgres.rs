@@ -214,12 +214,19 @@ fn classify(
     if text.contains("server does not support TLS") {
         return ConnectError::Tls(TlsFailure::NoTls);
     }
-    if text.contains("GSSAPI") || text.contains("SSPI") {
-        return ConnectError::Auth {
-            message:
-                "the server asks for Kerberos (GSSAPI), which rdsconn does not speak in-process"
+    // tokio-postgres's words for GSSAPI, SSPI, Kerberos V5 and SCM
+    // credentials requests.
+    if text.contains("unsupported authentication method") {
+        return ConnectError::AuthMethod {
+            message: "the server asks for Kerberos (GSSAPI) authentication, which rdsconn's \
+                      in-process driver does not speak"
+                .into(),
+            hint: Some(
+                "psql does, with your Kerberos ticket (kinit): run `rdsconn postgres` without -e \
+                 to hand the verified connection settings to psql"
                     .into(),
-            iam: false,
+            ),
+            native_client_can: true,
         };
     }
     ConnectError::Server(text)

@@ -7,6 +7,7 @@ mod ca;
 mod check;
 mod cli;
 mod connect;
+mod directory;
 mod handoff;
 mod rds;
 mod token;

@@ -7,7 +7,10 @@
 //! Plaintext is refused by the server too (`require_secure_transport`),
 //! except on the no-TLS variant. IAM users authenticate through PAM with
 //! `pam_use_cleartext_plugin`, so the server asks for the token with
-//! `mysql_clear_password`, as RDS does.
+//! `mysql_clear_password`, as RDS does. The `Directory` and no-TLS servers
+//! run PAM without it, so it asks through the `dialog` plugin, as RDS does
+//! for directory (Kerberos) users; they have `DIRECTORY_USER` and
+//! `TWO_FACTOR_USER`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +18,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::pki::ENDPOINT;
-use super::server::{APP_PASSWORD, IAM_USER, ODD_PASSWORD, ODD_USER};
+use super::server::{
+    APP_PASSWORD, DIRECTORY_USER, IAM_USER, ODD_PASSWORD, ODD_USER, TWO_FACTOR_USER,
+    directory_service,
+};
 use super::server::{
     Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
     spawn_watchdog,
@@ -85,6 +91,8 @@ fn start(variant: Variant) -> Server {
             d = dir.display()
         )
     };
+    let dialog = matches!(variant, Variant::Directory | Variant::NoTls);
+    let cleartext = if dialog { "OFF" } else { "ON" };
     // The watchdog: runs the server until this test process is gone, then
     // stops it and removes its directory.
     let script = format!(
@@ -92,7 +100,7 @@ fn start(variant: Variant) -> Server {
          --port={port} --bind-address=127.0.0.1 --pid-file={d}/pid --log-error={d}/err.log \
          --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=16M \
          --innodb-log-file-size=8M --max-connections=200 \
-         --plugin-load-add=auth_pam --pam-use-cleartext-plugin=ON {tls} & srv=$!; \
+         --plugin-load-add=auth_pam --pam-use-cleartext-plugin={cleartext} {tls} & srv=$!; \
          while [ -d /proc/{pid} ] && kill -0 $srv 2>/dev/null; do sleep 0.3; done; \
          kill -TERM $srv 2>/dev/null; wait $srv; rm -rf {d}",
         d = dir.display(),
@@ -103,7 +111,7 @@ fn start(variant: Variant) -> Server {
 
     // Native clients dial the Localhost variant by name, so its tokens
     // are signed for localhost and the port it really listens on.
-    let service = if variant == Variant::Localhost {
+    let service = if matches!(variant, Variant::Localhost | Variant::Directory) {
         pam_service("mysql", "localhost", port)
     } else {
         pam_service("mysql", ENDPOINT, SIGNED_PORT)
@@ -121,6 +129,19 @@ fn start(variant: Variant) -> Server {
             ODD_PASSWORD.replace('\\', "\\\\").replace('\'', "''")
         ),
     );
+    if dialog {
+        admin(
+            &dir,
+            &format!(
+                "CREATE USER '{DIRECTORY_USER}'@'%' IDENTIFIED VIA pam USING '{}'; \
+                 GRANT SELECT ON appdb.* TO '{DIRECTORY_USER}'@'%'; \
+                 CREATE USER '{TWO_FACTOR_USER}'@'%' IDENTIFIED VIA pam USING '{}'; \
+                 GRANT SELECT ON appdb.* TO '{TWO_FACTOR_USER}'@'%';",
+                directory_service(port, false),
+                directory_service(port, true),
+            ),
+        );
+    }
     Server { port }
 }
 

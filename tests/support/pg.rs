@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::pki::ENDPOINT;
-use super::server::{APP_PASSWORD, IAM_USER, ODD_PASSWORD, ODD_USER};
+use super::server::{APP_PASSWORD, IAM_USER, KERBEROS_USER, ODD_PASSWORD, ODD_USER};
 use super::server::{
     Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
     spawn_watchdog,
@@ -132,6 +132,7 @@ fn start(variant: Variant) -> Server {
     let hba = if tls {
         format!(
             "local all all trust\nhostssl all {IAM_USER} 127.0.0.1/32 pam pamservice={service}\n\
+             hostssl all {KERBEROS_USER} 127.0.0.1/32 gss\n\
              hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n"
         )
     } else {
@@ -160,7 +161,8 @@ fn start(variant: Variant) -> Server {
         &sql,
         format!(
             "CREATE USER app PASSWORD '{APP_PASSWORD}';\nCREATE DATABASE appdb OWNER app;\n\
-             CREATE USER {IAM_USER};\nCREATE USER {ODD_USER} PASSWORD '{}';\n",
+             CREATE USER {IAM_USER};\nCREATE USER {KERBEROS_USER};\n\
+             CREATE USER {ODD_USER} PASSWORD '{}';\n",
             ODD_PASSWORD.replace('\'', "''")
         ),
     )

@@ -26,6 +26,16 @@ pub const IAM_USER: &str = "iam_user";
 /// The test credentials the PAM verifier trusts.
 pub const IAM_ACCESS_KEY: &str = "AKIDRDSCONNTEST00001";
 pub const IAM_SECRET_KEY: &str = "rdsconn-test-secret-key/00001";
+/// A directory user (PAM, asked through `dialog`) and its password.
+pub const DIRECTORY_USER: &str = "ad_user";
+pub const DIRECTORY_PASSWORD: &str = "Dir3ctory pa55word; for tests";
+/// A directory user whose PAM stack also asks a second-factor question.
+pub const TWO_FACTOR_USER: &str = "ad_2fa";
+pub const TWO_FACTOR_CODE: &str = "424242";
+
+/// A PostgreSQL user the server authenticates with Kerberos (GSSAPI).
+pub const KERBEROS_USER: &str = "krb_user";
+
 /// The region of [`ENDPOINT`], which tokens are signed for.
 pub const IAM_REGION: &str = "us-east-1";
 
@@ -44,6 +54,9 @@ pub enum Variant {
     /// Certificate for the endpoint name and `localhost` from the test CA,
     /// for native clients that verify the name they dial.
     Localhost,
+    /// As `Localhost`, and (MariaDB) PAM asks through the `dialog` plugin,
+    /// as for RDS directory (Kerberos) users.
+    Directory,
 }
 
 pub struct Pki {
@@ -85,7 +98,7 @@ pub fn leaf(variant: Variant) -> Leaf {
         ),
         Variant::OtherCa => pki.other_ca.leaf(&[ENDPOINT], false),
         Variant::Expired => pki.ca.leaf(&[ENDPOINT], true),
-        Variant::Localhost => pki.ca.leaf(&[ENDPOINT, "localhost"], false),
+        Variant::Localhost | Variant::Directory => pki.ca.leaf(&[ENDPOINT, "localhost"], false),
     }
 }
 
@@ -229,6 +242,66 @@ pub fn pam_service(engine: &str, host: &str, signed_port: u16) -> String {
     remove_after_exit(&file);
     written.insert(name.clone());
     name
+}
+
+/// A PAM service (in /etc/pam.d, removed after exit) for the directory
+/// users of the server on `port`: the password checked by
+/// `pam_fixed_password.py`, then, with `second_factor`, the question of
+/// `pam_question.c`. Returns its name.
+pub fn directory_service(port: u16, second_factor: bool) -> String {
+    let dir = iam_dir();
+    let name = format!(
+        "rdsconn-test-{}-directory-{port}{}",
+        std::process::id(),
+        if second_factor { "-2fa" } else { "" }
+    );
+    let password_file = dir.join("directory-password");
+    std::fs::write(&password_file, DIRECTORY_PASSWORD).unwrap();
+    let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let check = dir.join("fixed_password.py");
+    std::fs::copy(oracle.join("pam_fixed_password.py"), &check).unwrap();
+    let mut stack = format!(
+        "auth required pam_exec.so expose_authtok quiet log={log} /usr/bin/python3 {check} {pw}\n",
+        log = dir.join("directory.log").display(),
+        check = check.display(),
+        pw = password_file.display(),
+    );
+    if second_factor {
+        let module = dir.join("pam_question.so");
+        if !module.exists() {
+            let out = Command::new("gcc")
+                .args(["-shared", "-fPIC", "-o"])
+                .arg(&module)
+                .arg(oracle.join("pam_question.c"))
+                .arg("-lpam")
+                .output()
+                .expect("gcc: run scripts/test.sh (apt-get install gcc libpam0g-dev)");
+            assert!(
+                out.status.success(),
+                "building pam_question.so failed (scripts/test.sh installs libpam0g-dev):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        stack += &[
+            "auth required ",
+            &module.display().to_string(),
+            " answer=",
+            TWO_FACTOR_CODE,
+            "\n",
+        ]
+        .concat();
+    }
+    stack.push_str("account required pam_permit.so\n");
+    let file = Path::new("/etc/pam.d").join(&name);
+    std::fs::write(&file, stack).unwrap();
+    remove_after_exit(&file);
+    name
+}
+
+/// What the directory users' password check logged: one `attempt` line
+/// per password received, with the PAM service and user.
+pub fn directory_log() -> String {
+    std::fs::read_to_string(iam_dir().join("directory.log")).unwrap_or_default()
 }
 
 /// What the PAM verifier logged for an engine (why tokens were rejected).

@@ -406,11 +406,12 @@ fn with_nul(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn unsupported(plugin: &str) -> ConnectError {
-    ConnectError::Auth {
+    ConnectError::AuthMethod {
         message: format!(
             "the server asks for the {plugin:?} authentication plugin, which rdsconn does not speak"
         ),
-        iam: false,
+        hint: None,
+        native_client_can: false,
     }
 }
 
@@ -558,7 +559,7 @@ mod tests {
         );
         assert!(matches!(
             initial_response("client_ed25519", nonce, &secret),
-            Err(ConnectError::Auth { .. })
+            Err(ConnectError::AuthMethod { .. })
         ));
         // An empty password scrambles to nothing, as the server expects.
         assert!(
