@@ -443,6 +443,32 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Co
     Ok(addrs)
 }
 
+/// The first two stages of every connect, timed.
+pub(crate) struct Dialed {
+    pub stream: tokio::net::TcpStream,
+    /// When the connect began (DNS).
+    pub start: Instant,
+    pub dns_ms: f64,
+    pub connect_ms: f64,
+}
+
+/// Resolves the dial address and connects to the first address that
+/// accepts, naming each stage for the timeout.
+pub(crate) async fn dial(target: &Target, stage: &Stage) -> Result<Dialed, ConnectError> {
+    let start = Instant::now();
+    let addrs = target.resolve_dial().await?;
+    let dns_ms = ms(start);
+    stage.set("TCP connect");
+    let t = Instant::now();
+    let stream = tcp_connect(&addrs).await?;
+    Ok(Dialed {
+        stream,
+        start,
+        dns_ms,
+        connect_ms: ms(t),
+    })
+}
+
 /// TCP connect to the first address that accepts.
 pub(crate) async fn tcp_connect(
     addrs: &[SocketAddr],

@@ -123,14 +123,7 @@ async fn connect(
     tls: &TlsPolicy,
     stage: &Stage,
 ) -> Result<PgSession, ConnectError> {
-    let start = Instant::now();
-    let addrs = target.resolve_dial().await?;
-    let dns_ms = ms(start);
-
-    stage.set("TCP connect");
-    let t = Instant::now();
-    let stream = super::tcp_connect(&addrs).await?;
-    let connect_ms = ms(t);
+    let dialed = super::dial(target, stage).await?;
 
     stage.set("TLS handshake and authentication");
     let t = Instant::now();
@@ -156,7 +149,7 @@ async fn connect(
         pg.dbname(db);
     }
     let (client, connection) = pg
-        .connect_raw(stream, connector)
+        .connect_raw(dialed.stream, connector)
         .await
         .map_err(|e| classify(&e, target, auth, &peer))?;
     let driver = tokio::spawn(async move {
@@ -171,10 +164,10 @@ async fn connect(
         tls.mode,
         peer.get().first().and_then(|c| CertSummary::from_der(c)),
         Timings {
-            dns_ms,
-            connect_ms,
+            dns_ms: dialed.dns_ms,
+            connect_ms: dialed.connect_ms,
             tls_auth_ms: Some(tls_auth_ms),
-            total_ms: ms(start),
+            total_ms: ms(dialed.start),
         },
     );
     Ok(PgSession {

@@ -215,27 +215,20 @@ async fn connect(
     tls: &TlsPolicy,
     stage: &Stage,
 ) -> Result<MysqlSession, ConnectError> {
-    let start = Instant::now();
-    let addrs = target.resolve_dial().await?;
-    let dns_ms = ms(start);
-
-    stage.set("TCP connect");
-    let t = Instant::now();
-    let stream = super::tcp_connect(&addrs).await?;
-    let connect_ms = ms(t);
+    let dialed = super::dial(target, stage).await?;
 
     stage.set("TLS handshake and authentication");
     let t = Instant::now();
-    let mut packets = wire::Packets::new(stream);
+    let mut packets = wire::Packets::new(dialed.stream);
     let greeting = wire::greeting(&mut packets).await?;
 
     // The driver reaches the session through a socket only this process
     // knows, and proves it with a one-time password.
     let dir = relay::private_dir()?;
-    let path = relay::socket_path(dir.path());
+    let path = dir.path().join("mysql.sock");
     let listener = tokio::net::UnixListener::bind(&path)
         .map_err(|e| ConnectError::Server(format!("listening on {}: {e}", path.display())))?;
-    let local = Secret::new(one_time_password()?);
+    let local = Secret::new(crate::ca::hex(&relay::random::<24>()?));
     let mut driver = std::pin::pin!(mysql_async::Conn::new(opts(&path, target, &local)));
     let client = tokio::select! {
         accepted = listener.accept() => accepted
@@ -252,11 +245,6 @@ async fn connect(
     drop(dir);
 
     let prompter = Terminal { stage };
-    let local = relay::LocalAuth::Password(local);
-    let credentials = relay::Credentials {
-        secret: auth.secret(),
-        iam: matches!(auth, Auth::IamToken(_)),
-    };
     let front = relay::login(
         client,
         relay::Upstream {
@@ -266,7 +254,7 @@ async fn connect(
             policy: tls,
         },
         &local,
-        &credentials,
+        auth,
         &prompter,
     );
     let (front, driver) = tokio::join!(front, driver);
@@ -286,10 +274,10 @@ async fn connect(
         tls.mode,
         relayed.tls.leaf.clone(),
         Timings {
-            dns_ms,
-            connect_ms,
+            dns_ms: dialed.dns_ms,
+            connect_ms: dialed.connect_ms,
             tls_auth_ms: Some(tls_auth_ms),
-            total_ms: ms(start),
+            total_ms: ms(dialed.start),
         },
     );
     info.tls.protocol.clone_from(&relayed.tls.protocol);
@@ -312,13 +300,6 @@ fn opts(socket: &Path, target: &Target, local: &Secret) -> OptsBuilder {
         // Known up front, so the driver skips its settings query.
         .max_allowed_packet(Some(1 << 30))
         .wait_timeout(Some(28_800))
-}
-
-fn one_time_password() -> Result<String, ConnectError> {
-    let mut bytes = [0_u8; 24];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| ConnectError::Server("the system random generator failed".into()))?;
-    Ok(crate::ca::hex(&bytes))
 }
 
 /// Answers `dialog` questions other than the password on the terminal

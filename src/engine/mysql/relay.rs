@@ -9,7 +9,6 @@
 //! socket, so every plugin `wire` speaks (`dialog` included) works for the
 //! driver, and rdsconn knows the plugin and TLS details it reports.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
@@ -24,7 +23,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::wire::{self, ClientHello, LoggedIn, Login, Packets, Prompter};
 use crate::engine::probe::TlsSummary;
-use crate::engine::{ConnectError, Secret, io_err};
+use crate::engine::{Auth, ConnectError, Secret, io_err};
 use crate::tls::{PeerChain, TlsPolicy};
 
 /// An upstream connection whose greeting has been read (it offers TLS).
@@ -36,18 +35,6 @@ pub struct Upstream<'a> {
     pub policy: &'a TlsPolicy,
 }
 
-/// How the client side proves it may use the session.
-pub enum LocalAuth {
-    /// `mysql_native_password` with this password.
-    Password(Secret),
-}
-
-/// The secret rdsconn logs in with upstream.
-pub struct Credentials<'a> {
-    pub secret: &'a Secret,
-    pub iam: bool,
-}
-
 /// A logged-in pair, ready for [`pump`].
 pub struct Relayed<C> {
     pub client: C,
@@ -56,15 +43,16 @@ pub struct Relayed<C> {
     pub login: LoggedIn,
 }
 
-/// Greets `client`, checks its local password, logs in upstream and passes
+/// Greets `client`, checks its `mysql_native_password` answer against
+/// `local`, logs in upstream with `auth` and passes
 /// the server's OK on. A failure upstream reaches the client as an error
 /// packet (the server's own message where there is one) and the caller as
 /// the classified error.
 pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
     client: C,
     upstream: Upstream<'_>,
-    local: &LocalAuth,
-    secret: &Credentials<'_>,
+    local: &Secret,
+    auth: &Auth,
     prompter: &dyn Prompter,
 ) -> Result<Relayed<C>, ConnectError> {
     let mut front = Packets::new(client);
@@ -136,8 +124,7 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
             &Login {
                 user: response.user(),
                 database: response.db_name(),
-                secret: secret.secret,
-                iam: secret.iam,
+                auth,
                 hello: &hello,
                 prompter,
             },
@@ -191,16 +178,17 @@ pub fn private_dir() -> Result<tempfile::TempDir, ConnectError> {
         })
 }
 
-/// The socket's path in the private directory.
-pub fn socket_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("mysql.sock")
+/// `N` random bytes.
+pub fn random<const N: usize>() -> Result<[u8; N], ConnectError> {
+    let mut bytes = [0_u8; N];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ConnectError::Server("the system random generator failed".into()))?;
+    Ok(bytes)
 }
 
 /// 20 random scramble bytes in 1..=127 (no NUL, as servers send them).
 fn nonce() -> Result<[u8; 20], ConnectError> {
-    let mut bytes = [0_u8; 20];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| ConnectError::Server("the system random generator failed".into()))?;
+    let mut bytes = random::<20>()?;
     for b in &mut bytes {
         *b = *b % 127 + 1;
     }
@@ -227,9 +215,8 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
     front: &mut Packets<S>,
     response: &HandshakeResponse<'_>,
     nonce: &[u8; 20],
-    local: &LocalAuth,
+    expected: &Secret,
 ) -> Result<(), ConnectError> {
-    let LocalAuth::Password(expected) = local;
     let want = scramble::scramble_native(nonce, expected.expose().as_bytes())
         .map(|s| s.to_vec())
         .unwrap_or_default();

@@ -35,7 +35,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::engine::{ConnectError, Secret, io_err, probe};
+use crate::engine::{Auth, ConnectError, Secret, io_err, probe};
 use crate::tls::{PeerChain, TlsFailure, TlsPolicy};
 
 /// The largest packet accepted before authentication completes (real
@@ -68,14 +68,6 @@ pub struct Packets<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
     pub fn new(stream: S) -> Self {
         Self { stream, seq: 0 }
-    }
-
-    /// Continues an exchange on another stream (after the TLS upgrade).
-    pub fn resume<T>(self, stream: T) -> Packets<T> {
-        Packets {
-            stream,
-            seq: self.seq,
-        }
     }
 
     /// Reads one handshake-phase packet; the next write follows its
@@ -237,26 +229,11 @@ pub trait Prompter: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
 }
 
-/// Nobody to ask: a question other than the password fails the login.
-pub struct NoPrompts;
-
-impl Prompter for NoPrompts {
-    fn ask<'a>(
-        &'a self,
-        _prompt: &'a str,
-        _echo: bool,
-    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>> {
-        Box::pin(async { None })
-    }
-}
-
 /// Who logs in, and with what.
 pub struct Login<'a> {
     pub user: &'a [u8],
     pub database: Option<&'a [u8]>,
-    pub secret: &'a Secret,
-    /// The secret is an IAM token (for the error hint).
-    pub iam: bool,
+    pub auth: &'a Auth,
     pub hello: &'a ClientHello,
     pub prompter: &'a dyn Prompter,
 }
@@ -268,8 +245,6 @@ pub struct LoggedIn {
     pub plugin: String,
     /// The server's OK packet, to pass on as it is.
     pub ok: Vec<u8>,
-    /// The capabilities in effect for the session.
-    pub capabilities: CapabilityFlags,
 }
 
 /// Sends the handshake response and answers the server until it says OK.
@@ -286,7 +261,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         login,
         password_sent: false,
     };
-    let first = initial_response(&plugin, &nonce, login.secret)?;
+    let first = initial_response(&plugin, &nonce, login.auth.secret())?;
     let (response, caps) = handshake_response(greeting, login, &plugin, &first);
     packets
         .write(&response)
@@ -301,11 +276,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             .map_err(io_err("reading the authentication result"))?;
         let reply = match packet.first() {
             Some(0x00) => {
-                return Ok(LoggedIn {
-                    plugin,
-                    ok: packet,
-                    capabilities: caps,
-                });
+                return Ok(LoggedIn { plugin, ok: packet });
             }
             Some(0xff) => {
                 let message = server_error_text(&packet, caps);
@@ -313,7 +284,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(if code.is_some_and(|c| ACCESS_DENIED.contains(&c)) {
                     ConnectError::Auth {
                         message,
-                        iam: login.iam,
+                        iam: matches!(login.auth, Auth::IamToken(_)),
                     }
                 } else {
                     ConnectError::Server(message)
@@ -335,7 +306,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                 if plugin == "dialog" {
                     dialog.answer(request.plugin_data()).await?
                 } else {
-                    initial_response(&plugin, request.plugin_data(), login.secret)?
+                    initial_response(&plugin, request.plugin_data(), login.auth.secret())?
                 }
             }
             // caching_sha2_password: 3 is "fast authentication succeeded"
@@ -343,7 +314,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             // as it is.
             Some(0x01) if is_sha2(&plugin) => match packet.get(1) {
                 Some(3) => continue,
-                Some(4) => with_nul(login.secret.expose().as_bytes()),
+                Some(4) => with_nul(login.auth.secret().expose().as_bytes()),
                 _ => {
                     return Err(ConnectError::Server(format!(
                         "unexpected {plugin} exchange from the server"
@@ -451,7 +422,7 @@ impl Dialog<'_> {
         let password_like = kind >> 1 == 2;
         if password_like && !self.password_sent {
             self.password_sent = true;
-            return Ok(with_nul(self.login.secret.expose().as_bytes()));
+            return Ok(with_nul(self.login.auth.secret().expose().as_bytes()));
         }
         let prompt = String::from_utf8_lossy(prompt);
         let prompt = prompt.trim_end_matches(['\0', '\n']);
