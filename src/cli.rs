@@ -48,6 +48,15 @@ Examples:
 
 Exit codes: COMMAND's own status; 2 usage, 3 AWS before COMMAND starts.";
 
+const PROXY_AFTER_HELP: &str = "\
+Examples:
+  rdsconn proxy postgres mydb.abc123.eu-west-1.rds.amazonaws.com --iam --listen 127.0.0.1:6432
+    then: psql \"host=127.0.0.1 port=6432 user=app dbname=prod sslmode=disable\"
+  rdsconn proxy mysql -h mydb… --iam --via 127.0.0.1:13306 --listen unix:$XDG_RUNTIME_DIR/rds/mysql.sock
+  RDSCONN_LOCAL_PASSWORD=… rdsconn proxy pg -h mydb… --iam --local-password --listen 0.0.0.0:6432 --allow-remote
+
+Exit codes: 0 after a shutdown by signal; 2 usage (bad flag, address in use), 3 AWS (credentials, region).";
+
 const DOCTOR_AFTER_HELP: &str = "\
 Examples:
   rdsconn doctor --instance prod-db -u app --iam
@@ -109,6 +118,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Manage the RDS CA bundle: fetch, path, show.
     #[command(after_help = AFTER_HELP)]
@@ -242,8 +252,24 @@ pub enum Command {
     Doctor(DoctorArgs),
 
     /// Local listener that forwards to RDS over verified TLS with fresh tokens.
-    #[command(after_help = AFTER_HELP)]
-    Proxy(PendingArgs),
+    ///
+    /// For clients that cannot do IAM auth or verify RDS certificates (GUI
+    /// tools, old drivers, ORMs): they connect to a loopback port or a unix
+    /// socket without TLS and without the token; each connection gets its
+    /// own upstream connection over TLS verified for the endpoint name
+    /// (also through --via), logged in as the user the client names with a
+    /// token minted for that user (reused for new connections for at most
+    /// 10 minutes) or the configured password. Then the session is relayed
+    /// byte for byte.
+    ///
+    /// Listens on 127.0.0.1 and a free port unless --listen says otherwise;
+    /// the addresses are printed on stdout at start-up. SIGINT / SIGTERM
+    /// stop accepting, let open connections finish for --shutdown-grace,
+    /// then close them. -v logs one line per connection (client, user,
+    /// database, upstream timings, bytes, how it ended); failures are
+    /// logged without -v.
+    #[command(after_help = PROXY_AFTER_HELP, disable_help_flag = true)]
+    Proxy(ProxyArgs),
 
     /// Print a shell completion script.
     Completions(CompletionsArgs),
@@ -667,16 +693,86 @@ pub struct ExecArgs {
     pub command: Vec<OsString>,
 }
 
-/// Arguments of a subcommand that this build does not implement yet.
+/// `rdsconn proxy`.
 #[derive(Debug, Args)]
-pub struct PendingArgs {
-    #[arg(
-        hide = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        num_args = 0..
-    )]
-    pub args: Vec<OsString>,
+#[allow(clippy::struct_excessive_bools)] // command-line switches
+pub struct ProxyArgs {
+    /// mysql (or mariadb) or postgres (or psql, pg).
+    #[arg(value_enum, value_name = "ENGINE")]
+    pub engine: crate::target::EngineKind,
+
+    /// Target URL instead of the flags: ENGINE://[USER@]HOST[:PORT] (a
+    /// database in it is ignored: clients choose theirs).
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// Endpoint host name (signed for and verified against).
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port [default: the engine's].
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Serve this database user only [default: whichever user a client
+    /// names].
+    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    pub user: Option<String>,
+
+    #[command(flatten)]
+    pub rds: RdsSelector,
+
+    /// Log in upstream with IAM auth tokens, minted per user.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub iam: bool,
+
+    /// Log in upstream with the password on the first line of stdin (else
+    /// PGPASSWORD / MYSQL_PWD, else a no-echo prompt on a terminal).
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// verify-full: chain and endpoint name; verify-ca: chain only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
+    pub tls: crate::tls::TlsMode,
+
+    /// Dial this address (an SSH/SSM tunnel, a bastion port-forward) while
+    /// signing and verifying for the endpoint.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+
+    /// Bound on each upstream DNS + TCP + TLS + authentication.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub connect_timeout: humantime::Duration,
+
+    /// Where clients connect: IP:PORT, localhost:PORT, PORT (on 127.0.0.1;
+    /// 0 picks a free port) or unix:PATH (0600, in a directory only you can
+    /// enter; psql wants DIR/.s.PGSQL.PORT). Repeatable [default:
+    /// 127.0.0.1:0].
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Vec<String>,
+
+    /// Allow --listen on addresses other machines can reach. Pair it with
+    /// --local-password.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// Clients must give this password (from RDSCONN_LOCAL_PASSWORD, else a
+    /// no-echo prompt). Without it, anyone who can reach the listener
+    /// connects as the database user they name.
+    #[arg(long)]
+    pub local_password: bool,
+
+    /// Turn away connections beyond this many at once [default: no limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// After SIGINT / SIGTERM, how long open connections may go on.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub shutdown_grace: humantime::Duration,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 #[derive(Debug, Args)]

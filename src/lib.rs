@@ -26,6 +26,7 @@ pub mod error;
 pub mod files;
 pub mod native;
 pub mod output;
+pub mod proxy;
 pub mod rds;
 pub mod target;
 pub mod tls;
@@ -51,15 +52,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Exec(args) => cmd::child::exec(global, args).await,
         Command::Ls(args) => cmd::ls::run(global, args).await,
         Command::Doctor(args) => cmd::doctor::run(global, args).await,
-        other @ Command::Proxy(_) => cmd::pending(other.name()),
+        Command::Proxy(args) => cmd::proxy::run(global, args).await,
     }
 }
 
 /// Sends diagnostics to stderr. Only rdsconn's own events go past `warn`,
 /// whatever the verbosity: dependencies (HTTP, AWS SDK) log request details
-/// at debug/trace that may carry credentials.
-pub fn init_logging(verbose: u8) {
+/// at debug/trace that may carry credentials. `warnings`: show rdsconn's
+/// warnings without -v (long-running commands).
+pub fn init_logging(verbose: u8, warnings: bool) {
     let filter = match verbose {
+        0 if warnings => "error,rdsconn=warn",
         0 => "error",
         1 => "warn,rdsconn=info",
         2 => "warn,rdsconn=debug",

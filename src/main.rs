@@ -8,10 +8,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return rdsconn::report_parse_error(&e),
     };
-    rdsconn::init_logging(cli.global.verbose);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
+    // The proxy is a long-running server: its failures are worth seeing
+    // without -v, and its connections are spread over every core.
+    let serving = matches!(cli.command, rdsconn::cli::Command::Proxy(_));
+    rdsconn::init_logging(cli.global.verbose, serving);
+    let runtime = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build();
     let result = match runtime {
         Ok(rt) => rt.block_on(rdsconn::run(cli)),
         Err(e) => Err(rdsconn::error::Error::new(

@@ -34,6 +34,10 @@ pub struct ClientConn<'a> {
     pub ca_file: &'a Path,
     /// `--via`'s host resolved to an address (libpq's `hostaddr`).
     pub via_addr: Option<IpAddr>,
+    /// rdsconn's proxy on a private unix socket: the client connects there
+    /// (no TLS on the socket; the proxy verifies upstream) and `secret` is
+    /// the proxy's one-time local password.
+    pub socket: Option<&'a Path>,
 }
 
 impl ClientConn<'_> {

@@ -66,6 +66,7 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         mode: flags.tls,
         ca_file: &ca_file,
         via_addr: via_addr(&target).await?,
+        socket: None,
     };
     Ok(engine.child_env(&conn))
 }

@@ -13,10 +13,12 @@ use crate::ca;
 use crate::cli::{
     ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector, TargetFlags,
 };
+use crate::engine::mysql::relay;
 use crate::engine::{self, Auth, ConnectError, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
 use crate::native::{self, ClientConn};
 use crate::output;
+use crate::proxy::{self, Secrets, TokenCache};
 use crate::rds::Rds;
 use crate::target::{EngineKind, Host, UrlTarget, validate_user};
 use crate::tls::TlsPolicy;
@@ -177,7 +179,9 @@ async fn run(
     // Without -e or --info the session goes to the native client; it must
     // be able to verify what rdsconn verifies, and be installed.
     let client = if args.execute.is_none() && !args.info {
-        engine.check_handoff(&target, args.tls)?;
+        if !engine.handoff_through_proxy(&target) {
+            engine.check_handoff(&target, args.tls)?;
+        }
         Some(engine.find_client(args.client.as_deref())?)
     } else {
         None
@@ -186,10 +190,12 @@ async fn run(
         mode: args.tls,
         roots: roots(global)?,
     };
+    let mut minted = None;
     let auth = if args.iam || url_iam {
-        let minted =
-            crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
-        Auth::IamToken(Secret::new(minted.token))
+        let m = crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
+        let token = Secret::new(m.token.clone());
+        minted = Some(m);
+        Auth::IamToken(token)
     } else {
         Auth::Password(password(
             args.password_stdin,
@@ -217,6 +223,19 @@ async fn run(
             )),
             Err(e) => return Err(Error::from(e).context(context())),
         }
+        if engine.handoff_through_proxy(&target) {
+            let secrets = match minted {
+                Some(m) => Secrets::Iam(Box::new(TokenCache::new(
+                    target.host.clone(),
+                    target.port,
+                    m.region,
+                    global.profile.clone(),
+                    m.credentials,
+                ))),
+                None => Secrets::Password(auth.secret().clone()),
+            };
+            return through_proxy(engine, client, kind, &target, policy, secrets, args).await;
+        }
         let ca_file = ca_file(global)?;
         let conn = ClientConn {
             target: &target,
@@ -225,6 +244,7 @@ async fn run(
             mode: args.tls,
             ca_file: &ca_file,
             via_addr: via_addr(&target).await?,
+            socket: None,
         };
         let launch = engine.launch(client, &conn, &args.client_args)?;
         return native::run(launch);
@@ -245,6 +265,61 @@ async fn run(
     };
     session.close().await;
     result.map(|()| 0)
+}
+
+/// The hand-off through rdsconn's proxy on a private unix socket: the
+/// client logs in there with a one-time password, the proxy logs in
+/// upstream (over TLS verified for the endpoint, a fresh token per
+/// connection for IAM). Serves until the client exits.
+async fn through_proxy(
+    engine: &dyn engine::Engine,
+    client: native::NativeClient,
+    kind: EngineKind,
+    target: &Target,
+    policy: TlsPolicy,
+    secrets: Secrets,
+    args: &ConnectArgs,
+) -> Result<u8> {
+    let dir = relay::private_dir()?;
+    let socket = dir.path().join("proxy.sock");
+    let local = Secret::new(ca::hex(&relay::random::<24>()?));
+    let config = proxy::Config {
+        kind,
+        host: target.host.clone(),
+        port: target.port,
+        via: target.via.clone(),
+        connect_timeout: target.connect_timeout,
+        policy,
+        secrets,
+        local_password: Some(local.clone()),
+        only_user: Some(target.user.clone()),
+        max_connections: None,
+    };
+    let proxy = proxy::Proxy::bind(config, &[proxy::Listen::Unix(socket.clone())]).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(proxy.serve(
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    let conn = ClientConn {
+        target,
+        secret: &local,
+        iam: false,
+        mode: args.tls,
+        ca_file: std::path::Path::new(""),
+        via_addr: None,
+        socket: Some(&socket),
+    };
+    let launch = engine.launch(client, &conn, &args.client_args)?;
+    let code = tokio::task::spawn_blocking(move || native::run(launch))
+        .await
+        .map_err(|e| Error::new(crate::error::Category::Runtime, e))??;
+    let _ = stop.send(());
+    let _ = serving.await;
+    drop(dir);
+    Ok(code)
 }
 
 /// The roots for in-process verification, warnings printed.

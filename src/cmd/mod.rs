@@ -9,14 +9,5 @@ pub mod connect;
 pub mod doctor;
 pub mod ls;
 pub mod man;
+pub mod proxy;
 pub mod token;
-
-use crate::error::{Error, Result};
-
-/// A subcommand that this build declares but does not implement yet.
-pub fn pending(name: &str) -> Result<u8> {
-    Err(Error::usage(format!(
-        "`rdsconn {name}` is not implemented in this build yet"
-    ))
-    .with_hint("see `rdsconn --help` for the commands available now"))
-}

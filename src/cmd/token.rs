@@ -56,12 +56,39 @@ pub struct Minted {
     pub token: String,
     pub region: String,
     pub issued_at: SystemTime,
+    /// What it was signed with (for minting more, as the proxy does).
+    pub credentials: aws_credential_types::Credentials,
 }
 
 /// Resolves the region and credentials and signs a token for
 /// `host:port` and `user`; warnings go to stderr. Every `--iam` connection
-/// mints through here.
+/// mints through here (the proxy through [`signing_region`] and its own
+/// credentials cache).
 pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Result<Minted> {
+    let region = signing_region(global, host).await?;
+    let creds = aws::credentials(global.profile.as_deref(), &region).await?;
+    let now = SystemTime::now();
+    if let Some(w) = aws::expiry_warning(&creds, now, TOKEN_LIFETIME) {
+        output::warn(w);
+    }
+    let req = TokenRequest {
+        host,
+        port,
+        user,
+        region: &region,
+    };
+    let token = token::generate(&creds, &req, now)?;
+    Ok(Minted {
+        token,
+        region,
+        issued_at: now,
+        credentials: creds,
+    })
+}
+
+/// The region tokens for `host` are signed for: `--region`, else the
+/// endpoint's, else the AWS config's (a disagreement is warned about).
+pub async fn signing_region(global: &GlobalArgs, host: &Host) -> Result<String> {
     let endpoint_region = host.rds_region()?;
     let configured = match global.region {
         Some(_) => None,
@@ -76,24 +103,7 @@ pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Re
         output::warn(w);
     }
     tracing::debug!(region = %region.region, source = ?region.source, "signing region");
-
-    let creds = aws::credentials(global.profile.as_deref(), &region.region).await?;
-    let now = SystemTime::now();
-    if let Some(w) = aws::expiry_warning(&creds, now, TOKEN_LIFETIME) {
-        output::warn(w);
-    }
-    let req = TokenRequest {
-        host,
-        port,
-        user,
-        region: &region.region,
-    };
-    let token = token::generate(&creds, &req, now)?;
-    Ok(Minted {
-        token,
-        region: region.region,
-        issued_at: now,
-    })
+    Ok(region.region)
 }
 
 /// Host, port and user from the URL, the flags (flags win) or the RDS API.

@@ -286,6 +286,13 @@ pub trait Engine: Send + Sync {
     /// verifies.
     fn check_handoff(&self, target: &Target, mode: TlsMode) -> Result<(), Error>;
 
+    /// The native client gets the session through rdsconn's proxy on a
+    /// private unix socket instead of dialing itself (it could not verify
+    /// the endpoint name through `--via`).
+    fn handoff_through_proxy(&self, _target: &Target) -> bool {
+        false
+    }
+
     /// The variables `rdsconn env` prints and `rdsconn exec` sets, in the
     /// names the engine's clients read, `DATABASE_URL` last.
     fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar>;

@@ -147,7 +147,7 @@ pub async fn tls_handshake(
 
 /// PostgreSQL: `SSLRequest` (length 8, code 80877103), answered by one
 /// byte, `S` to go on with TLS.
-async fn postgres_ssl_request(stream: &mut TcpStream) -> Result<(), ConnectError> {
+pub(crate) async fn postgres_ssl_request(stream: &mut TcpStream) -> Result<(), ConnectError> {
     stream
         .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
         .await

@@ -85,16 +85,28 @@ fn typo_gets_a_suggestion_and_the_right_help_pointer() {
 }
 
 #[test]
-fn pending_subcommand_says_so_with_exit_2() {
+fn proxy_bad_listen_address_is_one_line_and_exit_2() {
     let env = TestEnv::new();
-    let run = env.run(&["proxy", "--host", "x"]);
-    run.assert_code(2);
-    assert!(
-        run.stderr
-            .starts_with("error: `rdsconn proxy` is not implemented"),
-        "{}",
-        run.stderr
-    );
+    for (listen, says) in [
+        ("db.example.com:5432", "invalid --listen"),
+        ("127.0.0.1:99999", "invalid --listen"),
+        ("10.0.0.1:5432", "--allow-remote"),
+    ] {
+        let run = env.run_with(
+            &[
+                "proxy",
+                "pg",
+                "-h",
+                "mydb.abc123.us-east-1.rds.amazonaws.com",
+                "--listen",
+                listen,
+            ],
+            &[("PGPASSWORD", "x")],
+        );
+        run.assert_code(2);
+        assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+        assert!(run.stderr.contains(says), "{listen}: {}", run.stderr);
+    }
 }
 
 #[test]

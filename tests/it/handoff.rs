@@ -246,13 +246,47 @@ fn secrets_never_reach_the_clients_argv_and_the_defaults_file_is_private_and_rem
 }
 
 #[test]
-fn mysql_hand_off_through_via_is_refused_before_any_io() {
+fn mysql_hand_off_through_via_goes_through_a_private_proxy() {
     let env = TestEnv::new();
-    // Port 1: nothing listens; the refusal comes before any connection.
-    let run = env.run(&["mysql", "-h", ENDPOINT, "-u", "app", "--via", "127.0.0.1:1"]);
-    run.assert_code(2);
-    assert!(run.stderr.contains("cannot verify"), "{}", run.stderr);
-    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    // The client cannot verify the endpoint name through the tunnel, so
+    // rdsconn's proxy does, on a private socket; the server sees TLS.
+    let via = format!("127.0.0.1:{}", maria::server(Variant::Good).port);
+    let ca = ca();
+    let base = [
+        "--ca-bundle",
+        &ca,
+        "mysql",
+        "-h",
+        ENDPOINT,
+        "-D",
+        "appdb",
+        "--via",
+        &via,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["-u", "app", "--", "-N", "-B", "-e", MY_WHO]);
+    let mut cmd = env.cmd(&args);
+    cmd.env("MYSQL_PWD", APP_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "app\t1\n");
+
+    let mut args = base.to_vec();
+    args.extend(["-u", IAM_USER, "--iam", "--", "-N", "-B", "-e", MY_WHO]);
+    let run = output(with_iam(env.cmd(&args)));
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{IAM_USER}\t1\n"));
+
+    // The client's own exit status still comes back.
+    let mut args = base.to_vec();
+    args.extend(["-u", "app", "--", "-e", "SELECT * FROM no_such_table"]);
+    let mut cmd = env.cmd(&args);
+    cmd.env("MYSQL_PWD", APP_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(1);
+    assert!(run.stderr.contains("no_such_table"), "{}", run.stderr);
+
+    // `env` and `exec` have no proxy: the same request is refused there.
     let run = env.run(&[
         "env",
         "mysql",
@@ -264,6 +298,7 @@ fn mysql_hand_off_through_via_is_refused_before_any_io() {
         "127.0.0.1:1",
     ]);
     run.assert_code(2);
+    assert!(run.stderr.contains("cannot verify"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
 }
 

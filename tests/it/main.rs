@@ -9,5 +9,6 @@ mod cli;
 mod connect;
 mod directory;
 mod handoff;
+mod proxy;
 mod rds;
 mod token;

@@ -99,7 +99,7 @@ fn start(variant: Variant) -> Server {
         "{SERVER_BIN} --no-defaults --user=root --datadir={d}/data --socket={d}/sock \
          --port={port} --bind-address=127.0.0.1 --pid-file={d}/pid --log-error={d}/err.log \
          --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=16M \
-         --innodb-log-file-size=8M --max-connections=200 \
+         --innodb-log-file-size=8M --max-connections=400 \
          --plugin-load-add=auth_pam --pam-use-cleartext-plugin={cleartext} {tls} & srv=$!; \
          while [ -d /proc/{pid} ] && kill -0 $srv 2>/dev/null; do sleep 0.3; done; \
          kill -TERM $srv 2>/dev/null; wait $srv; rm -rf {d}",

@@ -8,6 +8,7 @@ pub mod maria;
 pub mod moto;
 pub mod pg;
 pub mod pki;
+pub mod proxy;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -122,7 +122,7 @@ fn start(variant: Variant) -> Server {
         conf,
         "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
          ssl = {}\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off\n\
-         password_encryption = 'scram-sha-256'\nmax_connections = 50\n",
+         password_encryption = 'scram-sha-256'\nmax_connections = 300\n",
         dir.display(),
         if tls { "on" } else { "off" }
     );

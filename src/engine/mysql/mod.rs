@@ -56,11 +56,15 @@ impl Engine for Mysql {
                 target.host
             ))
             .with_hint(
-                "run statements in rdsconn instead (-e SQL, verified through --via), \
-                 or accept a chain-only check with --tls verify-ca",
+                "point the tool at `rdsconn proxy mysql … --via …` (verified upstream, \
+                 no token on the client side), or accept a chain-only check with --tls verify-ca",
             ));
         }
         Ok(())
+    }
+
+    fn handoff_through_proxy(&self, target: &Target) -> bool {
+        target.via.is_some()
     }
 
     fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
@@ -140,17 +144,38 @@ impl Engine for Mysql {
                 option_value(conn.secret.expose())
             ),
         )?;
+        // The defaults file must come first.
+        let mut args: Vec<OsString> =
+            vec![format!("--defaults-extra-file={}", file.path().display()).into()];
+        if let Some(socket) = conn.socket {
+            // rdsconn's proxy: TLS and the endpoint name are verified
+            // upstream; the socket is private to this user.
+            args.push("--protocol=SOCKET".into());
+            args.push(format!("--socket={}", socket.display()).into());
+            args.push(format!("--user={}", target.user).into());
+            if let Some(db) = &target.database {
+                args.push(format!("--database={db}").into());
+            }
+            args.push(match client.flavor {
+                Flavor::Mariadb => "--skip-ssl".into(),
+                Flavor::OracleMysql | Flavor::Psql => "--ssl-mode=DISABLED".into(),
+            });
+            args.extend(extra.iter().cloned());
+            return Ok(Launch {
+                program: client.program,
+                args,
+                env: Vec::new(),
+                env_remove: &[],
+                secret_file: Some(file),
+            });
+        }
         // The endpoint, or `--via` (allowed in verify-ca mode only).
         let (host, port) = conn.target.dial();
         let ca = conn.ca_file.to_string_lossy();
-        // The defaults file must come first.
-        let mut args: Vec<OsString> = vec![
-            format!("--defaults-extra-file={}", file.path().display()).into(),
-            "--protocol=TCP".into(),
-            format!("--host={host}").into(),
-            format!("--port={port}").into(),
-            format!("--user={}", target.user).into(),
-        ];
+        args.push("--protocol=TCP".into());
+        args.push(format!("--host={host}").into());
+        args.push(format!("--port={port}").into());
+        args.push(format!("--user={}", target.user).into());
         if let Some(db) = &target.database {
             args.push(format!("--database={db}").into());
         }
@@ -283,7 +308,12 @@ async fn connect(
     info.tls.protocol.clone_from(&relayed.tls.protocol);
     info.tls.cipher.clone_from(&relayed.tls.cipher);
     info.auth_plugin = Some(relayed.login.plugin.clone());
-    let pump = tokio::spawn(relay::pump(relayed));
+    let auth = auth.clone();
+    let pump = tokio::spawn(async move {
+        // The driver changes user only if asked to; the same credentials
+        // (and no terminal questions) then apply.
+        relay::pump(relayed, &auth, &NoPrompter).await;
+    });
     Ok(MysqlSession { conn, pump, info })
 }
 
@@ -300,6 +330,15 @@ fn opts(socket: &Path, target: &Target, local: &Secret) -> OptsBuilder {
         // Known up front, so the driver skips its settings query.
         .max_allowed_packet(Some(1 << 30))
         .wait_timeout(Some(28_800))
+}
+
+/// Nobody to ask: `dialog` questions beyond the password fail.
+pub struct NoPrompter;
+
+impl wire::Prompter for NoPrompter {
+    fn ask<'a>(&'a self, _prompt: &'a str, _echo: bool) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Answers `dialog` questions other than the password on the terminal

@@ -11,19 +11,23 @@
 
 use std::sync::Arc;
 
+use bytes::{Buf, BytesMut};
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
     AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse, ServerError, SqlState,
 };
 use mysql_common::scramble;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::wire::{self, ClientHello, LoggedIn, Login, Packets, Prompter};
+use super::wire::{self, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
 use crate::engine::probe::TlsSummary;
-use crate::engine::{Auth, ConnectError, Secret, io_err};
+use crate::engine::{Auth, BoxFuture, ConnectError, Secret, io_err};
+
+/// What failed I/O with the local client is called.
+const CLIENT: &str = "talking to the local client";
 use crate::tls::{PeerChain, TlsPolicy};
 
 /// An upstream connection whose greeting has been read (it offers TLS).
@@ -35,29 +39,57 @@ pub struct Upstream<'a> {
     pub policy: &'a TlsPolicy,
 }
 
+/// What a user logs in upstream with: one fixed secret (rdsconn's own
+/// sessions), or a token minted for whichever user a client names (the
+/// proxy).
+pub trait Credentials: Send + Sync {
+    fn auth_for<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Auth, ConnectError>>;
+}
+
+impl Credentials for Auth {
+    fn auth_for<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<Auth, ConnectError>> {
+        Box::pin(async move { Ok(self.clone()) })
+    }
+}
+
+/// A client that has been greeted and has answered: who it wants to be.
+pub struct Greeted<C> {
+    front: Packets<C>,
+    nonce: [u8; 20],
+    pub user: String,
+    pub database: Option<String>,
+    pub hello: ClientHello,
+    /// The local password it proved, if one is required.
+    local: Option<Secret>,
+}
+
 /// A logged-in pair, ready for [`pump`].
 pub struct Relayed<C> {
     pub client: C,
     pub upstream: TlsStream<TcpStream>,
     pub tls: TlsSummary,
     pub login: LoggedIn,
+    pub user: String,
+    /// For `COM_CHANGE_USER`: the server's greeting (its scramble), the
+    /// client's side of the handshake and the local password.
+    greeting: HandshakePacket<'static>,
+    nonce: [u8; 20],
+    hello: ClientHello,
+    local: Option<Secret>,
 }
 
-/// Greets `client`, checks its `mysql_native_password` answer against
-/// `local`, logs in upstream with `auth` and passes
-/// the server's OK on. A failure upstream reaches the client as an error
-/// packet (the server's own message where there is one) and the caller as
-/// the classified error.
-pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
+/// Greets `client` as the server of `greeting` would (its version,
+/// connection id and capabilities, minus TLS and compression), reads its
+/// handshake response and, when `local` is set, checks its
+/// `mysql_native_password` answer against it. Without `local` any answer
+/// is accepted (the socket's own access rules guard it).
+pub async fn greet<C: AsyncRead + AsyncWrite + Unpin>(
     client: C,
-    upstream: Upstream<'_>,
-    local: &Secret,
-    auth: &Auth,
-    prompter: &dyn Prompter,
-) -> Result<Relayed<C>, ConnectError> {
+    greeting: &HandshakePacket<'_>,
+    local: Option<&Secret>,
+) -> Result<Greeted<C>, ConnectError> {
     let mut front = Packets::new(client);
     let nonce = nonce()?;
-    let greeting = &upstream.greeting;
     let offered = greeting.capabilities().difference(wire::NOT_RELAYED)
         | CapabilityFlags::CLIENT_PROTOCOL_41
         | CapabilityFlags::CLIENT_SECURE_CONNECTION
@@ -74,15 +106,9 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
         Some(&b"mysql_native_password"[..]),
     )
     .with_mariadb_ext_capabilities(greeting.mariadb_ext_capabilities());
-    front
-        .send(&hello)
-        .await
-        .map_err(io_err("talking to the local client"))?;
+    front.send(&hello).await.map_err(io_err(CLIENT))?;
 
-    let payload = front
-        .read()
-        .await
-        .map_err(io_err("talking to the local client"))?;
+    let payload = front.read().await.map_err(io_err(CLIENT))?;
     let response = ParseBuf(&payload)
         .parse::<HandshakeResponse<'_>>(())
         .map_err(|_| ConnectError::Server("the local client sent a malformed handshake".into()))?;
@@ -94,8 +120,12 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
         let _ = send_error(&mut front, 2026, *b"HY000", msg).await;
         return Err(ConnectError::Server(format!("local client: {msg}")));
     }
-    check_local(&mut front, &response, &nonce, local).await?;
-
+    let user = String::from_utf8_lossy(response.user()).into_owned();
+    if let Some(local) = local {
+        let plugin = response.auth_plugin().map(|p| p.as_bytes().to_vec());
+        let answer = response.scramble_buf().to_vec();
+        check_local(&mut front, plugin.as_deref(), answer, &user, &nonce, local).await?;
+    }
     let hello = ClientHello {
         capabilities: response.capabilities(),
         mariadb_capabilities: response.mariadb_ext_capabilities(),
@@ -107,12 +137,35 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
         collation: response.collation(),
         attributes: response.connect_attributes(),
     };
-    let peer = Arc::new(PeerChain::default());
-    let upstream_result = async {
+    let database = response
+        .db_name()
+        .map(|d| String::from_utf8_lossy(d).into_owned());
+    Ok(Greeted {
+        front,
+        nonce,
+        user,
+        database,
+        hello,
+        local: local.cloned(),
+    })
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
+    /// Logs in upstream (TLS with rdsconn's verifier, then the server's
+    /// plugin) as the user the client named. The client is not told yet:
+    /// see [`Greeted::finish`].
+    pub async fn login_upstream(
+        &self,
+        upstream: Upstream<'_>,
+        auth: &Auth,
+        prompter: &dyn Prompter,
+    ) -> Result<(Secured, LoggedIn, HandshakePacket<'static>), ConnectError> {
+        let peer = Arc::new(PeerChain::default());
+        let greeting = upstream.greeting;
         let mut secured = wire::start_tls(
             upstream.packets,
-            greeting,
-            &hello,
+            &greeting,
+            &self.hello,
             upstream.server_name,
             upstream.policy,
             &peer,
@@ -120,48 +173,320 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
         .await?;
         let login = wire::authenticate(
             &mut secured.packets,
-            greeting,
+            &greeting,
             &Login {
-                user: response.user(),
-                database: response.db_name(),
+                user: self.user.as_bytes(),
+                database: self.database.as_deref().map(str::as_bytes),
                 auth,
-                hello: &hello,
+                hello: &self.hello,
                 prompter,
             },
         )
         .await?;
-        Ok::<_, ConnectError>((secured, login))
+        Ok((secured, login, greeting))
     }
-    .await;
-    match upstream_result {
-        Ok((secured, login)) => {
-            front
-                .write(&login.ok)
-                .await
-                .map_err(io_err("talking to the local client"))?;
-            Ok(Relayed {
-                client: front.stream,
-                upstream: secured.packets.stream,
-                tls: secured.tls,
-                login,
-            })
+
+    /// Passes the server's OK on, or the failure as an error packet (the
+    /// server's own message where there is one).
+    pub async fn finish(
+        mut self,
+        upstream: Result<(Secured, LoggedIn, HandshakePacket<'static>), ConnectError>,
+    ) -> Result<Relayed<C>, ConnectError> {
+        match upstream {
+            Ok((secured, login, greeting)) => {
+                self.front.write(&login.ok).await.map_err(io_err(CLIENT))?;
+                Ok(Relayed {
+                    client: self.front.stream,
+                    upstream: secured.packets.stream,
+                    tls: secured.tls,
+                    login,
+                    user: self.user,
+                    greeting,
+                    nonce: self.nonce,
+                    hello: self.hello,
+                    local: self.local,
+                })
+            }
+            Err(e) => {
+                let _ = self.refuse(&e).await;
+                Err(e)
+            }
         }
-        Err(e) => {
-            let (code, state) = match &e {
-                ConnectError::Auth { .. } => (1045, *b"28000"),
-                _ => (2013, *b"HY000"),
-            };
-            let _ = send_error(&mut front, code, state, &format!("rdsconn: {e}")).await;
-            Err(e)
+    }
+
+    /// Tells the client why it cannot log in.
+    pub async fn refuse(&mut self, e: &ConnectError) -> std::io::Result<()> {
+        refuse(&mut self.front, e).await
+    }
+}
+
+/// `e` as an error packet: access denied for authentication failures, lost
+/// connection otherwise.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    front: &mut Packets<S>,
+    e: &ConnectError,
+) -> std::io::Result<()> {
+    let (code, state) = match e {
+        ConnectError::Auth { .. } => (1045, *b"28000"),
+        _ => (2013, *b"HY000"),
+    };
+    send_error(front, code, state, &format!("rdsconn: {e}")).await
+}
+
+/// rdsconn's own sessions: greets `client` (the driver, which proves
+/// `local`), logs in upstream with `auth` and passes the server's OK on.
+pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
+    client: C,
+    upstream: Upstream<'_>,
+    local: &Secret,
+    auth: &Auth,
+    prompter: &dyn Prompter,
+) -> Result<Relayed<C>, ConnectError> {
+    let greeted = greet(client, &upstream.greeting, Some(local)).await?;
+    let result = greeted.login_upstream(upstream, auth, prompter).await;
+    greeted.finish(result).await
+}
+
+/// Bytes relayed, each way.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traffic {
+    /// Client to server.
+    pub up: u64,
+    /// Server to client.
+    pub down: u64,
+}
+
+/// How a relayed session ended.
+#[derive(Debug)]
+pub enum Ended {
+    Client,
+    Server,
+    Failed(std::io::Error),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Client => f.write_str("client closed"),
+            Self::Server => f.write_str("server closed"),
+            Self::Failed(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Copies bytes both ways until either side closes, then closes the other.
-pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(mut relayed: Relayed<C>) {
-    let _ = tokio::io::copy_bidirectional(&mut relayed.client, &mut relayed.upstream).await;
+const BUFFER: usize = 64 * 1024;
+
+/// Relays the session until either side closes, then closes the other.
+/// Client packets are copied as they come, except `COM_CHANGE_USER`, which
+/// rdsconn answers by logging in upstream again as the new user with
+/// `credentials` (the client's answer checked against the local password
+/// when there is one); `COM_RESET_CONNECTION` goes through as it is.
+pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
+    mut relayed: Relayed<C>,
+    credentials: &dyn Credentials,
+    prompter: &dyn Prompter,
+) -> (Traffic, Ended) {
+    let mut traffic = Traffic::default();
+    let mut from_client = BytesMut::with_capacity(BUFFER);
+    let mut from_server = vec![0_u8; BUFFER];
+    // Bytes of the current client packet still to forward.
+    let mut pending = 0_usize;
+    let ended = loop {
+        if from_client.capacity() - from_client.len() < BUFFER / 4 {
+            from_client.reserve(BUFFER);
+        }
+        tokio::select! {
+            read = relayed.client.read_buf(&mut from_client) => match read {
+                Ok(0) => break Ended::Client,
+                Ok(_) => {
+                    let forwarded = forward_client(
+                        &mut relayed,
+                        &mut from_client,
+                        &mut pending,
+                        credentials,
+                        prompter,
+                    )
+                    .await;
+                    match forwarded {
+                        Ok(n) => traffic.up += n,
+                        Err(e) => break Ended::Failed(e),
+                    }
+                }
+                Err(e) => break Ended::Failed(e),
+            },
+            read = relayed.upstream.read(&mut from_server) => match read {
+                Ok(0) => break Ended::Server,
+                Ok(n) => {
+                    let sent = async {
+                        relayed.client.write_all(&from_server[..n]).await?;
+                        relayed.client.flush().await
+                    };
+                    if let Err(e) = sent.await {
+                        break Ended::Failed(e);
+                    }
+                    traffic.down += n as u64;
+                }
+                Err(e) => break Ended::Failed(e),
+            },
+        }
+    };
     let _ = relayed.upstream.shutdown().await;
     let _ = relayed.client.shutdown().await;
+    (traffic, ended)
+}
+
+/// `COM_CHANGE_USER`'s command byte.
+const COM_CHANGE_USER: u8 = 0x11;
+
+/// Forwards the complete and partial client packets in `buf`; returns the
+/// bytes forwarded.
+async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
+    relayed: &mut Relayed<C>,
+    buf: &mut BytesMut,
+    pending: &mut usize,
+    credentials: &dyn Credentials,
+    prompter: &dyn Prompter,
+) -> std::io::Result<u64> {
+    let mut sent = 0;
+    loop {
+        if *pending > 0 {
+            let n = (*pending).min(buf.len());
+            if n == 0 {
+                break;
+            }
+            relayed.upstream.write_all(&buf[..n]).await?;
+            buf.advance(n);
+            *pending -= n;
+            sent += n as u64;
+            continue;
+        }
+        let Some(header) = buf.get(..4) else { break };
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        // The first packet of a command has sequence id 0.
+        if header[3] == 0 && len > 0 {
+            let Some(&command) = buf.get(4) else { break };
+            if command == COM_CHANGE_USER {
+                if buf.len() < 4 + len {
+                    break;
+                }
+                let packet = buf.split_to(4 + len);
+                relayed.upstream.flush().await?;
+                change_user(relayed, &packet[4..], credentials, prompter).await?;
+                continue;
+            }
+        }
+        *pending = 4 + len;
+    }
+    relayed.upstream.flush().await?;
+    Ok(sent)
+}
+
+/// Answers a client's `COM_CHANGE_USER`: checks its answer against the
+/// local password (when there is one), logs in upstream as the new user
+/// and passes the server's OK (or the failure) back.
+async fn change_user<C: AsyncRead + AsyncWrite + Unpin>(
+    relayed: &mut Relayed<C>,
+    payload: &[u8],
+    credentials: &dyn Credentials,
+    prompter: &dyn Prompter,
+) -> std::io::Result<()> {
+    let mut front = Packets::continuing(&mut relayed.client, 1);
+    let Some(command) = ChangeUser::parse(payload, relayed.hello.capabilities) else {
+        return send_error(&mut front, 1047, *b"08S01", "malformed COM_CHANGE_USER").await;
+    };
+    if let Some(local) = &relayed.local {
+        let checked = check_local(
+            &mut front,
+            command.plugin.as_deref(),
+            command.answer.clone(),
+            &command.user,
+            &relayed.nonce,
+            local,
+        )
+        .await;
+        if checked.is_err() {
+            return Ok(());
+        }
+    }
+    let mut hello = relayed.hello.clone();
+    if let Some(c) = command.collation {
+        hello.collation = c;
+    }
+    let result = async {
+        let auth = credentials.auth_for(&command.user).await?;
+        let mut upstream = Packets::new(&mut relayed.upstream);
+        let caps = hello.upstream_capabilities(relayed.greeting.capabilities());
+        wire::change_user(
+            &mut upstream,
+            &relayed.greeting,
+            caps,
+            &Login {
+                user: command.user.as_bytes(),
+                database: command.database.as_deref().map(str::as_bytes),
+                auth: &auth,
+                hello: &hello,
+                prompter,
+            },
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(login) => {
+            front.write(&login.ok).await?;
+            relayed.user = command.user;
+            relayed.hello = hello;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(user = %command.user, "COM_CHANGE_USER failed upstream: {e}");
+            refuse(&mut front, &e).await
+        }
+    }
+}
+
+/// The fields of a client's `COM_CHANGE_USER` that rdsconn needs.
+struct ChangeUser {
+    user: String,
+    answer: Vec<u8>,
+    database: Option<String>,
+    collation: Option<u8>,
+    plugin: Option<Vec<u8>>,
+}
+
+impl ChangeUser {
+    /// 0x11, user NUL, answer (length byte), database NUL, then (4.1)
+    /// character set (2), plugin name NUL, attributes.
+    fn parse(payload: &[u8], caps: CapabilityFlags) -> Option<Self> {
+        let rest = payload.strip_prefix(&[COM_CHANGE_USER])?;
+        let (user, rest) = split_nul(rest)?;
+        let (&n, rest) = rest.split_first()?;
+        let answer = rest.get(..usize::from(n))?.to_vec();
+        let (database, rest) = split_nul(&rest[usize::from(n)..])?;
+        let (collation, rest) = match rest {
+            [lo, _hi, rest @ ..] => (Some(*lo), rest),
+            _ => (None, rest),
+        };
+        let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
+            split_nul(rest).map(|(p, _)| p.to_vec())
+        } else {
+            None
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Some(Self {
+            user: text(user),
+            answer,
+            database: (!database.is_empty()).then(|| text(database)),
+            collation,
+            plugin: plugin.filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+fn split_nul(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = bytes.iter().position(|&b| b == 0)?;
+    Some((&bytes[..i], &bytes[i + 1..]))
 }
 
 /// A private directory (0700, removed on drop) for the driver's socket.
@@ -169,6 +494,7 @@ pub fn private_dir() -> Result<tempfile::TempDir, ConnectError> {
     let base = crate::native::private_base();
     tempfile::Builder::new()
         .prefix("rdsconn-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&base)
         .map_err(|e| {
             ConnectError::Server(format!(
@@ -195,7 +521,8 @@ fn nonce() -> Result<[u8; 20], ConnectError> {
     Ok(bytes)
 }
 
-async fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
+/// Sends an error packet.
+pub(crate) async fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
     front: &mut Packets<S>,
     code: u16,
     state: [u8; 5],
@@ -213,36 +540,29 @@ async fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
 /// a switch request when it started with another plugin.
 async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
     front: &mut Packets<S>,
-    response: &HandshakeResponse<'_>,
+    plugin: Option<&[u8]>,
+    answer: Vec<u8>,
+    user: &str,
     nonce: &[u8; 20],
     expected: &Secret,
 ) -> Result<(), ConnectError> {
     let want = scramble::scramble_native(nonce, expected.expose().as_bytes())
         .map(|s| s.to_vec())
         .unwrap_or_default();
-    let native = response
-        .auth_plugin()
-        .is_none_or(|p| p.as_bytes() == b"mysql_native_password");
+    let native = plugin.is_none_or(|p| p == b"mysql_native_password");
     let answer = if native {
-        response.scramble_buf().to_vec()
+        answer
     } else {
         let switch = AuthSwitchRequest::new(
             &b"mysql_native_password"[..],
             [&nonce[..], &[0][..]].concat(),
         );
-        front
-            .send(&switch)
-            .await
-            .map_err(io_err("talking to the local client"))?;
-        front
-            .read()
-            .await
-            .map_err(io_err("talking to the local client"))?
+        front.send(&switch).await.map_err(io_err(CLIENT))?;
+        front.read().await.map_err(io_err(CLIENT))?
     };
     if constant_time_eq(&answer, &want) {
         return Ok(());
     }
-    let user = String::from_utf8_lossy(response.user()).into_owned();
     let msg = format!("Access denied for user '{user}' (the local password is wrong)");
     let _ = send_error(front, 1045, *b"28000", &msg).await;
     Err(ConnectError::Auth {
@@ -251,6 +571,39 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Constant-time comparison of secrets.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_private_directory_is_closed_to_others() {
+        let dir = private_dir().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn change_user_fields() {
+        let caps = CapabilityFlags::CLIENT_PLUGIN_AUTH | CapabilityFlags::CLIENT_PROTOCOL_41;
+        let mut p = vec![COM_CHANGE_USER];
+        p.extend_from_slice(b"bob\0");
+        p.extend_from_slice(&[3, 1, 2, 3]);
+        p.extend_from_slice(b"appdb\0");
+        p.extend_from_slice(&[45, 0]);
+        p.extend_from_slice(b"mysql_native_password\0");
+        let c = ChangeUser::parse(&p, caps).unwrap();
+        assert_eq!(c.user, "bob");
+        assert_eq!(c.answer, vec![1, 2, 3]);
+        assert_eq!(c.database.as_deref(), Some("appdb"));
+        assert_eq!(c.collation, Some(45));
+        assert_eq!(c.plugin.as_deref(), Some(&b"mysql_native_password"[..]));
+        // Truncated: the answer is longer than the packet.
+        assert!(ChangeUser::parse(&[COM_CHANGE_USER, b'x', 0, 9, 1], caps).is_none());
+    }
 }

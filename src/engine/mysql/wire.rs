@@ -27,7 +27,8 @@ use std::sync::Arc;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
-    AuthPlugin, AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse, SslRequest,
+    AuthPlugin, AuthSwitchRequest, ComChangeUser, ComChangeUserMoreData, ErrPacket,
+    HandshakePacket, HandshakeResponse, SslRequest,
 };
 use mysql_common::proto::MySerialize;
 use mysql_common::scramble;
@@ -68,6 +69,12 @@ pub struct Packets<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
     pub fn new(stream: S) -> Self {
         Self { stream, seq: 0 }
+    }
+
+    /// Packets continuing a command whose last packet had sequence id
+    /// `seq - 1`.
+    pub fn continuing(stream: S, seq: u8) -> Self {
+        Self { stream, seq }
     }
 
     /// Reads one handshake-phase packet; the next write follows its
@@ -253,21 +260,62 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     greeting: &HandshakePacket<'_>,
     login: &Login<'_>,
 ) -> Result<LoggedIn, ConnectError> {
-    let mut plugin = greeting
-        .auth_plugin_name_str()
-        .map_or_else(|| "mysql_native_password".to_string(), Cow::into_owned);
-    let nonce = greeting.nonce();
-    let mut dialog = Dialog {
-        login,
-        password_sent: false,
-    };
-    let first = initial_response(&plugin, &nonce, login.auth.secret())?;
+    let plugin = greeting_plugin(greeting);
+    let first = initial_response(&plugin, &greeting.nonce(), login.auth.secret())?;
     let (response, caps) = handshake_response(greeting, login, &plugin, &first);
     packets
         .write(&response)
         .await
         .map_err(io_err("sending the handshake response"))?;
+    converse(packets, plugin, caps, login).await
+}
 
+/// `COM_CHANGE_USER` on a logged-in session: logs in again as `login`'s
+/// user (the scramble is still the greeting's), answered as
+/// [`authenticate`] does. `caps`: what the session negotiated.
+pub async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
+    packets: &mut Packets<S>,
+    greeting: &HandshakePacket<'_>,
+    caps: CapabilityFlags,
+    login: &Login<'_>,
+) -> Result<LoggedIn, ConnectError> {
+    let plugin = greeting_plugin(greeting);
+    let first = initial_response(&plugin, &greeting.nonce(), login.auth.secret())?;
+    let command = ComChangeUser::new()
+        .with_user(Some(login.user))
+        .with_auth_plugin_data(Some(first.as_slice()))
+        .with_database(login.database)
+        .with_more_data(Some(
+            ComChangeUserMoreData::new(u16::from(login.hello.collation))
+                .with_auth_plugin(Some(AuthPlugin::from_bytes(plugin.as_bytes())))
+                .with_connect_attributes(login.hello.attributes.clone()),
+        ));
+    packets.seq = 0;
+    packets
+        .send(&command)
+        .await
+        .map_err(io_err("sending COM_CHANGE_USER"))?;
+    converse(packets, plugin, caps, login).await
+}
+
+fn greeting_plugin(greeting: &HandshakePacket<'_>) -> String {
+    greeting
+        .auth_plugin_name_str()
+        .map_or_else(|| "mysql_native_password".to_string(), Cow::into_owned)
+}
+
+/// Answers the server (plugin switch, `caching_sha2` steps, `dialog`
+/// questions) until it says OK or fails.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    packets: &mut Packets<S>,
+    mut plugin: String,
+    caps: CapabilityFlags,
+    login: &Login<'_>,
+) -> Result<LoggedIn, ConnectError> {
+    let mut dialog = Dialog {
+        login,
+        password_sent: false,
+    };
     let mut switched = false;
     loop {
         let packet = packets

@@ -1,0 +1,212 @@
+//! `rdsconn proxy`: checks the flags, loads credentials, binds the
+//! listeners, prints where it listens, serves until SIGINT / SIGTERM.
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, OutputFormat, ProxyArgs};
+use crate::cmd::connect::{Given, env, given, password, target};
+use crate::engine::Secret;
+use crate::error::{Error, Result};
+use crate::output;
+use crate::proxy::{self, Config, Listen, Proxy, Secrets, TokenCache};
+use crate::tls::TlsPolicy;
+
+/// The environment variable `--local-password` reads.
+const LOCAL_PASSWORD_ENV: &str = "RDSCONN_LOCAL_PASSWORD";
+
+/// Stands in for "any user" where a target needs one.
+const ANY_USER: &str = "rdsconn-proxy-any-user";
+
+/// `--output json` at start-up; field names are part of the interface.
+#[derive(Serialize)]
+struct Started<'a> {
+    engine: &'static str,
+    endpoint: String,
+    dial_address: String,
+    listen: &'a [String],
+}
+
+pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
+    let kind = args.engine;
+    // Everything typed is checked before any I/O.
+    let listens = listens(args)?;
+    let url_user = args
+        .url
+        .as_deref()
+        .map(crate::target::UrlTarget::parse)
+        .transpose()?
+        .and_then(|u| u.user);
+    let only_user = args.user.clone().or(url_user);
+    let typed = Given {
+        url: args.url.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        user: Some(only_user.clone().unwrap_or_else(|| ANY_USER.into())),
+        database: None,
+    };
+    let given = given(global, kind, &args.rds, args.iam, typed).await?;
+    let (_, target, url_iam) = target(
+        Some(kind),
+        given,
+        args.via.as_deref(),
+        args.connect_timeout.into(),
+    )?;
+    let local_password = args.local_password.then(local_password).transpose()?;
+    if listens.iter().any(|l| !l.is_local()) && local_password.is_none() {
+        output::warn(
+            "no --local-password: anyone who reaches the proxy connects as the database user they name",
+        );
+    }
+
+    let (roots, warnings) = crate::ca::roots(global.ca_bundle.as_deref())?;
+    for w in warnings {
+        output::warn(w);
+    }
+    let secrets = secrets(global, args, &target, url_iam, only_user.as_deref()).await?;
+
+    let config = Config {
+        kind,
+        host: target.host.clone(),
+        port: target.port,
+        via: target.via.clone(),
+        connect_timeout: target.connect_timeout,
+        policy: TlsPolicy {
+            mode: args.tls,
+            roots,
+        },
+        secrets,
+        local_password,
+        only_user,
+        max_connections: args.max_connections.map(|n| n as usize),
+    };
+    let stop = shutdown_signal()?;
+    let proxy = Proxy::bind(config, &listens).await?;
+    let addresses = proxy.addresses();
+    match global.output {
+        OutputFormat::Json => output::json(&Started {
+            engine: kind.name(),
+            endpoint: target.endpoint(),
+            dial_address: target.dial_address(),
+            listen: &addresses,
+        })?,
+        OutputFormat::Text => {
+            let mut text = String::new();
+            for a in &addresses {
+                text.push_str("listening on ");
+                text.push_str(a);
+                text.push('\n');
+            }
+            output::raw(text.as_bytes())?;
+        }
+    }
+    if let Some(first) = addresses.first() {
+        tracing::info!(
+            "forwarding to {} over verified TLS; connect with: {}",
+            target.describe(),
+            proxy::connect_hint(kind, first)
+        );
+    }
+    let drained = proxy.serve(stop, args.shutdown_grace.into()).await;
+    if drained.cut > 0 {
+        tracing::warn!(
+            "closed {} connection(s) still open after the grace period",
+            drained.cut
+        );
+    }
+    Ok(0)
+}
+
+/// IAM (credentials loaded now, so that missing ones fail before the
+/// proxy listens) or the password.
+async fn secrets(
+    global: &GlobalArgs,
+    args: &ProxyArgs,
+    target: &crate::engine::Target,
+    url_iam: bool,
+    only_user: Option<&str>,
+) -> Result<Secrets> {
+    if args.iam || url_iam {
+        let region = crate::cmd::token::signing_region(global, &target.host).await?;
+        let creds = crate::aws::credentials(global.profile.as_deref(), &region).await?;
+        return Ok(Secrets::Iam(Box::new(TokenCache::new(
+            target.host.clone(),
+            target.port,
+            region,
+            global.profile.clone(),
+            creds,
+        ))));
+    }
+    Ok(Secrets::Password(password(
+        args.password_stdin,
+        args.engine.password_env(),
+        only_user.unwrap_or("the proxy's users"),
+        target.host.as_str(),
+    )?))
+}
+
+/// `--listen` values, loopback unless `--allow-remote`.
+fn listens(args: &ProxyArgs) -> Result<Vec<Listen>> {
+    let listens = if args.listen.is_empty() {
+        vec![Listen::parse("127.0.0.1:0")?]
+    } else {
+        args.listen
+            .iter()
+            .map(|l| Listen::parse(l))
+            .collect::<Result<Vec<_>>>()?
+    };
+    for l in &listens {
+        if !l.is_local() {
+            if !args.allow_remote {
+                return Err(Error::usage(format!(
+                    "--listen {l} is reachable from other machines; pass --allow-remote to mean it"
+                ))
+                .with_hint("127.0.0.1:PORT or unix:PATH keep the proxy to this machine"));
+            }
+            output::warn(format!(
+                "--listen {l}: other machines can connect to this proxy"
+            ));
+        }
+    }
+    Ok(listens)
+}
+
+/// `--local-password`: `RDSCONN_LOCAL_PASSWORD`, else a no-echo prompt.
+fn local_password() -> Result<Secret> {
+    if let Some(pw) = env(LOCAL_PASSWORD_ENV) {
+        return Ok(Secret::new(pw));
+    }
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("Local password for the proxy's clients: ")
+            .map(Secret::new)
+            .map_err(|e| Error::usage(format!("reading the local password: {e}")))
+            .and_then(|p| {
+                if p.expose().is_empty() {
+                    Err(Error::usage("the local password is empty"))
+                } else {
+                    Ok(p)
+                }
+            });
+    }
+    Err(Error::usage(format!(
+        "--local-password: set {LOCAL_PASSWORD_ENV} (or run on a terminal to be asked)"
+    )))
+}
+
+/// A future that completes on the first SIGINT or SIGTERM; the handlers
+/// are installed before it returns (before the addresses are printed).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handler =
+        |e| Error::new(crate::error::Category::Runtime, e).context("installing signal handlers");
+    let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
+    let mut term = signal(SignalKind::terminate()).map_err(handler)?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        tracing::warn!("{name}: shutting down");
+    })
+}

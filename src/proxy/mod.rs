@@ -1,0 +1,676 @@
+//! `rdsconn proxy`: a local listener for clients that cannot do IAM or
+//! verify RDS certificates. Each client connection gets its own upstream
+//! connection, over TLS verified as everywhere in rdsconn (the endpoint
+//! name, also through `--via`), logged in with a token minted for the user
+//! the client names (or the configured password). The client talks plain
+//! protocol to a loopback port or a private unix socket and never sees the
+//! token.
+//!
+//! After the login, bytes are relayed as they are: PostgreSQL both ways,
+//! MySQL too except `COM_CHANGE_USER`, which rdsconn answers by logging in
+//! again upstream (`engine::mysql::relay`).
+
+mod mysql;
+mod postgres;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::Credentials;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Mutex, watch};
+
+use crate::engine::mysql::relay::{self, Traffic};
+use crate::engine::{Auth, BoxFuture, ConnectError, Secret, Target};
+use crate::error::{Error, Result};
+use crate::target::{EngineKind, Host};
+use crate::tls::TlsPolicy;
+use crate::token::{self, TokenRequest};
+
+/// How long a minted token is reused for new connections of the same
+/// user (RDS accepts it for 15 minutes; connections already open are not
+/// affected by its expiry).
+pub const TOKEN_REUSE: Duration = Duration::from_mins(10);
+
+/// Where the proxy listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// `HOST:PORT` (an IP address or `localhost`; port 0 picks a free
+    /// one), `PORT` (on 127.0.0.1), or `unix:PATH`.
+    pub fn parse(raw: &str) -> Result<Self> {
+        if let Some(path) = raw.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(Error::usage("--listen unix:PATH needs a path"));
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        if let Ok(port) = raw.parse::<u16>() {
+            return Ok(Self::Tcp(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)));
+        }
+        let bad = || {
+            Error::usage(format!(
+                "invalid --listen {raw:?}: expected IP:PORT, localhost:PORT, PORT or unix:PATH"
+            ))
+        };
+        if let Ok(addr) = raw.parse::<SocketAddr>() {
+            return Ok(Self::Tcp(addr));
+        }
+        let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.eq_ignore_ascii_case("localhost") {
+            return Ok(Self::Tcp(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)));
+        }
+        Err(bad())
+    }
+
+    /// Reachable from this machine only.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Self::Tcp(addr) => addr.ip().is_loopback(),
+            Self::Unix(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// What every upstream connection is made with.
+pub struct Config {
+    pub kind: EngineKind,
+    pub host: Host,
+    pub port: u16,
+    pub via: Option<(String, u16)>,
+    pub connect_timeout: Duration,
+    pub policy: TlsPolicy,
+    pub secrets: Secrets,
+    /// Clients must prove this password (PostgreSQL: cleartext password
+    /// message; MySQL: `mysql_native_password`).
+    pub local_password: Option<Secret>,
+    /// Only this database user may connect.
+    pub only_user: Option<String>,
+    pub max_connections: Option<usize>,
+}
+
+impl Config {
+    /// The upstream target for one client's user and database.
+    fn target(&self, user: &str, database: Option<&str>) -> Target {
+        Target {
+            host: self.host.clone(),
+            port: self.port,
+            via: self.via.clone(),
+            user: user.to_string(),
+            database: database.map(str::to_string),
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
+    /// Why `user` may not connect, if it may not.
+    fn refuse_user(&self, user: &str) -> Option<ConnectError> {
+        let only = self.only_user.as_deref()?;
+        (only != user).then(|| ConnectError::Auth {
+            message: format!(
+                "this rdsconn proxy serves the database user {only:?} only, not {user:?}"
+            ),
+            iam: false,
+        })
+    }
+}
+
+/// What upstream logins use.
+pub enum Secrets {
+    /// One password, for whichever user a client names.
+    Password(Secret),
+    /// IAM tokens minted per user.
+    Iam(Box<TokenCache>),
+}
+
+impl relay::Credentials for Secrets {
+    fn auth_for<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Auth, ConnectError>> {
+        Box::pin(async move {
+            match self {
+                Self::Password(p) => Ok(Auth::Password(p.clone())),
+                Self::Iam(cache) => cache.token(user).await.map(Auth::IamToken),
+            }
+        })
+    }
+}
+
+/// Tokens minted per user, reused for new connections for at most
+/// [`TOKEN_REUSE`] and never past the credentials' expiry; credentials
+/// that are about to expire are loaded again.
+pub struct TokenCache {
+    host: Host,
+    port: u16,
+    region: String,
+    profile: Option<String>,
+    credentials: Mutex<Credentials>,
+    tokens: Mutex<HashMap<String, (Secret, SystemTime)>>,
+}
+
+impl TokenCache {
+    /// `credentials`: loaded at start-up, so that missing credentials fail
+    /// before the proxy listens.
+    pub fn new(
+        host: Host,
+        port: u16,
+        region: String,
+        profile: Option<String>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            host,
+            port,
+            region,
+            profile,
+            credentials: Mutex::new(credentials),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn token(&self, user: &str) -> Result<Secret, ConnectError> {
+        let now = SystemTime::now();
+        let mut tokens = self.tokens.lock().await;
+        if let Some((token, until)) = tokens.get(user)
+            && now < *until
+        {
+            return Ok(token.clone());
+        }
+        let creds = self.fresh_credentials(now).await?;
+        let req = TokenRequest {
+            host: &self.host,
+            port: self.port,
+            user,
+            region: &self.region,
+        };
+        let token = Secret::new(
+            token::generate(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?,
+        );
+        tracing::debug!(user, "minted an IAM token");
+        tokens.insert(
+            user.to_string(),
+            (token.clone(), reuse_until(now, creds.expiry())),
+        );
+        Ok(token)
+    }
+
+    /// The credentials, loaded again when they expire within a minute.
+    async fn fresh_credentials(&self, now: SystemTime) -> Result<Credentials, ConnectError> {
+        let mut creds = self.credentials.lock().await;
+        if creds
+            .expiry()
+            .is_some_and(|e| e <= now + Duration::from_mins(1))
+        {
+            tracing::info!("AWS credentials expire soon; loading them again");
+            *creds = crate::aws::credentials(self.profile.as_deref(), &self.region)
+                .await
+                .map_err(|e| {
+                    ConnectError::Server(format!(
+                        "loading AWS credentials: {}",
+                        crate::error::error_line(&e)
+                    ))
+                })?;
+        }
+        Ok(creds.clone())
+    }
+}
+
+/// Until when a token minted at `minted` may be handed to new connections.
+fn reuse_until(minted: SystemTime, credentials_expiry: Option<SystemTime>) -> SystemTime {
+    let cap = minted + TOKEN_REUSE;
+    credentials_expiry.map_or(cap, |e| e.min(cap))
+}
+
+/// A bound listener.
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Bound {
+    async fn bind(listen: &Listen) -> Result<Self> {
+        match listen {
+            Listen::Tcp(addr) => TcpListener::bind(addr)
+                .await
+                .map(Self::Tcp)
+                .map_err(|e| Error::usage(format!("listening on {addr}: {e}"))),
+            Listen::Unix(path) => bind_unix(path).map(|l| Self::Unix(l, path.clone())),
+        }
+    }
+
+    fn address(&self) -> String {
+        match self {
+            Self::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string()),
+            Self::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+/// A unix socket (0600) in a directory only this user can enter (0700,
+/// created when missing). A stale socket file nobody listens on is
+/// replaced; one in use is an error.
+fn bind_unix(path: &Path) -> Result<UnixListener> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::usage(format!("creating {}: {e}", dir.display())))?;
+    }
+    let meta = std::fs::metadata(&dir)
+        .map_err(|e| Error::usage(format!("reading {}: {e}", dir.display())))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(Error::usage(format!(
+            "{} must belong to you and be closed to others (mode 0700, it is {:o}) to hold the proxy's socket",
+            dir.display(),
+            meta.mode() & 0o7777
+        ))
+        .with_hint(format!(
+            "chmod 700 {}, or use a new directory (rdsconn creates it)",
+            dir.display()
+        )));
+    }
+    if let Ok(existing) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !existing.file_type().is_socket() {
+            return Err(Error::usage(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::usage(format!(
+                "{} is in use by another process",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| Error::usage(format!("removing the stale {}: {e}", path.display())))?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Error::usage(format!("listening on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::usage(format!("chmod 600 {}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+/// State the connections share.
+struct Shared {
+    config: Config,
+    /// Connections being served.
+    active: watch::Sender<usize>,
+    next_id: AtomicU64,
+}
+
+/// Counts a connection while it lives.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.active.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A listening proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    bound: Vec<Bound>,
+}
+
+/// How serving ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Drained {
+    /// Connections still open when the grace period ended (closed then).
+    pub cut: usize,
+}
+
+impl Proxy {
+    /// Binds every listener (any failure is reported before serving).
+    pub async fn bind(config: Config, listens: &[Listen]) -> Result<Self> {
+        let mut bound = Vec::with_capacity(listens.len());
+        for l in listens {
+            bound.push(Bound::bind(l).await?);
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                active: watch::channel(0).0,
+                next_id: AtomicU64::new(1),
+            }),
+            bound,
+        })
+    }
+
+    /// The addresses listened on (`IP:PORT`, `unix:PATH`).
+    pub fn addresses(&self) -> Vec<String> {
+        self.bound.iter().map(Bound::address).collect()
+    }
+
+    /// Serves until `stop` completes, then stops accepting (unix socket
+    /// files are removed), waits up to `grace` for open connections to
+    /// end, and closes the rest.
+    pub async fn serve(self, stop: impl Future<Output = ()>, grace: Duration) -> Drained {
+        let (stopping, stopped) = watch::channel(false);
+        let mut accepting = tokio::task::JoinSet::new();
+        for bound in self.bound {
+            let shared = Arc::clone(&self.shared);
+            let stopped = stopped.clone();
+            accepting.spawn(accept_loop(bound, shared, stopped));
+        }
+        stop.await;
+        let _ = stopping.send(true);
+        while accepting.join_next().await.is_some() {}
+        let mut active = self.shared.active.subscribe();
+        let open = *active.borrow();
+        if open > 0 {
+            tracing::warn!(
+                "stopped accepting; waiting up to {} for {open} open connection(s)",
+                humantime::format_duration(grace)
+            );
+        }
+        let drained = tokio::time::timeout(grace, active.wait_for(|n| *n == 0)).await;
+        let cut = if drained.is_ok() {
+            0
+        } else {
+            *self.shared.active.borrow()
+        };
+        Drained { cut }
+    }
+}
+
+async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = accept(&bound) => match accepted {
+                Ok(Accepted::Tcp(stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(handle(Arc::clone(&shared), stream, peer.to_string()));
+                }
+                Ok(Accepted::Unix(stream)) => {
+                    tokio::spawn(handle(Arc::clone(&shared), stream, "unix socket".into()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: not fatal.
+                    tracing::warn!("accepting on {}: {e}", bound.address());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    if let Bound::Unix(_, path) = &bound {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(bound: &Bound) -> std::io::Result<Accepted> {
+    match bound {
+        Bound::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+        Bound::Unix(l, _) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+/// Upstream stage timings, in milliseconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stages {
+    dns: f64,
+    tcp: f64,
+    tls_auth: f64,
+}
+
+/// What one connection did, for its log line.
+#[derive(Debug, Default)]
+struct Report {
+    user: Option<String>,
+    database: Option<String>,
+    stages: Option<Stages>,
+    traffic: Traffic,
+    /// How it ended; `failed` when it never reached the relay or broke.
+    ended: String,
+    failed: bool,
+}
+
+impl Report {
+    fn fail(&mut self, why: impl std::fmt::Display) {
+        self.failed = true;
+        self.ended = why.to_string();
+    }
+}
+
+async fn handle<S>(shared: Arc<Shared>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut open = 0;
+    shared.active.send_modify(|n| {
+        *n += 1;
+        open = *n;
+    });
+    let _counted = Counted(Arc::clone(&shared));
+    let mut report = Report::default();
+    let config = &shared.config;
+    match config.max_connections {
+        Some(max) if open > max => {
+            let why = format!("too many connections (rdsconn proxy --max-connections {max})");
+            match config.kind {
+                EngineKind::Postgres => postgres::refuse_early(stream, "53300", &why).await,
+                EngineKind::Mysql => mysql::refuse_early(stream, 1040, &why).await,
+            }
+            report.fail(why);
+        }
+        _ => match config.kind {
+            EngineKind::Postgres => postgres::serve(config, stream, &mut report).await,
+            EngineKind::Mysql => mysql::serve(config, stream, &mut report).await,
+        },
+    }
+    log_connection(id, &peer, started, &report);
+}
+
+fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
+    let mut line = format!("connection {id} from {peer}");
+    if let Some(user) = &report.user {
+        let _ = write!(line, ": user {user}");
+        if let Some(db) = &report.database {
+            let _ = write!(line, ", database {db}");
+        }
+    }
+    if let Some(s) = report.stages {
+        let _ = write!(
+            line,
+            "; upstream dns {:.1} ms, tcp {:.1} ms, tls+auth {:.1} ms",
+            s.dns, s.tcp, s.tls_auth
+        );
+    }
+    let _ = write!(
+        line,
+        "; {} bytes up, {} bytes down in {:.3} s; {}",
+        report.traffic.up,
+        report.traffic.down,
+        started.elapsed().as_secs_f64(),
+        report.ended
+    );
+    if report.failed {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
+}
+
+/// RDS throttles new IAM connections; such a refusal is retried, an
+/// authentication failure never.
+fn throttled(e: &dyn std::fmt::Display) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("throttl") || text.contains("rate exceeded")
+}
+
+/// The wait before retry `attempt` (1, 2, …) after throttling.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 2_u64.pow(attempt.min(5))).min(Duration::from_secs(3))
+}
+
+/// Runs `attempt` (one upstream connect and login, each bounded by the
+/// connect timeout) again after throttling, with backoff, for as long as
+/// another connect timeout allows.
+async fn retrying<T, E, F, Fut>(config: &Config, mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display + From<ConnectError>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let limit = config.connect_timeout;
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        let result = tokio::time::timeout(limit, attempt())
+            .await
+            .unwrap_or_else(|_| {
+                Err(E::from(ConnectError::Timeout {
+                    stage: "upstream connect and login",
+                    after: limit,
+                }))
+            });
+        match result {
+            Err(e) if throttled(&e) && start.elapsed() < limit => {
+                n += 1;
+                let wait = backoff(n);
+                tracing::info!(
+                    "upstream throttled ({e}); retrying in {} ms",
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A hint for the start-up message: how a client connects.
+pub fn connect_hint(kind: EngineKind, address: &str) -> String {
+    match (kind, address.strip_prefix("unix:")) {
+        (EngineKind::Postgres, Some(path)) => {
+            let p = Path::new(path);
+            let dir = p
+                .parent()
+                .map_or_else(|| ".".into(), |d| d.display().to_string());
+            let port = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(".s.PGSQL."))
+                .unwrap_or("(name the socket DIR/.s.PGSQL.PORT for psql)");
+            format!("psql \"host={dir} port={port} user=USER dbname=DB\"")
+        }
+        (EngineKind::Postgres, None) => {
+            let (host, port) = split_address(address);
+            format!("psql \"host={host} port={port} user=USER dbname=DB sslmode=disable\"")
+        }
+        (EngineKind::Mysql, Some(path)) => format!("mysql --socket={path} -u USER"),
+        (EngineKind::Mysql, None) => {
+            let (host, port) = split_address(address);
+            format!("mysql --protocol=TCP -h {host} -P {port} -u USER --skip-ssl")
+        }
+    }
+}
+
+fn split_address(address: &str) -> (String, String) {
+    match address.parse::<SocketAddr>() {
+        Ok(a) => (a.ip().to_string(), a.port().to_string()),
+        Err(_) => (address.to_string(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            Listen::parse("127.0.0.1:6432").unwrap(),
+            Listen::Tcp("127.0.0.1:6432".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::parse("6432").unwrap(),
+            Listen::Tcp("127.0.0.1:6432".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::parse("localhost:0").unwrap(),
+            Listen::Tcp("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::parse("[::1]:5432").unwrap(),
+            Listen::Tcp("[::1]:5432".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::parse("unix:/run/x/.s.PGSQL.5432").unwrap(),
+            Listen::Unix("/run/x/.s.PGSQL.5432".into())
+        );
+        for bad in [
+            "",
+            "unix:",
+            "db.example.com:5432",
+            "127.0.0.1:99999",
+            "1.2.3.4",
+        ] {
+            assert!(Listen::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Listen::parse("[::1]:1").unwrap().is_local());
+        assert!(!Listen::parse("0.0.0.0:1").unwrap().is_local());
+        assert!(!Listen::parse("10.1.2.3:1").unwrap().is_local());
+    }
+
+    #[test]
+    fn tokens_are_reused_ten_minutes_at_most_and_not_past_the_credentials() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(reuse_until(t0, None), t0 + Duration::from_mins(10));
+        let soon = t0 + Duration::from_mins(3);
+        assert_eq!(reuse_until(t0, Some(soon)), soon);
+        let late = t0 + Duration::from_hours(1);
+        assert_eq!(reuse_until(t0, Some(late)), t0 + Duration::from_mins(10));
+    }
+
+    #[test]
+    fn only_throttling_is_retried() {
+        let throttle = ConnectError::Server("Rate exceeded for IAM connections".into());
+        assert!(throttled(&throttle));
+        let denied = ConnectError::Auth {
+            message: "PAM authentication failed for user \"iam_user\"".into(),
+            iam: true,
+        };
+        assert!(!throttled(&denied));
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(30), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,679 @@
+//! `rdsconn proxy` with real clients (psql, the mariadb client,
+//! tokio-postgres, `mysql_async`) against the harness servers, which it
+//! reaches through `--via` while verifying the endpoint name. The servers
+//! refuse plaintext, so every session that works went over TLS.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+use crate::support::pki::ENDPOINT;
+use crate::support::proxy::{Cutter, ProxyProc};
+use crate::support::server::{
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, Variant,
+};
+use crate::support::{Run, TestEnv, maria, pg};
+
+const IAM_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY),
+    ("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY),
+    ("AWS_REGION", IAM_REGION),
+];
+
+fn pg_via() -> String {
+    format!("127.0.0.1:{}", pg::server(Variant::Good).port)
+}
+
+fn maria_via() -> String {
+    format!("127.0.0.1:{}", maria::server(Variant::Good).port)
+}
+
+/// `proxy postgres -h ENDPOINT --via … EXTRA…` with the app password.
+fn pg_proxy(env: &TestEnv, extra: &[&str], vars: &[(&str, &str)]) -> ProxyProc {
+    let via = pg_via();
+    let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via];
+    args.extend_from_slice(extra);
+    let mut all = vec![("PGPASSWORD", APP_PASSWORD)];
+    all.extend_from_slice(vars);
+    ProxyProc::start(env, &args, &all)
+}
+
+fn pg_iam_proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
+    let via = pg_via();
+    let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via, "--iam"];
+    args.extend_from_slice(extra);
+    ProxyProc::start(env, &args, &IAM_ENV)
+}
+
+fn maria_proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
+    let via = maria_via();
+    let mut args = vec!["mysql", "-h", ENDPOINT, "--via", &via];
+    args.extend_from_slice(extra);
+    ProxyProc::start(env, &args, &[("MYSQL_PWD", APP_PASSWORD)])
+}
+
+fn maria_iam_proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
+    let via = maria_via();
+    let mut args = vec!["mysql", "-h", ENDPOINT, "--via", &via, "--iam"];
+    args.extend_from_slice(extra);
+    ProxyProc::start(env, &args, &IAM_ENV)
+}
+
+/// psql against the proxy; no password of its own unless `password`.
+fn psql(proxy: &ProxyProc, user: &str, password: Option<&str>, sql: &str) -> Run {
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+        &format!(
+            "host=127.0.0.1 port={} user={user} dbname=appdb sslmode=disable connect_timeout=10",
+            proxy.port()
+        ),
+    ])
+    .env_clear()
+    .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    Run::from(cmd.output().unwrap())
+}
+
+fn mariadb(proxy: &ProxyProc, user: &str, sql: &str) -> Run {
+    let port = proxy.port().to_string();
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            user,
+            "-D",
+            "appdb",
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            sql,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn pg_config(proxy: &ProxyProc, user: &str) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.host("127.0.0.1")
+        .port(proxy.port())
+        .user(user)
+        .dbname("appdb")
+        .ssl_mode(tokio_postgres::config::SslMode::Disable)
+        .connect_timeout(Duration::from_secs(10));
+    c
+}
+
+async fn pg_connect(proxy: &ProxyProc, user: &str) -> tokio_postgres::Client {
+    let (client, conn) = pg_config(proxy, user)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting through the proxy: {e}\n{}", proxy.log()));
+    tokio::spawn(conn);
+    client
+}
+
+fn my_opts(proxy: &ProxyProc, user: &str, pass: Option<&str>) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(proxy.port())
+        .user(Some(user))
+        .pass(pass)
+        .db_name(Some("appdb"))
+        .prefer_socket(false)
+        .into()
+}
+
+/// No token in what the proxy logged (at -vvv) or the client saw.
+fn assert_no_token(text: &str) {
+    for marker in ["X-Amz-Signature", "X-Amz-Credential", "Action=connect"] {
+        assert!(
+            !text.contains(marker),
+            "token material ({marker}) in:\n{text}"
+        );
+    }
+}
+
+// --- PostgreSQL ---------------------------------------------------------
+
+#[test]
+fn psql_through_the_proxy_with_a_password_and_with_iam() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy(&env, &[], &[]);
+    let run = psql(
+        &proxy,
+        "app",
+        None,
+        "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    );
+    run.assert_code(0);
+    // The server saw this session over TLS.
+    assert_eq!(run.stdout.trim(), "app|t", "{}", proxy.log());
+
+    let iam = pg_iam_proxy(&env, &[]);
+    let run = psql(&iam, IAM_USER, None, "SELECT current_user");
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), IAM_USER);
+    let log = iam.wait_log("connection 1 ", Duration::from_secs(5));
+    assert!(
+        log.contains(&format!("user {IAM_USER}, database appdb")),
+        "{log}"
+    );
+    assert!(log.contains("tls+auth"), "{log}");
+    assert_no_token(&log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokio_postgres_prepared_statement_transaction_and_large_result() {
+    let env = TestEnv::new();
+    let proxy = pg_iam_proxy(&env, &[]);
+    let client = pg_connect(&proxy, IAM_USER).await;
+
+    let stmt = client
+        .prepare("SELECT $1::int + 1, $2::text")
+        .await
+        .unwrap();
+    let row = client.query_one(&stmt, &[&41_i32, &"x"]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    assert_eq!(row.get::<_, &str>(1), "x");
+
+    client
+        .batch_execute("CREATE TEMP TABLE t (n int)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (1); ROLLBACK;")
+        .await
+        .unwrap();
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (2); COMMIT;")
+        .await
+        .unwrap();
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t WHERE n = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rolled_back: i64 = client
+        .query_one("SELECT count(*) FROM t WHERE n = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((n, rolled_back), (1, 0));
+
+    // 60 000 rows of 1000 bytes: 60 MB through the proxy.
+    let rows = client
+        .query(
+            "SELECT repeat(chr(65 + (g % 26)), 1000) FROM generate_series(1, 60000) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    let bytes: usize = rows.iter().map(|r| r.get::<_, &str>(0).len()).sum();
+    assert_eq!(bytes, 60_000_000);
+    assert_eq!(rows[25].get::<_, &str>(0), "A".repeat(1000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_request_reaches_the_server() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy(&env, &[], &[]);
+    let mut config = pg_config(&proxy, "app");
+    config.password(APP_PASSWORD);
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let cancel = client.cancel_token();
+    let start = Instant::now();
+    let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = query.await.unwrap().unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let log = proxy.wait_log("cancel request forwarded", Duration::from_secs(5));
+    assert!(log.contains("cancel request forwarded"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_concurrent_clients() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy(&env, &[], &[]);
+    let mut config = pg_config(&proxy, "app");
+    config.password("ignored: the proxy logs in with its own");
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await?
+                .get(0);
+            Ok::<_, tokio_postgres::Error>((client, pid))
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log())),
+        );
+    }
+    let mut pids: Vec<i32> = clients.iter().map(|(_, p)| *p).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    // 200 clients open at once, each with its own server session.
+    assert_eq!(pids.len(), 200);
+    for (client, _) in &clients {
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_mid_query_ends_its_server_session() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy(&env, &[], &[]);
+    let (client, conn) = pg_config(&proxy, "app")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    client
+        .batch_execute("SET client_connection_check_interval = '100ms'")
+        .await
+        .unwrap();
+    let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(61)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client goes away: its socket closes mid-query.
+    query.abort();
+    conn.abort();
+    let _ = query.await;
+    let _ = conn.await;
+
+    let watcher = pg_connect(&proxy, "app").await;
+    let start = Instant::now();
+    loop {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(61)'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server still runs the abandoned query\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_dying_mid_session_fails_that_client_only() {
+    let env = TestEnv::new();
+    let cutter = Cutter::new(pg::server(Variant::Good).port);
+    let via = format!("127.0.0.1:{}", cutter.port);
+    let proxy = ProxyProc::start(
+        &env,
+        &["postgres", "-h", ENDPOINT, "--via", &via],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    let victim = pg_connect(&proxy, "app").await;
+    victim.simple_query("SELECT 1").await.unwrap();
+    let query = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    cutter.cut();
+    let err = query.await.unwrap().unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(10), "{err}");
+    // The proxy serves the next client.
+    let next = pg_connect(&proxy, "app").await;
+    let rows = next.simple_query("SELECT 2").await.unwrap();
+    assert!(!rows.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_accepting_and_drains_open_sessions() {
+    let env = TestEnv::new();
+    let mut proxy = pg_proxy(&env, &["--shutdown-grace", "30s"], &[]);
+    let client = pg_connect(&proxy, "app").await;
+    client.batch_execute("BEGIN").await.unwrap();
+    proxy.signal("TERM");
+    proxy.wait_log("SIGTERM", Duration::from_secs(5));
+    // New connections are refused…
+    let refused = pg_config(&proxy, "app")
+        .connect(tokio_postgres::NoTls)
+        .await;
+    assert!(refused.is_err(), "a connection after SIGTERM was accepted");
+    // …the open one goes on…
+    client.batch_execute("SELECT 1; COMMIT").await.unwrap();
+    assert!(proxy.wait_exit(Duration::from_millis(300)).is_none());
+    // …and the proxy exits as soon as it ends, well before the grace.
+    drop(client);
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("still running");
+    assert!(status.success(), "{status}\n{}", proxy.log());
+
+    // A session still open when the grace ends is closed.
+    let mut proxy = pg_proxy(&env, &["--shutdown-grace", "1s"], &[]);
+    let client = pg_connect(&proxy, "app").await;
+    let start = Instant::now();
+    proxy.signal("INT");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("still running");
+    assert!(status.success());
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert!(client.simple_query("SELECT 1").await.is_err());
+}
+
+#[test]
+fn max_connections_and_the_local_password() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy(
+        &env,
+        &["--max-connections", "1", "--local-password"],
+        &[("RDSCONN_LOCAL_PASSWORD", "local secret")],
+    );
+    let wrong = psql(&proxy, "app", Some("nope"), "SELECT 1");
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.stderr.contains("local password"), "{}", wrong.stderr);
+    // The app password is for the server, not for the proxy's clients.
+    let app_pw = psql(&proxy, "app", Some(APP_PASSWORD), "SELECT 1");
+    assert_ne!(app_pw.code, 0);
+    let run = psql(&proxy, "app", Some("local secret"), "SELECT current_user");
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), "app");
+
+    // One connection held open: the next is turned away.
+    let mut held = Command::new("psql")
+        .args([
+            "-X",
+            "-c",
+            "SELECT pg_sleep(5)",
+            &format!(
+                "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
+                proxy.port()
+            ),
+        ])
+        .env("PGPASSWORD", "local secret")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let busy = psql(&proxy, "app", Some("local secret"), "SELECT 1");
+    assert_ne!(busy.code, 0);
+    assert!(
+        busy.stderr.contains("too many connections"),
+        "{}",
+        busy.stderr
+    );
+    assert!(held.wait().unwrap().success());
+}
+
+#[test]
+fn unix_socket_listener_and_loopback_only_by_default() {
+    let env = TestEnv::new();
+    let dir = env.root.path().join("sock");
+    let socket = dir.join(".s.PGSQL.5432");
+    let listen = format!("unix:{}", socket.display());
+    let mut proxy = pg_proxy(&env, &["--listen", &listen, "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(proxy.addrs.len(), 2);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&socket), 0o600);
+    let out = Command::new("psql")
+        .args(["-X", "-A", "-t", "-h"])
+        .arg(&dir)
+        .args([
+            "-p",
+            "5432",
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "-c",
+            "SELECT current_user",
+        ])
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), "app");
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(!socket.exists(), "the socket file outlived the proxy");
+
+    // An open directory is refused, as is the network without --allow-remote.
+    let open = env.root.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ca = crate::support::server::pki().ca_file.display().to_string();
+    let via = pg_via();
+    let base = [
+        "--ca-bundle",
+        &ca,
+        "proxy",
+        "pg",
+        "-h",
+        ENDPOINT,
+        "--via",
+        &via,
+    ];
+    let listen = format!("unix:{}/s", open.display());
+    let mut args = base.to_vec();
+    args.extend(["--listen", &listen]);
+    let run = env.run_with(&args, &[("PGPASSWORD", "x")]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("0700"), "{}", run.stderr);
+    let mut args = base.to_vec();
+    args.extend(["--listen", "0.0.0.0:0"]);
+    let run = env.run_with(&args, &[("PGPASSWORD", "x")]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("--allow-remote"), "{}", run.stderr);
+}
+
+#[test]
+fn the_token_never_reaches_the_client() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new();
+    let proxy = pg_iam_proxy(&env, &[]);
+    // A raw client: everything the proxy sends it, up to ReadyForQuery.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&196_608_u32.to_be_bytes());
+    body.extend_from_slice(format!("user\0{IAM_USER}\0database\0appdb\0\0").as_bytes());
+    let mut startup = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    startup.extend_from_slice(&body);
+    s.write_all(&startup).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0_u8; 4096];
+    while !seen.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // AuthenticationOk reached the client; no password request did.
+    assert!(
+        seen.starts_with(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]),
+        "{seen:?}"
+    );
+    assert_no_token(&String::from_utf8_lossy(&seen));
+    s.write_all(&[b'X', 0, 0, 0, 4]).unwrap();
+    let log = proxy.wait_log("connection 1 ", Duration::from_secs(5));
+    assert_no_token(&log);
+    assert!(log.contains("minted an IAM token"), "{log}");
+}
+
+// --- MySQL / MariaDB ------------------------------------------------------
+
+#[test]
+fn the_mariadb_client_through_the_proxy_with_a_password_and_with_iam() {
+    let env = TestEnv::new();
+    let proxy = maria_proxy(&env, &[]);
+    let run = mariadb(
+        &proxy,
+        "app",
+        "SELECT CURRENT_USER(), VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+         WHERE VARIABLE_NAME = 'SSL_VERSION'",
+    );
+    run.assert_code(0);
+    let out = run.stdout.trim();
+    assert!(out.starts_with("app@%\tTLSv1."), "{out}\n{}", proxy.log());
+
+    let iam = maria_iam_proxy(&env, &[]);
+    let run = mariadb(&iam, IAM_USER, "SELECT CURRENT_USER()");
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), format!("{IAM_USER}@%"));
+    let log = iam.wait_log("connection 1 ", Duration::from_secs(5));
+    assert!(
+        log.contains(&format!("user {IAM_USER}, database appdb")),
+        "{log}"
+    );
+    assert_no_token(&log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_async_statements_large_result_change_user_and_reset() {
+    let env = TestEnv::new();
+    let proxy = maria_proxy(&env, &[]);
+    let mut conn = mysql_async::Conn::new(my_opts(&proxy, "app", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+
+    // Prepared statement (binary protocol).
+    let got: Option<(i64, String)> = conn
+        .exec_first("SELECT ? + 1, CONCAT('a', ?)", (41, "b"))
+        .await
+        .unwrap();
+    assert_eq!(got, Some((42, "ab".into())));
+
+    // A transaction on a temporary table.
+    conn.query_drop("CREATE TEMPORARY TABLE t (n INT) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    conn.query_drop("START TRANSACTION").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    conn.query_drop("ROLLBACK").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let ns: Vec<i64> = conn.query("SELECT n FROM t").await.unwrap();
+    assert_eq!(ns, vec![2]);
+
+    // 60 MB in 60 000 rows.
+    conn.query_drop("SET SESSION max_recursive_iterations = 100000")
+        .await
+        .unwrap();
+    let rows: Vec<String> = conn
+        .query(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 60000) \
+             SELECT REPEAT(CHAR(65 + n % 26), 1000) FROM g",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(String::len).sum::<usize>(), 60_000_000);
+    assert_eq!(rows[0], "B".repeat(1000));
+    conn.disconnect().await.unwrap();
+
+    let proxy = maria_iam_proxy(&env, &[]);
+    let mut conn = mysql_async::Conn::new(my_opts(&proxy, IAM_USER, None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    // COM_CHANGE_USER: a new login upstream (fresh token), session state gone.
+    conn.query_drop("SET @marker = 7").await.unwrap();
+    conn.change_user(mysql_async::ChangeUserOpts::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let after: Option<(Option<i64>, String)> = conn
+        .query_first("SELECT @marker, CURRENT_USER()")
+        .await
+        .unwrap();
+    assert_eq!(after, Some((None, format!("{IAM_USER}@%"))));
+
+    // COM_RESET_CONNECTION goes through.
+    conn.query_drop("SET @marker = 8").await.unwrap();
+    conn.reset().await.unwrap();
+    let after: Option<Option<i64>> = conn.query_first("SELECT @marker").await.unwrap();
+    assert_eq!(after, Some(None));
+    conn.disconnect().await.unwrap();
+    assert_no_token(&proxy.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_two_hundred_concurrent_clients_and_a_dying_server() {
+    let env = TestEnv::new();
+    let cutter = Cutter::new(maria::server(Variant::Good).port);
+    let via = format!("127.0.0.1:{}", cutter.port);
+    let proxy = ProxyProc::start(
+        &env,
+        &["mysql", "-h", ENDPOINT, "--via", &via],
+        &[("MYSQL_PWD", APP_PASSWORD)],
+    );
+    let opts = my_opts(&proxy, "app", None);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let opts = opts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await?;
+            let id: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await?;
+            Ok::<_, mysql_async::Error>((conn, id.unwrap_or_default()))
+        }));
+    }
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log())),
+        );
+    }
+    let mut ids: Vec<u64> = conns.iter().map(|(_, id)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    // The greeting mirrors the server's connection id.
+    assert_eq!(conns[0].0.id(), u32::try_from(conns[0].1).unwrap());
+
+    // The server "dies" under all of them: each client gets an error.
+    cutter.cut();
+    for (conn, _) in &mut conns {
+        assert!(conn.query_drop("SELECT 1").await.is_err());
+    }
+    // The proxy serves the next client.
+    let mut next = mysql_async::Conn::new(opts.clone()).await.unwrap();
+    let one: Option<i64> = next.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+}

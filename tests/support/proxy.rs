@@ -1,0 +1,186 @@
+//! `rdsconn proxy` as a child process for the tests, and a TCP forwarder
+//! that can cut every connection through it (a server that dies).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::TestEnv;
+use super::server::pki;
+
+/// A running `rdsconn proxy`; killed when dropped.
+pub struct ProxyProc {
+    child: Child,
+    /// The first address it printed (`IP:PORT` or `unix:PATH`).
+    pub addr: String,
+    /// Every address it printed.
+    pub addrs: Vec<String>,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProc {
+    /// `rdsconn --ca-bundle TEST_CA [-vv] proxy ARGS…` with `vars` set,
+    /// once it has printed where it listens.
+    pub fn start(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr");
+        let ca = pki().ca_file.display().to_string();
+        let mut all = vec!["--ca-bundle", &ca, "-vvv", "proxy"];
+        all.extend_from_slice(args);
+        let mut cmd = env.cmd(&all);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addrs = Vec::new();
+        // The first line comes at once; more listeners follow it directly.
+        let mut wait = Duration::from_secs(30);
+        while let Ok(line) = rx.recv_timeout(wait) {
+            let addr = line
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| panic!("unexpected proxy output {line:?}"));
+            addrs.push(addr.to_string());
+            wait = Duration::from_millis(300);
+        }
+        if addrs.is_empty() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the proxy did not start:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        Self {
+            child,
+            addr: addrs[0].clone(),
+            addrs,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// The port of the first (TCP) address.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    }
+
+    /// What the proxy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// The exit status, if it exits within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits until the log has `needle` (log lines come after the event).
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) || start.elapsed() > limit {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards 127.0.0.1:`port` to 127.0.0.1:`upstream`; [`Cutter::cut`]
+/// breaks every connection through it at once, as a crashed server would.
+pub struct Cutter {
+    pub port: u16,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Cutter {
+    pub fn new(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let registry = Arc::clone(&live);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                {
+                    let mut live = registry.lock().unwrap();
+                    live.push(client.try_clone().unwrap());
+                    live.push(server.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Self { port, live }
+    }
+
+    /// Breaks every open connection (both directions, both sides).
+    pub fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0_u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
