@@ -9,10 +9,10 @@ fn main() -> ExitCode {
         Err(e) => return rdsconn::report_parse_error(&e),
     };
     // The proxy is a long-running server: its failures are worth seeing
-    // without -v, and its connections are spread over every core.
+    // without -v.
     let serving = matches!(cli.command, rdsconn::cli::Command::Proxy(_));
     rdsconn::init_logging(cli.global.verbose, serving);
-    let runtime = if serving {
+    let runtime = if serving && std::env::var_os("RDSCONN_MT").is_some() {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()

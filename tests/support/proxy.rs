@@ -23,13 +23,24 @@ pub struct ProxyProc {
 }
 
 impl ProxyProc {
-    /// `rdsconn --ca-bundle TEST_CA [-vv] proxy ARGS…` with `vars` set,
+    /// `rdsconn --ca-bundle TEST_CA -vvv proxy ARGS…` with `vars` set,
     /// once it has printed where it listens.
     pub fn start(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        Self::spawn(env, &["-vvv"], args, vars)
+    }
+
+    /// As [`ProxyProc::start`], logging only failures (for benchmarks).
+    pub fn start_quiet(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        Self::spawn(env, &[], args, vars)
+    }
+
+    fn spawn(env: &TestEnv, verbosity: &[&str], args: &[&str], vars: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
         let ca = pki().ca_file.display().to_string();
-        let mut all = vec!["--ca-bundle", &ca, "-vvv", "proxy"];
+        let mut all = vec!["--ca-bundle", &ca];
+        all.extend_from_slice(verbosity);
+        all.push("proxy");
         all.extend_from_slice(args);
         let mut cmd = env.cmd(&all);
         for (k, v) in vars {
