@@ -701,9 +701,9 @@ pub struct ProxyArgs {
     #[arg(value_enum, value_name = "ENGINE")]
     pub engine: crate::target::EngineKind,
 
-    /// Target URL instead of the flags: ENGINE://[USER@]HOST[:PORT] (a
+    /// The endpoint: HOST[:PORT], or a URL ENGINE://[USER@]HOST[:PORT] (a
     /// database in it is ignored: clients choose theirs).
-    #[arg(value_name = "URL", conflicts_with = "host")]
+    #[arg(value_name = "TARGET", conflicts_with = "host")]
     pub url: Option<String>,
 
     /// Endpoint host name (signed for and verified against).

@@ -32,17 +32,17 @@ pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     let kind = args.engine;
     // Everything typed is checked before any I/O.
     let listens = listens(args)?;
-    let url_user = args
-        .url
+    let (url, host, port) = split_target(args)?;
+    let url_user = url
         .as_deref()
         .map(crate::target::UrlTarget::parse)
         .transpose()?
         .and_then(|u| u.user);
     let only_user = args.user.clone().or(url_user);
     let typed = Given {
-        url: args.url.clone(),
-        host: args.host.clone(),
-        port: args.port,
+        url,
+        host,
+        port,
         user: Some(only_user.clone().unwrap_or_else(|| ANY_USER.into())),
         database: None,
     };
@@ -116,6 +116,27 @@ pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// TARGET as a URL, or `HOST[:PORT]` (then as --host / --port).
+fn split_target(args: &ProxyArgs) -> Result<(Option<String>, Option<String>, Option<u16>)> {
+    match args.url.as_deref() {
+        Some(raw) if !raw.contains("://") => {
+            let (host, port) = match raw.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => {
+                    let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                        Error::usage(format!(
+                            "invalid port in {raw:?}: expected HOST[:PORT] or a URL"
+                        ))
+                    })?;
+                    (h.to_string(), Some(port))
+                }
+                _ => (raw.to_string(), None),
+            };
+            Ok((None, Some(host), port.or(args.port)))
+        }
+        _ => Ok((args.url.clone(), args.host.clone(), args.port)),
+    }
 }
 
 /// IAM (credentials loaded now, so that missing ones fail before the

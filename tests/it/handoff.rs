@@ -189,8 +189,8 @@ fn spawn_watching(mut cmd: Command) -> (std::process::Child, Vec<String>) {
     (child, argv)
 }
 
-/// A client's argv, once it is the client's (Debian's psql is a Perl
-/// wrapper that execs the real client).
+/// A client's argv, once it is the client's: not rdsconn's between fork
+/// and exec, nor Debian's Perl wrapper that execs the real psql.
 fn client_argv(pid: u32) -> Vec<String> {
     let start = Instant::now();
     loop {
@@ -199,7 +199,8 @@ fn client_argv(pid: u32) -> Vec<String> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if !argv[0].ends_with("perl") || start.elapsed() > Duration::from_secs(20) {
+        let waiting = argv[0].ends_with("perl") || argv[0].ends_with("rdsconn");
+        if !waiting || start.elapsed() > Duration::from_secs(20) {
             return argv;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -42,7 +42,9 @@ fn pg_proxy(env: &TestEnv, extra: &[&str], vars: &[(&str, &str)]) -> ProxyProc {
 
 fn pg_iam_proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
     let via = pg_via();
-    let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via, "--iam"];
+    // TARGET as HOST:PORT.
+    let target = format!("{ENDPOINT}:5432");
+    let mut args = vec!["postgres", &target, "--via", &via, "--iam"];
     args.extend_from_slice(extra);
     ProxyProc::start(env, &args, &IAM_ENV)
 }
