@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
-use crate::engine::mysql::relay::{Credentials, Traffic};
+use crate::engine::mysql::relay::{Credentials, Traffic, constant_time_eq};
 use crate::engine::{Auth, ConnectError, Stage, Target, io_err, ms, probe};
 use crate::tls::PeerChain;
 
@@ -190,7 +190,7 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| format!("client: {e}"))?;
     let given = body.strip_suffix(&[0]).unwrap_or(&body);
-    if kind == b'p' && relay_eq(given, expected.expose().as_bytes()) {
+    if kind == b'p' && constant_time_eq(given, expected.expose().as_bytes()) {
         return Ok(());
     }
     let msg = format!(
@@ -198,10 +198,6 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
     );
     let _ = send_error(client, "28P01", &msg).await;
     Err(format!("client: {msg}"))
-}
-
-fn relay_eq(a: &[u8], b: &[u8]) -> bool {
-    crate::engine::mysql::relay::constant_time_eq(a, b)
 }
 
 /// An upstream failure, with the server's own error message to pass on
@@ -223,12 +219,6 @@ impl From<ConnectError> for Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.error.fmt(f)
-    }
-}
-
-impl From<Failure> for ConnectError {
-    fn from(f: Failure) -> Self {
-        f.error
     }
 }
 
