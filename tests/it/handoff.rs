@@ -6,15 +6,14 @@
 //! they get the `Localhost` server, whose certificate also names
 //! `localhost`, and IAM tokens signed for `localhost:PORT`.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::pki::ENDPOINT;
 use crate::support::server::{
     APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, ODD_PASSWORD, ODD_USER,
     Variant, pki,
 };
+use crate::support::standin::StandIn;
 use crate::support::{BINARY, Run, TestEnv, maria, pg, run_with_stdin};
 
 fn ca() -> String {
@@ -163,86 +162,71 @@ fn odd_passwords_reach_the_clients_intact() {
     assert_eq!(run.stdout, format!("{ODD_USER}\t1\n"));
 }
 
-/// The first child process of `pid`, once it has one.
-fn child_of(pid: u32) -> u32 {
-    let start = Instant::now();
-    loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(c) = children.split_whitespace().next() {
-            return c.parse().unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rdsconn started no client"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Starts rdsconn and returns it with its client's argv, read while the
-/// client runs.
-fn spawn_watching(mut cmd: Command) -> (std::process::Child, Vec<String>) {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let argv = client_argv(child_of(child.id()));
-    (child, argv)
-}
-
-/// A client's argv, once it is the client's: not rdsconn's between fork
-/// and exec, nor Debian's Perl wrapper that execs the real psql.
-fn client_argv(pid: u32) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .unwrap()
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let waiting = argv[0].ends_with("perl") || argv[0].ends_with("rdsconn");
-        if !waiting || start.elapsed() > Duration::from_secs(20) {
-            return argv;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn secrets_never_reach_the_clients_argv_and_the_defaults_file_is_private_and_removed() {
     let env = TestEnv::new();
-    let (child, argv) = spawn_watching(with_iam(psql(
+    // Stand-ins record what they were given, then exec the real clients.
+    let psql_standin = StandIn::new(env.root.path(), "psql", "psql");
+    let run = output(with_iam(psql(
         &env,
         IAM_USER,
-        &["--iam", "--", "-At", "-c", "SELECT pg_sleep(1)"],
+        &[
+            "--iam",
+            "--client",
+            &psql_standin.arg(),
+            "--",
+            "-At",
+            "-c",
+            "SELECT current_user",
+        ],
     )));
-    Run::from(child.wait_with_output().unwrap()).assert_code(0);
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{IAM_USER}\n"));
+    let argv = psql_standin.argv();
     assert!(argv[0].ends_with("psql"), "{argv:?}");
+    assert!(argv.len() > 1, "{argv:?}");
     assert!(!argv.iter().any(|a| a.contains("X-Amz-")), "{argv:?}");
+    // The token travels in the child's environment only.
+    let child_env = psql_standin.env();
+    assert!(
+        child_env
+            .iter()
+            .any(|v| v.starts_with("PGPASSWORD=") && v.contains("X-Amz-Signature=")),
+        "no token in the client's environment"
+    );
 
-    let (child, argv) = spawn_watching(with_iam(mysql(
+    let maria_standin = StandIn::new(env.root.path(), "mariadb", "mariadb");
+    let run = output(with_iam(mysql(
         &env,
         IAM_USER,
-        &["--iam", "--", "-N", "-B", "-e", "SELECT SLEEP(1)"],
+        &[
+            "--iam",
+            "--client",
+            &maria_standin.arg(),
+            "--",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT 0",
+        ],
     )));
+    run.assert_code(0);
+    assert_eq!(run.stdout, "0\n");
+    let argv = maria_standin.argv();
+    assert!(argv.len() > 1, "{argv:?}");
     assert!(!argv.iter().any(|a| a.contains("X-Amz-")), "{argv:?}");
-    let file = PathBuf::from(
-        argv.iter()
-            .find_map(|a| a.strip_prefix("--defaults-extra-file="))
-            .unwrap_or_else(|| panic!("no defaults file in {argv:?}")),
+    assert!(
+        !maria_standin.env().iter().any(|v| v.contains("X-Amz-")),
+        "the token reached the client's environment"
     );
-    let meta = std::fs::metadata(&file).unwrap();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-        0o600
-    );
-    let contents = std::fs::read_to_string(&file).unwrap();
+    let (file, mode, contents) = maria_standin
+        .defaults()
+        .unwrap_or_else(|| panic!("no defaults file in {argv:?}"));
+    assert_eq!(mode, 0o600, "{}", file.display());
     assert!(
         contents.contains("X-Amz-Signature="),
         "no token in the file"
     );
-    let run = Run::from(child.wait_with_output().unwrap());
-    run.assert_code(0);
-    assert_eq!(run.stdout, "0\n");
     assert!(!file.exists(), "{} left behind", file.display());
 }
 
@@ -521,10 +505,18 @@ fn exec_returns_the_childs_status_and_forwards_sigint() {
     assert_eq!(run.stdout, APP_PASSWORD);
 
     // SIGINT sent to rdsconn reaches the child; rdsconn reports 128 + 2.
-    let mut cmd = with(&["sleep", "30"]);
+    // The child says it is running (its pid, then it becomes `sleep`)
+    // before the signal is sent.
+    let mut cmd = with(&["sh", "-c", "echo $$; exec sleep 30"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let sleeper = child_of(child.id());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let sleeper: u32 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
     let ok = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -10,6 +10,7 @@ pub mod pg;
 pub mod pki;
 pub mod proxy;
 pub mod server;
+pub mod standin;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
