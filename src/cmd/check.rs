@@ -96,10 +96,13 @@ struct Document<'a> {
 
 const STAGES: [&str; 5] = ["dns", "tcp", "tls", "auth", "query"];
 
-/// Exit code when Ctrl-C ends the run.
+/// Exit code when Ctrl-C (SIGINT) ends the run; SIGTERM gives 128 + 15.
 const INTERRUPTED: u8 = 130;
+const TERMINATED: u8 = 143;
 
 pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
+    // Installed first: a signal that comes at any point is seen.
+    let mut stop = StopSignals::install()?;
     let found = lookup(
         global,
         &args.rds,
@@ -139,16 +142,24 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         });
     }
 
-    let mut interrupted = false;
+    let mut interrupted = None;
     loop {
         tokio::select! {
             next = set.join_next() => match next {
-                Some(Ok((index, report))) => reports[index] = report,
+                Some(Ok((index, report))) => {
+                    tracing::info!(
+                        "{}: {} after {} attempt(s)",
+                        report.target,
+                        report.status,
+                        report.attempts
+                    );
+                    reports[index] = report;
+                }
                 Some(Err(e)) => return Err(Error::new(Category::Runtime, e).context("a check task failed")),
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => {
-                interrupted = true;
+            code = stop.recv() => {
+                interrupted = Some(code);
                 set.abort_all();
                 break;
             }
@@ -300,6 +311,13 @@ async fn check_with_retries(item: &Item, settings: &Settings) -> Report {
         if elapsed + pause >= wait {
             return report;
         }
+        tracing::info!(
+            "{}: attempt {attempt} failed at {}: {}; next try in {:.1} s",
+            item.label,
+            report.stage.unwrap_or("?"),
+            report.error.as_deref().unwrap_or("?"),
+            pause.as_secs_f64()
+        );
         tokio::time::sleep(pause).await;
     }
 }
@@ -578,7 +596,32 @@ pub(crate) fn severity(code: u8) -> u8 {
     }
 }
 
-fn summarize(reports: &[Report], interrupted: bool, strict: bool) -> Summary {
+/// SIGINT and SIGTERM, each ending the run with a partial report.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let failed = |e| Error::new(Category::Runtime, e).context("installing signal handlers");
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(failed)?,
+            term: signal(SignalKind::terminate()).map_err(failed)?,
+        })
+    }
+
+    /// The exit code of the first signal to come.
+    async fn recv(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.int.recv() => INTERRUPTED,
+            _ = self.term.recv() => TERMINATED,
+        }
+    }
+}
+
+fn summarize(reports: &[Report], interrupted: Option<u8>, strict: bool) -> Summary {
     let failed = reports.iter().filter(|r| r.status == "fail").count();
     let warnings = reports.iter().filter(|r| r.status == "warn").count();
     let passed = reports.iter().filter(|r| r.status == "ok").count();
@@ -587,8 +630,8 @@ fn summarize(reports: &[Report], interrupted: bool, strict: bool) -> Summary {
         .filter(|r| r.status == "fail")
         .map(|r| r.exit_code)
         .max_by_key(|c| severity(*c));
-    let exit_code = if interrupted {
-        INTERRUPTED
+    let exit_code = if let Some(signal) = interrupted {
+        signal
     } else if let Some(code) = worst {
         code
     } else if strict && warnings > 0 {
@@ -601,7 +644,7 @@ fn summarize(reports: &[Report], interrupted: bool, strict: bool) -> Summary {
         passed: passed + if strict { 0 } else { warnings },
         warnings,
         failed,
-        interrupted,
+        interrupted: interrupted.is_some(),
         exit_code,
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::pki::ENDPOINT;
 use crate::support::server::{APP_PASSWORD, IAM_ACCESS_KEY, IAM_USER, Variant, free_port, pki};
-use crate::support::{Run, TestEnv, forward_later, maria, pg};
+use crate::support::{LateServer, Run, TestEnv, Watched, maria, pg};
 
 fn ca() -> String {
     pki().ca_file.display().to_string()
@@ -201,19 +201,34 @@ fn authentication_failures_are_exit_6() {
     }
 }
 
+/// `check` as [`check`] does it, started with `-v` so that its progress
+/// can be waited for; `env` must outlive it.
+fn watched_check(env: &TestEnv, args: &[&str]) -> Watched {
+    let ca = ca();
+    let mut all = vec!["--ca-bundle", &ca, "-v", "check", "--output", "json"];
+    all.extend_from_slice(args);
+    let mut cmd = env.cmd(&all);
+    cmd.env("PGPASSWORD", APP_PASSWORD)
+        .env("MYSQL_PWD", APP_PASSWORD);
+    Watched::spawn(cmd)
+}
+
 #[test]
 fn wait_retries_until_a_late_server_answers() {
-    let port = free_port();
-    forward_later(Duration::from_secs(2), port, pg::server(Variant::Good).port);
-    let v = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    let t = single(
-        &check(&[&url(false, "app"), "--via", &v, "--wait", "30s"], &[]),
-        0,
-        None,
-    );
+    let env = TestEnv::new();
+    let late = LateServer::new();
+    let v = format!("127.0.0.1:{}", late.port);
+    let target = url(false, "app");
+    let mut run = watched_check(&env, &[&target, "--via", &v, "--wait", "120s"]);
+    // The server comes up once a first attempt has been refused.
+    let line = run.wait_for("attempt 1 failed at tcp");
+    assert!(line.contains("next try in"), "{line}");
+    late.open(pg::server(Variant::Good).port);
+    let run = run.finish();
+    run.assert_code(0);
+    let t = &run.json()["targets"][0];
     assert!(t["attempts"].as_u64().unwrap() > 1, "{t:#}");
-    assert!(start.elapsed() >= Duration::from_secs(2));
+    assert_eq!(t["status"], "ok", "{t:#}");
 }
 
 #[test]
@@ -338,36 +353,30 @@ fn ctrl_c_prints_the_partial_report() {
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hole_addr = hole.local_addr().unwrap().to_string();
     let env = TestEnv::new();
-    let ca = ca();
     let good = format!(
         "postgres://app@127.0.0.1:{}/appdb",
         pg::server(Variant::Good).port
     );
     let stuck = format!("postgres://app@{hole_addr}/appdb");
-    let mut cmd = env.cmd(&[
-        "--ca-bundle",
-        &ca,
-        "check",
-        "--output",
-        "json",
-        "--tls",
-        "verify-ca",
-        "--connect-timeout",
-        "60s",
-        &good,
-        &stuck,
-    ]);
-    cmd.env("PGPASSWORD", APP_PASSWORD)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let mut run = watched_check(
+        &env,
+        &[
+            "--tls",
+            "verify-ca",
+            "--connect-timeout",
+            "60s",
+            &good,
+            &stuck,
+        ],
+    );
+    // Ctrl-C once the good target has its result, the other hangs.
+    run.wait_for(&format!("{good}: ok after"));
     let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &run.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let run = Run::from(child.wait_with_output().unwrap());
+    let run = run.finish();
     run.assert_code(130);
     let json = run.json();
     assert_eq!(json["targets"][0]["status"], "ok", "{json:#}");

@@ -3,6 +3,7 @@
 //! reaches through `--via` while verifying the endpoint name. The servers
 //! refuse plaintext, so every session that works went over TLS.
 
+use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ fn psql(proxy: &ProxyProc, user: &str, password: Option<&str>, sql: &str) -> Run
         "-c",
         sql,
         &format!(
-            "host=127.0.0.1 port={} user={user} dbname=appdb sslmode=disable connect_timeout=10",
+            "host=127.0.0.1 port={} user={user} dbname=appdb sslmode=disable connect_timeout=60",
             proxy.port()
         ),
     ])
@@ -120,7 +121,7 @@ fn pg_config(proxy: &ProxyProc, user: &str) -> tokio_postgres::Config {
         .user(user)
         .dbname("appdb")
         .ssl_mode(tokio_postgres::config::SslMode::Disable)
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_mins(1));
     c
 }
 
@@ -131,6 +132,32 @@ async fn pg_connect(proxy: &ProxyProc, user: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("connecting through the proxy: {e}\n{}", proxy.log()));
     tokio::spawn(conn);
     client
+}
+
+/// Waits until the server runs `query` (seen in `pg_stat_activity` by a
+/// connection of its own), so that what a test does next happens to a
+/// running statement. The bound only fires on a real hang.
+async fn wait_until_running(proxy: &ProxyProc, query: &str) {
+    let watcher = pg_connect(proxy, "app").await;
+    let start = Instant::now();
+    loop {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+                &[&query],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_mins(1),
+            "the server never ran {query:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn my_opts(proxy: &ProxyProc, user: &str, pass: Option<&str>) -> mysql_async::Opts {
@@ -174,7 +201,7 @@ fn psql_through_the_proxy_with_a_password_and_with_iam() {
     let run = psql(&iam, IAM_USER, None, "SELECT current_user");
     run.assert_code(0);
     assert_eq!(run.stdout.trim(), IAM_USER);
-    let log = iam.wait_log("connection 1 ", Duration::from_secs(5));
+    let log = iam.wait_log("connection 1 ", Duration::from_mins(1));
     assert!(
         log.contains(&format!("user {IAM_USER}, database appdb")),
         "{log}"
@@ -244,8 +271,8 @@ async fn a_cancel_request_reaches_the_server() {
     tokio::spawn(conn);
     let cancel = client.cancel_token();
     let start = Instant::now();
-    let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(300)").await });
+    wait_until_running(&proxy, "SELECT pg_sleep(300)").await;
     cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let err = query.await.unwrap().unwrap_err();
     assert_eq!(
@@ -253,8 +280,8 @@ async fn a_cancel_request_reaches_the_server() {
         Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
         "{err}"
     );
-    assert!(start.elapsed() < Duration::from_secs(20));
-    let log = proxy.wait_log("cancel request forwarded", Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_mins(2));
+    let log = proxy.wait_log("cancel request forwarded", Duration::from_mins(1));
     assert!(log.contains("cancel request forwarded"), "{log}");
 }
 
@@ -308,8 +335,8 @@ async fn a_client_that_leaves_mid_query_ends_its_server_session() {
         .batch_execute("SET client_connection_check_interval = '100ms'")
         .await
         .unwrap();
-    let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(61)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(600)").await });
+    wait_until_running(&proxy, "SELECT pg_sleep(600)").await;
     // The client goes away: its socket closes mid-query.
     query.abort();
     conn.abort();
@@ -321,7 +348,7 @@ async fn a_client_that_leaves_mid_query_ends_its_server_session() {
     loop {
         let n: i64 = watcher
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(61)'",
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'",
                 &[],
             )
             .await
@@ -331,7 +358,7 @@ async fn a_client_that_leaves_mid_query_ends_its_server_session() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            start.elapsed() < Duration::from_mins(2),
             "the server still runs the abandoned query\n{}",
             proxy.log()
         );
@@ -351,12 +378,12 @@ async fn the_server_dying_mid_session_fails_that_client_only() {
     );
     let victim = pg_connect(&proxy, "app").await;
     victim.simple_query("SELECT 1").await.unwrap();
-    let query = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let query = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(300)").await });
+    wait_until_running(&proxy, "SELECT pg_sleep(300)").await;
     let start = Instant::now();
     cutter.cut();
     let err = query.await.unwrap().unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(start.elapsed() < Duration::from_mins(2), "{err}");
     // The proxy serves the next client.
     let next = pg_connect(&proxy, "app").await;
     let rows = next.simple_query("SELECT 2").await.unwrap();
@@ -370,7 +397,8 @@ async fn sigterm_stops_accepting_and_drains_open_sessions() {
     let client = pg_connect(&proxy, "app").await;
     client.batch_execute("BEGIN").await.unwrap();
     proxy.signal("TERM");
-    proxy.wait_log("SIGTERM", Duration::from_secs(5));
+    // Logged once the listeners are closed.
+    proxy.wait_log("stopped accepting", Duration::from_mins(1));
     // New connections are refused…
     let refused = pg_config(&proxy, "app")
         .connect(tokio_postgres::NoTls)
@@ -382,7 +410,7 @@ async fn sigterm_stops_accepting_and_drains_open_sessions() {
     // …and the proxy exits as soon as it ends, well before the grace.
     drop(client);
     let status = proxy
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit(Duration::from_mins(1))
         .expect("still running");
     assert!(status.success(), "{status}\n{}", proxy.log());
 
@@ -392,7 +420,7 @@ async fn sigterm_stops_accepting_and_drains_open_sessions() {
     let start = Instant::now();
     proxy.signal("INT");
     let status = proxy
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit(Duration::from_mins(1))
         .expect("still running");
     assert!(status.success());
     assert!(start.elapsed() >= Duration::from_millis(900));
@@ -417,22 +445,32 @@ fn max_connections_and_the_local_password() {
     run.assert_code(0);
     assert_eq!(run.stdout.trim(), "app");
 
-    // One connection held open: the next is turned away.
+    // One connection held open: the next is turned away. psql reads its
+    // statements from a pipe; its answer to the first one shows that it is
+    // logged in and holds the proxy's only slot.
     let mut held = Command::new("psql")
         .args([
             "-X",
-            "-c",
-            "SELECT pg_sleep(5)",
+            "-A",
+            "-t",
             &format!(
                 "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
                 proxy.port()
             ),
         ])
         .env("PGPASSWORD", "local secret")
-        .stdout(std::process::Stdio::null())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut stdin = held.stdin.take().unwrap();
+    stdin.write_all(b"SELECT 'held';\n").unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(held.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
     let busy = psql(&proxy, "app", Some("local secret"), "SELECT 1");
     assert_ne!(busy.code, 0);
     assert!(
@@ -440,6 +478,7 @@ fn max_connections_and_the_local_password() {
         "{}",
         busy.stderr
     );
+    drop(stdin);
     assert!(held.wait().unwrap().success());
 }
 
@@ -473,7 +512,7 @@ fn unix_socket_listener_and_loopback_only_by_default() {
     run.assert_code(0);
     assert_eq!(run.stdout.trim(), "app");
     proxy.signal("TERM");
-    assert!(proxy.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(proxy.wait_exit(Duration::from_mins(1)).is_some());
     assert!(!socket.exists(), "the socket file outlived the proxy");
 
     // An open directory is refused, as is the network without --allow-remote.
@@ -512,7 +551,7 @@ fn the_token_never_reaches_the_client() {
     let proxy = pg_iam_proxy(&env, &[]);
     // A raw client: everything the proxy sends it, up to ReadyForQuery.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
     let mut body = Vec::new();
     body.extend_from_slice(&196_608_u32.to_be_bytes());
     body.extend_from_slice(format!("user\0{IAM_USER}\0database\0appdb\0\0").as_bytes());
@@ -536,7 +575,10 @@ fn the_token_never_reaches_the_client() {
     );
     assert_no_token(&String::from_utf8_lossy(&seen));
     s.write_all(&[b'X', 0, 0, 0, 4]).unwrap();
-    let log = proxy.wait_log("connection 1 ", Duration::from_secs(5));
+    // The connection's log line is written when both sides have closed.
+    drop(s);
+    let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+    assert!(log.contains("connection 1 "), "{log}");
     assert_no_token(&log);
     assert!(log.contains("minted an IAM token"), "{log}");
 }
@@ -561,7 +603,7 @@ fn the_mariadb_client_through_the_proxy_with_a_password_and_with_iam() {
     let run = mariadb(&iam, IAM_USER, "SELECT CURRENT_USER()");
     run.assert_code(0);
     assert_eq!(run.stdout.trim(), format!("{IAM_USER}@%"));
-    let log = iam.wait_log("connection 1 ", Duration::from_secs(5));
+    let log = iam.wait_log("connection 1 ", Duration::from_mins(1));
     assert!(
         log.contains(&format!("user {IAM_USER}, database appdb")),
         "{log}"

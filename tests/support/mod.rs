@@ -135,24 +135,117 @@ impl Run {
     }
 }
 
-/// After `delay`, listens on 127.0.0.1:`port` and forwards every
-/// connection to 127.0.0.1:`upstream` (a server that comes up late).
-pub fn forward_later(delay: std::time::Duration, port: u16, upstream: u16) {
-    std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        for client in listener.incoming().flatten() {
-            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            };
-            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-            pipe(server, client);
+/// A port that refuses connections (bound, not listening) until
+/// [`LateServer::open`] makes it forward to a real server: a server that
+/// comes up late, at a moment the test chooses.
+pub struct LateServer {
+    socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl LateServer {
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&addr.into()).unwrap();
+        let port = socket
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .expect("an IP socket")
+            .port();
+        Self { socket, port }
+    }
+
+    /// Listens, and forwards every connection to 127.0.0.1:`upstream`.
+    pub fn open(self, upstream: u16) {
+        self.socket.listen(128).unwrap();
+        let listener: std::net::TcpListener = self.socket.into();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+    }
+}
+
+/// A running rdsconn whose stderr is read line by line, so that a test can
+/// wait for what it reports (an event) before acting.
+pub struct Watched {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl Watched {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: String::new(),
         }
-    });
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stderr line containing `needle`; panics (with what was
+    /// seen) if the process ends first or after a minute, a real hang.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no {needle:?} on stderr ({e}); it said:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the exit; stdout and the whole stderr.
+    pub fn finish(mut self) -> Run {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        Run {
+            code: status.code().expect("killed by a signal"),
+            stdout,
+            stderr: self.seen,
+        }
+    }
 }

@@ -59,17 +59,19 @@ impl ProxyProc {
                 }
             }
         });
+        // One line per listener, all printed before the proxy serves.
+        let expected = args.iter().filter(|a| **a == "--listen").count().max(1);
         let mut addrs = Vec::new();
-        // The first line comes at once; more listeners follow it directly.
-        let mut wait = Duration::from_secs(30);
-        while let Ok(line) = rx.recv_timeout(wait) {
+        while addrs.len() < expected {
+            let Ok(line) = rx.recv_timeout(Duration::from_mins(1)) else {
+                break;
+            };
             let addr = line
                 .strip_prefix("listening on ")
                 .unwrap_or_else(|| panic!("unexpected proxy output {line:?}"));
             addrs.push(addr.to_string());
-            wait = Duration::from_millis(300);
         }
-        if addrs.is_empty() {
+        if addrs.len() < expected {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
