@@ -770,6 +770,11 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub shutdown_grace: humantime::Duration,
 
+    /// Worker threads serving connections (logins, TLS, relaying)
+    /// [default: one per available core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,

@@ -56,6 +56,29 @@ pub async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// The runtime a command runs on. The proxy serves many connections and
+/// logs many clients in at once (TLS handshakes, SCRAM): it gets one worker
+/// thread per core (`--threads`). Every other command does one thing at a
+/// time and starts faster on the current thread.
+pub fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    match &cli.command {
+        Command::Proxy(args) => {
+            let threads = args.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                usize::from,
+            );
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("rdsconn-proxy")
+                .enable_all()
+                .build()
+        }
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
 /// Sends diagnostics to stderr. Only rdsconn's own events go past `warn`,
 /// whatever the verbosity: dependencies (HTTP, AWS SDK) log request details
 /// at debug/trace that may carry credentials. `warnings`: show rdsconn's

@@ -9,13 +9,10 @@ fn main() -> ExitCode {
         Err(e) => return rdsconn::report_parse_error(&e),
     };
     // The proxy is a long-running server: its failures are worth seeing
-    // without -v. One thread serves all its connections: the relay's cost
-    // is mostly in the kernel's TCP and scheduler work (BENCHMARKS.md).
+    // without -v.
     let serving = matches!(cli.command, rdsconn::cli::Command::Proxy(_));
     rdsconn::init_logging(cli.global.verbose, serving);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
+    let runtime = rdsconn::runtime(&cli);
     let result = match runtime {
         Ok(rt) => rt.block_on(rdsconn::run(cli)),
         Err(e) => Err(rdsconn::error::Error::new(

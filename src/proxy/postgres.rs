@@ -25,6 +25,8 @@ use crate::tls::PeerChain;
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
+/// `AuthenticationSASLContinue`.
+const SASL_CONTINUE: u32 = 11;
 /// Startup packets are small; libpq's limit is 10000 bytes.
 const MAX_STARTUP: usize = 10_000;
 /// Server messages before `AuthenticationOk` are small too.
@@ -252,6 +254,9 @@ async fn login(
                     stages.tls_auth += ms(t);
                     return Ok((tls, to_client, stages));
                 }
+                if code == SASL_CONTINUE {
+                    scram_update(&mut scram, data).await?;
+                }
                 let mut out = BytesMut::new();
                 answer(code, data, &auth, &target.user, &mut scram, &mut out)?;
                 if !out.is_empty() {
@@ -306,8 +311,6 @@ fn answer(
     out: &mut BytesMut,
 ) -> Result<(), ConnectError> {
     let secret = auth.secret().expose().as_bytes();
-    let broken =
-        |what: &str| ConnectError::Server(format!("{what} in the server's SCRAM exchange"));
     match code {
         // Cleartext: IAM tokens and PAM ask this way.
         3 => {
@@ -335,11 +338,11 @@ fn answer(
             *scram = Some(s);
             Ok(())
         }
-        11 => {
+        // The server's challenge was taken in by `scram_update`.
+        SASL_CONTINUE => {
             let s = scram
                 .as_mut()
                 .ok_or_else(|| broken("SASLContinue out of order"))?;
-            s.update(data).map_err(|e| broken(&e.to_string()))?;
             frontend::sasl_response(s.message(), out)
                 .map_err(|e| ConnectError::Server(e.to_string()))
         }
@@ -354,6 +357,25 @@ fn answer(
         9 => Err(unsupported("SSPI")),
         other => Err(unsupported(&format!("authentication method {other}"))),
     }
+}
+
+/// Takes in the server's SCRAM challenge. The salted password costs 4,096
+/// PBKDF2 rounds: done on the blocking pool, so that a burst of logins does
+/// not hold up the threads relaying open sessions.
+async fn scram_update(scram: &mut Option<ScramSha256>, data: &[u8]) -> Result<(), ConnectError> {
+    let mut s = scram
+        .take()
+        .ok_or_else(|| broken("SASLContinue out of order"))?;
+    let data = data.to_vec();
+    let updated = tokio::task::spawn_blocking(move || s.update(&data).map(|()| s))
+        .await
+        .map_err(|e| ConnectError::Server(format!("computing the SCRAM proof: {e}")))?;
+    *scram = Some(updated.map_err(|e| broken(&e.to_string()))?);
+    Ok(())
+}
+
+fn broken(what: &str) -> ConnectError {
+    ConnectError::Server(format!("{what} in the server's SCRAM exchange"))
 }
 
 fn unsupported(what: &str) -> ConnectError {

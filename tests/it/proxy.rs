@@ -428,6 +428,20 @@ async fn sigterm_stops_accepting_and_drains_open_sessions() {
 }
 
 #[test]
+fn threads_is_bounded_and_one_worker_serves() {
+    let env = TestEnv::new();
+    for bad in ["0", "1025", "many"] {
+        let run = env.run(&["proxy", "postgres", "-h", ENDPOINT, "--threads", bad]);
+        run.assert_code(2);
+        assert!(run.stderr.contains("--threads"), "{}", run.stderr);
+    }
+    let proxy = pg_proxy(&env, &["--threads", "1"], &[]);
+    let run = psql(&proxy, "app", None, "SELECT current_user");
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), "app");
+}
+
+#[test]
 fn max_connections_and_the_local_password() {
     let env = TestEnv::new();
     let proxy = pg_proxy(

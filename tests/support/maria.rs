@@ -161,7 +161,7 @@ fn admin(dir: &Path, sql: &str) {
 
 fn wait_ready(dir: &Path, port: u16) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
+    while start.elapsed() < Duration::from_mins(2) {
         if dir.join("sock").exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }

@@ -36,7 +36,7 @@ pub fn url() -> &'static str {
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < Duration::from_mins(2),
                 "moto_server did not start on port {port}"
             );
             std::thread::sleep(Duration::from_millis(50));
