@@ -67,7 +67,13 @@ impl TestEnv {
     /// `rdsconn ARGS` with a clean environment: no AWS or RDSCONN variables
     /// from the developer's shell, HOME and the cache inside the temp dir.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BINARY);
+        self.cmd_of(BINARY, args)
+    }
+
+    /// As [`TestEnv::cmd`], running another build of rdsconn (benchmarks
+    /// compare with an earlier one).
+    pub fn cmd_of(&self, binary: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

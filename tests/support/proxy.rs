@@ -26,15 +26,26 @@ impl ProxyProc {
     /// `rdsconn --ca-bundle TEST_CA -vvv proxy ARGS…` with `vars` set,
     /// once it has printed where it listens.
     pub fn start(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Self {
-        Self::spawn(env, &["-vvv"], args, vars)
+        Self::spawn(env, super::BINARY, &["-vvv"], args, vars)
     }
 
     /// As [`ProxyProc::start`], logging only failures (for benchmarks).
     pub fn start_quiet(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Self {
-        Self::spawn(env, &[], args, vars)
+        Self::spawn(env, super::BINARY, &[], args, vars)
     }
 
-    fn spawn(env: &TestEnv, verbosity: &[&str], args: &[&str], vars: &[(&str, &str)]) -> Self {
+    /// As [`ProxyProc::start_quiet`], with another build of rdsconn.
+    pub fn start_binary(env: &TestEnv, binary: &str, args: &[&str], vars: &[(&str, &str)]) -> Self {
+        Self::spawn(env, binary, &[], args, vars)
+    }
+
+    fn spawn(
+        env: &TestEnv,
+        binary: &str,
+        verbosity: &[&str],
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
         let ca = pki().ca_file.display().to_string();
@@ -42,7 +53,7 @@ impl ProxyProc {
         all.extend_from_slice(verbosity);
         all.push("proxy");
         all.extend_from_slice(args);
-        let mut cmd = env.cmd(&all);
+        let mut cmd = env.cmd_of(binary, &all);
         for (k, v) in vars {
             cmd.env(k, v);
         }
