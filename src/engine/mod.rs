@@ -220,6 +220,9 @@ pub enum ConnectError {
     },
     #[error("{0}")]
     Server(String),
+    /// rdsconn itself turned the login away (the proxy's `-u`).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Categorized for ConnectError {
@@ -227,7 +230,7 @@ impl Categorized for ConnectError {
         match self {
             Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } => Category::Network,
             Self::Tls(_) => Category::Tls,
-            Self::Auth { .. } | Self::AuthMethod { .. } => Category::Auth,
+            Self::Auth { .. } | Self::AuthMethod { .. } | Self::Refused(_) => Category::Auth,
             Self::Server(_) => Category::Runtime,
         }
     }

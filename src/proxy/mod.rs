@@ -124,14 +124,28 @@ impl Config {
         }
     }
 
-    /// Why `user` may not connect, if it may not.
+    /// Why `user` may not connect, if it may not; the refusal is logged
+    /// with the user the client asked for.
     fn refuse_user(&self, user: &str) -> Option<ConnectError> {
         let only = self.only_user.as_deref()?;
-        (only != user).then(|| ConnectError::Auth {
-            message: format!(
-                "this rdsconn proxy serves the database user {only:?} only, not {user:?}"
-            ),
-            iam: false,
+        (only != user).then(|| {
+            tracing::warn!("refused database user {user:?}: this proxy serves {only:?} only (-u)");
+            ConnectError::Refused(format!(
+                "rdsconn proxy serves the database user {only:?} only, not {user:?}"
+            ))
+        })
+    }
+}
+
+/// Every upstream login — a client's first, a MySQL `COM_CHANGE_USER`, a
+/// retry — asks here, so `-u` holds for every way a client names a user.
+impl relay::Credentials for Config {
+    fn auth_for<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Auth, ConnectError>> {
+        Box::pin(async move {
+            if let Some(refused) = self.refuse_user(user) {
+                return Err(refused);
+            }
+            self.secrets.auth_for(user).await
         })
     }
 }

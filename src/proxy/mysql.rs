@@ -71,7 +71,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(r) => r,
         Err(e) => return report.fail(format!("upstream: {e}")),
     };
-    let (traffic, ended) = relay::pump(relayed, &config.secrets, &NoPrompter).await;
+    let (traffic, ended) = relay::pump(relayed, config, &NoPrompter).await;
     report.traffic = traffic;
     match ended {
         relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
@@ -104,7 +104,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 None => dial(target).await?,
             };
             let mut timed = dialed.stages;
-            let auth = config.secrets.auth_for(&target.user).await?;
+            let auth = config.auth_for(&target.user).await?;
             let t = Instant::now();
             let upstream = Upstream {
                 packets: dialed.packets,

@@ -236,7 +236,7 @@ async fn login(
     tls.write_all(startup)
         .await
         .map_err(io_err("sending the startup packet"))?;
-    let auth = config.secrets.auth_for(&target.user).await?;
+    let auth = config.auth_for(&target.user).await?;
     let mut to_client = Vec::new();
     let mut scram: Option<ScramSha256> = None;
     loop {
@@ -411,7 +411,9 @@ fn classify(body: &[u8], auth: &Auth) -> ConnectError {
 /// The SQLSTATE a client gets for rdsconn's own upstream failures.
 fn sqlstate(e: &ConnectError) -> &'static str {
     match e {
-        ConnectError::Auth { .. } | ConnectError::AuthMethod { .. } => "28000",
+        ConnectError::Auth { .. } | ConnectError::AuthMethod { .. } | ConnectError::Refused(_) => {
+            "28000"
+        }
         _ => "08006",
     }
 }

@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use crate::support::pki::ENDPOINT;
 use crate::support::proxy::{Cutter, ProxyProc};
 use crate::support::server::{
-    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, Variant,
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, TWIN_USER, Variant,
 };
 use crate::support::{Run, TestEnv, maria, pg};
 
@@ -688,6 +688,68 @@ async fn mysql_async_statements_large_result_change_user_and_reset() {
     assert_eq!(after, Some(None));
     conn.disconnect().await.unwrap();
     assert_no_token(&proxy.log());
+}
+
+/// Regression: `-u USER` was enforced at login only; a client logged in as
+/// USER could become any other user with `COM_CHANGE_USER`, for whom the
+/// proxy then logged in with its password (or minted a token).
+#[tokio::test(flavor = "multi_thread")]
+async fn only_user_holds_for_change_user_and_every_login() {
+    let env = TestEnv::new();
+    // Password mode: the twin user has the same password, so only the
+    // proxy's own rule can stop the switch.
+    let proxy = maria_proxy(&env, &["-u", "app"]);
+    let mut conn = mysql_async::Conn::new(my_opts(&proxy, "app", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let err = conn
+        .change_user(mysql_async::ChangeUserOpts::default().with_user(Some(TWIN_USER.to_string())))
+        .await
+        .expect_err("COM_CHANGE_USER to another user went through");
+    assert!(err.to_string().contains("1045"), "{err}");
+    assert!(err.to_string().contains("rdsconn proxy serves"), "{err}");
+    let log = proxy.wait_log(
+        &format!("refused database user \"{TWIN_USER}\""),
+        Duration::from_mins(1),
+    );
+    assert!(
+        log.contains(&format!("refused database user \"{TWIN_USER}\"")),
+        "{log}"
+    );
+    // A direct login as the twin is refused too, and the proxy goes on
+    // serving its user.
+    let direct = mysql_async::Conn::new(my_opts(&proxy, TWIN_USER, None)).await;
+    assert!(direct.is_err(), "the twin logged in");
+    let mut conn = mysql_async::Conn::new(my_opts(&proxy, "app", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let who: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert_eq!(who.as_deref(), Some("app@%"));
+
+    // IAM mode: no token is minted for another user.
+    let proxy = maria_iam_proxy(&env, &["-u", IAM_USER]);
+    let mut conn = mysql_async::Conn::new(my_opts(&proxy, IAM_USER, None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let err = conn
+        .change_user(mysql_async::ChangeUserOpts::default().with_user(Some("app".to_string())))
+        .await
+        .expect_err("COM_CHANGE_USER to another user went through");
+    assert!(err.to_string().contains("rdsconn proxy serves"), "{err}");
+    let log = proxy.wait_log("refused database user \"app\"", Duration::from_mins(1));
+    assert_eq!(log.matches("minted an IAM token").count(), 1, "{log}");
+
+    // PostgreSQL: the startup packet's user.
+    let proxy = pg_proxy(&env, &["-u", "app"], &[]);
+    let run = psql(&proxy, TWIN_USER, None, "SELECT current_user");
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("rdsconn proxy serves"),
+        "{}",
+        run.stderr
+    );
+    let run = psql(&proxy, "app", None, "SELECT current_user");
+    run.assert_code(0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

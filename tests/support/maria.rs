@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::pki::ENDPOINT;
 use super::server::{
-    APP_PASSWORD, DIRECTORY_USER, IAM_USER, ODD_PASSWORD, ODD_USER, TWO_FACTOR_USER,
+    APP_PASSWORD, DIRECTORY_USER, IAM_USER, ODD_PASSWORD, ODD_USER, TWIN_USER, TWO_FACTOR_USER,
     directory_service,
 };
 use super::server::{
@@ -122,6 +122,8 @@ fn start(variant: Variant) -> Server {
             "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; \
              CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
              CREATE DATABASE appdb; GRANT ALL ON appdb.* TO 'app'@'%'; \
+             CREATE USER '{TWIN_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
+             GRANT SELECT ON appdb.* TO '{TWIN_USER}'@'%'; \
              CREATE USER '{IAM_USER}'@'%' IDENTIFIED VIA pam USING '{service}'; \
              GRANT SELECT ON appdb.* TO '{IAM_USER}'@'%'; \
              CREATE USER '{ODD_USER}'@'%' IDENTIFIED BY '{}'; \

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::pki::ENDPOINT;
-use super::server::{APP_PASSWORD, IAM_USER, KERBEROS_USER, ODD_PASSWORD, ODD_USER};
+use super::server::{APP_PASSWORD, IAM_USER, KERBEROS_USER, ODD_PASSWORD, ODD_USER, TWIN_USER};
 use super::server::{
     Registry, free_port, get_or_start, is_root, leaf, pam_service, remove_after_exit,
     spawn_watchdog,
@@ -161,6 +161,7 @@ fn start(variant: Variant) -> Server {
         &sql,
         format!(
             "CREATE USER app PASSWORD '{APP_PASSWORD}';\nCREATE DATABASE appdb OWNER app;\n\
+             CREATE USER {TWIN_USER} PASSWORD '{APP_PASSWORD}';\n\
              CREATE USER {IAM_USER};\nCREATE USER {KERBEROS_USER};\n\
              CREATE USER {ODD_USER} PASSWORD '{}';\n",
             ODD_PASSWORD.replace('\'', "''")

@@ -15,6 +15,9 @@ use super::pki::{Ca, ENDPOINT, Leaf};
 
 /// The password of the `app` user on every test server.
 pub const APP_PASSWORD: &str = "app-Pa55word-for-tests";
+/// A second password user with `app`'s password: a proxy that logs in with
+/// one password for any user would let a client become it.
+pub const TWIN_USER: &str = "app_twin";
 
 /// A password user whose password needs quoting everywhere: shell, URL,
 /// option file, SQL.

@@ -227,7 +227,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     e: &ConnectError,
 ) -> std::io::Result<()> {
     let (code, state) = match e {
-        ConnectError::Auth { .. } => (1045, *b"28000"),
+        ConnectError::Auth { .. } | ConnectError::Refused(_) => (1045, *b"28000"),
         _ => (2013, *b"HY000"),
     };
     send_error(front, code, state, &format!("rdsconn: {e}")).await
