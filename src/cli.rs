@@ -327,7 +327,7 @@ pub struct CaFetchArgs {
     pub force: bool,
 
     /// Give up on the download after this long (e.g. 30s, 2m).
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
     pub timeout: humantime::Duration,
 }
 
@@ -477,7 +477,7 @@ pub struct CheckArgs {
     pub via: Option<String>,
 
     /// Bound on each attempt's DNS + TCP + TLS + authentication.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub connect_timeout: humantime::Duration,
 
     /// The query stage's SQL.
@@ -487,7 +487,7 @@ pub struct CheckArgs {
     /// Retry failing targets until they pass or DURATION has passed
     /// (capped exponential backoff with jitter). Only transient failures
     /// (DNS, refused, reset, timeout) are retried.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub wait: Option<humantime::Duration>,
 
     /// With --wait: retry every failure, TLS and authentication too.
@@ -532,7 +532,7 @@ pub struct ConnectArgs {
     pub via: Option<String>,
 
     /// Bound on DNS + TCP + TLS + authentication.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub connect_timeout: humantime::Duration,
 
     /// Run these statements (';'-separated) and print the rows.
@@ -598,7 +598,7 @@ pub struct DoctorArgs {
     pub target: TargetFlags,
 
     /// Bound on the connection check's DNS + TCP + TLS + authentication.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub connect_timeout: humantime::Duration,
 }
 
@@ -741,7 +741,7 @@ pub struct ProxyArgs {
     pub via: Option<String>,
 
     /// Bound on each upstream DNS + TCP + TLS + authentication.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub connect_timeout: humantime::Duration,
 
     /// Where clients connect: IP:PORT, localhost:PORT, PORT (on 127.0.0.1;
@@ -767,7 +767,7 @@ pub struct ProxyArgs {
     pub max_connections: Option<u32>,
 
     /// After SIGINT / SIGTERM, how long open connections may go on.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
     pub shutdown_grace: humantime::Duration,
 
     /// Worker threads serving connections (logins, TLS, relaying)
@@ -793,6 +793,19 @@ pub struct ManArgs {
     /// instead of printing the main page.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+}
+
+/// The longest duration any flag takes: a day. Beyond it a timeout is a
+/// typo, and deadlines computed from it would overflow.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_hours(24);
+
+/// A duration flag (`30s`, `2m`, `1h 30m`), at most [`MAX_DURATION`].
+fn duration(raw: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = raw.parse().map_err(|e| format!("{e}"))?;
+    if *d > MAX_DURATION {
+        return Err(format!("{raw} is longer than the 24h this flag allows"));
+    }
+    Ok(d)
 }
 
 impl Command {

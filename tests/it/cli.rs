@@ -165,3 +165,48 @@ fn version_flag() {
         format!("rdsconn {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Regression: `--connect-timeout 18446744073709551615s` panicked (an
+/// Instant overflowed) in `-c`/`-e` and `check`. Every duration flag is
+/// bounded, and the refusal is a usage error.
+#[test]
+fn huge_durations_are_usage_errors_not_panics() {
+    let env = TestEnv::new();
+    let host = "mydb.abc123.us-east-1.rds.amazonaws.com";
+    let url = format!("postgres://app@{host}/db");
+    for huge in ["18446744073709551615s", "25h", "9999999999999d"] {
+        for args in [
+            vec!["ca", "fetch", "--timeout", huge],
+            vec!["check", &url, "--connect-timeout", huge],
+            vec!["check", &url, "--wait", huge],
+            vec![
+                "postgres",
+                &url,
+                "--connect-timeout",
+                huge,
+                "-c",
+                "SELECT 1",
+            ],
+            vec![
+                "mysql",
+                "-h",
+                host,
+                "-u",
+                "app",
+                "--connect-timeout",
+                huge,
+                "-e",
+                "SELECT 1",
+            ],
+            vec!["doctor", &url, "--connect-timeout", huge],
+            vec!["proxy", "postgres", host, "--connect-timeout", huge],
+            vec!["proxy", "postgres", host, "--shutdown-grace", huge],
+        ] {
+            let run = env.run(&args);
+            run.assert_code(2);
+            assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+            assert!(run.stderr.contains("24h"), "{args:?}: {}", run.stderr);
+            assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        }
+    }
+}
