@@ -63,6 +63,12 @@ pub enum TargetError {
     BadHost { host: String, reason: &'static str },
     #[error("invalid user: the user name is empty")]
     EmptyUser,
+    /// Control characters (NUL above all: the MySQL protocol ends names
+    /// at NUL, so `a\0b` would log in as `a` while a token names `a\0b`).
+    #[error(
+        "invalid {what} {name:?}: control characters (such as NUL or a newline) are not allowed"
+    )]
+    ControlCharacter { what: &'static str, name: String },
     #[error("invalid URL {url:?}: {reason}")]
     BadUrl {
         url: String,
@@ -238,6 +244,14 @@ impl UrlTarget {
                 ("iam", other) => {
                     return Err(bad(format!("iam={other:?}: expected true or false").into()));
                 }
+                (other, _)
+                    if PASSWORD_PARAMETERS.contains(&other.to_ascii_lowercase().as_str()) =>
+                {
+                    return Err(bad(format!(
+                        "a password in the URL ({other}=) would be visible in the process list; use --password-stdin or an environment variable"
+                    )
+                    .into()));
+                }
                 (other, _) => {
                     return Err(bad(format!(
                         "unknown parameter {other:?} (only iam=true is understood)"
@@ -263,26 +277,68 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// The URL with any password replaced, for error messages.
+/// The URL with any password and every parameter value but `iam`'s
+/// replaced, for error messages: `?password=…`, `?pwd=…` or a parameter
+/// rdsconn does not know may hold a secret.
 fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("REDACTED"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("REDACTED"));
+            }
+            if u.query().is_some() {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "iam" {
+                            v.into_owned()
+                        } else {
+                            "REDACTED".into()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            if u.fragment().is_some() {
+                u.set_fragment(Some("REDACTED"));
+            }
             u.to_string()
         }
         // Unparseable: an embedded password cannot be located reliably.
-        Err(_) if raw.contains('@') => "<URL not shown: it may contain a password>".to_string(),
-        _ => raw.to_string(),
+        Err(_) if raw.contains(['@', '?', '#']) => {
+            "<URL not shown: it may contain a password>".to_string()
+        }
+        Err(_) => raw.to_string(),
     }
 }
+
+/// URL parameters that carry a password in other tools' URLs.
+const PASSWORD_PARAMETERS: [&str; 4] = ["password", "pwd", "pass", "passwd"];
 
 /// Checks a database user name (as signed into IAM tokens).
 pub fn validate_user(user: &str) -> Result<&str, TargetError> {
     if user.is_empty() {
-        Err(TargetError::EmptyUser)
-    } else {
-        Ok(user)
+        return Err(TargetError::EmptyUser);
     }
+    no_control("user", user)?;
+    Ok(user)
+}
+
+/// Checks a database name.
+pub fn validate_database(database: &str) -> Result<&str, TargetError> {
+    no_control("database", database)?;
+    Ok(database)
+}
+
+fn no_control(what: &'static str, name: &str) -> Result<(), TargetError> {
+    if name.chars().any(char::is_control) {
+        return Err(TargetError::ControlCharacter {
+            what,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -359,6 +415,27 @@ mod tests {
                 .rds_region()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn redaction_hides_passwords_and_parameter_values() {
+        let r = redact_url("postgres://u:secret@h/db?iam=true&password=secret&x=secret#secret");
+        assert!(!r.contains("secret"), "{r}");
+        assert!(r.contains("iam=true"), "{r}");
+        assert_eq!(
+            redact_url("postgres://u@h:99999/db?pwd=secret"),
+            "<URL not shown: it may contain a password>"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        assert!(validate_user("a\0b").is_err());
+        assert!(validate_user("a\nb").is_err());
+        assert!(validate_database("d\u{1b}[31m").is_err());
+        assert!(validate_user("app+x.y@corp").is_ok());
+        assert!(validate_database("app db").is_ok());
     }
 
     #[test]

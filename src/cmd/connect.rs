@@ -20,7 +20,7 @@ use crate::native::{self, ClientConn};
 use crate::output;
 use crate::proxy::{self, Secrets, TokenCache};
 use crate::rds::Rds;
-use crate::target::{EngineKind, Host, UrlTarget, validate_user};
+use crate::target::{EngineKind, Host, UrlTarget, validate_database, validate_user};
 use crate::tls::TlsPolicy;
 
 /// Host, port, user and database as the user gave them, before defaults.
@@ -405,6 +405,9 @@ pub(crate) fn target(
     validate_user(&user)?;
     let iam = url.as_ref().is_some_and(|u| u.iam);
     let database = given.database.or(url.and_then(|u| u.database));
+    if let Some(d) = &database {
+        validate_database(d)?;
+    }
     let via = via.map(parse_via).transpose()?;
     if connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));

@@ -210,3 +210,74 @@ fn huge_durations_are_usage_errors_not_panics() {
         }
     }
 }
+
+/// Regression: `rdsconn token "postgres://app@EP/db?password=hunter2"`
+/// printed the whole URL, password included.
+#[test]
+fn a_password_in_url_parameters_is_refused_and_never_echoed() {
+    let env = TestEnv::new();
+    let host = "mydb.abc123.us-east-1.rds.amazonaws.com";
+    for url in [
+        format!("postgres://app@{host}/db?password=hunter2"),
+        format!("mysql://app@{host}/db?pwd=hunter2"),
+        format!("postgres://app@{host}/db?sslpassword=hunter2"),
+        format!("postgres://app@{host}:99999/db?password=hunter2"),
+        format!("postgres://app:hunter2@{host}/db"),
+    ] {
+        for args in [
+            vec!["token", &url],
+            vec!["postgres", &url, "-c", "SELECT 1"],
+            vec!["check", &url],
+            vec!["env", "postgres", &url],
+        ] {
+            let run = env.run(&args);
+            run.assert_code(2);
+            assert!(!run.stderr.contains("hunter2"), "{args:?}: {}", run.stderr);
+            assert!(!run.stdout.contains("hunter2"), "{args:?}: {}", run.stdout);
+        }
+    }
+    let run = env.run(&[
+        "token",
+        &format!("postgres://app@{host}/db?password=hunter2"),
+    ]);
+    assert!(run.stderr.contains("--password-stdin"), "{}", run.stderr);
+}
+
+/// Regression: `mysql://pw_user%00x@…` logged in as `pw_user` (the protocol
+/// ends names at NUL) while `token` signed `DBUser=pw_user%00x`.
+#[test]
+fn control_characters_in_user_and_database_names_are_usage_errors() {
+    let env = TestEnv::new();
+    let host = "mydb.abc123.us-east-1.rds.amazonaws.com";
+    for url in [
+        format!("mysql://pw_user%00x@{host}/db"),
+        format!("postgres://a%0Ab@{host}/db"),
+        format!("postgres://app@{host}/d%1Bb"),
+        format!("mysql://app@{host}/d%00b"),
+    ] {
+        for args in [
+            vec!["postgres", &url, "-c", "SELECT 1"],
+            vec!["mysql", &url, "-e", "SELECT 1"],
+            vec!["check", &url],
+        ] {
+            let mut args = args;
+            if !url.starts_with(args[0]) && args[0] != "check" {
+                continue;
+            }
+            args.push("--iam");
+            let run = env.run(&args);
+            run.assert_code(2);
+            assert!(
+                run.stderr.contains("control characters"),
+                "{args:?}: {}",
+                run.stderr
+            );
+            assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        }
+    }
+    for user in ["pw_user\u{1}x", "a\nb"] {
+        let run = env.run(&["token", "-h", host, "-P", "3306", "-u", user]);
+        run.assert_code(2);
+        assert!(run.stderr.contains("control characters"), "{}", run.stderr);
+    }
+}
