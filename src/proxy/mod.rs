@@ -32,6 +32,7 @@ use crate::engine::mysql::relay::{self, Traffic};
 use crate::engine::{Auth, BoxFuture, ConnectError, Secret, Target};
 use crate::error::{Error, Result};
 use crate::target::{EngineKind, Host};
+use crate::text::Untrusted;
 use crate::tls::TlsPolicy;
 use crate::token::{self, TokenRequest};
 
@@ -514,11 +515,13 @@ where
 }
 
 fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
+    // The names are the client's, the ending may quote the server: both
+    // escaped, so that one connection is one log line.
     let mut line = format!("connection {id} from {peer}");
     if let Some(user) = &report.user {
-        let _ = write!(line, ": user {user}");
+        let _ = write!(line, ": user {}", Untrusted(user));
         if let Some(db) = &report.database {
-            let _ = write!(line, ", database {db}");
+            let _ = write!(line, ", database {}", Untrusted(db));
         }
     }
     if let Some(s) = report.stages {
@@ -534,7 +537,7 @@ fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
         report.traffic.up,
         report.traffic.down,
         started.elapsed().as_secs_f64(),
-        report.ended
+        Untrusted(&report.ended)
     );
     if report.failed {
         tracing::warn!("{line}");
@@ -581,7 +584,8 @@ where
                 n += 1;
                 let wait = backoff(n);
                 tracing::info!(
-                    "upstream throttled ({e}); retrying in {} ms",
+                    "upstream throttled ({}); retrying in {} ms",
+                    Untrusted(&e.to_string()),
                     wait.as_millis()
                 );
                 tokio::time::sleep(wait).await;

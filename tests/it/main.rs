@@ -9,6 +9,7 @@ mod cli;
 mod connect;
 mod directory;
 mod handoff;
+mod hostile;
 mod proxy;
 mod rds;
 mod token;

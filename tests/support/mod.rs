@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod http;
 pub mod maria;
 pub mod moto;

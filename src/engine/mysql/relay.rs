@@ -440,7 +440,11 @@ async fn change_user<C: AsyncRead + AsyncWrite + Unpin>(
             Ok(())
         }
         Err(e) => {
-            tracing::info!(user = %command.user, "COM_CHANGE_USER failed upstream: {e}");
+            tracing::info!(
+                "COM_CHANGE_USER to {} failed: {}",
+                crate::text::Untrusted(&command.user),
+                crate::text::Untrusted(&e.to_string())
+            );
             refuse(&mut front, &e).await
         }
     }

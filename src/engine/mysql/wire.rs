@@ -143,9 +143,11 @@ pub async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn parse_greeting(payload: &[u8]) -> Result<HandshakePacket<'static>, ConnectError> {
     match payload.first() {
-        Some(0xff) => Err(ConnectError::Server(server_error_text(
-            payload,
-            CapabilityFlags::empty(),
+        // Anyone on the path can send this: it is marked, and escaped
+        // wherever it is shown.
+        Some(0xff) => Err(ConnectError::Server(format!(
+            "the server refused the connection before TLS (unverified text): {}",
+            server_error_text(payload, CapabilityFlags::empty())
         ))),
         Some(10) => ParseBuf(payload)
             .parse::<HandshakePacket<'_>>(())
@@ -522,7 +524,10 @@ mod tests {
         assert_eq!(g.connection_id(), 7);
         assert!(g.capabilities().contains(CapabilityFlags::CLIENT_SSL));
         let err = parse_greeting(b"\xff\x10\x04Too many connections").unwrap_err();
-        assert_eq!(err.to_string(), "Too many connections (ERROR 1040)");
+        assert_eq!(
+            err.to_string(),
+            "the server refused the connection before TLS (unverified text): Too many connections (ERROR 1040)"
+        );
         assert!(parse_greeting(b"HTTP/1.1").is_err());
         assert!(parse_greeting(&[10, b'8', 0, 1]).is_err(), "truncated");
     }

