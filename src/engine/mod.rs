@@ -200,6 +200,13 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// The connection was reset or closed under rdsconn.
+    #[error("{what}")]
+    Network {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("timed out after {}s during {stage}", .after.as_secs_f64())]
     Timeout {
         stage: &'static str,
@@ -228,7 +235,9 @@ pub enum ConnectError {
 impl Categorized for ConnectError {
     fn category(&self) -> Category {
         match self {
-            Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } => Category::Network,
+            Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } | Self::Network { .. } => {
+                Category::Network
+            }
             Self::Tls(_) => Category::Tls,
             Self::Auth { .. } | Self::AuthMethod { .. } | Self::Refused(_) => Category::Auth,
             Self::Server(_) => Category::Runtime,
@@ -506,7 +515,35 @@ pub(crate) async fn tcp_connect(
 
 /// An I/O failure while talking to the server, naming what was being done.
 pub(crate) fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ConnectError {
-    move |source| ConnectError::Server(format!("{what}: {source}"))
+    move |source| {
+        if is_network_io(&source) {
+            ConnectError::Network { what, source }
+        } else {
+            ConnectError::Server(format!("{what}: {source}"))
+        }
+    }
+}
+
+/// I/O failures that mean the path or the peer went away (a reset, a
+/// connection closed early): network failures, retried by `check --wait`.
+pub(crate) fn is_network_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset, HostUnreachable,
+        NetworkDown, NetworkUnreachable, NotConnected, TimedOut, UnexpectedEof,
+    };
+    matches!(
+        e.kind(),
+        BrokenPipe
+            | ConnectionAborted
+            | ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkDown
+            | NetworkUnreachable
+            | NotConnected
+            | TimedOut
+            | UnexpectedEof
+    )
 }
 
 /// Finds a rustls error in an error's source chain.

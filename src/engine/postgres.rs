@@ -207,6 +207,26 @@ fn classify(
     if text.contains("server does not support TLS") {
         return ConnectError::Tls(TlsFailure::NoTls);
     }
+    // Reset, or closed before the login finished ("early eof",
+    // "connection closed"): the network or the peer went away.
+    let io_kind = std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|e| e.downcast_ref::<std::io::Error>())
+    .map(std::io::Error::kind);
+    let io = io_kind.map(|k| std::io::Error::new(k, text.clone()));
+    if let Some(io) = io.filter(super::is_network_io) {
+        return ConnectError::Network {
+            what: "talking to the server",
+            source: io,
+        };
+    }
+    if err.is_closed() {
+        return ConnectError::Network {
+            what: "talking to the server",
+            source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, text),
+        };
+    }
     // tokio-postgres's words for GSSAPI, SSPI, Kerberos V5 and SCM
     // credentials requests.
     if text.contains("unsupported authentication method") {

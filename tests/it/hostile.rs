@@ -173,3 +173,55 @@ fn a_client_chosen_user_name_cannot_forge_proxy_log_lines() {
         );
     }
 }
+
+/// Regression: a connection reset or closed before TLS exited 1 ("early
+/// eof"), and `check --wait` gave up at once on a listener that resets
+/// every connection. Both are network failures (exit 4), retried.
+#[test]
+fn resets_and_early_closes_are_network_failures_and_retried() {
+    let env = TestEnv::new();
+    let reset = Hostile::start(Act::Reset);
+    let closes = Hostile::start(Act::CloseAfterRead);
+    let silent_close = Hostile::start(Act::Send {
+        bytes: Vec::new(),
+        read_first: false,
+    });
+    let pw = [("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)];
+    for (server, engine) in [
+        (&reset, "postgres"),
+        (&closes, "postgres"),
+        (&reset, "mysql"),
+        (&silent_close, "mysql"),
+    ] {
+        let (user_flag, sql_flag) = if engine == "postgres" {
+            ("-U", "-c")
+        } else {
+            ("-u", "-e")
+        };
+        let via = server.addr();
+        let run = env.run_with(
+            &[
+                engine, "-h", ENDPOINT, user_flag, "app", "--via", &via, sql_flag, "SELECT 1",
+            ],
+            &pw,
+        );
+        assert_eq!(run.code, 4, "{engine} via {via}: {}", run.stderr);
+    }
+    for (server, scheme) in [
+        (&reset, "postgres"),
+        (&closes, "postgres"),
+        (&reset, "mysql"),
+    ] {
+        let url = format!("{scheme}://app@{ENDPOINT}/appdb");
+        let via = server.addr();
+        let run = env.run_with(
+            &[
+                "check", "--output", "json", &url, "--via", &via, "--wait", "2s",
+            ],
+            &pw,
+        );
+        assert_eq!(run.code, 4, "{url}: {}", run.stdout);
+        let t = &run.json()["targets"][0];
+        assert!(t["attempts"].as_u64().unwrap() > 1, "{t:#}");
+    }
+}
