@@ -14,7 +14,14 @@ fn main() -> ExitCode {
     rdsconn::init_logging(cli.global.verbose, serving);
     let runtime = rdsconn::runtime(&cli);
     let result = match runtime {
-        Ok(rt) => rt.block_on(rdsconn::run(cli)),
+        Ok(rt) => {
+            let result = rt.block_on(rdsconn::run(cli));
+            // A DNS lookup that outlived its timeout still runs on a
+            // blocking thread (getaddrinfo cannot be cancelled): exit
+            // without waiting for it, so that the timeout bounds the run.
+            rt.shutdown_background();
+            result
+        }
         Err(e) => Err(rdsconn::error::Error::new(
             rdsconn::error::Category::Runtime,
             e,

@@ -225,3 +225,65 @@ fn resets_and_early_closes_are_network_failures_and_retried() {
         assert!(t["attempts"].as_u64().unwrap() > 1, "{t:#}");
     }
 }
+
+/// Regression: with a resolver that never answers, `--connect-timeout 2s`
+/// reported the timeout but the process ran on until the blocking lookup
+/// gave up (here: 5 tries of 30 s). The run now ends with the timeout.
+/// The resolver is a UDP socket that reads and never replies, made the
+/// system's resolver in a mount namespace of the command's own.
+#[test]
+fn a_resolver_that_never_answers_is_bounded_by_the_connect_timeout() {
+    let env = TestEnv::new();
+    let blackhole = std::net::UdpSocket::bind("127.0.0.77:53").unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0_u8; 4096];
+        while blackhole.recv_from(&mut buf).is_ok() {}
+    });
+    let resolv = env.root.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:30 attempts:5\n",
+    )
+    .unwrap();
+    let url = format!("postgres://app@{ENDPOINT}/appdb");
+    for args in [
+        vec![
+            "postgres",
+            &url,
+            "--connect-timeout",
+            "2s",
+            "-c",
+            "SELECT 1",
+        ],
+        vec!["check", &url, "--connect-timeout", "2s"],
+    ] {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
+        ])
+        .arg(&resolv)
+        .arg(crate::support::BINARY)
+        .args(&args)
+        .env("PGPASSWORD", APP_PASSWORD)
+        .env("HOME", env.home())
+        .env("RDSCONN_CACHE_DIR", env.cache_dir());
+        let start = std::time::Instant::now();
+        let run = crate::support::Run::from(cmd.output().unwrap());
+        // Without the fix the lookup holds the process for 150 s.
+        assert!(
+            start.elapsed() < Duration::from_mins(1),
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(run.code, 4, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("DNS") || run.stdout.contains("dns"),
+            "{args:?}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
