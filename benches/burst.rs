@@ -278,6 +278,19 @@ fn main() {
          sslmode=verify-full sslrootcert={ca}"
     );
 
+    // pgbench's tables (scale 1), as `scripts/bench-proxy.sh` makes them.
+    let out = Command::new(pgbench())
+        .args(["-i", "-q", "-s", "1"])
+        .arg(&direct_info)
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()
+        .expect("pgbench -i runs");
+    assert!(
+        out.status.success(),
+        "pgbench -i failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let baseline = std::env::var("RDSCONN_BASELINE").ok();
     let mut builds: Vec<(String, String, Vec<&str>)> = vec![
         (

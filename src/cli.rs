@@ -762,6 +762,11 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub local_password: bool,
 
+    /// Close a client that has not completed its login (startup packet or
+    /// handshake, and the local password) within this long.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    pub client_login_timeout: humantime::Duration,
+
     /// Turn away connections beyond this many at once [default: no limit].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,

@@ -294,6 +294,7 @@ async fn through_proxy(
         local_password: Some(local.clone()),
         only_user: Some(target.user.clone()),
         max_connections: None,
+        client_login_timeout: proxy::CLIENT_LOGIN_TIMEOUT,
     };
     let proxy = proxy::Proxy::bind(config, &[proxy::Listen::Unix(socket.clone())]).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -80,8 +80,10 @@ pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         local_password,
         only_user,
         max_connections: args.max_connections.map(|n| n as usize),
+        client_login_timeout: args.client_login_timeout.into(),
     };
     let stop = shutdown_signal()?;
+    raise_file_limit();
     let proxy = Proxy::bind(config, &listens).await?;
     let addresses = proxy.addresses();
     match global.output {
@@ -165,6 +167,25 @@ async fn secrets(
         only_user.unwrap_or("the proxy's users"),
         target.host.as_str(),
     )?))
+}
+
+/// Each client holds two descriptors (its socket and the upstream's): the
+/// soft limit on open files (often 1024) is raised to the hard limit, as
+/// servers do.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum
+        && limit.current.is_some_and(|c| c < max)
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!("raising the open-file limit to {max}: {e}");
+        }
+    }
 }
 
 /// `--listen` values, loopback unless `--allow-remote`.

@@ -110,6 +110,29 @@ pub struct Config {
     /// Only this database user may connect.
     pub only_user: Option<String>,
     pub max_connections: Option<usize>,
+    /// A client that has not completed its startup / handshake (and the
+    /// local password) by then is closed, so that clients that never
+    /// speak cannot hold connections or `--max-connections` slots.
+    pub client_login_timeout: Duration,
+}
+
+/// `--client-login-timeout`'s default.
+pub const CLIENT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a client-side login step within the client's login deadline.
+async fn client_step<T>(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    step: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout_at(deadline, step)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no login within {} (--client-login-timeout); closed",
+                humantime::format_duration(limit)
+            ))
+        })
 }
 
 impl Config {
@@ -338,6 +361,7 @@ fn bind_unix(path: &Path) -> Result<UnixListener> {
 /// State the connections share.
 struct Shared {
     config: Config,
+    mysql: mysql::State,
     /// Connections being served.
     active: watch::Sender<usize>,
     next_id: AtomicU64,
@@ -375,6 +399,7 @@ impl Proxy {
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
+                mysql: mysql::State::default(),
                 active: watch::channel(0).0,
                 next_id: AtomicU64::new(1),
             }),
@@ -392,6 +417,12 @@ impl Proxy {
     /// end, and closes the rest.
     pub async fn serve(self, stop: impl Future<Output = ()>, grace: Duration) -> Drained {
         let (stopping, stopped) = watch::channel(false);
+        if self.shared.config.kind == EngineKind::Mysql {
+            // MySQL clients are greeted before rdsconn dials for them:
+            // read what the server says once, now.
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move { mysql::prime(&shared.config, &shared.mysql).await });
+        }
         let mut accepting = tokio::task::JoinSet::new();
         for bound in self.bound {
             let shared = Arc::clone(&self.shared);
@@ -420,27 +451,85 @@ impl Proxy {
 }
 
 async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut failing = AcceptFailures::default();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
             accepted = accept(&bound) => match accepted {
-                Ok(Accepted::Tcp(stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(handle(Arc::clone(&shared), stream, peer.to_string()));
-                }
-                Ok(Accepted::Unix(stream)) => {
-                    tokio::spawn(handle(Arc::clone(&shared), stream, "unix socket".into()));
+                Ok(accepted) => {
+                    failing.recovered();
+                    match accepted {
+                        Accepted::Tcp(stream, peer) => {
+                            let _ = stream.set_nodelay(true);
+                            tokio::spawn(handle(Arc::clone(&shared), stream, peer.to_string()));
+                        }
+                        Accepted::Unix(stream) => {
+                            tokio::spawn(handle(Arc::clone(&shared), stream, "unix socket".into()));
+                        }
+                    }
                 }
                 Err(e) => {
-                    // Out of file descriptors and the like: not fatal.
-                    tracing::warn!("accepting on {}: {e}", bound.address());
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: not fatal, but
+                    // retried with back-off (the error repeats until a
+                    // connection closes) and logged once per episode.
+                    let pause = failing.failed(&bound, &e);
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
             },
         }
     }
     if let Bound::Unix(_, path) = &bound {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Accept failures: the back-off before the next try (consecutive
+/// failures), and at most one warning per [`ACCEPT_LOG_EVERY`] however
+/// often accepting fails.
+#[derive(Default)]
+struct AcceptFailures {
+    consecutive: u32,
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl AcceptFailures {
+    /// 10 ms doubling to 1 s.
+    fn failed(&mut self, bound: &Bound, e: &std::io::Error) -> Duration {
+        if self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY)
+        {
+            let hint = if matches!(e.raw_os_error(), Some(23 | 24)) {
+                " (out of file descriptors: --max-connections bounds the connections held)"
+            } else {
+                ""
+            };
+            let more = if self.unlogged > 0 {
+                format!("; {} more failures since the last warning", self.unlogged)
+            } else {
+                String::new()
+            };
+            tracing::warn!(
+                "accepting on {}: {e}{hint}; retrying with back-off{more}",
+                bound.address()
+            );
+            self.last_logged = Some(Instant::now());
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
+        }
+        self.consecutive = self.consecutive.saturating_add(1);
+        Duration::from_millis(10 * 2_u64.pow(self.consecutive.min(7))).min(Duration::from_secs(1))
+    }
+
+    fn recovered(&mut self) {
+        self.consecutive = 0;
     }
 }
 
@@ -500,15 +589,18 @@ where
     match config.max_connections {
         Some(max) if open > max => {
             let why = format!("too many connections (rdsconn proxy --max-connections {max})");
-            match config.kind {
-                EngineKind::Postgres => postgres::refuse_early(stream, "53300", &why).await,
-                EngineKind::Mysql => mysql::refuse_early(stream, 1040, &why).await,
-            }
+            let refusal = async {
+                match config.kind {
+                    EngineKind::Postgres => postgres::refuse_early(stream, "53300", &why).await,
+                    EngineKind::Mysql => mysql::refuse_early(stream, 1040, &why).await,
+                }
+            };
+            let _ = tokio::time::timeout(config.client_login_timeout, refusal).await;
             report.fail(why);
         }
         _ => match config.kind {
             EngineKind::Postgres => postgres::serve(config, stream, &mut report).await,
-            EngineKind::Mysql => mysql::serve(config, stream, &mut report).await,
+            EngineKind::Mysql => mysql::serve(config, &shared.mysql, stream, &mut report).await,
         },
     }
     log_connection(id, &peer, started, &report);

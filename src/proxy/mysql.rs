@@ -1,11 +1,19 @@
-//! The MySQL side of the proxy: the upstream greeting is read first, so
-//! the client is greeted with the server's own version, connection id and
-//! capabilities (minus TLS and compression); the client's handshake names
-//! the user, for whom rdsconn logs in upstream (`relay`), then the session
-//! is relayed (`relay::pump`, which also answers `COM_CHANGE_USER`).
+//! The MySQL side of the proxy. A MySQL server speaks first, so the proxy
+//! greets each client from a cached server greeting (version,
+//! capabilities, minus TLS and compression; read at start-up and refreshed
+//! by every login) with a connection id of its own: nothing is dialed for a
+//! client that has not answered the greeting within its login deadline.
+//! The client's handshake names the user, for whom rdsconn logs in
+//! upstream (`relay`); the session is then relayed (`relay::pump`, which
+//! answers `COM_CHANGE_USER` and maps `KILL` of a handed-out id to the
+//! server's id).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use mysql_common::packets::HandshakePacket;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -13,11 +21,12 @@ use super::{Config, Report, Stages};
 use crate::engine::mysql::relay::{self, Credentials, Greeted, Upstream};
 use crate::engine::mysql::{NoPrompter, wire};
 use crate::engine::{ConnectError, Stage, Target, ms};
+use crate::text::Untrusted;
 
 /// A dialed upstream connection whose greeting has been read.
 struct Dialed {
     packets: wire::Packets<TcpStream>,
-    greeting: mysql_common::packets::HandshakePacket<'static>,
+    greeting: HandshakePacket<'static>,
     stages: Stages,
 }
 
@@ -36,28 +45,126 @@ async fn dial(target: &Target) -> Result<Dialed, ConnectError> {
     })
 }
 
+/// The MySQL proxy's shared state: the greeting clients get before any
+/// upstream connection exists, and the connection ids handed out.
+pub(super) struct State {
+    /// The most recent upstream greeting (version, capabilities,
+    /// collation): what the server would say.
+    greeting: Mutex<Option<HandshakePacket<'static>>>,
+    /// Ids clients were greeted with → the server's ids, while they live.
+    ids: Mutex<HashMap<u32, u32>>,
+    next_id: AtomicU32,
+}
+
+/// Handed-out connection ids start high, away from the server's own
+/// counter, so that `KILL` of a real id is never mistaken for one of them.
+const FIRST_ID: u32 = 0x7000_0001;
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            greeting: Mutex::new(None),
+            ids: Mutex::new(HashMap::new()),
+            next_id: AtomicU32::new(FIRST_ID),
+        }
+    }
+}
+
+impl State {
+    fn greeting(&self) -> Option<HandshakePacket<'static>> {
+        self.greeting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn remember(&self, greeting: &HandshakePacket<'static>) {
+        *self
+            .greeting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(greeting.clone());
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl relay::ConnectionIds for State {
+    fn server_id(&self, client_id: u32) -> Option<u32> {
+        self.ids().get(&client_id).copied()
+    }
+}
+
+/// Forgets a handed-out id when its connection ends.
+struct IdLease<'a> {
+    state: &'a State,
+    id: u32,
+}
+
+impl Drop for IdLease<'_> {
+    fn drop(&mut self) {
+        self.state.ids().remove(&self.id);
+    }
+}
+
+/// Reads one upstream greeting for the cache (at start-up), so that the
+/// first client is greeted without waiting for an upstream connection.
+pub(super) async fn prime(config: &Config, state: &State) {
+    let anyone = config.target("", None);
+    match crate::engine::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await {
+        Ok(d) => state.remember(&d.greeting),
+        Err(e) => tracing::warn!(
+            "reading the server's greeting at start-up: {}; the first client waits for it",
+            Untrusted(&e.to_string())
+        ),
+    }
+}
+
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
+    state: &State,
     client: S,
     report: &mut Report,
 ) {
-    // The user is not known before the client's handshake; the dial does
-    // not need it.
-    let anyone = config.target("", None);
-    let first =
-        crate::engine::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await;
-    let first = match first {
-        Ok(d) => d,
-        Err(e) => {
-            refuse_early(client, 2013, &format!("rdsconn: {e}")).await;
-            return report.fail(format!("upstream: {e}"));
+    // The client is greeted from the cached greeting: nothing is dialed
+    // for a client that has not said who it is. Only without a cached
+    // greeting (the server was unreachable at start-up) does a client
+    // wait for an upstream greeting first.
+    let mut first = None;
+    let template = if let Some(g) = state.greeting() {
+        g
+    } else {
+        let anyone = config.target("", None);
+        match crate::engine::within(config.connect_timeout, "upstream greeting", dial(&anyone))
+            .await
+        {
+            Ok(d) => {
+                state.remember(&d.greeting);
+                let g = d.greeting.clone();
+                first = Some(d);
+                g
+            }
+            Err(e) => {
+                refuse_early(client, 2013, &format!("rdsconn: {e}")).await;
+                return report.fail(format!("upstream: {e}"));
+            }
         }
     };
-    let mut greeted =
-        match relay::greet(client, &first.greeting, config.local_password.as_ref()).await {
-            Ok(g) => g,
-            Err(e) => return report.fail(format!("client: {e}")),
-        };
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + config.client_login_timeout;
+    let greeted = super::client_step(deadline, config.client_login_timeout, async {
+        relay::greet(client, &template, id, config.local_password.as_ref())
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let mut greeted = match greeted {
+        Ok(g) => g,
+        Err(e) => return report.fail(format!("client: {e}")),
+    };
     report.user = Some(greeted.user.clone());
     report.database.clone_from(&greeted.database);
     if let Some(e) = config.refuse_user(&greeted.user) {
@@ -67,11 +174,24 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
     let (login, stages) = login(config, &greeted, first).await;
     report.stages = Some(stages);
+    let _lease = match &login {
+        Ok((_, _, greeting)) => {
+            state.remember(greeting);
+            state.ids().insert(id, greeting.connection_id());
+            Some(IdLease { state, id })
+        }
+        Err(_) => None,
+    };
     let relayed = match greeted.finish(login).await {
         Ok(r) => r,
         Err(e) => return report.fail(format!("upstream: {e}")),
     };
-    let (traffic, ended) = relay::pump(relayed, config, &NoPrompter).await;
+    let handling = relay::Handling {
+        credentials: config,
+        prompter: &NoPrompter,
+        ids: Some(state),
+    };
+    let (traffic, ended) = relay::pump(relayed, &handling).await;
     report.traffic = traffic;
     match ended {
         relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
@@ -86,14 +206,15 @@ type LoggedIn = (
 );
 
 /// Logs in upstream as the client's user: over the connection already
-/// dialed, and on new ones when the server throttles.
+/// dialed if there is one, else (and when the server throttles) on a new
+/// one.
 async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
     greeted: &Greeted<S>,
-    first: Dialed,
+    first: Option<Dialed>,
 ) -> (Result<LoggedIn, ConnectError>, Stages) {
     let target = config.target(&greeted.user, greeted.database.as_deref());
-    let mut next = Some(first);
+    let mut next = first;
     let stages = std::sync::Mutex::new(Stages::default());
     let result = super::retrying(config, || {
         let dialed = next.take();

@@ -49,7 +49,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut client: S,
     report: &mut Report,
 ) {
-    let opening = match read_opening(&mut client).await {
+    let deadline = tokio::time::Instant::now() + config.client_login_timeout;
+    let limit = config.client_login_timeout;
+    let opening = match super::client_step(deadline, limit, read_opening(&mut client)).await {
         Ok(o) => o,
         Err(e) => {
             let _ = send_error(&mut client, "08P01", &e).await;
@@ -70,10 +72,12 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = send_error(&mut client, "28000", &e.to_string()).await;
         return report.fail(e);
     }
-    if let Some(expected) = &config.local_password
-        && let Err(why) = check_local(&mut client, &user, expected).await
-    {
-        return report.fail(why);
+    if let Some(expected) = &config.local_password {
+        let checked =
+            super::client_step(deadline, limit, check_local(&mut client, &user, expected)).await;
+        if let Err(why) = checked {
+            return report.fail(why);
+        }
     }
 
     let target = config.target(&user, database.as_deref());

@@ -287,3 +287,146 @@ fn a_resolver_that_never_answers_is_bounded_by_the_connect_timeout() {
         );
     }
 }
+
+/// Opens `n` TCP connections to `port` that never send a byte.
+fn silent_clients(port: u16, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| {
+            let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_mins(2))).unwrap();
+            s
+        })
+        .collect()
+}
+
+/// Reads until the proxy closes `s` (what it sent first — a MySQL
+/// greeting — is read and dropped); panics on a hang.
+fn closed_by_the_proxy(mut s: std::net::TcpStream) {
+    let mut buf = [0_u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the proxy did not close a silent client: {e}"),
+        }
+    }
+}
+
+/// Regression: clients that never speak held `--max-connections` slots
+/// forever, and the MySQL proxy dialed the server for each of them. Now a
+/// client that has not logged in within `--client-login-timeout` is
+/// closed, and nothing is dialed before a client has said who it is.
+#[test]
+fn silent_clients_are_closed_at_the_login_deadline_and_dial_nothing() {
+    let env = TestEnv::new();
+    let pg_via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let maria_via = format!(
+        "127.0.0.1:{}",
+        crate::support::maria::server(Variant::Good).port
+    );
+    let limits = ["--max-connections", "3", "--client-login-timeout", "1s"];
+    for (engine, via, var) in [
+        ("postgres", &pg_via, "PGPASSWORD"),
+        ("mysql", &maria_via, "MYSQL_PWD"),
+    ] {
+        let mut args = vec![engine, "-h", ENDPOINT, "--via", via.as_str()];
+        args.extend_from_slice(&limits);
+        let proxy = ProxyProc::start(&env, &args, &[(var, APP_PASSWORD)]);
+        let silent = silent_clients(proxy.port(), 3);
+        for s in silent {
+            closed_by_the_proxy(s);
+        }
+        let log = proxy.wait_log("connection 3 ", Duration::from_mins(1));
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("--client-login-timeout"))
+            .collect();
+        assert_eq!(lines.len(), 3, "{engine}: {log}");
+        // Nothing was dialed for them.
+        assert!(
+            lines.iter().all(|l| !l.contains("upstream dns")),
+            "{engine}: {log}"
+        );
+        // The slots are free again: a real client gets one.
+        let ok = if engine == "postgres" {
+            std::process::Command::new("psql")
+                .args([
+                    "-X",
+                    "-At",
+                    "-c",
+                    "SELECT 1",
+                    &format!(
+                        "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
+                        proxy.port()
+                    ),
+                ])
+                .output()
+                .unwrap()
+        } else {
+            std::process::Command::new("mariadb")
+                .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+                .args(["-P", &proxy.port().to_string(), "-u", "app", "-N", "-B"])
+                .args(["-e", "SELECT 1"])
+                .output()
+                .unwrap()
+        };
+        assert!(
+            ok.status.success(),
+            "{engine}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "1");
+    }
+}
+
+/// Regression: with file descriptors exhausted the accept loop logged
+/// "Too many open files" about 20 times a second. Now it backs off and
+/// logs once per episode, and serves again once descriptors are free.
+#[test]
+fn out_of_file_descriptors_backs_off_and_recovers() {
+    let env = TestEnv::new();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let proxy = ProxyProc::start_with_file_limit(
+        &env,
+        48,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--via",
+            &via,
+            "--client-login-timeout",
+            "2s",
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    // More silent clients than descriptors: accept fails until the login
+    // deadline closes the ones it took.
+    let silent = silent_clients(proxy.port(), 80);
+    for s in silent {
+        closed_by_the_proxy(s);
+    }
+    let log = proxy.log();
+    let failures = log.lines().filter(|l| l.contains("accepting on")).count();
+    assert!(failures >= 1, "descriptors never ran out:\n{log}");
+    assert!(failures <= 3, "{failures} accept warnings:\n{log}");
+    let ok = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            "-c",
+            "SELECT 1",
+            &format!(
+                "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
+                proxy.port()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -752,6 +752,54 @@ async fn only_user_holds_for_change_user_and_every_login() {
     run.assert_code(0);
 }
 
+/// The proxy greets a client before it dials upstream, so the connection
+/// id in the greeting is its own; `KILL QUERY` with that id (what the
+/// mysql client sends on Ctrl-C) reaches the server's session.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_query_with_the_greeting_id_reaches_the_session() {
+    let env = TestEnv::new();
+    let proxy = maria_proxy(&env, &[]);
+    let mut victim = mysql_async::Conn::new(my_opts(&proxy, "app", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let greeted_id = victim.id();
+    let sleeping = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = victim.query_first("SELECT SLEEP(300)").await;
+        r
+    });
+    let mut killer = mysql_async::Conn::new(my_opts(&proxy, "app", None))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let n: Option<i64> = killer
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(300)'",
+            )
+            .await
+            .unwrap();
+        if n == Some(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_mins(1),
+            "the query never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killer
+        .query_drop(format!("KILL QUERY {greeted_id}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    // SLEEP() interrupted by KILL QUERY returns 1 (or the query fails).
+    let result = sleeping.await.unwrap();
+    assert!(
+        matches!(result, Ok(Some(1)) | Err(_)),
+        "the sleep was not interrupted: {result:?}"
+    );
+    assert!(start.elapsed() < Duration::from_mins(2));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_two_hundred_concurrent_clients_and_a_dying_server() {
     let env = TestEnv::new();
@@ -784,8 +832,12 @@ async fn mysql_two_hundred_concurrent_clients_and_a_dying_server() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 200);
-    // The greeting mirrors the server's connection id.
-    assert_eq!(conns[0].0.id(), u32::try_from(conns[0].1).unwrap());
+    // Each client was greeted with an id of its own (the proxy's: it
+    // greets before it dials; KILL with it is mapped to the server's id).
+    let mut greeted: Vec<u32> = conns.iter().map(|(c, _)| c.id()).collect();
+    greeted.sort_unstable();
+    greeted.dedup();
+    assert_eq!(greeted.len(), 200);
 
     // The server "dies" under all of them: each client gets an error.
     cutter.cut();

@@ -39,6 +39,22 @@ impl ProxyProc {
         Self::spawn(env, binary, &[], args, vars)
     }
 
+    /// As [`ProxyProc::start`], with at most `files` open files (soft and
+    /// hard limit, set by `prlimit`).
+    pub fn start_with_file_limit(
+        env: &TestEnv,
+        files: u32,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
+        let limit = format!("--nofile={files}:{files}");
+        let ca = pki().ca_file.display().to_string();
+        let mut all = vec![limit.as_str(), "--", super::BINARY, "--ca-bundle", &ca];
+        all.extend_from_slice(&["-vvv", "proxy"]);
+        all.extend_from_slice(args);
+        Self::spawn_command(env, "prlimit", &all, vars, args)
+    }
+
     fn spawn(
         env: &TestEnv,
         binary: &str,
@@ -46,14 +62,25 @@ impl ProxyProc {
         args: &[&str],
         vars: &[(&str, &str)],
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let stderr = dir.path().join("stderr");
         let ca = pki().ca_file.display().to_string();
         let mut all = vec!["--ca-bundle", &ca];
         all.extend_from_slice(verbosity);
         all.push("proxy");
         all.extend_from_slice(args);
-        let mut cmd = env.cmd_of(binary, &all);
+        Self::spawn_command(env, binary, &all, vars, args)
+    }
+
+    /// Runs `program ALL…`; `args` are the proxy's own (to count listeners).
+    fn spawn_command(
+        env: &TestEnv,
+        program: &str,
+        all: &[&str],
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr");
+        let mut cmd = env.cmd_of(program, all);
         for (k, v) in vars {
             cmd.env(k, v);
         }

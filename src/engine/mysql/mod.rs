@@ -312,7 +312,12 @@ async fn connect(
     let pump = tokio::spawn(async move {
         // The driver changes user only if asked to; the same credentials
         // (and no terminal questions) then apply.
-        relay::pump(relayed, &auth, &NoPrompter).await;
+        let handling = relay::Handling {
+            credentials: &auth,
+            prompter: &NoPrompter,
+            ids: None,
+        };
+        relay::pump(relayed, &handling).await;
     });
     Ok(MysqlSession { conn, pump, info })
 }

@@ -78,14 +78,15 @@ pub struct Relayed<C> {
     local: Option<Secret>,
 }
 
-/// Greets `client` as the server of `greeting` would (its version,
-/// connection id and capabilities, minus TLS and compression), reads its
-/// handshake response and, when `local` is set, checks its
-/// `mysql_native_password` answer against it. Without `local` any answer
-/// is accepted (the socket's own access rules guard it).
+/// Greets `client` as the server of `greeting` would (its version and
+/// capabilities, minus TLS and compression; `connection_id` as the
+/// session's id), reads its handshake response and, when `local` is set,
+/// checks its `mysql_native_password` answer against it. Without `local`
+/// any answer is accepted (the socket's own access rules guard it).
 pub async fn greet<C: AsyncRead + AsyncWrite + Unpin>(
     client: C,
     greeting: &HandshakePacket<'_>,
+    connection_id: u32,
     local: Option<&Secret>,
 ) -> Result<Greeted<C>, ConnectError> {
     let mut front = Packets::new(client);
@@ -97,7 +98,7 @@ pub async fn greet<C: AsyncRead + AsyncWrite + Unpin>(
     let hello = HandshakePacket::new(
         10,
         greeting.server_version_ref(),
-        greeting.connection_id(),
+        connection_id,
         nonce[..8].try_into().unwrap_or_default(),
         Some([&nonce[8..], &[0][..]].concat()),
         offered,
@@ -242,7 +243,8 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
     auth: &Auth,
     prompter: &dyn Prompter,
 ) -> Result<Relayed<C>, ConnectError> {
-    let greeted = greet(client, &upstream.greeting, Some(local)).await?;
+    let id = upstream.greeting.connection_id();
+    let greeted = greet(client, &upstream.greeting, id, Some(local)).await?;
     let result = greeted.login_upstream(upstream, auth, prompter).await;
     greeted.finish(result).await
 }
@@ -276,15 +278,32 @@ impl std::fmt::Display for Ended {
 
 const BUFFER: usize = 64 * 1024;
 
+/// Connection ids a client was given in place of the server's (the
+/// proxy greets before it dials), for `KILL`.
+pub trait ConnectionIds: Send + Sync {
+    /// The server's id for the id a client was greeted with.
+    fn server_id(&self, client_id: u32) -> Option<u32>;
+}
+
+/// How [`pump`] treats the client's packets beyond copying them.
+pub struct Handling<'a> {
+    /// `COM_CHANGE_USER` logs in upstream again with these.
+    pub credentials: &'a dyn Credentials,
+    pub prompter: &'a dyn Prompter,
+    /// `KILL [QUERY|CONNECTION] ID` and `COM_PROCESS_KILL` naming an id
+    /// from here are rewritten to the server's id.
+    pub ids: Option<&'a dyn ConnectionIds>,
+}
+
 /// Relays the session until either side closes, then closes the other.
 /// Client packets are copied as they come, except `COM_CHANGE_USER`, which
-/// rdsconn answers by logging in upstream again as the new user with
-/// `credentials` (the client's answer checked against the local password
-/// when there is one); `COM_RESET_CONNECTION` goes through as it is.
+/// rdsconn answers by logging in upstream again as the new user (the
+/// client's answer checked against the local password when there is one),
+/// and `KILL` of a connection id rdsconn handed out (see [`Handling`]);
+/// `COM_RESET_CONNECTION` goes through as it is.
 pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
     mut relayed: Relayed<C>,
-    credentials: &dyn Credentials,
-    prompter: &dyn Prompter,
+    handling: &Handling<'_>,
 ) -> (Traffic, Ended) {
     let mut traffic = Traffic::default();
     let mut from_client = BytesMut::with_capacity(BUFFER);
@@ -299,14 +318,9 @@ pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
             read = relayed.client.read_buf(&mut from_client) => match read {
                 Ok(0) => break Ended::Client,
                 Ok(_) => {
-                    let forwarded = forward_client(
-                        &mut relayed,
-                        &mut from_client,
-                        &mut pending,
-                        credentials,
-                        prompter,
-                    )
-                    .await;
+                    let forwarded =
+                        forward_client(&mut relayed, &mut from_client, &mut pending, handling)
+                            .await;
                     match forwarded {
                         Ok(n) => traffic.up += n,
                         Err(e) => break Ended::Failed(e),
@@ -337,6 +351,10 @@ pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
 
 /// `COM_CHANGE_USER`'s command byte.
 const COM_CHANGE_USER: u8 = 0x11;
+const COM_QUERY: u8 = 0x03;
+const COM_PROCESS_KILL: u8 = 0x0c;
+/// A `KILL` statement is short; longer queries are not looked at.
+const MAX_KILL: usize = 80;
 
 /// Forwards the complete and partial client packets in `buf`; returns the
 /// bytes forwarded.
@@ -344,8 +362,7 @@ async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
     relayed: &mut Relayed<C>,
     buf: &mut BytesMut,
     pending: &mut usize,
-    credentials: &dyn Credentials,
-    prompter: &dyn Prompter,
+    handling: &Handling<'_>,
 ) -> std::io::Result<u64> {
     let mut sent = 0;
     loop {
@@ -372,7 +389,21 @@ async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
                 }
                 let packet = buf.split_to(4 + len);
                 relayed.upstream.flush().await?;
-                change_user(relayed, &packet[4..], credentials, prompter).await?;
+                change_user(relayed, &packet[4..], handling).await?;
+                continue;
+            }
+            if let Some(ids) = handling.ids
+                && matches!(command, COM_QUERY | COM_PROCESS_KILL)
+                && len <= MAX_KILL
+            {
+                if buf.len() < 4 + len {
+                    break;
+                }
+                let packet = buf.split_to(4 + len);
+                let out = rewrite_kill(&packet[4..], ids)
+                    .map_or_else(|| packet.to_vec(), |payload| framed(&payload));
+                relayed.upstream.write_all(&out).await?;
+                sent += out.len() as u64;
                 continue;
             }
         }
@@ -382,15 +413,57 @@ async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
     Ok(sent)
 }
 
+/// A client's `KILL` naming a connection id rdsconn handed out, with the
+/// server's id in its place; `None` for anything else.
+fn rewrite_kill(payload: &[u8], ids: &dyn ConnectionIds) -> Option<Vec<u8>> {
+    match payload.split_first()? {
+        (&COM_PROCESS_KILL, id) => {
+            let id = u32::from_le_bytes(id.try_into().ok()?);
+            let server = ids.server_id(id)?;
+            Some([&[COM_PROCESS_KILL][..], &server.to_le_bytes()].concat())
+        }
+        (&COM_QUERY, text) => {
+            let text = std::str::from_utf8(text).ok()?;
+            let words: Vec<&str> = text
+                .trim()
+                .trim_end_matches(';')
+                .split_whitespace()
+                .collect();
+            let (first, rest) = words.split_first()?;
+            let (last, middle) = rest.split_last()?;
+            let modifiers = ["HARD", "SOFT", "CONNECTION", "QUERY"];
+            if !first.eq_ignore_ascii_case("KILL")
+                || !middle
+                    .iter()
+                    .all(|w| modifiers.iter().any(|m| w.eq_ignore_ascii_case(m)))
+            {
+                return None;
+            }
+            let server = ids.server_id(last.parse().ok()?)?;
+            let mut statement = words[..words.len() - 1].join(" ");
+            statement.push(' ');
+            statement.push_str(&server.to_string());
+            Some([&[COM_QUERY][..], statement.as_bytes()].concat())
+        }
+        _ => None,
+    }
+}
+
+/// A one-packet command: header (length, sequence 0) and payload.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap_or(0).to_le_bytes();
+    [&[len[0], len[1], len[2], 0][..], payload].concat()
+}
+
 /// Answers a client's `COM_CHANGE_USER`: checks its answer against the
 /// local password (when there is one), logs in upstream as the new user
 /// and passes the server's OK (or the failure) back.
 async fn change_user<C: AsyncRead + AsyncWrite + Unpin>(
     relayed: &mut Relayed<C>,
     payload: &[u8],
-    credentials: &dyn Credentials,
-    prompter: &dyn Prompter,
+    handling: &Handling<'_>,
 ) -> std::io::Result<()> {
+    let (credentials, prompter) = (handling.credentials, handling.prompter);
     let mut front = Packets::continuing(&mut relayed.client, 1);
     let Some(command) = ChangeUser::parse(payload, relayed.hello.capabilities) else {
         return send_error(&mut front, 1047, *b"08S01", "malformed COM_CHANGE_USER").await;
@@ -590,6 +663,39 @@ mod tests {
         let dir = private_dir().unwrap();
         let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    struct Ids;
+    impl ConnectionIds for Ids {
+        fn server_id(&self, client_id: u32) -> Option<u32> {
+            (client_id == 1_879_048_193).then_some(42)
+        }
+    }
+
+    #[test]
+    fn kill_of_a_handed_out_id_names_the_servers_id() {
+        let q = |s: &str| [&[COM_QUERY][..], s.as_bytes()].concat();
+        assert_eq!(
+            rewrite_kill(&q("KILL QUERY 1879048193"), &Ids),
+            Some(q("KILL QUERY 42"))
+        );
+        assert_eq!(
+            rewrite_kill(&q(" kill 1879048193 ;"), &Ids),
+            Some(q("kill 42"))
+        );
+        assert_eq!(
+            rewrite_kill(&q("KILL HARD CONNECTION 1879048193"), &Ids),
+            Some(q("KILL HARD CONNECTION 42"))
+        );
+        assert_eq!(rewrite_kill(&q("KILL QUERY 7"), &Ids), None, "not ours");
+        assert_eq!(rewrite_kill(&q("SELECT 1879048193"), &Ids), None);
+        assert_eq!(rewrite_kill(&q("KILL USER 1879048193"), &Ids), None);
+        let pk = [&[COM_PROCESS_KILL][..], &1_879_048_193_u32.to_le_bytes()].concat();
+        assert_eq!(
+            rewrite_kill(&pk, &Ids),
+            Some([&[COM_PROCESS_KILL][..], &42_u32.to_le_bytes()].concat())
+        );
+        assert_eq!(framed(b"\x03ab"), b"\x03\0\0\0\x03ab");
     }
 
     #[test]
