@@ -16,9 +16,9 @@
 //! (one worker per core), and, when `RDSCONN_BASELINE` names another rdsconn
 //! binary (an earlier build), that build's proxy with its own defaults.
 //!
-//! `scripts/bench-burst.sh [SECONDS]` (= `cargo bench --bench burst --
-//! SECONDS`) prints the Markdown for BENCHMARKS.md. Needs root, like the
-//! tests.
+//! `scripts/bench-burst.sh [SECONDS] [ROUNDS]` (= `cargo bench --bench
+//! burst -- SECONDS ROUNDS`; ROUNDS bursts per route) prints the Markdown
+//! for BENCHMARKS.md. Needs root, like the tests.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -259,11 +259,9 @@ fn tls_connector(ca: &str) -> tokio_postgres_rustls::MakeRustlsConnect {
 }
 
 fn main() {
-    let seconds: u64 = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let env = TestEnv::new();
     let ca = pki().ca_file.display().to_string();
     let pg_port = pg::server(Variant::Good).port;
@@ -318,10 +316,12 @@ fn main() {
         port: pg_port,
         tls: tls_connector(&ca),
     };
-    burst_rows.push(format!(
-        "| direct verified TLS (reference) | {} |",
-        rt.block_on(burst(&route))
-    ));
+    for round in 1..=rounds {
+        burst_rows.push(format!(
+            "| {round}: direct verified TLS (reference) | {} |",
+            rt.block_on(burst(&route))
+        ));
+    }
     for (label, binary, extra) in &builds {
         let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via];
         args.extend_from_slice(extra);
@@ -333,7 +333,12 @@ fn main() {
         let (tps, conn_ms) = pgbench_connect(&info, seconds);
         connect_rows.push(format!("| {label} | {tps:.0} | {conn_ms:.2} |"));
         let route = Route::Proxy { port: proxy.port() };
-        burst_rows.push(format!("| {label} | {} |", rt.block_on(burst(&route))));
+        for round in 1..=rounds {
+            burst_rows.push(format!(
+                "| {round}: {label} | {} |",
+                rt.block_on(burst(&route))
+            ));
+        }
     }
 
     println!(
@@ -344,7 +349,7 @@ fn main() {
         println!("{r}");
     }
     println!(
-        "\n### {BURST} clients connecting at once; an open session's SELECT 1 meanwhile\n\n\
+        "\n### {BURST} clients connecting at once ({rounds} rounds); an open session's SELECT 1 meanwhile\n\n\
          | route | all logged in, s | login p50 ms | login p99 ms | open session quiet p50/p99/max ms | open session during burst p50/p99/max ms |\n|---|---|---|---|---|---|"
     );
     for r in &burst_rows {

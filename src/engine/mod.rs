@@ -227,6 +227,15 @@ pub enum ConnectError {
     },
     #[error("{0}")]
     Server(String),
+    /// A MySQL server's own ERR packet during login that is not an access
+    /// denial (unknown database, too many connections…): the proxy passes
+    /// it on as it came.
+    #[error("{message} (ERROR {code} ({}))", String::from_utf8_lossy(.state))]
+    MysqlError {
+        code: u16,
+        state: [u8; 5],
+        message: String,
+    },
     /// rdsconn itself turned the login away (the proxy's `-u`).
     #[error("{0}")]
     Refused(String),
@@ -240,7 +249,7 @@ impl Categorized for ConnectError {
             }
             Self::Tls(_) => Category::Tls,
             Self::Auth { .. } | Self::AuthMethod { .. } | Self::Refused(_) => Category::Auth,
-            Self::Server(_) => Category::Runtime,
+            Self::Server(_) | Self::MysqlError { .. } => Category::Runtime,
         }
     }
 

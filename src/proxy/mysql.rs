@@ -148,7 +148,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 g
             }
             Err(e) => {
-                refuse_early(client, 2013, &format!("rdsconn: {e}")).await;
+                let chain = crate::error::error_line(&e);
+                refuse_early(
+                    client,
+                    relay::ABORTED_CONNECTION,
+                    &format!("rdsconn: {chain}"),
+                )
+                .await;
                 return report.fail(format!("upstream: {e}"));
             }
         }

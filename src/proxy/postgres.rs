@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
-use crate::engine::mysql::relay::{Credentials, Traffic, constant_time_eq};
+use crate::engine::mysql::relay::{self, Credentials, constant_time_eq};
 use crate::engine::{Auth, ConnectError, Stage, Target, io_err, ms, probe};
 use crate::tls::PeerChain;
 
@@ -98,13 +98,18 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if let Err(e) = client.write_all(&to_client).await {
         return report.fail(format!("client: {e}"));
     }
-    match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await
-    {
-        Ok((up, down)) => {
-            report.traffic = Traffic { up, down };
-            report.ended = "closed".into();
-        }
-        Err(e) => report.fail(format!("relay: {e}")),
+    let mut counted = super::Metered::new(&mut client);
+    let relayed =
+        tokio::io::copy_bidirectional_with_sizes(&mut counted, &mut upstream, BUFFER, BUFFER).await;
+    report.traffic = counted.traffic();
+    match relayed {
+        Ok(_) => report.ended = "closed".into(),
+        // A side that goes away abruptly (no Terminate, no TLS
+        // close_notify) ends the session normally.
+        Err(e) => match relay::ended_by(e, relay::Ended::Client) {
+            relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
+            _ => report.ended = "closed".into(),
+        },
     }
 }
 
@@ -118,6 +123,15 @@ async fn read_opening<S: AsyncRead + AsyncWrite + Unpin>(
             .read_u32()
             .await
             .map_err(|e| format!("reading the startup packet: {e}"))?;
+        // A TLS record (0x16 0x03 …): the client opened with a TLS
+        // handshake instead of a startup packet.
+        if len >> 24 == 0x16 && (len >> 16) & 0xff == 0x03 {
+            return Err(
+                "the client started a TLS handshake; this listener speaks plain protocol \
+                 (TLS is between rdsconn and the server): connect with sslmode=disable"
+                    .into(),
+            );
+        }
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if !(8..=MAX_STARTUP).contains(&len) {
             return Err(format!("invalid startup packet length {len}"));
@@ -363,6 +377,12 @@ fn answer(
     }
 }
 
+/// PBKDF2 runs at most as many at once as there are cores: a burst of
+/// logins queues here instead of starting a blocking thread each.
+static PBKDF2: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))
+});
+
 /// Takes in the server's SCRAM challenge. The salted password costs 4,096
 /// PBKDF2 rounds: done on the blocking pool, so that a burst of logins does
 /// not hold up the threads relaying open sessions.
@@ -371,6 +391,10 @@ async fn scram_update(scram: &mut Option<ScramSha256>, data: &[u8]) -> Result<()
         .take()
         .ok_or_else(|| broken("SASLContinue out of order"))?;
     let data = data.to_vec();
+    let _permit = PBKDF2
+        .acquire()
+        .await
+        .map_err(|e| ConnectError::Server(format!("computing the SCRAM proof: {e}")))?;
     let updated = tokio::task::spawn_blocking(move || s.update(&data).map(|()| s))
         .await
         .map_err(|e| ConnectError::Server(format!("computing the SCRAM proof: {e}")))?;

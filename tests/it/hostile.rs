@@ -337,7 +337,7 @@ fn silent_clients_are_closed_at_the_login_deadline_and_dial_nothing() {
         for s in silent {
             closed_by_the_proxy(s);
         }
-        let log = proxy.wait_log("connection 3 ", Duration::from_mins(1));
+        let log = proxy.wait_log_lines("--client-login-timeout", 3, Duration::from_mins(1));
         let lines: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("--client-login-timeout"))

@@ -599,6 +599,107 @@ fn the_token_never_reaches_the_client() {
 
 // --- MySQL / MariaDB ------------------------------------------------------
 
+/// Regression: a failing upstream login reached MySQL clients as error
+/// 2013 (a client-side code), which libmariadb clients turned into "ERROR
+/// 2027 (HY000): Received malformed packet". The server's own ERR packet
+/// goes through; rdsconn's own failures are a server-side code with the
+/// cause chain.
+#[test]
+fn mysql_clients_get_the_servers_error_or_rdsconns_as_a_server_error() {
+    let env = TestEnv::new();
+    let proxy = maria_proxy(&env, &[]);
+    let port = proxy.port().to_string();
+    let client = |port: &str, db: &str| {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                port,
+            ])
+            .args(["-u", "app", "-D", db, "-N", "-B", "-e", "SELECT 1"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let run = client(&port, "no_such_db");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ERROR 1044 (42000)") && run.stderr.contains("no_such_db"),
+        "{}",
+        run.stderr
+    );
+
+    // TLS refused upstream (the certificate names another host): the
+    // greeting came from the cache, the login fails after the handshake.
+    let wrong = format!("127.0.0.1:{}", maria::server(Variant::WrongName).port);
+    let proxy = ProxyProc::start(
+        &env,
+        &["mysql", "-h", ENDPOINT, "--via", &wrong],
+        &[("MYSQL_PWD", APP_PASSWORD)],
+    );
+    let run = client(&proxy.port().to_string(), "appdb");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("ERROR 1152"), "{}", run.stderr);
+    assert!(run.stderr.contains("rdsconn: "), "{}", run.stderr);
+    assert!(!run.stderr.contains("2027"), "{}", run.stderr);
+
+    // Nothing listens upstream: refused in place of a greeting.
+    let closed = format!("127.0.0.1:{}", crate::support::server::free_port());
+    let proxy = ProxyProc::start(
+        &env,
+        &["mysql", "-h", ENDPOINT, "--via", &closed],
+        &[("MYSQL_PWD", APP_PASSWORD)],
+    );
+    let run = client(&proxy.port().to_string(), "appdb");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("1152"), "{}", run.stderr);
+    assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
+    assert!(!run.stderr.contains("2027"), "{}", run.stderr);
+}
+
+/// Regression: about a third of normal MySQL session ends were logged as
+/// WARN "peer closed connection without sending TLS `close_notify`", and a
+/// client that opened with TLS got "invalid startup packet length
+/// 369295622".
+#[test]
+fn normal_session_ends_are_not_warnings_and_tls_clients_are_told_why() {
+    let env = TestEnv::new();
+    let proxy = maria_proxy(&env, &[]);
+    for _ in 0..10 {
+        mariadb(&proxy, "app", "SELECT 1").assert_code(0);
+    }
+    let log = proxy.wait_log_lines(" from 127.0.0.1:", 10, Duration::from_mins(1));
+    let ends: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" from 127.0.0.1:"))
+        .collect();
+    assert_eq!(ends.len(), 10, "{log}");
+    assert!(ends.iter().all(|l| l.contains("INFO")), "{log}");
+    assert!(!log.contains("close_notify"), "{log}");
+    // No ANSI colour: stderr is a file here.
+    assert!(!log.contains('\x1b'), "{log:?}");
+
+    let proxy = pg_proxy(&env, &[], &[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+    // The start of a TLS ClientHello record.
+    std::io::Write::write_all(
+        &mut s,
+        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc],
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    s.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+    let _ = std::io::Read::read_to_end(&mut s, &mut answer);
+    let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+    assert!(log.contains("started a TLS handshake"), "{log}");
+    assert!(!log.contains("invalid startup packet length"), "{log}");
+}
+
 #[test]
 fn the_mariadb_client_through_the_proxy_with_a_password_and_with_iam() {
     let env = TestEnv::new();

@@ -161,6 +161,21 @@ impl ProxyProc {
         None
     }
 
+    /// Waits until `count` log lines contain `needle` (each connection's
+    /// line is written after it closes, in no set order).
+    pub fn wait_log_lines(&self, needle: &str, count: usize, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.lines().filter(|l| l.contains(needle)).count() >= count
+                || start.elapsed() > limit
+            {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the log has `needle` (log lines come after the event).
     pub fn wait_log(&self, needle: &str, limit: Duration) -> String {
         let start = Instant::now();

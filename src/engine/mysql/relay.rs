@@ -221,18 +221,36 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
     }
 }
 
-/// `e` as an error packet: access denied for authentication failures, lost
-/// connection otherwise.
+/// `e` as an error packet a client reads as the server's: the server's own
+/// ERR when there is one, else access denied (1045, 28000) for
+/// authentication failures and an aborted connection (1152, 08S01) for
+/// the rest, with rdsconn's cause chain. Never a client-side (2xxx) code,
+/// which MySQL client libraries do not expect from a server.
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     front: &mut Packets<S>,
     e: &ConnectError,
 ) -> std::io::Result<()> {
+    if let ConnectError::MysqlError {
+        code,
+        state,
+        message,
+    } = e
+    {
+        return send_error(front, *code, *state, message).await;
+    }
     let (code, state) = match e {
-        ConnectError::Auth { .. } | ConnectError::Refused(_) => (1045, *b"28000"),
-        _ => (2013, *b"HY000"),
+        ConnectError::Auth { .. } | ConnectError::Refused(_) | ConnectError::AuthMethod { .. } => {
+            (1045, *b"28000")
+        }
+        _ => (ABORTED_CONNECTION, *b"08S01"),
     };
-    send_error(front, code, state, &format!("rdsconn: {e}")).await
+    let chain = crate::error::error_line(e);
+    send_error(front, code, state, &format!("rdsconn: {chain}")).await
 }
+
+/// `ER_ABORTING_CONNECTION`: what a client gets for rdsconn's own upstream
+/// failures (unreachable, TLS refused, timed out).
+pub(crate) const ABORTED_CONNECTION: u16 = 1152;
 
 /// rdsconn's own sessions: greets `client` (the driver, which proves
 /// `local`), logs in upstream with `auth` and passes the server's OK on.
@@ -326,7 +344,7 @@ pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
                         Err(e) => break Ended::Failed(e),
                     }
                 }
-                Err(e) => break Ended::Failed(e),
+                Err(e) => break ended_by(e, Ended::Client),
             },
             read = relayed.upstream.read(&mut from_server) => match read {
                 Ok(0) => break Ended::Server,
@@ -336,17 +354,32 @@ pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
                         relayed.client.flush().await
                     };
                     if let Err(e) = sent.await {
-                        break Ended::Failed(e);
+                        break ended_by(e, Ended::Client);
                     }
                     traffic.down += n as u64;
                 }
-                Err(e) => break Ended::Failed(e),
+                Err(e) => break ended_by(e, Ended::Server),
             },
         }
     };
     let _ = relayed.upstream.shutdown().await;
     let _ = relayed.client.shutdown().await;
     (traffic, ended)
+}
+
+/// A side that goes away abruptly — a client that closes without
+/// `COM_QUIT`, a server that closes without TLS `close_notify` (common) —
+/// is a normal end of the session, not a failure.
+pub(crate) fn ended_by(e: std::io::Error, side: Ended) -> Ended {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    ) {
+        side
+    } else {
+        Ended::Failed(e)
+    }
 }
 
 /// `COM_CHANGE_USER`'s command byte.

@@ -336,6 +336,16 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                         message,
                         iam: matches!(login.auth, Auth::IamToken(_)),
                     }
+                } else if let Ok(ErrPacket::Error(e)) =
+                    ParseBuf(&packet).parse::<ErrPacket<'_>>(caps)
+                {
+                    ConnectError::MysqlError {
+                        code: e.error_code(),
+                        state: e.sql_state_ref().map_or(*b"HY000", |s| {
+                            s.as_str().as_bytes().try_into().unwrap_or(*b"HY000")
+                        }),
+                        message: e.message_str().into_owned(),
+                    }
                 } else {
                     ConnectError::Server(message)
                 });
