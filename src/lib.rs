@@ -7,6 +7,7 @@
 //!
 //! - [`cli`]: the command line (clap derive types).
 //! - [`cmd`]: one module per subcommand.
+//! - [`clientargs`]: what may follow `--` for a native client.
 //! - [`ca`]: the RDS CA bundle: embedded copy, cache, fetch, root store.
 //! - [`aws`]: region resolution and credentials.
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
@@ -21,6 +22,7 @@
 pub mod aws;
 pub mod ca;
 pub mod cli;
+pub mod clientargs;
 pub mod cmd;
 pub mod engine;
 pub mod error;

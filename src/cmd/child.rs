@@ -22,11 +22,15 @@ pub async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
 }
 
 pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
-    let vars = variables(global, &args.target).await?;
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| crate::error::Error::usage("a command is required after --"))?;
+    // A known client is held to the same rules as the hand-off's.
+    if let Some(family) = crate::clientargs::Family::of_program(std::path::Path::new(program)) {
+        crate::clientargs::check(family, rest)?;
+    }
+    let vars = variables(global, &args.target).await?;
     native::run(Launch {
         program: program.into(),
         args: rest.to_vec(),

@@ -13,6 +13,7 @@ use crate::ca;
 use crate::cli::{
     ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector, TargetFlags,
 };
+use crate::clientargs;
 use crate::engine::mysql::relay;
 use crate::engine::{self, Auth, ConnectError, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
@@ -179,6 +180,11 @@ async fn run(
     // Without -e or --info the session goes to the native client; it must
     // be able to verify what rdsconn verifies, and be installed.
     let client = if args.execute.is_none() && !args.info {
+        let family = match kind {
+            EngineKind::Postgres => clientargs::Family::Libpq,
+            EngineKind::Mysql => clientargs::Family::Mysql,
+        };
+        clientargs::check(family, &args.client_args)?;
         if !engine.handoff_through_proxy(&target) {
             engine.check_handoff(&target, args.tls)?;
         }

@@ -531,3 +531,94 @@ fn exec_returns_the_childs_status_and_forwards_sigint() {
         "the child survived"
     );
 }
+
+/// Regression: options after `--` could point psql elsewhere or turn TLS
+/// off (`-d 'dbname=x sslmode=disable'`, a URL, `-h`, `host=`), and psql
+/// then sent the password or token rdsconn gave it unverified. Such options
+/// are refused before anything runs, for the hand-off and for known
+/// clients under `exec`.
+#[test]
+fn options_after_dashes_cannot_redirect_the_client_or_weaken_tls() {
+    let env = TestEnv::new();
+    let psql_standin = StandIn::new(env.root.path(), "psql", "psql");
+    let maria_standin = StandIn::new(env.root.path(), "mariadb", "mariadb");
+    let psql_client = psql_standin.arg();
+    let maria_client = maria_standin.arg();
+    for (extra, needle) in [
+        (&["-d", "dbname=appdb sslmode=disable"][..], "sslmode"),
+        (&["-d", "postgresql:///appdb?sslmode=disable"], "URL"),
+        (&["-h", "127.0.0.1"], "-h"),
+        (&["-At", "-p", "5432"], "-p"),
+        (&["--host=evil.example"], "--host"),
+        (&["appdb host=evil.example"], "host"),
+        (&["-c", "\\c host=evil.example"], "\\connect"),
+    ] {
+        let mut args = vec!["--client", psql_client.as_str(), "--"];
+        args.extend_from_slice(extra);
+        let mut cmd = psql(&env, "app", &args);
+        cmd.env("PGPASSWORD", APP_PASSWORD);
+        let run = output(cmd);
+        run.assert_code(2);
+        assert!(run.stderr.contains(needle), "{extra:?}: {}", run.stderr);
+        assert!(!run.stderr.contains(APP_PASSWORD), "{}", run.stderr);
+    }
+    for extra in [
+        &["--skip-ssl"][..],
+        &["--ssl=0"],
+        &["--ssl-verify-server-cert=0"],
+        &["-h", "127.0.0.1"],
+        &["--port=1"],
+        &["--protocol=SOCKET"],
+        &["--loose-disable-ssl"],
+        &["--print-defaults"],
+    ] {
+        let mut args = vec!["--client", maria_client.as_str(), "--"];
+        args.extend_from_slice(extra);
+        let mut cmd = mysql(&env, "app", &args);
+        cmd.env("MYSQL_PWD", APP_PASSWORD);
+        let run = output(cmd);
+        run.assert_code(2);
+        assert!(run.stderr.contains("after --"), "{extra:?}: {}", run.stderr);
+    }
+    // Neither client ever started.
+    for standin in [&psql_standin, &maria_standin] {
+        assert!(
+            std::panic::catch_unwind(|| standin.argv()).is_err(),
+            "a client ran"
+        );
+    }
+    // exec with a known client: the same rules.
+    let mut cmd = env.cmd(&[
+        "exec",
+        "pg",
+        "-h",
+        ENDPOINT,
+        "-u",
+        "app",
+        "--",
+        "psql",
+        "-d",
+        "host=evil.example dbname=x",
+    ]);
+    cmd.env("PGPASSWORD", APP_PASSWORD);
+    output(cmd).assert_code(2);
+    // What stays allowed still works end to end.
+    let mut cmd = psql(
+        &env,
+        "app",
+        &[
+            "--client",
+            &psql_client,
+            "--",
+            "-At",
+            "-d",
+            "appdb",
+            "-c",
+            PG_WHO,
+        ],
+    );
+    cmd.env("PGPASSWORD", APP_PASSWORD);
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "app|t\n");
+}
