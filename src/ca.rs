@@ -118,7 +118,14 @@ impl crate::error::Categorized for CaError {
     fn category(&self) -> Category {
         match self {
             Self::NoCacheDir | Self::BadBaseUrl { .. } | Self::BadRegion(_) => Category::Usage,
-            Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Category::Usage,
+            Self::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                Category::Usage
+            }
             Self::Io { .. } => Category::Runtime,
             Self::InvalidFile { .. } | Self::InvalidDownload { .. } => Category::Tls,
             Self::Http { .. } | Self::HttpStatus { .. } => Category::Network,

@@ -11,15 +11,27 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Creates `dir` (and parents) if needed and makes sure it is mode 0700.
+/// Creates `dir` (and parents) mode 0700 if it is missing. An existing
+/// directory must already be private: ours (the effective user's) and
+/// mode 0700. Anything else (`/tmp`, a shared directory) is refused, never
+/// changed: its mode belongs to whoever made it.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
     let meta = fs::metadata(dir)?;
-    if meta.permissions().mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let me = rustix::process::geteuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_dir() || meta.uid() != me || mode != 0o700 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "not a private directory (owner uid {}, mode {mode:o}; rdsconn needs one of its own, mode 700): use a new directory, which rdsconn creates, or chmod 700 one of yours",
+                meta.uid()
+            ),
+        ));
     }
     Ok(())
 }

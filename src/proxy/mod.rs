@@ -244,6 +244,7 @@ impl TokenCache {
             token::generate(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?,
         );
         tracing::debug!(user, "minted an IAM token");
+        make_room(&mut tokens, now);
         tokens.insert(
             user.to_string(),
             (token.clone(), reuse_until(now, creds.expiry())),
@@ -269,6 +270,29 @@ impl TokenCache {
                 })?;
         }
         Ok(creds.clone())
+    }
+}
+
+/// Users whose tokens are kept: clients choose user names, so the cache
+/// is bounded.
+const MAX_CACHED_TOKENS: usize = 1024;
+
+/// Makes room for one more token: expired ones go first, then the one
+/// that expires soonest.
+fn make_room<V>(tokens: &mut HashMap<String, (V, SystemTime)>, now: SystemTime) {
+    if tokens.len() < MAX_CACHED_TOKENS {
+        return;
+    }
+    tokens.retain(|_, (_, until)| now < *until);
+    while tokens.len() >= MAX_CACHED_TOKENS {
+        let Some(first) = tokens
+            .iter()
+            .min_by_key(|(_, (_, until))| *until)
+            .map(|(user, _)| user.clone())
+        else {
+            break;
+        };
+        tokens.remove(&first);
     }
 }
 
@@ -832,6 +856,25 @@ mod tests {
         assert_eq!(reuse_until(t0, Some(soon)), soon);
         let late = t0 + Duration::from_hours(1);
         assert_eq!(reuse_until(t0, Some(late)), t0 + Duration::from_mins(10));
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut tokens = HashMap::new();
+        for i in 0..MAX_CACHED_TOKENS + 500 {
+            make_room(&mut tokens, t0);
+            let until = t0 + Duration::from_secs(600 + i as u64);
+            tokens.insert(format!("user{i}"), ((), until));
+            assert!(tokens.len() <= MAX_CACHED_TOKENS);
+        }
+        // The soonest to expire went first; the newest stayed.
+        assert!(!tokens.contains_key("user0"));
+        assert!(tokens.contains_key(&format!("user{}", MAX_CACHED_TOKENS + 499)));
+        // Expired entries go before live ones.
+        let later = t0 + Duration::from_secs(600 + 700);
+        make_room(&mut tokens, later);
+        assert!(tokens.len() < MAX_CACHED_TOKENS);
     }
 
     #[test]

@@ -505,3 +505,38 @@ fn base_url_and_region_input_errors_are_usage_errors() {
     both.assert_code(2);
     assert!(both.stderr.contains("--ca-bundle"), "{}", both.stderr);
 }
+
+/// Regression: `RDSCONN_CACHE_DIR` pointed at an existing shared directory
+/// (mode 1777, like /tmp) had its mode changed to 0700. A directory that is
+/// not already private is refused, and left as it is.
+#[test]
+fn a_shared_cache_directory_is_refused_not_chmodded() {
+    let env = TestEnv::new();
+    for mode in [0o1777, 0o755] {
+        let shared = env.root.path().join(format!("shared-{mode:o}"));
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        let dir = shared.display().to_string();
+        let run = env.run_with(&["ca", "path"], &[("RDSCONN_CACHE_DIR", dir.as_str())]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("not a private directory"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            fs::metadata(&shared).unwrap().permissions().mode() & 0o7777,
+            mode,
+            "the mode of {dir} changed"
+        );
+        // A new directory inside it is rdsconn's own.
+        let own = shared.join("rdsconn");
+        let own_str = own.display().to_string();
+        let run = env.run_with(&["ca", "path"], &[("RDSCONN_CACHE_DIR", own_str.as_str())]);
+        run.assert_code(0);
+        assert_eq!(
+            fs::metadata(&own).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+}
