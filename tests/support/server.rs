@@ -22,7 +22,7 @@ pub const TWIN_USER: &str = "app_twin";
 /// A password user whose password needs quoting everywhere: shell, URL,
 /// option file, SQL.
 pub const ODD_USER: &str = "odd";
-pub const ODD_PASSWORD: &str = r#"it's a "$HOME" `id` #;\ %20&pass"#;
+pub const ODD_PASSWORD: &str = r#"it's a "$HOME `id` #;\ %20&pass"#;
 
 /// The database user that authenticates with IAM tokens (through PAM).
 pub const IAM_USER: &str = "iam_user";

@@ -217,12 +217,14 @@ const fn ssl_mode(mode: TlsMode) -> &'static str {
 
 /// A value for a MySQL option file: double-quoted (so `#`, `;`, and
 /// surrounding spaces stay part of it) with the escapes the option-file
-/// reader undoes.
+/// reader undoes; an inner `"` is escaped, or it would end the quoting and
+/// a later `#` would start a comment.
 fn option_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
+            '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
