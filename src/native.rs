@@ -209,15 +209,26 @@ const FORWARDED: [i32; 5] = [
 
 /// Spawns `cmd`, forwards signals sent to rdsconn, waits.
 ///
-/// A signal the kernel generated for the terminal (Ctrl-C, Ctrl-\, hang-up)
-/// already reached the child, which is in the same foreground process
-/// group, so it is not sent twice (a second SIGINT means "force quit" to
-/// many tools). Signals another process sent to rdsconn (`kill`, a CI
-/// runner's timeout) are forwarded.
+/// With a terminal, the child shares rdsconn's foreground process group
+/// (it reads the terminal): a signal the kernel generated for the terminal
+/// (Ctrl-C, Ctrl-\, hang-up) already reached it and is not sent twice (a
+/// second SIGINT means "force quit" to many tools); signals another
+/// process sent to rdsconn (`kill`) are forwarded.
+///
+/// Without a controlling terminal (CI, cron, systemd) the child gets a
+/// process group of its own, so that a signal sent to rdsconn's whole
+/// group (CI runners do `kill -INT -PGID`) reaches it once, forwarded,
+/// instead of once directly and once forwarded.
 fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
     use signal_hook::iterator::SignalsInfo;
     use signal_hook::iterator::exfiltrator::WithOrigin;
     use signal_hook::low_level::siginfo::Cause;
+    use std::os::unix::process::CommandExt;
+
+    let own_group = std::fs::File::open("/dev/tty").is_err();
+    if own_group {
+        cmd.process_group(0);
+    }
 
     let spawn_err = |e: std::io::Error| {
         Error::new(Category::Runtime, e).context(format!("starting {}", program.display()))
@@ -229,7 +240,7 @@ fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
     let pid = rustix::process::Pid::from_child(&child);
     let forwarder = std::thread::spawn(move || {
         for origin in signals.forever() {
-            if origin.cause == Cause::Kernel {
+            if origin.cause == Cause::Kernel && !own_group {
                 continue;
             }
             if let Some(sig) = rustix::process::Signal::from_named_raw(origin.signal) {

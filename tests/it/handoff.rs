@@ -622,3 +622,73 @@ fn options_after_dashes_cannot_redirect_the_client_or_weaken_tls() {
     run.assert_code(0);
     assert_eq!(run.stdout, "app|t\n");
 }
+
+/// Regression: a SIGINT sent to rdsconn's whole process group (CI runners
+/// do `kill -INT -PGID`) reached the client twice: once directly, once
+/// forwarded. Without a controlling terminal the client has a process
+/// group of its own and gets the signal once.
+#[test]
+fn a_signal_to_the_whole_group_reaches_the_client_once() {
+    let env = TestEnv::new();
+    let counted = env.root.path().join("ints");
+    // The child counts SIGINT deliveries (each one writes a byte to the
+    // wake-up pipe, in the C handler: none are merged once delivered) and
+    // says so; SIGUSR1 makes it write the count and exit.
+    let script = format!(
+        r#"import os, signal, sys
+r, w = os.pipe()
+os.set_blocking(w, False)
+for s in (signal.SIGINT, signal.SIGUSR1):
+    signal.signal(s, lambda *a: None)
+signal.set_wakeup_fd(w)
+print("ready", flush=True)
+n = 0
+while True:
+    b = os.read(r, 1)[0]
+    if b == signal.SIGINT:
+        n += 1
+        print("int", flush=True)
+    elif b == signal.SIGUSR1:
+        open("{f}", "w").write(str(n))
+        sys.exit(0)
+"#,
+        f = counted.display()
+    );
+    // setsid: rdsconn leads a new session with no controlling terminal,
+    // its process group id is its pid.
+    let mut cmd = Command::new("setsid");
+    cmd.arg(crate::support::BINARY)
+        .args([
+            "exec", "pg", "-h", ENDPOINT, "-u", "app", "--", "python3", "-c", &script,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.home())
+        .env("RDSCONN_CACHE_DIR", env.cache_dir())
+        .env("PGPASSWORD", APP_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    if line != "ready" {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the child did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let group = format!("-{}", child.id());
+    let kill = |args: &[&str]| {
+        assert!(Command::new("kill").args(args).status().unwrap().success());
+    };
+    kill(&["-INT", "--", &group]);
+    // Once the client has its SIGINT, SIGUSR1 asks for the count.
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("int"));
+    kill(&["-USR1", &child.id().to_string()]);
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    let n = std::fs::read_to_string(&counted).unwrap();
+    assert_eq!(n.trim(), "1", "the client got {} SIGINTs", n.trim());
+}
