@@ -350,6 +350,17 @@ fn check_usage_errors() {
 
 #[test]
 fn ctrl_c_prints_the_partial_report() {
+    partial_report_on("INT", 130);
+}
+
+/// Regression: SIGTERM (what CI runners and `timeout` send) ended `check`
+/// without the partial report Ctrl-C gives.
+#[test]
+fn sigterm_prints_the_partial_report_too() {
+    partial_report_on("TERM", 143);
+}
+
+fn partial_report_on(signal: &str, code: i32) {
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hole_addr = hole.local_addr().unwrap().to_string();
     let env = TestEnv::new();
@@ -365,19 +376,21 @@ fn ctrl_c_prints_the_partial_report() {
             "verify-ca",
             "--connect-timeout",
             "60s",
+            "--wait",
+            "120s",
             &good,
             &stuck,
         ],
     );
-    // Ctrl-C once the good target has its result, the other hangs.
+    // The signal once the good target has its result; the other hangs.
     run.wait_for(&format!("{good}: ok after"));
     let killed = std::process::Command::new("kill")
-        .args(["-INT", &run.id().to_string()])
+        .args([&format!("-{signal}"), &run.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let run = run.finish();
-    run.assert_code(130);
+    run.assert_code(code);
     let json = run.json();
     assert_eq!(json["targets"][0]["status"], "ok", "{json:#}");
     assert_eq!(json["targets"][1]["status"], "interrupted", "{json:#}");
