@@ -118,15 +118,21 @@ mod tests {
     }
 
     #[test]
-    fn private_dir_is_tightened_to_0700() {
+    fn a_missing_private_dir_is_created_0700_and_an_open_one_refused_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("a/b");
-        fs::create_dir_all(&sub).unwrap();
-        fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
         ensure_private_dir(&sub).unwrap();
         assert_eq!(
             fs::metadata(&sub).unwrap().permissions().mode() & 0o777,
             0o700
+        );
+        ensure_private_dir(&sub).unwrap();
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = ensure_private_dir(&sub).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            fs::metadata(&sub).unwrap().permissions().mode() & 0o777,
+            0o755
         );
     }
 }
