@@ -10,6 +10,8 @@
 //! - [`clientargs`]: what may follow `--` for a native client.
 //! - [`ca`]: the RDS CA bundle: embedded copy, cache, fetch, root store.
 //! - [`aws`]: region resolution and credentials.
+//! - [`resolve`]: flags, URL, RDS API and environment → one connection
+//!   request (engine, endpoint, dial path, user, database, password).
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
@@ -31,6 +33,7 @@ pub mod native;
 pub mod output;
 pub mod proxy;
 pub mod rds;
+pub mod resolve;
 pub mod target;
 pub mod text;
 pub mod tls;

@@ -17,10 +17,10 @@ use tokio::task::JoinSet;
 
 use crate::ca;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
-use crate::cmd::connect::{Found, Given, env, lookup, stdin_password, target};
 use crate::engine::{self, Auth, Secret, Target, ms, probe, within};
 use crate::error::{Category, Error, Result};
 use crate::output;
+use crate::resolve::{Found, Given, env, lookup, stdin_password, target};
 use crate::target::EngineKind;
 use crate::tls::{PeerChain, TlsPolicy};
 

@@ -2,11 +2,11 @@
 //! programs, as shell variables or in a child's environment.
 
 use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
-use crate::cmd::connect::{Given, ca_file, given, password, target, via_addr};
 use crate::engine::{self, Secret};
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
 use crate::output;
+use crate::resolve::{Given, ca_file, given, password, target, via_addr};
 
 /// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

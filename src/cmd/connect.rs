@@ -2,17 +2,13 @@
 //! `-e SQL` or `--info`.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal};
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::ca;
-use crate::cli::{
-    ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector, TargetFlags,
-};
+use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
 use crate::clientargs;
 use crate::engine::mysql::relay;
 use crate::engine::{self, Auth, ConnectError, ResultSet, Secret, SessionInfo, Target};
@@ -20,117 +16,9 @@ use crate::error::{Error, Result};
 use crate::native::{self, ClientConn};
 use crate::output;
 use crate::proxy::{self, Secrets, TokenCache};
-use crate::rds::Rds;
-use crate::target::{EngineKind, Host, UrlTarget, validate_database, validate_user};
+use crate::resolve::{Given, ca_file, given, password, roots, target, via_addr};
+use crate::target::EngineKind;
 use crate::tls::TlsPolicy;
-
-/// Host, port, user and database as the user gave them, before defaults.
-pub(crate) struct Given {
-    pub url: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    pub database: Option<String>,
-}
-
-impl Given {
-    /// The target flags of `env`, `exec` and `doctor`.
-    pub(crate) fn from_flags(flags: &TargetFlags) -> Self {
-        Self {
-            url: flags.url.clone(),
-            host: flags.host.clone(),
-            port: flags.port,
-            user: flags.user.clone(),
-            database: flags.database.clone(),
-        }
-    }
-
-    /// The engine's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
-    /// `PGDATABASE`; `MYSQL_HOST`, `MYSQL_TCP_PORT`) fill in what the
-    /// user's values leave open.
-    fn with_env(self, kind: EngineKind) -> Self {
-        let port_of = |var| env(var).and_then(|p| p.parse().ok());
-        match kind {
-            EngineKind::Postgres => Self {
-                host: self.host.or_else(|| env("PGHOST")),
-                port: self.port.or_else(|| port_of("PGPORT")),
-                user: self.user.or_else(|| env("PGUSER")),
-                database: self.database.or_else(|| env("PGDATABASE")),
-                ..self
-            },
-            EngineKind::Mysql => Self {
-                host: self.host.or_else(|| env("MYSQL_HOST")),
-                port: self.port.or_else(|| port_of("MYSQL_TCP_PORT")),
-                ..self
-            },
-        }
-    }
-}
-
-/// An endpoint found through the RDS API (`--instance` / `--cluster`).
-pub(crate) struct Found {
-    pub kind: EngineKind,
-    pub host: String,
-    pub port: u16,
-}
-
-/// Resolves `--instance` / `--cluster` (when given) through the RDS API:
-/// the engine must be `want` (when the command fixes one) and, for IAM,
-/// IAM database authentication must be enabled — both reported before any
-/// connection. `typed_target`: the user also gave --host or a URL.
-pub(crate) async fn lookup(
-    global: &GlobalArgs,
-    sel: &RdsSelector,
-    want: Option<EngineKind>,
-    iam: bool,
-    typed_target: bool,
-) -> Result<Option<Found>> {
-    if !sel.is_set() {
-        return Ok(None);
-    }
-    if typed_target {
-        return Err(Error::usage(
-            "--instance / --cluster look the endpoint up; do not also pass --host or a URL",
-        ));
-    }
-    let rds = Rds::connect(global).await?;
-    let db = match (&sel.instance, &sel.cluster) {
-        (Some(id), _) => rds.instance(id).await?,
-        (None, Some(id)) => rds.cluster(id).await?,
-        (None, None) => return Ok(None),
-    };
-    let kind = db.engine_kind()?;
-    if let Some(w) = want {
-        db.expect_engine(w)?;
-    }
-    if iam {
-        db.expect_iam()?;
-    }
-    let (host, port) = db.address(sel.reader)?;
-    tracing::info!(%host, port, engine = %db.engine, "endpoint from the RDS API");
-    Ok(Some(Found { kind, host, port }))
-}
-
-/// The target as typed, or as found through the RDS API, with the
-/// engine's environment variables filling in the rest.
-pub(crate) async fn given(
-    global: &GlobalArgs,
-    kind: EngineKind,
-    sel: &RdsSelector,
-    iam: bool,
-    typed: Given,
-) -> Result<Given> {
-    let typed_target = typed.url.is_some() || typed.host.is_some();
-    let typed = match lookup(global, sel, Some(kind), iam, typed_target).await? {
-        Some(f) => Given {
-            host: Some(f.host),
-            port: typed.port.or(Some(f.port)),
-            ..typed
-        },
-        None => typed,
-    };
-    Ok(typed.with_env(kind))
-}
 
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     let kind = EngineKind::Postgres;
@@ -156,11 +44,6 @@ pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
     };
     let given = given(global, kind, &args.rds, args.connect.iam, typed).await?;
     run(global, kind, given, &args.connect).await
-}
-
-/// An environment variable, if set and not empty.
-pub(crate) fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
 async fn run(
@@ -329,157 +212,6 @@ async fn through_proxy(
     Ok(code)
 }
 
-/// The roots for in-process verification, warnings printed.
-fn roots(global: &GlobalArgs) -> Result<std::sync::Arc<ca::Roots>> {
-    let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
-    for w in warnings {
-        output::warn(w);
-    }
-    Ok(roots)
-}
-
-/// A PEM file with the same bundle, for child processes.
-pub(crate) fn ca_file(global: &GlobalArgs) -> Result<PathBuf> {
-    let cache = ca::Cache::from_env()?;
-    let outcome = ca::ensure_path(
-        &cache,
-        &ca::LoadOptions {
-            file: global.ca_bundle.as_deref(),
-            region: None,
-        },
-    )?;
-    for w in &outcome.warnings {
-        output::warn(w);
-    }
-    Ok(outcome.path)
-}
-
-/// `--via`'s host as an address, for libpq's `hostaddr`; the lookup is
-/// bounded by the target's connect timeout.
-pub(crate) async fn via_addr(target: &Target) -> Result<Option<IpAddr>> {
-    if target.via.is_none() {
-        return Ok(None);
-    }
-    let lookup = target.resolve_dial();
-    let addrs = engine::within(target.connect_timeout, "DNS resolution", lookup).await?;
-    Ok(addrs.first().map(std::net::SocketAddr::ip))
-}
-
-/// A target from a URL and/or flags; `kind` is the command's engine, or
-/// `None` to take it from the URL. Also returns the URL's `?iam=true`.
-pub(crate) fn target(
-    kind: Option<EngineKind>,
-    given: Given,
-    via: Option<&str>,
-    connect_timeout: Duration,
-) -> Result<(EngineKind, Target, bool)> {
-    let url = given.url.as_deref().map(UrlTarget::parse).transpose()?;
-    let kind = match (kind, &url) {
-        (Some(k), Some(u)) if u.engine != k => {
-            return Err(Error::usage(format!(
-                "the URL is for {}, but the engine is {}",
-                u.engine.name(),
-                k.name()
-            )));
-        }
-        (Some(k), _) => k,
-        (None, Some(u)) => u.engine,
-        (None, None) => {
-            return Err(Error::usage(
-                "an engine is required: pass a URL or --engine",
-            ));
-        }
-    };
-    let host = match (&url, &given.host) {
-        (Some(u), _) => u.host.clone(),
-        (None, Some(h)) => Host::parse(h)?,
-        (None, None) => {
-            return Err(Error::usage(
-                "a host is required: pass --host HOST or a URL",
-            ));
-        }
-    };
-    let port = given
-        .port
-        .or(url.as_ref().and_then(|u| u.port))
-        .unwrap_or(kind.default_port());
-    let user = given
-        .user
-        .or(url.as_ref().and_then(|u| u.user.clone()))
-        .ok_or_else(|| {
-            Error::usage("a database user is required: pass --user USER or USER@ in the URL")
-        })?;
-    validate_user(&user)?;
-    let iam = url.as_ref().is_some_and(|u| u.iam);
-    let database = given.database.or(url.and_then(|u| u.database));
-    if let Some(d) = &database {
-        validate_database(d)?;
-    }
-    let via = via.map(parse_via).transpose()?;
-    if connect_timeout.is_zero() {
-        return Err(Error::usage("--connect-timeout must be more than 0s"));
-    }
-    let target = Target {
-        host,
-        port,
-        via,
-        user,
-        database,
-        connect_timeout,
-    };
-    Ok((kind, target, iam))
-}
-
-/// `HOST:PORT` or `[IPv6]:PORT`.
-fn parse_via(raw: &str) -> Result<(String, u16)> {
-    let bad = || {
-        Error::usage(format!(
-            "invalid --via {raw:?}: expected HOST:PORT, e.g. 127.0.0.1:15432"
-        ))
-    };
-    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-    let host = Host::parse(host)?;
-    Ok((host.as_str().to_string(), port))
-}
-
-/// `--password-stdin`: the first line of stdin.
-pub(crate) fn stdin_password() -> Result<Secret> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::usage(format!("reading the password from stdin: {e}")))?;
-    let pw = line.trim_end_matches(['\n', '\r']);
-    if pw.is_empty() {
-        return Err(Error::usage("--password-stdin: stdin held no password"));
-    }
-    Ok(Secret::new(pw.to_string()))
-}
-
-/// The password from stdin, the engine's env var, or a terminal prompt.
-pub(crate) fn password(from_stdin: bool, env_var: &str, user: &str, host: &str) -> Result<Secret> {
-    if from_stdin {
-        return stdin_password();
-    }
-    if let Ok(pw) = std::env::var(env_var) {
-        return Ok(Secret::new(pw));
-    }
-    if std::io::stdin().is_terminal() {
-        let prompt = format!("Password for {user}@{host}: ");
-        return rpassword::prompt_password(prompt)
-            .map(Secret::new)
-            .map_err(|e| Error::usage(format!("reading the password: {e}")));
-    }
-    Err(Error::usage(format!(
-        "no password: pass --iam, --password-stdin, or set {env_var}"
-    )))
-}
-
 const NULL_TEXT: &str = "NULL";
 
 fn print_results(format: OutputFormat, sets: &[ResultSet]) -> Result<()> {
@@ -604,22 +336,6 @@ fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn via_forms() {
-        assert_eq!(
-            parse_via("127.0.0.1:15432").unwrap(),
-            ("127.0.0.1".into(), 15432)
-        );
-        assert_eq!(parse_via("[::1]:5432").unwrap(), ("::1".into(), 5432));
-        assert_eq!(
-            parse_via("bastion.internal:6000").unwrap(),
-            ("bastion.internal".into(), 6000)
-        );
-        for bad in ["127.0.0.1", "h:0", "h:x", ":5432", "a b:1"] {
-            assert!(parse_via(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn tsv_escapes_and_marks_null() {

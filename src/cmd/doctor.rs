@@ -16,10 +16,10 @@ use crate::aws::{self, RegionSource};
 use crate::ca;
 use crate::cli::{DoctorArgs, GlobalArgs, OutputFormat};
 use crate::cmd::check::{self, Item, Login, Settings};
-use crate::cmd::connect::{Given, password, target};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rds::{Database, Rds};
+use crate::resolve::{Given, password, target};
 use crate::target::{EngineKind, Host, UrlTarget};
 use crate::tls::TlsPolicy;
 

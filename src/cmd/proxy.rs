@@ -6,11 +6,11 @@ use std::io::IsTerminal;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat, ProxyArgs};
-use crate::cmd::connect::{Given, env, given, password, target};
 use crate::engine::Secret;
 use crate::error::{Error, Result};
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets, TokenCache};
+use crate::resolve::{Given, env, given, password, target};
 use crate::tls::TlsPolicy;
 
 /// The environment variable `--local-password` reads.

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::aws;
 use crate::cli::{GlobalArgs, TokenArgs};
-use crate::cmd::connect::Found;
 use crate::error::{Error, Result};
 use crate::output;
+use crate::resolve::Found;
 use crate::target::{self, Host, UrlTarget};
 use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
 
@@ -27,7 +27,7 @@ struct TokenJson<'a> {
 pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     // All input is checked before any file or network access, except the
     // RDS API lookup of --instance / --cluster.
-    let found = crate::cmd::connect::lookup(
+    let found = crate::resolve::lookup(
         global,
         &args.rds,
         args.engine,
