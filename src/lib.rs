@@ -13,6 +13,7 @@
 //! - [`resolve`]: flags, URL, RDS API and environment → one connection
 //!   request (engine, endpoint, dial path, user, database, password).
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
+//! - [`iam`]: the signing region, minting a token, the proxy's token cache.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
 //! - [`engine`]: the database trait and its implementations.
@@ -29,6 +30,7 @@ pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod iam;
 pub mod native;
 pub mod output;
 pub mod proxy;

@@ -416,7 +416,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
     let auth = match &item.login {
         Login::Iam => {
             let minted =
-                crate::cmd::token::mint(&settings.global, &target.host, target.port, &target.user);
+                crate::iam::mint(&settings.global, &target.host, target.port, &target.user);
             match minted.await {
                 Ok(m) => Auth::IamToken(Secret::new(m.token)),
                 Err(e) => {

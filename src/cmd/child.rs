@@ -51,8 +51,7 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
     engine.check_handoff(&target, flags.tls)?;
     let iam = flags.iam || url_iam;
     let secret = if iam {
-        let minted =
-            crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
+        let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)
     } else {
         password(

@@ -13,9 +13,10 @@ use crate::clientargs;
 use crate::engine::mysql::relay;
 use crate::engine::{self, Auth, ConnectError, ResultSet, Secret, SessionInfo, Target};
 use crate::error::{Error, Result};
+use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
 use crate::output;
-use crate::proxy::{self, Secrets, TokenCache};
+use crate::proxy::{self, Secrets};
 use crate::resolve::{Given, ca_file, given, password, roots, target, via_addr};
 use crate::target::EngineKind;
 use crate::tls::TlsPolicy;
@@ -81,7 +82,7 @@ async fn run(
     };
     let mut minted = None;
     let auth = if args.iam || url_iam {
-        let m = crate::cmd::token::mint(global, &target.host, target.port, &target.user).await?;
+        let m = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         let token = Secret::new(m.token.clone());
         minted = Some(m);
         Auth::IamToken(token)

@@ -8,8 +8,9 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, OutputFormat, ProxyArgs};
 use crate::engine::Secret;
 use crate::error::{Error, Result};
+use crate::iam::TokenCache;
 use crate::output;
-use crate::proxy::{self, Config, Listen, Proxy, Secrets, TokenCache};
+use crate::proxy::{self, Config, Listen, Proxy, Secrets};
 use crate::resolve::{Given, env, given, password, target};
 use crate::tls::TlsPolicy;
 
@@ -151,7 +152,7 @@ async fn secrets(
     only_user: Option<&str>,
 ) -> Result<Secrets> {
     if args.iam || url_iam {
-        let region = crate::cmd::token::signing_region(global, &target.host).await?;
+        let region = crate::iam::signing_region(global, &target.host).await?;
         let creds = crate::aws::credentials(global.profile.as_deref(), &region).await?;
         return Ok(Secrets::Iam(Box::new(TokenCache::new(
             target.host.clone(),

@@ -1,16 +1,14 @@
 //! `rdsconn token`: print an IAM database auth token.
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 
-use crate::aws;
 use crate::cli::{GlobalArgs, TokenArgs};
 use crate::error::{Error, Result};
+use crate::iam;
 use crate::output;
 use crate::resolve::Found;
 use crate::target::{self, Host, UrlTarget};
-use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
+use crate::token::TOKEN_LIFETIME;
 
 /// `token --output json`; field names are part of the documented interface.
 #[derive(Serialize)]
@@ -36,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     )
     .await?;
     let (host, port, user) = endpoint(args, found)?;
-    let minted = mint(global, &host, port, &user).await?;
+    let minted = iam::mint(global, &host, port, &user).await?;
     let json = TokenJson {
         token: &minted.token,
         host: host.as_str(),
@@ -49,61 +47,6 @@ pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     };
     output::emit(global.output, &json, || minted.token.clone())?;
     Ok(0)
-}
-
-/// A freshly minted token and what it was signed for.
-pub struct Minted {
-    pub token: String,
-    pub region: String,
-    pub issued_at: SystemTime,
-    /// What it was signed with (for minting more, as the proxy does).
-    pub credentials: aws_credential_types::Credentials,
-}
-
-/// Resolves the region and credentials and signs a token for
-/// `host:port` and `user`; warnings go to stderr. Every `--iam` connection
-/// mints through here (the proxy through [`signing_region`] and its own
-/// credentials cache).
-pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Result<Minted> {
-    let region = signing_region(global, host).await?;
-    let creds = aws::credentials(global.profile.as_deref(), &region).await?;
-    let now = SystemTime::now();
-    if let Some(w) = aws::expiry_warning(&creds, now, TOKEN_LIFETIME) {
-        output::warn(w);
-    }
-    let req = TokenRequest {
-        host,
-        port,
-        user,
-        region: &region,
-    };
-    let token = token::generate(&creds, &req, now)?;
-    Ok(Minted {
-        token,
-        region,
-        issued_at: now,
-        credentials: creds,
-    })
-}
-
-/// The region tokens for `host` are signed for: `--region`, else the
-/// endpoint's, else the AWS config's (a disagreement is warned about).
-pub async fn signing_region(global: &GlobalArgs, host: &Host) -> Result<String> {
-    let endpoint_region = host.rds_region()?;
-    let configured = match global.region {
-        Some(_) => None,
-        None => aws::configured_region(global.profile.as_deref()).await,
-    };
-    let region = aws::resolve_region(
-        global.region.as_deref(),
-        endpoint_region.as_deref(),
-        configured,
-    )?;
-    if let Some(w) = &region.warning {
-        output::warn(w);
-    }
-    tracing::debug!(region = %region.region, source = ?region.source, "signing region");
-    Ok(region.region)
 }
 
 /// Host, port and user from the URL, the flags (flags win) or the RDS API.

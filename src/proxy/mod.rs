@@ -13,7 +13,6 @@
 mod mysql;
 mod postgres;
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,12 +20,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use crate::engine::mysql::relay::{self, Traffic};
 use crate::engine::{Auth, BoxFuture, ConnectError, Secret, Target};
@@ -34,12 +32,6 @@ use crate::error::{Error, Result};
 use crate::target::{EngineKind, Host};
 use crate::text::Untrusted;
 use crate::tls::TlsPolicy;
-use crate::token::{self, TokenRequest};
-
-/// How long a minted token is reused for new connections of the same
-/// user (RDS accepts it for 15 minutes; connections already open are not
-/// affected by its expiry).
-pub const TOKEN_REUSE: Duration = Duration::from_mins(10);
 
 /// Where the proxy listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,7 +171,7 @@ pub enum Secrets {
     /// One password, for whichever user a client names.
     Password(Secret),
     /// IAM tokens minted per user.
-    Iam(Box<TokenCache>),
+    Iam(Box<crate::iam::TokenCache>),
 }
 
 impl relay::Credentials for Secrets {
@@ -191,115 +183,6 @@ impl relay::Credentials for Secrets {
             }
         })
     }
-}
-
-/// Tokens minted per user, reused for new connections for at most
-/// [`TOKEN_REUSE`] and never past the credentials' expiry; credentials
-/// that are about to expire are loaded again.
-pub struct TokenCache {
-    host: Host,
-    port: u16,
-    region: String,
-    profile: Option<String>,
-    credentials: Mutex<Credentials>,
-    tokens: Mutex<HashMap<String, (Secret, SystemTime)>>,
-}
-
-impl TokenCache {
-    /// `credentials`: loaded at start-up, so that missing credentials fail
-    /// before the proxy listens.
-    pub fn new(
-        host: Host,
-        port: u16,
-        region: String,
-        profile: Option<String>,
-        credentials: Credentials,
-    ) -> Self {
-        Self {
-            host,
-            port,
-            region,
-            profile,
-            credentials: Mutex::new(credentials),
-            tokens: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn token(&self, user: &str) -> Result<Secret, ConnectError> {
-        let now = SystemTime::now();
-        let mut tokens = self.tokens.lock().await;
-        if let Some((token, until)) = tokens.get(user)
-            && now < *until
-        {
-            return Ok(token.clone());
-        }
-        let creds = self.fresh_credentials(now).await?;
-        let req = TokenRequest {
-            host: &self.host,
-            port: self.port,
-            user,
-            region: &self.region,
-        };
-        let token = Secret::new(
-            token::generate(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?,
-        );
-        tracing::debug!(user, "minted an IAM token");
-        make_room(&mut tokens, now);
-        tokens.insert(
-            user.to_string(),
-            (token.clone(), reuse_until(now, creds.expiry())),
-        );
-        Ok(token)
-    }
-
-    /// The credentials, loaded again when they expire within a minute.
-    async fn fresh_credentials(&self, now: SystemTime) -> Result<Credentials, ConnectError> {
-        let mut creds = self.credentials.lock().await;
-        if creds
-            .expiry()
-            .is_some_and(|e| e <= now + Duration::from_mins(1))
-        {
-            tracing::info!("AWS credentials expire soon; loading them again");
-            *creds = crate::aws::credentials(self.profile.as_deref(), &self.region)
-                .await
-                .map_err(|e| {
-                    ConnectError::Server(format!(
-                        "loading AWS credentials: {}",
-                        crate::error::error_line(&e)
-                    ))
-                })?;
-        }
-        Ok(creds.clone())
-    }
-}
-
-/// Users whose tokens are kept: clients choose user names, so the cache
-/// is bounded.
-const MAX_CACHED_TOKENS: usize = 1024;
-
-/// Makes room for one more token: expired ones go first, then the one
-/// that expires soonest.
-fn make_room<V>(tokens: &mut HashMap<String, (V, SystemTime)>, now: SystemTime) {
-    if tokens.len() < MAX_CACHED_TOKENS {
-        return;
-    }
-    tokens.retain(|_, (_, until)| now < *until);
-    while tokens.len() >= MAX_CACHED_TOKENS {
-        let Some(first) = tokens
-            .iter()
-            .min_by_key(|(_, (_, until))| *until)
-            .map(|(user, _)| user.clone())
-        else {
-            break;
-        };
-        tokens.remove(&first);
-    }
-}
-
-/// Until when a token minted at `minted` may be handed to new connections.
-fn reuse_until(minted: SystemTime, credentials_expiry: Option<SystemTime>) -> SystemTime {
-    let cap = minted + TOKEN_REUSE;
-    credentials_expiry.map_or(cap, |e| e.min(cap))
 }
 
 /// The client's stream, counting what is read from it (up) and written to
@@ -846,35 +729,6 @@ mod tests {
         assert!(Listen::parse("[::1]:1").unwrap().is_local());
         assert!(!Listen::parse("0.0.0.0:1").unwrap().is_local());
         assert!(!Listen::parse("10.1.2.3:1").unwrap().is_local());
-    }
-
-    #[test]
-    fn tokens_are_reused_ten_minutes_at_most_and_not_past_the_credentials() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(reuse_until(t0, None), t0 + Duration::from_mins(10));
-        let soon = t0 + Duration::from_mins(3);
-        assert_eq!(reuse_until(t0, Some(soon)), soon);
-        let late = t0 + Duration::from_hours(1);
-        assert_eq!(reuse_until(t0, Some(late)), t0 + Duration::from_mins(10));
-    }
-
-    #[test]
-    fn the_token_cache_is_bounded() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut tokens = HashMap::new();
-        for i in 0..MAX_CACHED_TOKENS + 500 {
-            make_room(&mut tokens, t0);
-            let until = t0 + Duration::from_secs(600 + i as u64);
-            tokens.insert(format!("user{i}"), ((), until));
-            assert!(tokens.len() <= MAX_CACHED_TOKENS);
-        }
-        // The soonest to expire went first; the newest stayed.
-        assert!(!tokens.contains_key("user0"));
-        assert!(tokens.contains_key(&format!("user{}", MAX_CACHED_TOKENS + 499)));
-        // Expired entries go before live ones.
-        let later = t0 + Duration::from_secs(600 + 700);
-        make_room(&mut tokens, later);
-        assert!(tokens.len() < MAX_CACHED_TOKENS);
     }
 
     #[test]

@@ -1,0 +1,221 @@
+//! IAM database authentication: the region a token is signed for, minting
+//! one for a connection (credentials loaded, expiry warned about), and the
+//! per-user token cache the proxy mints through. The signing itself is pure
+//! and lives in [`crate::token`].
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use tokio::sync::Mutex;
+
+use crate::aws;
+use crate::cli::GlobalArgs;
+use crate::engine::{ConnectError, Secret};
+use crate::error::Result;
+use crate::output;
+use crate::target::Host;
+use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
+
+/// How long a minted token is reused for new connections of the same
+/// user (RDS accepts it for 15 minutes; connections already open are not
+/// affected by its expiry).
+pub const TOKEN_REUSE: Duration = Duration::from_mins(10);
+
+/// A freshly minted token and what it was signed for.
+pub struct Minted {
+    pub token: String,
+    pub region: String,
+    pub issued_at: SystemTime,
+    /// What it was signed with (for minting more, as the proxy does).
+    pub credentials: Credentials,
+}
+
+/// Resolves the region and credentials and signs a token for
+/// `host:port` and `user`; warnings go to stderr. Every `--iam` connection
+/// mints through here (the proxy through [`signing_region`] and its own
+/// credentials cache).
+pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Result<Minted> {
+    let region = signing_region(global, host).await?;
+    let creds = aws::credentials(global.profile.as_deref(), &region).await?;
+    let now = SystemTime::now();
+    if let Some(w) = aws::expiry_warning(&creds, now, TOKEN_LIFETIME) {
+        output::warn(w);
+    }
+    let req = TokenRequest {
+        host,
+        port,
+        user,
+        region: &region,
+    };
+    let token = token::generate(&creds, &req, now)?;
+    Ok(Minted {
+        token,
+        region,
+        issued_at: now,
+        credentials: creds,
+    })
+}
+
+/// The region tokens for `host` are signed for: `--region`, else the
+/// endpoint's, else the AWS config's (a disagreement is warned about).
+pub async fn signing_region(global: &GlobalArgs, host: &Host) -> Result<String> {
+    let endpoint_region = host.rds_region()?;
+    let configured = match global.region {
+        Some(_) => None,
+        None => aws::configured_region(global.profile.as_deref()).await,
+    };
+    let region = aws::resolve_region(
+        global.region.as_deref(),
+        endpoint_region.as_deref(),
+        configured,
+    )?;
+    if let Some(w) = &region.warning {
+        output::warn(w);
+    }
+    tracing::debug!(region = %region.region, source = ?region.source, "signing region");
+    Ok(region.region)
+}
+
+/// Tokens minted per user, reused for new connections for at most
+/// [`TOKEN_REUSE`] and never past the credentials' expiry; credentials
+/// that are about to expire are loaded again.
+pub struct TokenCache {
+    host: Host,
+    port: u16,
+    region: String,
+    profile: Option<String>,
+    credentials: Mutex<Credentials>,
+    tokens: Mutex<HashMap<String, (Secret, SystemTime)>>,
+}
+
+impl TokenCache {
+    /// `credentials`: loaded at start-up, so that missing credentials fail
+    /// before the proxy listens.
+    pub fn new(
+        host: Host,
+        port: u16,
+        region: String,
+        profile: Option<String>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            host,
+            port,
+            region,
+            profile,
+            credentials: Mutex::new(credentials),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) async fn token(&self, user: &str) -> Result<Secret, ConnectError> {
+        let now = SystemTime::now();
+        let mut tokens = self.tokens.lock().await;
+        if let Some((token, until)) = tokens.get(user)
+            && now < *until
+        {
+            return Ok(token.clone());
+        }
+        let creds = self.fresh_credentials(now).await?;
+        let req = TokenRequest {
+            host: &self.host,
+            port: self.port,
+            user,
+            region: &self.region,
+        };
+        let token = Secret::new(
+            token::generate(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?,
+        );
+        tracing::debug!(user, "minted an IAM token");
+        make_room(&mut tokens, now);
+        tokens.insert(
+            user.to_string(),
+            (token.clone(), reuse_until(now, creds.expiry())),
+        );
+        Ok(token)
+    }
+
+    /// The credentials, loaded again when they expire within a minute.
+    async fn fresh_credentials(&self, now: SystemTime) -> Result<Credentials, ConnectError> {
+        let mut creds = self.credentials.lock().await;
+        if creds
+            .expiry()
+            .is_some_and(|e| e <= now + Duration::from_mins(1))
+        {
+            tracing::info!("AWS credentials expire soon; loading them again");
+            *creds = crate::aws::credentials(self.profile.as_deref(), &self.region)
+                .await
+                .map_err(|e| {
+                    ConnectError::Server(format!(
+                        "loading AWS credentials: {}",
+                        crate::error::error_line(&e)
+                    ))
+                })?;
+        }
+        Ok(creds.clone())
+    }
+}
+
+/// Users whose tokens are kept: clients choose user names, so the cache
+/// is bounded.
+const MAX_CACHED_TOKENS: usize = 1024;
+
+/// Makes room for one more token: expired ones go first, then the one
+/// that expires soonest.
+fn make_room<V>(tokens: &mut HashMap<String, (V, SystemTime)>, now: SystemTime) {
+    if tokens.len() < MAX_CACHED_TOKENS {
+        return;
+    }
+    tokens.retain(|_, (_, until)| now < *until);
+    while tokens.len() >= MAX_CACHED_TOKENS {
+        let Some(first) = tokens
+            .iter()
+            .min_by_key(|(_, (_, until))| *until)
+            .map(|(user, _)| user.clone())
+        else {
+            break;
+        };
+        tokens.remove(&first);
+    }
+}
+
+/// Until when a token minted at `minted` may be handed to new connections.
+fn reuse_until(minted: SystemTime, credentials_expiry: Option<SystemTime>) -> SystemTime {
+    let cap = minted + TOKEN_REUSE;
+    credentials_expiry.map_or(cap, |e| e.min(cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_reused_ten_minutes_at_most_and_not_past_the_credentials() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(reuse_until(t0, None), t0 + Duration::from_mins(10));
+        let soon = t0 + Duration::from_mins(3);
+        assert_eq!(reuse_until(t0, Some(soon)), soon);
+        let late = t0 + Duration::from_hours(1);
+        assert_eq!(reuse_until(t0, Some(late)), t0 + Duration::from_mins(10));
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut tokens = HashMap::new();
+        for i in 0..MAX_CACHED_TOKENS + 500 {
+            make_room(&mut tokens, t0);
+            let until = t0 + Duration::from_secs(600 + i as u64);
+            tokens.insert(format!("user{i}"), ((), until));
+            assert!(tokens.len() <= MAX_CACHED_TOKENS);
+        }
+        // The soonest to expire went first; the newest stayed.
+        assert!(!tokens.contains_key("user0"));
+        assert!(tokens.contains_key(&format!("user{}", MAX_CACHED_TOKENS + 499)));
+        // Expired entries go before live ones.
+        let later = t0 + Duration::from_secs(600 + 700);
+        make_room(&mut tokens, later);
+        assert!(tokens.len() < MAX_CACHED_TOKENS);
+    }
+}
