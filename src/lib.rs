@@ -17,6 +17,8 @@
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
 //! - [`engine`]: the database trait and its implementations.
+//! - [`probe`]: the staged check (DNS, TCP, TLS, auth, query) of `check`
+//!   and `doctor`.
 //! - [`files`]: private directories, atomic 0600 files, lock files.
 //! - [`output`]: everything written to stdout.
 //! - [`text`]: escaping text from servers and clients before it is shown.
@@ -33,6 +35,7 @@ pub mod files;
 pub mod iam;
 pub mod native;
 pub mod output;
+pub mod probe;
 pub mod proxy;
 pub mod rds;
 pub mod resolve;

@@ -15,9 +15,9 @@ use serde::Serialize;
 use crate::aws::{self, RegionSource};
 use crate::ca;
 use crate::cli::{DoctorArgs, GlobalArgs, OutputFormat};
-use crate::cmd::check::{self, Item, Login, Settings};
 use crate::error::{Error, Result};
 use crate::output;
+use crate::probe::{self, Item, Login, Settings};
 use crate::rds::{Database, Rds};
 use crate::resolve::{Given, password, target};
 use crate::target::{EngineKind, Host, UrlTarget};
@@ -95,7 +95,7 @@ impl Lines {
         self.0
             .iter()
             .map(|l| l.exit)
-            .max_by_key(|c| check::severity(*c))
+            .max_by_key(|c| probe::severity(*c))
             .unwrap_or(0)
     }
 }
@@ -595,7 +595,7 @@ async fn connection_lines(
         target,
         login,
     };
-    let report = check::check_once(&item, &settings).await;
+    let report = probe::check_once(&item, &settings).await;
     for stage in &report.stages {
         let detail = stage.detail.clone().unwrap_or_default();
         let timed = stage.duration_ms.map_or(detail.clone(), |ms| {

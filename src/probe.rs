@@ -1,0 +1,391 @@
+//! The staged reachability probe behind `rdsconn check` and `rdsconn
+//! doctor`. Each target goes through DNS, TCP, TLS (rdsconn's own probe, so
+//! the handshake is timed and the certificate inspected on its own), then
+//! authentication and the query through the engine driver on a second
+//! connection (the drivers do TLS and authentication in one step). The
+//! first failing stage stops the target; its category gives the exit code.
+//! `--wait` retries network failures with backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::cli::GlobalArgs;
+use crate::engine::{self, Auth, Secret, Target, ms, probe, within};
+use crate::error::{Category, Error};
+use crate::target::EngineKind;
+use crate::tls::{PeerChain, TlsPolicy};
+
+/// Exit code of a target whose check Ctrl-C (SIGINT) cut short.
+pub(crate) const INTERRUPTED: u8 = 130;
+
+const STAGES: [&str; 5] = ["dns", "tcp", "tls", "auth", "query"];
+
+/// One target to check.
+pub(crate) struct Item {
+    pub label: String,
+    pub kind: EngineKind,
+    pub target: Target,
+    pub login: Login,
+}
+
+/// How a target authenticates.
+pub(crate) enum Login {
+    /// A token minted right before the `auth` stage.
+    Iam,
+    Password(Secret),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Stage {
+    pub name: &'static str,
+    /// `ok`, `fail` or `skipped`.
+    pub status: &'static str,
+    pub duration_ms: Option<f64>,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Certificate {
+    subject: String,
+    sans: Vec<String>,
+    issuer: String,
+    not_after: String,
+    days_left: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Report {
+    pub target: String,
+    engine: EngineKind,
+    endpoint: String,
+    dial_address: String,
+    /// `ok`, `warn`, `fail` or `interrupted`.
+    pub status: &'static str,
+    /// The failing stage, if any.
+    pub stage: Option<&'static str>,
+    pub exit_code: u8,
+    pub error: Option<String>,
+    pub hint: Option<String>,
+    pub total_ms: f64,
+    pub attempts: u32,
+    tls_protocol: Option<String>,
+    tls_cipher: Option<String>,
+    certificate: Option<Certificate>,
+    pub stages: Vec<Stage>,
+}
+
+/// What every check needs, shared by the tasks.
+pub(crate) struct Settings {
+    pub global: GlobalArgs,
+    pub policy: TlsPolicy,
+    pub query: String,
+    pub warn_days: i64,
+    pub wait: Option<Duration>,
+    pub wait_all: bool,
+}
+
+/// Checks a target, retrying transient failures until `--wait` ends.
+pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Report {
+    let started = Instant::now();
+    let mut attempt = 0_u32;
+    loop {
+        attempt += 1;
+        let mut report = check_once(item, settings).await;
+        report.attempts = attempt;
+        let Some(wait) = settings.wait else {
+            return report;
+        };
+        if report.status != "fail" || !(settings.wait_all || report.is_transient()) {
+            return report;
+        }
+        let elapsed = started.elapsed();
+        let pause = backoff(attempt);
+        if elapsed + pause >= wait {
+            return report;
+        }
+        tracing::info!(
+            "{}: attempt {attempt} failed at {}: {}; next try in {:.1} s",
+            item.label,
+            report.stage.unwrap_or("?"),
+            crate::text::Untrusted(report.error.as_deref().unwrap_or("?")),
+            pause.as_secs_f64()
+        );
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// 250 ms doubling to at most 5 s, with up to 25% random jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250) * 2_u32.pow(attempt.saturating_sub(1).min(5));
+    let base = base.min(Duration::from_secs(5));
+    let mut byte = [0_u8; 1];
+    let jitter = if aws_lc_rs::rand::fill(&mut byte).is_ok() {
+        base / 4 * u32::from(byte[0]) / 255
+    } else {
+        Duration::ZERO
+    };
+    base + jitter
+}
+
+/// One pass through the stages.
+pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
+    let start = Instant::now();
+    let target = &item.target;
+    let mut run = Run::new(item, start);
+    let budget = target.connect_timeout;
+    let remaining = || budget.saturating_sub(start.elapsed());
+
+    // DNS
+    let t = Instant::now();
+    let addrs = match within(remaining(), "DNS resolution", target.resolve_dial()).await {
+        Ok(a) => {
+            run.ok("dns", t, Some(join_addrs(&a)));
+            a
+        }
+        Err(e) => {
+            run.fail("dns", t, &e.into());
+            return run.finish(settings);
+        }
+    };
+
+    // TCP
+    let t = Instant::now();
+    let stream = match within(remaining(), "TCP connect", engine::tcp_connect(&addrs)).await {
+        Ok(s) => {
+            let peer = s.peer_addr().map(|a| a.to_string()).ok();
+            run.ok("tcp", t, peer);
+            s
+        }
+        Err(e) => {
+            run.fail("tcp", t, &e.into());
+            return run.finish(settings);
+        }
+    };
+
+    // TLS, with rdsconn's verifier
+    let t = Instant::now();
+    let peer = Arc::new(PeerChain::default());
+    let upgrade = probe::upgrade(
+        item.kind,
+        stream,
+        target.host.as_str(),
+        &settings.policy,
+        &peer,
+    );
+    match within(remaining(), "TLS handshake", upgrade).await {
+        Ok(p) => {
+            run.report.tls_protocol.clone_from(&p.protocol);
+            run.report.tls_cipher.clone_from(&p.cipher);
+            run.report.certificate = p.leaf.map(|c| Certificate {
+                days_left: days_left(c.not_after_unix),
+                subject: c.subject,
+                sans: c.sans,
+                issuer: c.issuer,
+                not_after: c.not_after,
+            });
+            let detail = run.report.certificate.as_ref().map(|c| {
+                format!(
+                    "{} (issuer {}, {} days left)",
+                    c.subject, c.issuer, c.days_left
+                )
+            });
+            run.ok("tls", t, detail);
+        }
+        Err(e) => {
+            run.fail("tls", t, &e.into());
+            return run.finish(settings);
+        }
+    }
+
+    session_stages(item, settings, &mut run, remaining()).await;
+    run.finish(settings)
+}
+
+/// Authentication (a fresh connection through the driver) and the query.
+async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaining: Duration) {
+    let target = &item.target;
+    let t = Instant::now();
+    let auth = match &item.login {
+        Login::Iam => {
+            let minted =
+                crate::iam::mint(&settings.global, &target.host, target.port, &target.user);
+            match minted.await {
+                Ok(m) => Auth::IamToken(Secret::new(m.token)),
+                Err(e) => {
+                    run.fail("auth", t, &e);
+                    return;
+                }
+            }
+        }
+        Login::Password(p) => Auth::Password(p.clone()),
+    };
+    let mut bounded = target.clone();
+    bounded.connect_timeout = remaining
+        .saturating_sub(t.elapsed())
+        .max(Duration::from_millis(1));
+    let mut session = match engine::for_kind(item.kind)
+        .connect(&bounded, &auth, &settings.policy)
+        .await
+    {
+        Ok(s) => {
+            run.ok(
+                "auth",
+                t,
+                Some(format!("{} as {}", auth.describe(), target.user)),
+            );
+            s
+        }
+        Err(e) => {
+            run.fail("auth", t, &e.into());
+            return;
+        }
+    };
+
+    let t = Instant::now();
+    let result = session.execute(&settings.query).await;
+    session.close().await;
+    match result {
+        Ok(sets) => {
+            let rows: usize = sets.iter().map(|s| s.rows.len()).sum();
+            run.ok("query", t, Some(format!("{rows} row(s)")));
+        }
+        Err(e) => {
+            run.fail("query", t, &e.into());
+        }
+    }
+}
+
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn days_left(not_after: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    (not_after - now).div_euclid(86_400)
+}
+
+/// A report being filled in, stage by stage.
+struct Run {
+    report: Report,
+    start: Instant,
+}
+
+impl Run {
+    fn new(item: &Item, start: Instant) -> Self {
+        Self {
+            report: Report::new(item),
+            start,
+        }
+    }
+
+    fn ok(&mut self, name: &'static str, since: Instant, detail: Option<String>) {
+        self.report.stages.push(Stage {
+            name,
+            status: "ok",
+            duration_ms: Some(ms(since)),
+            detail,
+        });
+    }
+
+    fn fail(&mut self, name: &'static str, since: Instant, err: &Error) {
+        let message = err.one_line();
+        self.report.stages.push(Stage {
+            name,
+            status: "fail",
+            duration_ms: Some(ms(since)),
+            detail: Some(message.clone()),
+        });
+        self.report.status = "fail";
+        self.report.stage = Some(name);
+        self.report.exit_code = err.category().exit_code();
+        self.report.error = Some(message);
+        self.report.hint = err.hint().map(str::to_string);
+    }
+
+    fn finish(self, settings: &Settings) -> Report {
+        let mut report = self.report;
+        for name in STAGES.iter().skip(report.stages.len()) {
+            report.stages.push(Stage {
+                name,
+                status: "skipped",
+                duration_ms: None,
+                detail: None,
+            });
+        }
+        if report.status == "ok"
+            && let Some(c) = &report.certificate
+            && c.days_left < settings.warn_days
+        {
+            report.status = "warn";
+            report.error = Some(format!(
+                "the server certificate expires in {} days ({})",
+                c.days_left, c.not_after
+            ));
+            report.hint = Some(
+                "rotate the instance's CA / certificate (RDS: modify the DB instance's CA)".into(),
+            );
+        }
+        report.total_ms = ms(self.start);
+        report
+    }
+}
+
+impl Report {
+    /// A passing report with no stages yet.
+    fn new(item: &Item) -> Self {
+        Self {
+            target: item.label.clone(),
+            engine: item.kind,
+            endpoint: item.target.endpoint(),
+            dial_address: item.target.dial_address(),
+            status: "ok",
+            stage: None,
+            exit_code: 0,
+            error: None,
+            hint: None,
+            total_ms: 0.0,
+            attempts: 1,
+            tls_protocol: None,
+            tls_cipher: None,
+            certificate: None,
+            stages: Vec::new(),
+        }
+    }
+
+    pub(crate) fn interrupted(item: &Item) -> Self {
+        Self {
+            status: "interrupted",
+            exit_code: INTERRUPTED,
+            error: Some("interrupted before the check finished".into()),
+            attempts: 0,
+            ..Self::new(item)
+        }
+    }
+
+    /// Worth retrying under `--wait`: the network, not the server's answer
+    /// (DNS and TCP failures and timeouts are all network failures).
+    fn is_transient(&self) -> bool {
+        self.exit_code == Category::Network.exit_code()
+    }
+}
+
+/// Worst first: network, TLS, authentication, AWS, query.
+/// How bad an exit code is, for "the worst failure": 4 > 5 > 6 > 3 > 1.
+pub(crate) fn severity(code: u8) -> u8 {
+    match code {
+        4 => 5,
+        5 => 4,
+        6 => 3,
+        3 => 2,
+        1 => 1,
+        _ => 0,
+    }
+}
