@@ -4,6 +4,7 @@
 //! Nothing here ever formats a secret: credentials only leave this module
 //! as `aws_credential_types::Credentials`, whose `Debug` redacts them.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
@@ -15,6 +16,11 @@ use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::region::Region;
 
 use crate::error::Category;
@@ -255,6 +261,92 @@ pub fn expiry_warning(creds: &Credentials, now: SystemTime, lifetime: Duration) 
             lifetime.as_secs() / 60
         )
     })
+}
+
+/// SigV4 requests (and tokens) are rejected beyond this clock skew.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_mins(5);
+
+/// Why STS `GetCallerIdentity` failed.
+pub type IdentityError = aws_sdk_sts::error::SdkError<
+    aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError,
+>;
+
+/// Who the credentials are (STS `GetCallerIdentity`).
+pub struct Identity {
+    pub arn: String,
+    pub account: String,
+}
+
+/// The `Date` header of an AWS response.
+#[derive(Clone, Debug, Default)]
+struct ServerDate(Arc<Mutex<Option<String>>>);
+
+impl Intercept for ServerDate {
+    fn name(&self) -> &'static str {
+        "ServerDate"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if let Some(date) = context.response().headers().get("date") {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(date.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// STS `GetCallerIdentity`, and the local clock's skew from AWS in seconds
+/// (positive: ahead), from the response's Date header when there is one.
+pub async fn caller_identity(
+    config: &aws_types::SdkConfig,
+) -> (Result<Identity, IdentityError>, Option<f64>) {
+    let sts = aws_sdk_sts::Client::new(config);
+    let date = ServerDate::default();
+    let sent = SystemTime::now();
+    let result = sts
+        .get_caller_identity()
+        .customize()
+        .interceptor(date.clone())
+        .send()
+        .await;
+    let received = SystemTime::now();
+    let identity = result.map(|out| Identity {
+        arn: out.arn().unwrap_or("?").to_string(),
+        account: out.account().unwrap_or("?").to_string(),
+    });
+    let header = date
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let skew = header
+        .and_then(|d| {
+            aws_smithy_types::DateTime::from_str(&d, aws_smithy_types::date_time::Format::HttpDate)
+                .ok()
+        })
+        .map(|server| {
+            // The server stamped its Date (whole seconds, truncated)
+            // between sending and receiving.
+            let local = sent + received.duration_since(sent).unwrap_or_default() / 2;
+            let local = aws_smithy_types::DateTime::from(local).as_secs_f64();
+            local - (server.as_secs_f64() + 0.5)
+        });
+    (identity, skew)
+}
+
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
 }
 
 #[cfg(test)]

@@ -837,6 +837,30 @@ pub struct CertInfo {
     pub sha256_fingerprint: String,
 }
 
+/// An instance's CA identifier (`rds-ca-rsa2048-g1`, from the RDS API)
+/// among the bundle's roots for `region`: `None` when the identifier is not
+/// of that form, `Some(None)` when no root in the bundle is that CA.
+pub fn find_ca_identifier(
+    roots: &Roots,
+    id: &str,
+    region: Option<&str>,
+    now: SystemTime,
+) -> Option<Option<CertInfo>> {
+    // rds-ca-rsa2048-g1 → a root named "… RSA2048 G1".
+    let needle = id
+        .strip_prefix("rds-ca-")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .map(|(kind, generation)| {
+            format!("{} {}", kind.to_uppercase(), generation.to_uppercase())
+        })?;
+    Some(inspect(&roots.certs, now).into_iter().find(|c| {
+        c.subject_cn
+            .as_deref()
+            .is_some_and(|cn| cn.ends_with(&needle))
+            && (region.is_none() || c.region.as_deref() == region)
+    }))
+}
+
 /// Describes every certificate of a bundle relative to `now`.
 pub fn inspect(certs: &[CertificateDer<'_>], now: SystemTime) -> Vec<CertInfo> {
     let now = now

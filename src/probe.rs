@@ -377,10 +377,12 @@ impl Report {
     }
 }
 
-/// Worst first: network, TLS, authentication, AWS, query.
-/// How bad an exit code is, for "the worst failure": 4 > 5 > 6 > 3 > 1.
+/// How bad an exit code is, for "the worst failure": a configuration
+/// error (2, which `doctor` can report) first, then network, TLS,
+/// authentication, AWS, query: 2 > 4 > 5 > 6 > 3 > 1.
 pub(crate) fn severity(code: u8) -> u8 {
     match code {
+        2 => 6,
         4 => 5,
         5 => 4,
         6 => 3,

@@ -2,14 +2,8 @@
 //! a fix, ending with the staged connection check of `rdsconn check`.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use serde::Serialize;
 
 use crate::aws::{self, RegionSource};
@@ -22,9 +16,6 @@ use crate::rds::{Database, Rds};
 use crate::resolve::{Given, password, target};
 use crate::target::{EngineKind, Host, UrlTarget};
 use crate::tls::TlsPolicy;
-
-/// SigV4 requests (and tokens) are rejected beyond this clock skew.
-const MAX_SKEW: Duration = Duration::from_mins(5);
 
 #[derive(Debug, Serialize)]
 struct Line {
@@ -171,7 +162,7 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     let region = region_line(
         &mut lines,
         global.region.as_deref(),
-        endpoint_region,
+        endpoint_region.as_deref(),
         configured,
     );
 
@@ -220,52 +211,49 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     Ok(code)
 }
 
+/// The region line renders the signing rule itself ([`aws::resolve_region`]):
+/// what doctor says is what every command does.
 fn region_line(
     lines: &mut Lines,
     flag: Option<&str>,
-    endpoint: Option<String>,
+    endpoint: Option<&str>,
     configured: Option<(String, RegionSource)>,
 ) -> Option<String> {
-    let from = |s: RegionSource| match s {
-        RegionSource::Environment => "AWS_REGION",
-        _ => "the profile",
+    let resolved = match aws::resolve_region(flag, endpoint, configured) {
+        Ok(r) => r,
+        Err(e) => {
+            lines.error("region", e);
+            return None;
+        }
     };
-    match (flag, endpoint, configured) {
-        (Some(f), Some(e), _) if f != e => {
-            lines.warn(
-                "region",
-                format!("--region {f}, but the endpoint is in {e}"),
-                Some(format!("drop --region or pass --region {e}")),
-            );
-            Some(f.to_string())
-        }
-        (Some(f), _, _) => {
-            lines.ok("region", format!("{f} (--region)"));
-            Some(f.to_string())
-        }
-        (None, Some(e), Some((c, s))) if c != e => {
-            lines.warn(
-                "region",
-                format!("{} is {c}, but the endpoint is in {e}; using {e}", from(s)),
-                Some(format!(
-                    "export AWS_REGION={e} (or fix the profile's region)"
-                )),
-            );
-            Some(e)
-        }
-        (None, Some(e), _) => {
-            lines.ok("region", format!("{e} (from the endpoint name)"));
-            Some(e)
-        }
-        (None, None, Some((c, s))) => {
-            lines.ok("region", format!("{c} (from {})", from(s)));
-            Some(c)
-        }
-        (None, None, None) => {
-            lines.error("region", aws::AwsError::NoRegion);
-            None
+    let region = resolved.region;
+    match (resolved.warning, resolved.source) {
+        (Some(w), RegionSource::Flag) => lines.warn(
+            "region",
+            w,
+            Some(format!(
+                "drop --region or pass --region {}",
+                endpoint.unwrap_or("the endpoint's region")
+            )),
+        ),
+        (Some(w), _) => lines.warn(
+            "region",
+            w,
+            Some(format!(
+                "export AWS_REGION={region} (or fix the profile's region)"
+            )),
+        ),
+        (None, source) => {
+            let from = match source {
+                RegionSource::Flag => "--region",
+                RegionSource::Endpoint => "from the endpoint name",
+                RegionSource::Environment => "from AWS_REGION",
+                RegionSource::Profile => "from the profile",
+            };
+            lines.ok("region", format!("{region} ({from})"));
         }
     }
+    Some(region)
 }
 
 fn credentials_line(lines: &mut Lines, creds: &aws_credential_types::Credentials) {
@@ -290,75 +278,27 @@ fn credentials_line(lines: &mut Lines, creds: &aws_credential_types::Credentials
     }
 }
 
-/// The `Date` header of an AWS response.
-#[derive(Clone, Debug, Default)]
-struct ServerDate(Arc<Mutex<Option<String>>>);
-
-impl Intercept for ServerDate {
-    fn name(&self) -> &'static str {
-        "ServerDate"
-    }
-
-    fn read_after_transmit(
-        &self,
-        context: &BeforeDeserializationInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), BoxError> {
-        if let Some(date) = context.response().headers().get("date") {
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(date.to_string());
-        }
-        Ok(())
-    }
-}
-
-/// STS `GetCallerIdentity`: who the credentials are, and the clock skew from
-/// the response's Date. Returns the account.
+/// STS `GetCallerIdentity` (who the credentials are) and the clock skew
+/// from the response's Date. Returns the account.
 async fn identity_and_clock(lines: &mut Lines, config: &aws_types::SdkConfig) -> Option<String> {
-    let sts = aws_sdk_sts::Client::new(config);
-    let date = ServerDate::default();
-    let sent = SystemTime::now();
-    let result = sts
-        .get_caller_identity()
-        .customize()
-        .interceptor(date.clone())
-        .send()
-        .await;
-    let received = SystemTime::now();
-    let account = match result {
-        Ok(out) => {
-            lines.ok(
-                "identity",
-                format!(
-                    "{} (account {})",
-                    out.arn().unwrap_or("?"),
-                    out.account().unwrap_or("?")
-                ),
-            );
-            out.account().map(str::to_string)
+    let (identity, skew) = aws::caller_identity(config).await;
+    let account = match identity {
+        Ok(id) => {
+            lines.ok("identity", format!("{} (account {})", id.arn, id.account));
+            Some(id.account)
         }
         Err(e) => {
-            let e = crate::rds::api_error("sts:GetCallerIdentity", &e);
-            lines.error("identity", e);
+            lines.error(
+                "identity",
+                crate::rds::api_error("sts:GetCallerIdentity", &e),
+            );
             None
         }
     };
-    let header = date
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    match header.and_then(|d| {
-        aws_smithy_types::DateTime::from_str(&d, aws_smithy_types::date_time::Format::HttpDate).ok()
-    }) {
-        Some(server) => {
-            // The server stamped its Date (whole seconds, truncated)
-            // between sending and receiving.
-            let local = sent + received.duration_since(sent).unwrap_or_default() / 2;
-            let local = aws_smithy_types::DateTime::from(local).as_secs_f64();
-            let skew = local - (server.as_secs_f64() + 0.5);
+    match skew {
+        Some(skew) => {
             let detail = format!("local clock {skew:+.0} s from AWS (Date header, ±1 s)");
-            if skew.abs() > MAX_SKEW.as_secs_f64() {
+            if skew.abs() > aws::MAX_CLOCK_SKEW.as_secs_f64() {
                 lines.fail(
                     "clock",
                     detail,
@@ -452,13 +392,7 @@ fn iam_lines(
     }
     match (region, account, &db.resource_id) {
         (Some(r), Some(a), Some(id)) => {
-            let partition = if r.starts_with("cn-") {
-                "aws-cn"
-            } else if r.starts_with("us-gov-") {
-                "aws-us-gov"
-            } else {
-                "aws"
-            };
+            let partition = aws::partition(r);
             lines.ok(
                 "iam policy",
                 format!(
@@ -485,11 +419,8 @@ fn ca_line(
         );
         return Ok(());
     };
-    let needle = id
-        .strip_prefix("rds-ca-")
-        .and_then(|rest| rest.rsplit_once('-'))
-        .map(|(kind, generation)| format!("{} {}", kind.to_uppercase(), generation.to_uppercase()));
-    let Some(needle) = needle else {
+    let (roots, _) = ca::roots(global.ca_bundle.as_deref())?;
+    let Some(hit) = ca::find_ca_identifier(&roots, id, region, SystemTime::now()) else {
         lines.warn(
             "ca",
             format!("unknown CA identifier {id:?}"),
@@ -497,14 +428,6 @@ fn ca_line(
         );
         return Ok(());
     };
-    let (roots, _) = ca::roots(global.ca_bundle.as_deref())?;
-    let infos = ca::inspect(&roots.certs, SystemTime::now());
-    let hit = infos.iter().find(|c| {
-        c.subject_cn
-            .as_deref()
-            .is_some_and(|cn| cn.ends_with(&needle))
-            && (region.is_none() || c.region.as_deref() == region)
-    });
     match hit {
         Some(c) => lines.ok(
             "ca",

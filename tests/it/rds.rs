@@ -496,3 +496,57 @@ fn doctor_warns_about_a_configured_region_other_than_the_endpoints() {
     assert_eq!(check(&j, "database")["status"], "ok", "{j}");
     assert_eq!(check(&j, "connect: auth")["status"], "ok", "{j}");
 }
+
+/// Regression: doctor re-implemented the region rule and accepted an
+/// invalid `--region` that every other command refuses. Its region line
+/// now renders the signing rule itself.
+#[test]
+fn doctor_refuses_an_invalid_region_as_every_command_does() {
+    shared();
+    let env = TestEnv::new();
+    let (run, j) = doctor(
+        &env,
+        &[
+            "--region",
+            "not a region",
+            "-h",
+            ENDPOINT,
+            "--engine",
+            "postgres",
+            "-u",
+            IAM_USER,
+            "--iam",
+        ],
+        IAM_REGION,
+    );
+    assert_ne!(run.code, 0);
+    let region = check(&j, "region");
+    assert_eq!(region["status"], "fail", "{j}");
+    assert!(
+        region["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid region"),
+        "{j}"
+    );
+    // token, for comparison, refuses the same flag.
+    let run = env.run_with(
+        &[
+            "--region",
+            "not a region",
+            "token",
+            "-h",
+            ENDPOINT,
+            "-P",
+            "5432",
+            "-u",
+            IAM_USER,
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY),
+        ],
+    );
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("invalid region"), "{}", run.stderr);
+}
