@@ -9,7 +9,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `dir` (and parents) mode 0700 if it is missing. An existing
 /// directory must already be private: ours (the effective user's) and
@@ -34,6 +34,33 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Where rdsconn puts files and sockets only the user may see:
+/// `$XDG_RUNTIME_DIR` when there is one (a per-user tmpfs), else the temp
+/// directory.
+pub fn private_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A fresh directory only this user can enter (0700) in [`private_base`],
+/// removed on drop: for the sockets of rdsconn's own sessions and the
+/// hand-off's proxy.
+pub fn private_dir() -> io::Result<tempfile::TempDir> {
+    let base = private_base();
+    tempfile::Builder::new()
+        .prefix("rdsconn-")
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(&base)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("creating a private directory in {}: {e}", base.display()),
+            )
+        })
 }
 
 /// Replaces `path` with `contents` atomically; the new file is mode 0600.
@@ -115,6 +142,13 @@ mod tests {
             .filter(|n| n != "f.pem")
             .collect();
         assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn the_private_directory_is_closed_to_others() {
+        let dir = private_dir().unwrap();
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

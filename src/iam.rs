@@ -11,9 +11,10 @@ use tokio::sync::Mutex;
 
 use crate::aws;
 use crate::cli::GlobalArgs;
-use crate::engine::{ConnectError, Secret};
+use crate::engine::ConnectError;
 use crate::error::Result;
 use crate::output;
+use crate::secret::Secret;
 use crate::target::Host;
 use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
 

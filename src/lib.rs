@@ -20,6 +20,8 @@
 //! - [`probe`]: the staged check (DNS, TCP, TLS, auth, query) of `check`
 //!   and `doctor`.
 //! - [`files`]: private directories, atomic 0600 files, lock files.
+//! - [`secret`]: the redacted secret, `Auth`, randomness, constant-time
+//!   comparison.
 //! - [`output`]: everything written to stdout.
 //! - [`text`]: escaping text from servers and clients before it is shown.
 //! - [`error`]: error categories and exit codes.
@@ -39,6 +41,7 @@ pub mod probe;
 pub mod proxy;
 pub mod rds;
 pub mod resolve;
+pub mod secret;
 pub mod target;
 pub mod text;
 pub mod tls;

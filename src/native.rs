@@ -18,8 +18,9 @@ use std::process::Command;
 use percent_encoding::utf8_percent_encode;
 use serde_json::{Map, Value};
 
-use crate::engine::{Secret, Target};
+use crate::engine::Target;
 use crate::error::{Category, Error, Result};
+use crate::secret::Secret;
 use crate::tls::TlsMode;
 use crate::token::RFC3986;
 
@@ -151,20 +152,10 @@ pub struct Launch {
     pub secret_file: Option<tempfile::NamedTempFile>,
 }
 
-/// Where rdsconn puts files and sockets only the user may see:
-/// `$XDG_RUNTIME_DIR` when there is one (a per-user tmpfs), else the temp
-/// directory.
-pub fn private_base() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
-}
-
 /// A 0600 file holding `contents`, in `$XDG_RUNTIME_DIR` when there is one
 /// (a per-user tmpfs), else the temp directory. It is removed on drop.
 pub fn secret_file(prefix: &str, contents: &str) -> Result<tempfile::NamedTempFile> {
-    let dir = private_base();
+    let dir = crate::files::private_base();
     let io = |e: std::io::Error| {
         Error::new(Category::Runtime, e).context(format!(
             "writing the client's credentials file in {}",

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::cli::GlobalArgs;
-use crate::engine::{self, Auth, Secret, Target, ms, probe, within};
+use crate::engine::{self, Target, ms, probe, within};
 use crate::error::{Category, Error};
+use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
 use crate::tls::{PeerChain, TlsPolicy};
 

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use crate::ca;
 use crate::cli::{GlobalArgs, RdsSelector, TargetFlags};
-use crate::engine::{self, Secret, Target};
+use crate::engine::{self, Target};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rds::Rds;
+use crate::secret::Secret;
 use crate::target::{EngineKind, Host, UrlTarget, validate_database, validate_user};
 
 /// Host, port, user and database as the user gave them, before defaults.

@@ -17,11 +17,11 @@ use tokio::task::JoinSet;
 
 use crate::ca;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
-use crate::engine::Secret;
 use crate::error::{Category, Error, Result};
 use crate::output;
 use crate::probe::{INTERRUPTED, Item, Login, Report, Settings, check_with_retries, severity};
 use crate::resolve::{Found, Given, env, lookup, stdin_password, target};
+use crate::secret::Secret;
 use crate::tls::TlsPolicy;
 
 #[derive(Debug, Serialize)]

@@ -2,11 +2,12 @@
 //! programs, as shell variables or in a child's environment.
 
 use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
-use crate::engine::{self, Secret};
+use crate::engine;
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
 use crate::output;
 use crate::resolve::{Given, ca_file, given, password, target, via_addr};
+use crate::secret::Secret;
 
 /// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

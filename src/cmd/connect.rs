@@ -10,14 +10,14 @@ use serde_json::{Map, Value};
 use crate::ca;
 use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
 use crate::clientargs;
-use crate::engine::mysql::relay;
-use crate::engine::{self, Auth, ConnectError, ResultSet, Secret, SessionInfo, Target};
+use crate::engine::{self, ConnectError, ResultSet, SessionInfo, Target};
 use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
 use crate::output;
 use crate::proxy::{self, Secrets};
 use crate::resolve::{Given, ca_file, given, password, roots, target, via_addr};
+use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
 use crate::tls::TlsPolicy;
 
@@ -170,9 +170,9 @@ async fn through_proxy(
     secrets: Secrets,
     args: &ConnectArgs,
 ) -> Result<u8> {
-    let dir = relay::private_dir()?;
+    let dir = crate::files::private_dir().map_err(|e| ConnectError::Server(e.to_string()))?;
     let socket = dir.path().join("proxy.sock");
-    let local = Secret::new(ca::hex(&relay::random::<24>()?));
+    let local = Secret::new(ca::hex(&crate::secret::random::<24>()?));
     let config = proxy::Config {
         kind,
         host: target.host.clone(),

@@ -6,12 +6,12 @@ use std::io::IsTerminal;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat, ProxyArgs};
-use crate::engine::Secret;
 use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets};
 use crate::resolve::{Given, env, given, password, target};
+use crate::secret::Secret;
 use crate::tls::TlsPolicy;
 
 /// The environment variable `--local-password` reads.

@@ -8,7 +8,6 @@ pub mod postgres;
 pub mod probe;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::{Categorized, Category, Error};
 use crate::native::{ClientConn, EnvVar, Launch, NativeClient};
+use crate::secret::{Auth, Secret};
 use crate::target::{EngineKind, Host};
 use crate::tls::{CertSummary, TlsFailure, TlsInfo, TlsMode, TlsPolicy};
 
@@ -69,49 +69,6 @@ impl Target {
         match &self.via {
             Some(_) => format!("{} via {}", self.endpoint(), self.dial_address()),
             None => self.endpoint(),
-        }
-    }
-}
-
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Self(s)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(** redacted **)")
-    }
-}
-
-/// How the session authenticates.
-#[derive(Clone, Debug)]
-pub enum Auth {
-    Password(Secret),
-    /// An IAM auth token, sent as a cleartext password inside TLS.
-    IamToken(Secret),
-}
-
-impl Auth {
-    pub fn secret(&self) -> &Secret {
-        match self {
-            Self::Password(s) | Self::IamToken(s) => s,
-        }
-    }
-
-    pub const fn describe(&self) -> &'static str {
-        match self {
-            Self::Password(_) => "password",
-            Self::IamToken(_) => "iam",
         }
     }
 }
@@ -239,6 +196,12 @@ pub enum ConnectError {
     /// rdsconn itself turned the login away (the proxy's `-u`).
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<crate::secret::RandomFailed> for ConnectError {
+    fn from(e: crate::secret::RandomFailed) -> Self {
+        Self::Server(e.to_string())
+    }
 }
 
 impl Categorized for ConnectError {

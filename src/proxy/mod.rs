@@ -27,8 +27,9 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::engine::mysql::relay::{self, Traffic};
-use crate::engine::{Auth, BoxFuture, ConnectError, Secret, Target};
+use crate::engine::{BoxFuture, ConnectError, Target};
 use crate::error::{Error, Result};
+use crate::secret::{Auth, Secret};
 use crate::target::{EngineKind, Host};
 use crate::text::Untrusted;
 use crate::tls::TlsPolicy;

@@ -18,8 +18,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
-use crate::engine::mysql::relay::{self, Credentials, constant_time_eq};
-use crate::engine::{Auth, ConnectError, Stage, Target, io_err, ms, probe};
+use crate::engine::mysql::relay::{self, Credentials};
+use crate::engine::{ConnectError, Stage, Target, io_err, ms, probe};
+use crate::secret::Auth;
+use crate::secret::constant_time_eq;
 use crate::tls::PeerChain;
 
 const SSL_REQUEST: u32 = 80_877_103;
@@ -200,7 +202,7 @@ fn parameters(body: &[u8]) -> Vec<(String, String)> {
 async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
     user: &str,
-    expected: &crate::engine::Secret,
+    expected: &crate::secret::Secret,
 ) -> Result<(), String> {
     client
         .write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3])
@@ -555,13 +557,13 @@ mod tests {
         let body = b"SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user \"x\"\0\0";
         let e = classify(
             body,
-            &Auth::Password(crate::engine::Secret::new("p".into())),
+            &Auth::Password(crate::secret::Secret::new("p".into())),
         );
         assert!(matches!(e, ConnectError::Auth { iam: false, .. }), "{e:?}");
         let body = b"SFATAL\0C3D000\0Mdatabase \"nope\" does not exist\0\0";
         let e = classify(
             body,
-            &Auth::Password(crate::engine::Secret::new("p".into())),
+            &Auth::Password(crate::secret::Secret::new("p".into())),
         );
         assert!(
             matches!(e, ConnectError::Server(ref m) if m.contains("3D000")),

@@ -251,11 +251,11 @@ async fn connect(
 
     // The driver reaches the session through a socket only this process
     // knows, and proves it with a one-time password.
-    let dir = relay::private_dir()?;
+    let dir = crate::files::private_dir().map_err(|e| ConnectError::Server(e.to_string()))?;
     let path = dir.path().join("mysql.sock");
     let listener = tokio::net::UnixListener::bind(&path)
         .map_err(|e| ConnectError::Server(format!("listening on {}: {e}", path.display())))?;
-    let local = Secret::new(crate::ca::hex(&relay::random::<24>()?));
+    let local = Secret::new(crate::ca::hex(&crate::secret::random::<24>()?));
     let mut driver = std::pin::pin!(mysql_async::Conn::new(opts(&path, target, &local)));
     let client = tokio::select! {
         accepted = listener.accept() => accepted

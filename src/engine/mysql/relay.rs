@@ -24,7 +24,8 @@ use tokio_rustls::client::TlsStream;
 
 use super::wire::{self, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
 use crate::engine::probe::TlsSummary;
-use crate::engine::{Auth, BoxFuture, ConnectError, Secret, io_err};
+use crate::engine::{BoxFuture, ConnectError, io_err};
+use crate::secret::{Auth, Secret};
 
 /// What failed I/O with the local client is called.
 const CLIENT: &str = "talking to the local client";
@@ -599,32 +600,9 @@ fn split_nul(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&bytes[..i], &bytes[i + 1..]))
 }
 
-/// A private directory (0700, removed on drop) for the driver's socket.
-pub fn private_dir() -> Result<tempfile::TempDir, ConnectError> {
-    let base = crate::native::private_base();
-    tempfile::Builder::new()
-        .prefix("rdsconn-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in(&base)
-        .map_err(|e| {
-            ConnectError::Server(format!(
-                "creating a private directory in {}: {e}",
-                base.display()
-            ))
-        })
-}
-
-/// `N` random bytes.
-pub fn random<const N: usize>() -> Result<[u8; N], ConnectError> {
-    let mut bytes = [0_u8; N];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| ConnectError::Server("the system random generator failed".into()))?;
-    Ok(bytes)
-}
-
 /// 20 random scramble bytes in 1..=127 (no NUL, as servers send them).
 fn nonce() -> Result<[u8; 20], ConnectError> {
-    let mut bytes = random::<20>()?;
+    let mut bytes = crate::secret::random::<20>()?;
     for b in &mut bytes {
         *b = *b % 127 + 1;
     }
@@ -670,7 +648,7 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
         front.send(&switch).await.map_err(io_err(CLIENT))?;
         front.read().await.map_err(io_err(CLIENT))?
     };
-    if constant_time_eq(&answer, &want) {
+    if crate::secret::constant_time_eq(&answer, &want) {
         return Ok(());
     }
     let msg = format!("Access denied for user '{user}' (the local password is wrong)");
@@ -681,22 +659,9 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// Constant-time comparison of secrets.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn the_private_directory_is_closed_to_others() {
-        let dir = private_dir().unwrap();
-        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-    }
 
     struct Ids;
     impl ConnectionIds for Ids {

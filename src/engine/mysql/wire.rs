@@ -36,7 +36,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::engine::{Auth, ConnectError, Secret, io_err, probe};
+use crate::engine::{ConnectError, io_err, probe};
+use crate::secret::{Auth, Secret};
 use crate::tls::{PeerChain, TlsFailure, TlsPolicy};
 
 /// The largest packet accepted before authentication completes (real
