@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 
 use crate::aws;
 use crate::cli::GlobalArgs;
-use crate::engine::ConnectError;
 use crate::error::Result;
+use crate::net::ConnectError;
 use crate::output;
 use crate::secret::Secret;
 use crate::target::Host;

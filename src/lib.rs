@@ -16,6 +16,7 @@
 //! - [`iam`]: the signing region, minting a token, the proxy's token cache.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
+//! - [`net`]: the connection error, DNS/TCP dialing, stage timeouts.
 //! - [`engine`]: the database trait and its implementations.
 //! - [`probe`]: the staged check (DNS, TCP, TLS, auth, query) of `check`
 //!   and `doctor`.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod files;
 pub mod iam;
 pub mod native;
+pub mod net;
 pub mod output;
 pub mod probe;
 pub mod proxy;
@@ -47,10 +49,15 @@ pub mod text;
 pub mod tls;
 pub mod token;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
 use error::Result;
+
+/// A boxed future, so the traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs one parsed command line; returns the process exit code on success.
 pub async fn run(cli: Cli) -> Result<u8> {

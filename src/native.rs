@@ -18,9 +18,9 @@ use std::process::Command;
 use percent_encoding::utf8_percent_encode;
 use serde_json::{Map, Value};
 
-use crate::engine::Target;
 use crate::error::{Category, Error, Result};
 use crate::secret::Secret;
+use crate::target::Target;
 use crate::tls::TlsMode;
 use crate::token::RFC3986;
 

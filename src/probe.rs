@@ -12,10 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::cli::GlobalArgs;
-use crate::engine::{self, Target, ms, probe, within};
+use crate::engine::{self, probe};
 use crate::error::{Category, Error};
+use crate::net::{ms, within};
 use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
+use crate::target::Target;
 use crate::tls::{PeerChain, TlsPolicy};
 
 /// Exit code of a target whose check Ctrl-C (SIGINT) cut short.
@@ -140,7 +142,13 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
 
     // DNS
     let t = Instant::now();
-    let addrs = match within(remaining(), "DNS resolution", target.resolve_dial()).await {
+    let addrs = match within(
+        remaining(),
+        "DNS resolution",
+        crate::net::resolve_dial(target),
+    )
+    .await
+    {
         Ok(a) => {
             run.ok("dns", t, Some(join_addrs(&a)));
             a
@@ -153,7 +161,7 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
 
     // TCP
     let t = Instant::now();
-    let stream = match within(remaining(), "TCP connect", engine::tcp_connect(&addrs)).await {
+    let stream = match within(remaining(), "TCP connect", crate::net::tcp_connect(&addrs)).await {
         Ok(s) => {
             let peer = s.peer_addr().map(|a| a.to_string()).ok();
             run.ok("tcp", t, peer);

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use crate::ca;
 use crate::cli::{GlobalArgs, RdsSelector, TargetFlags};
-use crate::engine::{self, Target};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rds::Rds;
 use crate::secret::Secret;
+use crate::target::Target;
 use crate::target::{EngineKind, Host, UrlTarget, validate_database, validate_user};
 
 /// Host, port, user and database as the user gave them, before defaults.
@@ -163,8 +163,8 @@ pub(crate) async fn via_addr(target: &Target) -> Result<Option<IpAddr>> {
     if target.via.is_none() {
         return Ok(None);
     }
-    let lookup = target.resolve_dial();
-    let addrs = engine::within(target.connect_timeout, "DNS resolution", lookup).await?;
+    let lookup = crate::net::resolve_dial(target);
+    let addrs = crate::net::within(target.connect_timeout, "DNS resolution", lookup).await?;
     Ok(addrs.first().map(std::net::SocketAddr::ip))
 }
 

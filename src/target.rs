@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::time::Duration;
 
 use crate::aws;
 
@@ -339,6 +340,48 @@ fn no_control(what: &'static str, name: &str) -> Result<(), TargetError> {
         });
     }
     Ok(())
+}
+
+/// Where to connect: the endpoint (signed for, verified against) and the
+/// dial address (`--via`), which defaults to the endpoint.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: Host,
+    pub port: u16,
+    /// `--via HOST:PORT`: where TCP actually goes.
+    pub via: Option<(String, u16)>,
+    pub user: String,
+    pub database: Option<String>,
+    /// Bound on DNS + TCP + TLS + authentication.
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// The address TCP goes to: `--via`, else the endpoint.
+    pub fn dial(&self) -> (String, u16) {
+        self.via
+            .clone()
+            .unwrap_or_else(|| (self.host.as_str().to_string(), self.port))
+    }
+
+    /// The endpoint as `host:port`.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The dial address as `host:port`.
+    pub fn dial_address(&self) -> String {
+        let (h, p) = self.dial();
+        format!("{h}:{p}")
+    }
+
+    /// `host:port`, plus ` via addr` when dialing elsewhere, for errors.
+    pub fn describe(&self) -> String {
+        match &self.via {
+            Some(_) => format!("{} via {}", self.endpoint(), self.dial_address()),
+            None => self.endpoint(),
+        }
+    }
 }
 
 #[cfg(test)]

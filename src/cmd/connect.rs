@@ -10,15 +10,17 @@ use serde_json::{Map, Value};
 use crate::ca;
 use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
 use crate::clientargs;
-use crate::engine::{self, ConnectError, ResultSet, SessionInfo, Target};
+use crate::engine::{self, ResultSet, SessionInfo};
 use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
+use crate::net::ConnectError;
 use crate::output;
 use crate::proxy::{self, Secrets};
 use crate::resolve::{Given, ca_file, given, password, roots, target, via_addr};
 use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
+use crate::target::Target;
 use crate::tls::TlsPolicy;
 
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {

@@ -147,7 +147,7 @@ fn split_target(args: &ProxyArgs) -> Result<(Option<String>, Option<String>, Opt
 async fn secrets(
     global: &GlobalArgs,
     args: &ProxyArgs,
-    target: &crate::engine::Target,
+    target: &crate::target::Target,
     url_iam: bool,
     only_user: Option<&str>,
 ) -> Result<Secrets> {

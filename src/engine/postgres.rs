@@ -17,13 +17,13 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{SimpleQueryMessage, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{
-    Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Session, SessionInfo, Stage,
-    Target, Timings, ms,
-};
+use super::{Auth, Engine, QueryError, ResultSet, Session, SessionInfo, Timings};
+use crate::BoxFuture;
 use crate::error::{Error, error_line};
 use crate::native::{self, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use crate::net::{ConnectError, Stage, ms};
 use crate::target::EngineKind;
+use crate::target::Target;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsMode, TlsPolicy};
 
 pub struct Postgres;
@@ -123,7 +123,7 @@ async fn connect(
     tls: &TlsPolicy,
     stage: &Stage,
 ) -> Result<PgSession, ConnectError> {
-    let dialed = super::dial(target, stage).await?;
+    let dialed = crate::net::dial(target, stage).await?;
 
     stage.set("TLS handshake and authentication");
     let t = Instant::now();
@@ -184,7 +184,7 @@ fn classify(
     auth: &Auth,
     peer: &PeerChain,
 ) -> ConnectError {
-    if let Some(r) = super::find_rustls(err) {
+    if let Some(r) = crate::net::find_rustls(err) {
         return ConnectError::Tls(TlsFailure::from_rustls(
             r,
             target.host.as_str(),
@@ -215,7 +215,7 @@ fn classify(
     .find_map(|e| e.downcast_ref::<std::io::Error>())
     .map(std::io::Error::kind);
     let io = io_kind.map(|k| std::io::Error::new(k, text.clone()));
-    if let Some(io) = io.filter(super::is_network_io) {
+    if let Some(io) = io.filter(crate::net::is_network_io) {
         return ConnectError::Network {
             what: "talking to the server",
             source: io,

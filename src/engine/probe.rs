@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::mysql::wire;
-use super::{ConnectError, io_err, ms};
+use crate::net::{ConnectError, io_err, ms};
 use crate::target::EngineKind;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
@@ -41,7 +41,7 @@ pub async fn probe(
     peer: &Arc<PeerChain>,
 ) -> Result<Probe, ConnectError> {
     let t = Instant::now();
-    let stream = super::tcp_connect(addrs).await?;
+    let stream = crate::net::tcp_connect(addrs).await?;
     let tcp_ms = ms(t);
     let mut p = upgrade(kind, stream, server_name, tls, peer).await?;
     p.tcp_ms = tcp_ms;
@@ -138,7 +138,7 @@ pub async fn tls_handshake(
             let summary = TlsSummary::of(&tls_stream, peer);
             Ok((tls_stream, summary))
         }
-        Err(e) => Err(match super::find_rustls(&e) {
+        Err(e) => Err(match crate::net::find_rustls(&e) {
             Some(r) => ConnectError::Tls(TlsFailure::from_rustls(r, server_name, &peer.get())),
             None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
         }),

@@ -26,10 +26,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
+use crate::BoxFuture;
 use crate::engine::mysql::relay::{self, Traffic};
-use crate::engine::{BoxFuture, ConnectError, Target};
 use crate::error::{Error, Result};
+use crate::net::ConnectError;
 use crate::secret::{Auth, Secret};
+use crate::target::Target;
 use crate::target::{EngineKind, Host};
 use crate::text::Untrusted;
 use crate::tls::TlsPolicy;

@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 use super::{Config, Report, Stages};
 use crate::engine::mysql::relay::{self, Credentials, Greeted, Upstream};
 use crate::engine::mysql::{NoPrompter, wire};
-use crate::engine::{ConnectError, Stage, Target, ms};
+use crate::net::{ConnectError, Stage, ms};
+use crate::target::Target;
 use crate::text::Untrusted;
 
 /// A dialed upstream connection whose greeting has been read.
@@ -31,7 +32,7 @@ struct Dialed {
 }
 
 async fn dial(target: &Target) -> Result<Dialed, ConnectError> {
-    let dialed = crate::engine::dial(target, &Stage::default()).await?;
+    let dialed = crate::net::dial(target, &Stage::default()).await?;
     let mut packets = wire::Packets::new(dialed.stream);
     let greeting = wire::greeting(&mut packets).await?;
     Ok(Dialed {
@@ -114,7 +115,7 @@ impl Drop for IdLease<'_> {
 /// first client is greeted without waiting for an upstream connection.
 pub(super) async fn prime(config: &Config, state: &State) {
     let anyone = config.target("", None);
-    match crate::engine::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await {
+    match crate::net::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await {
         Ok(d) => state.remember(&d.greeting),
         Err(e) => tracing::warn!(
             "reading the server's greeting at start-up: {}; the first client waits for it",
@@ -138,9 +139,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         g
     } else {
         let anyone = config.target("", None);
-        match crate::engine::within(config.connect_timeout, "upstream greeting", dial(&anyone))
-            .await
-        {
+        match crate::net::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await {
             Ok(d) => {
                 state.remember(&d.greeting);
                 let g = d.greeting.clone();

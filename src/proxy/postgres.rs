@@ -19,9 +19,11 @@ use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
 use crate::engine::mysql::relay::{self, Credentials};
-use crate::engine::{ConnectError, Stage, Target, io_err, ms, probe};
+use crate::engine::probe;
+use crate::net::{ConnectError, Stage, io_err, ms};
 use crate::secret::Auth;
 use crate::secret::constant_time_eq;
+use crate::target::Target;
 use crate::tls::PeerChain;
 
 const SSL_REQUEST: u32 = 80_877_103;
@@ -304,7 +306,7 @@ async fn upgrade(
     config: &Config,
     target: &Target,
 ) -> Result<(TlsStream<TcpStream>, Stages), ConnectError> {
-    let dialed = crate::engine::dial(target, &Stage::default()).await?;
+    let dialed = crate::net::dial(target, &Stage::default()).await?;
     let t = Instant::now();
     let mut stream = dialed.stream;
     probe::postgres_ssl_request(&mut stream).await?;
@@ -453,7 +455,7 @@ fn sqlstate(e: &ConnectError) -> &'static str {
 async fn cancel(config: &Config, packet: &[u8], report: &mut Report) {
     // The cancel key is the secret here; no user is involved.
     let target = config.target("", None);
-    let sent = crate::engine::within(config.connect_timeout, "cancel request", async {
+    let sent = crate::net::within(config.connect_timeout, "cancel request", async {
         let (mut tls, stages) = upgrade(config, &target).await?;
         tls.write_all(packet)
             .await

@@ -18,13 +18,13 @@ use std::time::Instant;
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, Row, ServerError, Value};
 
-use super::{
-    Auth, BoxFuture, ConnectError, Engine, QueryError, ResultSet, Secret, Session, SessionInfo,
-    Stage, Target, Timings, ms,
-};
+use super::{Auth, Engine, QueryError, ResultSet, Secret, Session, SessionInfo, Timings};
+use crate::BoxFuture;
 use crate::error::{Error, error_line};
 use crate::native::{self, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use crate::net::{ConnectError, Stage, ms};
 use crate::target::EngineKind;
+use crate::target::Target;
 use crate::tls::{TlsMode, TlsPolicy};
 
 pub struct Mysql;
@@ -242,7 +242,7 @@ async fn connect(
     tls: &TlsPolicy,
     stage: &Stage,
 ) -> Result<MysqlSession, ConnectError> {
-    let dialed = super::dial(target, stage).await?;
+    let dialed = crate::net::dial(target, stage).await?;
 
     stage.set("TLS handshake and authentication");
     let t = Instant::now();

@@ -23,8 +23,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::wire::{self, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
+use crate::BoxFuture;
 use crate::engine::probe::TlsSummary;
-use crate::engine::{BoxFuture, ConnectError, io_err};
+use crate::net::{ConnectError, io_err};
 use crate::secret::{Auth, Secret};
 
 /// What failed I/O with the local client is called.

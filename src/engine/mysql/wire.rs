@@ -36,7 +36,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::engine::{ConnectError, io_err, probe};
+use crate::engine::probe;
+use crate::net::{ConnectError, io_err};
 use crate::secret::{Auth, Secret};
 use crate::tls::{PeerChain, TlsFailure, TlsPolicy};
 

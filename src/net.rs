@@ -1,0 +1,306 @@
+//! Networking under every connection: the connection error and its
+//! stages (DNS, TCP, timeouts, a peer that went away), resolving and
+//! dialing the dial address with each stage timed, bounding a stage in
+//! time, and classifying I/O failures.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::error::{Categorized, Category};
+use crate::target::Target;
+use crate::tls::TlsFailure;
+
+/// Why connecting failed, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("resolving {host}")]
+    Dns {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr}")]
+    Tcp {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection was reset or closed under rdsconn.
+    #[error("{what}")]
+    Network {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {}s during {stage}", .after.as_secs_f64())]
+    Timeout {
+        stage: &'static str,
+        after: Duration,
+    },
+    #[error(transparent)]
+    Tls(TlsFailure),
+    #[error("the server rejected authentication: {message}")]
+    Auth { message: String, iam: bool },
+    /// The server asks for an authentication method rdsconn does not speak
+    /// in-process; TLS was verified before it asked.
+    #[error("{message}")]
+    AuthMethod {
+        message: String,
+        hint: Option<String>,
+        /// The native client speaks it, so a hand-off may go on.
+        native_client_can: bool,
+    },
+    #[error("{0}")]
+    Server(String),
+    /// A MySQL server's own ERR packet during login that is not an access
+    /// denial (unknown database, too many connections…): the proxy passes
+    /// it on as it came.
+    #[error("{message} (ERROR {code} ({}))", String::from_utf8_lossy(.state))]
+    MysqlError {
+        code: u16,
+        state: [u8; 5],
+        message: String,
+    },
+    /// rdsconn itself turned the login away (the proxy's `-u`).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<crate::secret::RandomFailed> for ConnectError {
+    fn from(e: crate::secret::RandomFailed) -> Self {
+        Self::Server(e.to_string())
+    }
+}
+
+impl Categorized for ConnectError {
+    fn category(&self) -> Category {
+        match self {
+            Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } | Self::Network { .. } => {
+                Category::Network
+            }
+            Self::Tls(_) => Category::Tls,
+            Self::Auth { .. } | Self::AuthMethod { .. } | Self::Refused(_) => Category::Auth,
+            Self::Server(_) | Self::MysqlError { .. } => Category::Runtime,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Tls(t) => t.hint(),
+            Self::Auth { iam: true, .. } => Some(
+                "for IAM: IAM database authentication enabled on the instance; PostgreSQL `GRANT rds_iam TO user`, \
+                 MySQL `CREATE USER … IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'`; an IAM policy allowing \
+                 rds-db:connect on arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER; the token signed for \
+                 this endpoint name, port and region (see `rdsconn token --output json`)"
+                    .into(),
+            ),
+            Self::Auth { iam: false, .. } => Some("check the user name and password".into()),
+            Self::AuthMethod { hint, .. } => hint.clone(),
+            Self::Timeout { .. } => Some("raise --connect-timeout, or check security groups / the tunnel".into()),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The connect stage in progress, for timeout messages, and the time spent
+/// waiting for the user (a terminal prompt), which the timeout leaves out.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    name: std::sync::Mutex<&'static str>,
+    paused: std::sync::Mutex<(Duration, Option<Instant>)>,
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Self {
+            name: std::sync::Mutex::new("DNS resolution"),
+            paused: std::sync::Mutex::new((Duration::ZERO, None)),
+        }
+    }
+}
+
+/// Ends a pause of the connect timeout when dropped.
+pub(crate) struct Paused<'a>(&'a Stage);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        let mut p = lock(&self.0.paused);
+        if let Some(since) = p.1.take() {
+            p.0 += since.elapsed();
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Stage {
+    pub(crate) fn set(&self, stage: &'static str) {
+        *lock(&self.name) = stage;
+    }
+
+    pub(crate) fn get(&self) -> &'static str {
+        *lock(&self.name)
+    }
+
+    /// Stops the connect timeout until the guard is dropped.
+    pub(crate) fn pause(&self) -> Paused<'_> {
+        lock(&self.paused).1 = Some(Instant::now());
+        Paused(self)
+    }
+
+    /// Time paused so far, and whether a pause is running.
+    pub(crate) fn paused(&self) -> (Duration, bool) {
+        let p = lock(&self.paused);
+        (p.0, p.1.is_some())
+    }
+}
+
+/// Awaits `fut` within `limit`; a timeout is a network failure naming the stage.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    stage: &'static str,
+    fut: impl Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            stage,
+            after: limit,
+        }))
+}
+
+/// Resolves the target's dial address (`--via`, else the endpoint).
+pub(crate) async fn resolve_dial(target: &Target) -> Result<Vec<SocketAddr>, ConnectError> {
+    let (host, port) = target.dial();
+    resolve(&host, port).await
+}
+
+/// Resolves the dial address (the first address that answers wins).
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| ConnectError::Dns {
+            host: host.to_string(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns {
+            host: host.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+    Ok(addrs)
+}
+
+/// The first two stages of every connect, timed.
+pub(crate) struct Dialed {
+    pub stream: tokio::net::TcpStream,
+    /// When the connect began (DNS).
+    pub start: Instant,
+    pub dns_ms: f64,
+    pub connect_ms: f64,
+}
+
+/// Resolves the dial address and connects to the first address that
+/// accepts, naming each stage for the timeout.
+pub(crate) async fn dial(target: &Target, stage: &Stage) -> Result<Dialed, ConnectError> {
+    let start = Instant::now();
+    let addrs = resolve_dial(target).await?;
+    let dns_ms = ms(start);
+    stage.set("TCP connect");
+    let t = Instant::now();
+    let stream = tcp_connect(&addrs).await?;
+    Ok(Dialed {
+        stream,
+        start,
+        dns_ms,
+        connect_ms: ms(t),
+    })
+}
+
+/// TCP connect to the first address that accepts.
+pub(crate) async fn tcp_connect(
+    addrs: &[SocketAddr],
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let mut last = ConnectError::Tcp {
+        addr: String::new(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+    };
+    for addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(source) => {
+                last = ConnectError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                };
+            }
+        }
+    }
+    Err(last)
+}
+
+/// An I/O failure while talking to the server, naming what was being done.
+pub(crate) fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ConnectError {
+    move |source| {
+        if is_network_io(&source) {
+            ConnectError::Network { what, source }
+        } else {
+            ConnectError::Server(format!("{what}: {source}"))
+        }
+    }
+}
+
+/// I/O failures that mean the path or the peer went away (a reset, a
+/// connection closed early): network failures, retried by `check --wait`.
+pub(crate) fn is_network_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset, HostUnreachable,
+        NetworkDown, NetworkUnreachable, NotConnected, TimedOut, UnexpectedEof,
+    };
+    matches!(
+        e.kind(),
+        BrokenPipe
+            | ConnectionAborted
+            | ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkDown
+            | NetworkUnreachable
+            | NotConnected
+            | TimedOut
+            | UnexpectedEof
+    )
+}
+
+/// Finds a rustls error in an error's source chain.
+pub(crate) fn find_rustls<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
+}
