@@ -16,6 +16,8 @@
 //! - [`iam`]: the signing region, minting a token, the proxy's token cache.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
+//! - [`wire`]: protocol code rdsconn speaks itself (MySQL handshake,
+//!   plugins, server side and relay; PostgreSQL `SSLRequest`).
 //! - [`net`]: the connection error, DNS/TCP dialing, stage timeouts.
 //! - [`engine`]: the database trait and its implementations.
 //! - [`probe`]: the staged check (DNS, TCP, TLS, auth, query) of `check`
@@ -48,6 +50,7 @@ pub mod target;
 pub mod text;
 pub mod tls;
 pub mod token;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;

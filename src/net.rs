@@ -1,15 +1,21 @@
 //! Networking under every connection: the connection error and its
 //! stages (DNS, TCP, timeouts, a peer that went away), resolving and
 //! dialing the dial address with each stage timed, bounding a stage in
-//! time, and classifying I/O failures.
+//! time, classifying I/O failures, and the TLS handshake with rdsconn's
+//! verifier once a protocol has agreed to TLS.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::error::{Categorized, Category};
 use crate::target::Target;
-use crate::tls::TlsFailure;
+use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
 /// Why connecting failed, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -303,4 +309,59 @@ pub(crate) fn find_rustls<'a>(
         cur = e.source();
     }
     None
+}
+
+/// What a verified TLS session negotiated and presented.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSummary {
+    pub leaf: Option<CertSummary>,
+    /// e.g. `TLSv1.3`.
+    pub protocol: Option<String>,
+    pub cipher: Option<String>,
+}
+
+impl TlsSummary {
+    pub(crate) fn of(stream: &TlsStream<TcpStream>, peer: &PeerChain) -> Self {
+        let (_, session) = stream.get_ref();
+        Self {
+            leaf: peer.get().first().and_then(|c| CertSummary::from_der(c)),
+            protocol: session
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .map(|v| v.replace("TLSv1_", "TLSv1.")),
+            cipher: session
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .map(str::to_string),
+        }
+    }
+}
+
+/// The TLS handshake with rdsconn's verifier, once the engine's protocol
+/// has agreed to TLS.
+pub(crate) async fn tls_handshake(
+    stream: TcpStream,
+    server_name: &str,
+    tls: &TlsPolicy,
+    peer: &Arc<PeerChain>,
+) -> Result<(TlsStream<TcpStream>, TlsSummary), ConnectError> {
+    let config = tls
+        .client_config(Arc::clone(peer))
+        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|_| {
+        ConnectError::Tls(TlsFailure::Other(format!(
+            "{server_name:?} is not a valid TLS server name"
+        )))
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    match connector.connect(name, stream).await {
+        Ok(tls_stream) => {
+            let summary = TlsSummary::of(&tls_stream, peer);
+            Ok((tls_stream, summary))
+        }
+        Err(e) => Err(match find_rustls(&e) {
+            Some(r) => ConnectError::Tls(TlsFailure::from_rustls(r, server_name, &peer.get())),
+            None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
+        }),
+    }
 }

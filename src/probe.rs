@@ -9,16 +9,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::cli::GlobalArgs;
-use crate::engine::{self, probe};
+use crate::engine;
 use crate::error::{Category, Error};
-use crate::net::{ms, within};
+use crate::net::{ConnectError, TlsSummary, ms, tls_handshake, within};
 use crate::secret::{Auth, Secret};
-use crate::target::EngineKind;
-use crate::target::Target;
+use crate::target::{EngineKind, Target};
 use crate::tls::{PeerChain, TlsPolicy};
+use crate::wire::mysql;
 
 /// Exit code of a target whose check Ctrl-C (SIGINT) cut short.
 pub(crate) const INTERRUPTED: u8 = 130;
@@ -176,7 +179,7 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     // TLS, with rdsconn's verifier
     let t = Instant::now();
     let peer = Arc::new(PeerChain::default());
-    let upgrade = probe::upgrade(
+    let upgrade = upgrade(
         item.kind,
         stream,
         target.host.as_str(),
@@ -384,6 +387,44 @@ impl Report {
     fn is_transient(&self) -> bool {
         self.exit_code == Category::Network.exit_code()
     }
+}
+
+/// The TLS stage: asks for TLS on a connected stream the way the engine's
+/// protocol does (MySQL: read the greeting, send `SSLRequest`; PostgreSQL:
+/// send `SSLRequest`, read `S`), runs the handshake with rdsconn's
+/// verifier and hangs up before authentication. The presented chain lands
+/// in `peer`, even when verification fails.
+async fn upgrade(
+    kind: EngineKind,
+    mut stream: TcpStream,
+    server_name: &str,
+    tls: &TlsPolicy,
+    peer: &Arc<PeerChain>,
+) -> Result<TlsSummary, ConnectError> {
+    let mut tls_stream = match kind {
+        EngineKind::Mysql => {
+            let mut packets = mysql::Packets::new(stream);
+            let greeting = mysql::greeting(&mut packets).await?;
+            let hello = mysql::ClientHello {
+                capabilities: CapabilityFlags::CLIENT_LONG_PASSWORD,
+                mariadb_capabilities: MariadbCapabilities::empty(),
+                max_packet: 1 << 24,
+                collation: 45,
+                attributes: None,
+            };
+            mysql::start_tls(packets, &greeting, &hello, server_name, tls, peer)
+                .await?
+                .packets
+                .stream
+        }
+        EngineKind::Postgres => {
+            crate::wire::postgres::postgres_ssl_request(&mut stream).await?;
+            tls_handshake(stream, server_name, tls, peer).await?.0
+        }
+    };
+    let summary = TlsSummary::of(&tls_stream, peer);
+    let _ = tls_stream.shutdown().await;
+    Ok(summary)
 }
 
 /// How bad an exit code is, for "the worst failure": a configuration

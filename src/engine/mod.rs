@@ -5,7 +5,6 @@
 
 pub mod mysql;
 pub mod postgres;
-pub mod probe;
 
 use std::ffi::OsString;
 use std::future::Future;

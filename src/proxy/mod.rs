@@ -27,7 +27,6 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::BoxFuture;
-use crate::engine::mysql::relay::{self, Traffic};
 use crate::error::{Error, Result};
 use crate::net::ConnectError;
 use crate::secret::{Auth, Secret};
@@ -35,6 +34,7 @@ use crate::target::Target;
 use crate::target::{EngineKind, Host};
 use crate::text::Untrusted;
 use crate::tls::TlsPolicy;
+use crate::wire::mysql::relay::{self, Traffic};
 
 /// Where the proxy listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

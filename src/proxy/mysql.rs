@@ -18,11 +18,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{Config, Report, Stages};
-use crate::engine::mysql::relay::{self, Credentials, Greeted, Upstream};
-use crate::engine::mysql::{NoPrompter, wire};
+use crate::engine::mysql::NoPrompter;
 use crate::net::{ConnectError, Stage, ms};
 use crate::target::Target;
 use crate::text::Untrusted;
+use crate::wire::mysql as wire;
+use crate::wire::mysql::relay::{self, Credentials, Greeted, Upstream};
 
 /// A dialed upstream connection whose greeting has been read.
 struct Dialed {

@@ -18,13 +18,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
-use crate::engine::mysql::relay::{self, Credentials};
-use crate::engine::probe;
 use crate::net::{ConnectError, Stage, io_err, ms};
 use crate::secret::Auth;
 use crate::secret::constant_time_eq;
 use crate::target::Target;
 use crate::tls::PeerChain;
+use crate::wire::mysql::relay::{self, Credentials};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -309,10 +308,10 @@ async fn upgrade(
     let dialed = crate::net::dial(target, &Stage::default()).await?;
     let t = Instant::now();
     let mut stream = dialed.stream;
-    probe::postgres_ssl_request(&mut stream).await?;
+    crate::wire::postgres::postgres_ssl_request(&mut stream).await?;
     let peer = std::sync::Arc::new(PeerChain::default());
     let (tls, _) =
-        probe::tls_handshake(stream, target.host.as_str(), &config.policy, &peer).await?;
+        crate::net::tls_handshake(stream, target.host.as_str(), &config.policy, &peer).await?;
     Ok((
         tls,
         Stages {

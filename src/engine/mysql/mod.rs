@@ -8,9 +8,6 @@
 //! anything, and the cleartext plugins (`mysql_clear_password` for IAM and
 //! PAM, `dialog`) are spoken only because of that.
 
-pub mod relay;
-pub mod wire;
-
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
@@ -26,6 +23,7 @@ use crate::net::{ConnectError, Stage, ms};
 use crate::target::EngineKind;
 use crate::target::Target;
 use crate::tls::{TlsMode, TlsPolicy};
+use crate::wire::mysql::{self as wire, relay};
 
 pub struct Mysql;
 

@@ -17,6 +17,8 @@
 //! every MySQL session authenticates here; see `relay` for how the driver
 //! then gets the session.
 
+pub mod relay;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,7 +38,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::engine::probe;
 use crate::net::{ConnectError, io_err};
 use crate::secret::{Auth, Secret};
 use crate::tls::{PeerChain, TlsFailure, TlsPolicy};
@@ -199,7 +200,7 @@ impl ClientHello {
 /// The TLS session rdsconn verified.
 pub struct Secured {
     pub packets: Packets<TlsStream<TcpStream>>,
-    pub tls: probe::TlsSummary,
+    pub tls: crate::net::TlsSummary,
 }
 
 /// Sends `SSLRequest` and runs the TLS handshake with rdsconn's verifier.
@@ -222,7 +223,7 @@ pub async fn start_tls(
         .await
         .map_err(io_err("sending SSLRequest"))?;
     let Packets { stream, seq } = packets;
-    let (stream, tls) = probe::tls_handshake(stream, server_name, policy, peer).await?;
+    let (stream, tls) = crate::net::tls_handshake(stream, server_name, policy, peer).await?;
     Ok(Secured {
         packets: Packets { stream, seq },
         tls,

@@ -22,9 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::wire::{self, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
+use super::{self as wire, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
 use crate::BoxFuture;
-use crate::engine::probe::TlsSummary;
+use crate::net::TlsSummary;
 use crate::net::{ConnectError, io_err};
 use crate::secret::{Auth, Secret};
 
