@@ -2,7 +2,6 @@
 //! programs, as shell variables or in a child's environment.
 
 use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
-use crate::engine;
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
 use crate::output;
@@ -48,8 +47,8 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
     let typed = Given::from_flags(flags);
     let given = given(global, kind, &flags.rds, flags.iam, typed).await?;
     let (_, target, url_iam) = target(Some(kind), given, flags.via.as_deref(), LOOKUP_TIMEOUT)?;
-    let engine = engine::for_kind(kind);
-    engine.check_handoff(&target, flags.tls)?;
+    let client = native::for_kind(kind);
+    client.check(&target, flags.tls)?;
     let iam = flags.iam || url_iam;
     let secret = if iam {
         let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
@@ -72,5 +71,5 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         via_addr: via_addr(&target).await?,
         socket: None,
     };
-    Ok(engine.child_env(&conn))
+    Ok(client.env(&conn))
 }

@@ -63,6 +63,7 @@ async fn run(
         args.connect_timeout.into(),
     )?;
     let engine = engine::for_kind(kind);
+    let native_client = native::for_kind(kind);
     // Without -e or --info the session goes to the native client; it must
     // be able to verify what rdsconn verifies, and be installed.
     let client = if args.execute.is_none() && !args.info {
@@ -71,10 +72,10 @@ async fn run(
             EngineKind::Mysql => clientargs::Family::Mysql,
         };
         clientargs::check(family, &args.client_args)?;
-        if !engine.handoff_through_proxy(&target) {
-            engine.check_handoff(&target, args.tls)?;
+        if !native_client.through_proxy(&target) {
+            native_client.check(&target, args.tls)?;
         }
-        Some(engine.find_client(args.client.as_deref())?)
+        Some(native_client.find(args.client.as_deref())?)
     } else {
         None
     };
@@ -115,7 +116,7 @@ async fn run(
             )),
             Err(e) => return Err(Error::from(e).context(context())),
         }
-        if engine.handoff_through_proxy(&target) {
+        if native_client.through_proxy(&target) {
             let secrets = match minted {
                 Some(m) => Secrets::Iam(Box::new(TokenCache::new(
                     target.host.clone(),
@@ -126,7 +127,8 @@ async fn run(
                 ))),
                 None => Secrets::Password(auth.secret().clone()),
             };
-            return through_proxy(engine, client, kind, &target, policy, secrets, args).await;
+            return through_proxy(native_client, client, kind, &target, policy, secrets, args)
+                .await;
         }
         let ca_file = ca_file(global)?;
         let conn = ClientConn {
@@ -138,7 +140,7 @@ async fn run(
             via_addr: via_addr(&target).await?,
             socket: None,
         };
-        let launch = engine.launch(client, &conn, &args.client_args)?;
+        let launch = native_client.launch(client, &conn, &args.client_args)?;
         return native::run(launch);
     }
     let mut session = connected.map_err(|e| Error::from(e).context(context()))?;
@@ -164,7 +166,7 @@ async fn run(
 /// upstream (over TLS verified for the endpoint, a fresh token per
 /// connection for IAM). Serves until the client exits.
 async fn through_proxy(
-    engine: &dyn engine::Engine,
+    native_client: &dyn native::Client,
     client: native::NativeClient,
     kind: EngineKind,
     target: &Target,
@@ -205,7 +207,7 @@ async fn through_proxy(
         via_addr: None,
         socket: Some(&socket),
     };
-    let launch = engine.launch(client, &conn, &args.client_args)?;
+    let launch = native_client.launch(client, &conn, &args.client_args)?;
     let code = tokio::task::spawn_blocking(move || native::run(launch))
         .await
         .map_err(|e| Error::new(crate::error::Category::Runtime, e))??;

@@ -1,21 +1,20 @@
-//! The one database trait: connect over verified TLS, run SQL, describe
-//! the session, close. `mysql` (`mysql_async`) and `postgres`
-//! (tokio-postgres + tokio-postgres-rustls) implement it. Command code
-//! picks an engine once with [`for_kind`] and never matches on it again.
+//! The one database trait: connect over verified TLS and authenticate,
+//! then run SQL, describe the session, close. `mysql` (`mysql_async`
+//! behind rdsconn's own login, see [`crate::wire::mysql`]) and `postgres`
+//! (tokio-postgres + tokio-postgres-rustls) implement it; [`for_kind`]
+//! picks one. Handing a connection to a native client is a separate seam,
+//! [`crate::native::Client`].
 
 pub mod mysql;
 pub mod postgres;
 
-use std::ffi::OsString;
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::BoxFuture;
-use crate::error::{Categorized, Category, Error};
-use crate::native::{ClientConn, EnvVar, Launch, NativeClient};
+use crate::error::{Categorized, Category};
 use crate::net::{ConnectError, Stage};
 use crate::secret::{Auth, Secret};
 use crate::target::{EngineKind, Target};
@@ -106,8 +105,6 @@ impl Categorized for QueryError {
 
 /// A database engine.
 pub trait Engine: Send + Sync {
-    fn kind(&self) -> EngineKind;
-
     /// Connects over verified TLS and authenticates, within
     /// `target.connect_timeout`.
     fn connect<'a>(
@@ -116,35 +113,6 @@ pub trait Engine: Send + Sync {
         auth: &'a Auth,
         tls: &'a TlsPolicy,
     ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>>;
-
-    /// Refuses, before any I/O, to hand a connection to a child process
-    /// (native client, `env`, `exec`) that could not verify what rdsconn
-    /// verifies.
-    fn check_handoff(&self, target: &Target, mode: TlsMode) -> Result<(), Error>;
-
-    /// The native client gets the session through rdsconn's proxy on a
-    /// private unix socket instead of dialing itself (it could not verify
-    /// the endpoint name through `--via`).
-    fn handoff_through_proxy(&self, _target: &Target) -> bool {
-        false
-    }
-
-    /// The variables `rdsconn env` prints and `rdsconn exec` sets, in the
-    /// names the engine's clients read, `DATABASE_URL` last.
-    fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar>;
-
-    /// The installed native client, or `given` (`--client`).
-    fn find_client(&self, given: Option<&Path>) -> Result<NativeClient, Error>;
-
-    /// The client's invocation for this connection; `extra` (the user's
-    /// arguments after `--`) comes last. Secrets go into its environment
-    /// or a 0600 file, never its arguments.
-    fn launch(
-        &self,
-        client: NativeClient,
-        conn: &ClientConn<'_>,
-        extra: &[OsString],
-    ) -> Result<Launch, Error>;
 }
 
 /// An authenticated session.

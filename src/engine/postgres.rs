@@ -7,8 +7,6 @@
 //! endpoint. For `--info`, the protocol and cipher come from `pg_stat_ssl`,
 //! the server's view of this very session (one query, only when asked).
 
-use std::ffi::OsString;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,20 +17,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Auth, Engine, QueryError, ResultSet, Session, SessionInfo, Timings};
 use crate::BoxFuture;
-use crate::error::{Error, error_line};
-use crate::native::{self, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use crate::error::error_line;
 use crate::net::{ConnectError, Stage, ms};
 use crate::target::EngineKind;
 use crate::target::Target;
-use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsMode, TlsPolicy};
+use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
 pub struct Postgres;
 
 impl Engine for Postgres {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Postgres
-    }
-
     fn connect<'a>(
         &'a self,
         target: &'a Target,
@@ -43,76 +36,6 @@ impl Engine for Postgres {
             let stage = Stage::default();
             let session = connect(target, auth, tls, &stage);
             super::bounded(target.connect_timeout, &stage, session).await
-        })
-    }
-
-    fn check_handoff(&self, _target: &Target, _mode: TlsMode) -> Result<(), Error> {
-        // libpq verifies `host=` while dialing `hostaddr=`: --via is fine.
-        Ok(())
-    }
-
-    fn child_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
-        let target = conn.target;
-        let host = target.host.as_str();
-        let mut vars = vec![EnvVar::new("PGHOST", host)];
-        if let Some(addr) = conn.via_addr {
-            vars.push(EnvVar::new("PGHOSTADDR", addr.to_string()));
-        }
-        vars.push(EnvVar::new("PGPORT", conn.dial_port().to_string()));
-        vars.push(EnvVar::new("PGUSER", &target.user));
-        if let Some(db) = &target.database {
-            vars.push(EnvVar::new("PGDATABASE", db));
-        }
-        vars.push(EnvVar::new("PGSSLMODE", conn.mode.as_str()));
-        let ca = conn.ca_file.to_string_lossy();
-        vars.push(EnvVar::new("PGSSLROOTCERT", ca.as_ref()));
-        vars.push(EnvVar::new("PGPASSWORD", conn.secret.expose()));
-        // libpq's URI form; hostaddr is one of its query parameters.
-        let addr = conn.via_addr.map(|a| a.to_string());
-        let mut params = vec![("sslmode", conn.mode.as_str()), ("sslrootcert", &ca)];
-        if let Some(addr) = &addr {
-            params.push(("hostaddr", addr));
-        }
-        let url = native::database_url("postgresql", conn, host, &params);
-        vars.push(EnvVar::new("DATABASE_URL", url));
-        vars
-    }
-
-    fn find_client(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
-        let program = native::find_client(
-            given,
-            &["psql"],
-            "psql not found in PATH",
-            "install it (Debian/Ubuntu: sudo apt-get install postgresql-client; \
-             macOS: brew install libpq && brew link --force libpq)",
-            "-c SQL",
-        )?;
-        Ok(NativeClient {
-            program,
-            flavor: Flavor::Psql,
-        })
-    }
-
-    fn launch(
-        &self,
-        client: NativeClient,
-        conn: &ClientConn<'_>,
-        extra: &[OsString],
-    ) -> Result<Launch, Error> {
-        // Everything through libpq's variables, so a `-d DB` after `--`
-        // changes the database but not the TLS settings.
-        let env = self
-            .child_env(conn)
-            .into_iter()
-            .filter(|v| v.name != "DATABASE_URL")
-            .collect();
-        Ok(Launch {
-            program: client.program,
-            args: extra.to_vec(),
-            env,
-            // A service file's settings would override the variables.
-            env_remove: &["PGSERVICE"],
-            secret_file: None,
         })
     }
 }

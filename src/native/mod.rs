@@ -7,6 +7,9 @@
 //! connection, client lookup, the 0600 secret file, shell quoting, and
 //! running a child with signal forwarding and its exit status.
 
+mod mysql;
+mod postgres;
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -20,9 +23,51 @@ use serde_json::{Map, Value};
 
 use crate::error::{Category, Error, Result};
 use crate::secret::Secret;
+use crate::target::EngineKind;
 use crate::target::Target;
 use crate::tls::TlsMode;
 use crate::token::RFC3986;
+
+/// A native client family: what `env`/`exec` export for it, and how it is
+/// found and started with a connection rdsconn verified.
+pub trait Client: Send + Sync {
+    /// Refuses, before any I/O, to hand a connection to a child process
+    /// (native client, `env`, `exec`) that could not verify what rdsconn
+    /// verifies.
+    fn check(&self, target: &Target, mode: TlsMode) -> Result<()>;
+
+    /// The client gets the session through rdsconn's proxy on a private
+    /// unix socket instead of dialing itself (it could not verify the
+    /// endpoint name through `--via`).
+    fn through_proxy(&self, _target: &Target) -> bool {
+        false
+    }
+
+    /// The variables `rdsconn env` prints and `rdsconn exec` sets, in the
+    /// names the clients read, `DATABASE_URL` last.
+    fn env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar>;
+
+    /// The installed client, or `given` (`--client`).
+    fn find(&self, given: Option<&Path>) -> Result<NativeClient>;
+
+    /// The client's invocation for this connection; `extra` (the user's
+    /// arguments after `--`) comes last. Secrets go into its environment
+    /// or a 0600 file, never its arguments.
+    fn launch(
+        &self,
+        client: NativeClient,
+        conn: &ClientConn<'_>,
+        extra: &[OsString],
+    ) -> Result<Launch>;
+}
+
+/// The client family of an engine.
+pub fn for_kind(kind: EngineKind) -> &'static dyn Client {
+    match kind {
+        EngineKind::Mysql => &mysql::Mysql,
+        EngineKind::Postgres => &postgres::Postgres,
+    }
+}
 
 /// Everything a child process needs to open the same verified connection.
 pub struct ClientConn<'a> {

@@ -1,0 +1,204 @@
+//! The hand-off to the MySQL clients (Oracle's `mysql`, MariaDB's
+//! `mariadb`, told apart by name or `--version`): their variables for
+//! `env`/`exec`, and their invocation with the password in a 0600 defaults
+//! file and the TLS flags each flavour reads.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::{Client, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use crate::error::Error;
+use crate::target::Target;
+use crate::tls::TlsMode;
+
+pub struct Mysql;
+
+impl Client for Mysql {
+    fn check(&self, target: &Target, mode: TlsMode) -> Result<(), Error> {
+        if target.via.is_some() && mode == TlsMode::VerifyFull {
+            return Err(Error::usage(format!(
+                "MySQL clients verify the name they dial, so through --via {} they cannot \
+                 verify {} (VERIFY_IDENTITY); rdsconn will not weaken that",
+                target.dial_address(),
+                target.host
+            ))
+            .with_hint(
+                "point the tool at `rdsconn proxy mysql … --via …` (verified upstream, \
+                 no token on the client side), or accept a chain-only check with --tls verify-ca",
+            ));
+        }
+        Ok(())
+    }
+
+    fn through_proxy(&self, target: &Target) -> bool {
+        target.via.is_some()
+    }
+
+    fn env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
+        let target = conn.target;
+        // The endpoint, or `--via` (allowed in verify-ca mode only).
+        let (host, port) = conn.target.dial();
+        let mut vars = vec![
+            EnvVar::new("MYSQL_HOST", host.clone()),
+            EnvVar::new("MYSQL_TCP_PORT", port.to_string()),
+            EnvVar::new("MYSQL_USER", &target.user),
+        ];
+        if let Some(db) = &target.database {
+            vars.push(EnvVar::new("MYSQL_DATABASE", db));
+        }
+        vars.push(EnvVar::new("MYSQL_PWD", conn.secret.expose()));
+        let ca = conn.ca_file.to_string_lossy();
+        vars.push(EnvVar::new("MYSQL_SSL_CA", ca.as_ref()));
+        vars.push(EnvVar::new("MYSQL_SSL_MODE", ssl_mode(conn.mode)));
+        if conn.iam {
+            // Oracle's libmysqlclient sends cleartext passwords only with this.
+            vars.push(EnvVar::new("LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN", "1"));
+        }
+        // The form sqlx and other MySQL URL parsers read.
+        let url = super::database_url(
+            "mysql",
+            conn,
+            &host,
+            &[("ssl-mode", ssl_mode(conn.mode)), ("ssl-ca", &ca)],
+        );
+        vars.push(EnvVar::new("DATABASE_URL", url));
+        vars
+    }
+
+    fn find(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
+        let program = super::find_client(
+            given,
+            &["mysql", "mariadb"],
+            "neither mysql nor mariadb found in PATH",
+            "install a client (Debian/Ubuntu: sudo apt-get install mariadb-client; \
+             macOS: brew install mysql-client)",
+            "-e SQL",
+        )?;
+        // MariaDB's client may be installed as `mysql` (Debian links it);
+        // its flags differ. Only an unrecognised name costs a `--version`.
+        let canonical = std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone());
+        let flavor = if canonical.file_name().is_some_and(|n| n == "mariadb") {
+            Flavor::Mariadb
+        } else {
+            let version = std::process::Command::new(&program)
+                .arg("--version")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| {
+                    Error::new(crate::error::Category::Usage, e)
+                        .context(format!("running {} --version", program.display()))
+                })?;
+            if String::from_utf8_lossy(&version.stdout).contains("MariaDB") {
+                Flavor::Mariadb
+            } else {
+                Flavor::OracleMysql
+            }
+        };
+        Ok(NativeClient { program, flavor })
+    }
+
+    fn launch(
+        &self,
+        client: NativeClient,
+        conn: &ClientConn<'_>,
+        extra: &[OsString],
+    ) -> Result<Launch, Error> {
+        let target = conn.target;
+        let file = super::secret_file(
+            "rdsconn-mysql-",
+            &format!(
+                "[client]\npassword={}\n",
+                option_value(conn.secret.expose())
+            ),
+        )?;
+        // The defaults file must come first.
+        let mut args: Vec<OsString> =
+            vec![format!("--defaults-extra-file={}", file.path().display()).into()];
+        if let Some(socket) = conn.socket {
+            // rdsconn's proxy: TLS and the endpoint name are verified
+            // upstream; the socket is private to this user.
+            args.push("--protocol=SOCKET".into());
+            args.push(format!("--socket={}", socket.display()).into());
+            args.push(format!("--user={}", target.user).into());
+            if let Some(db) = &target.database {
+                args.push(format!("--database={db}").into());
+            }
+            args.push(match client.flavor {
+                Flavor::Mariadb => "--skip-ssl".into(),
+                Flavor::OracleMysql | Flavor::Psql => "--ssl-mode=DISABLED".into(),
+            });
+            args.extend(extra.iter().cloned());
+            return Ok(Launch {
+                program: client.program,
+                args,
+                env: Vec::new(),
+                env_remove: &[],
+                secret_file: Some(file),
+            });
+        }
+        // The endpoint, or `--via` (allowed in verify-ca mode only).
+        let (host, port) = conn.target.dial();
+        let ca = conn.ca_file.to_string_lossy();
+        args.push("--protocol=TCP".into());
+        args.push(format!("--host={host}").into());
+        args.push(format!("--port={port}").into());
+        args.push(format!("--user={}", target.user).into());
+        if let Some(db) = &target.database {
+            args.push(format!("--database={db}").into());
+        }
+        match client.flavor {
+            Flavor::Mariadb => {
+                args.push("--ssl".into());
+                args.push(format!("--ssl-ca={ca}").into());
+                if conn.mode == TlsMode::VerifyFull {
+                    args.push("--ssl-verify-server-cert".into());
+                }
+                // MariaDB's client sends cleartext passwords on its own.
+            }
+            Flavor::OracleMysql | Flavor::Psql => {
+                args.push(format!("--ssl-mode={}", ssl_mode(conn.mode)).into());
+                args.push(format!("--ssl-ca={ca}").into());
+                if conn.iam {
+                    args.push("--enable-cleartext-plugin".into());
+                }
+            }
+        }
+        args.extend(extra.iter().cloned());
+        Ok(Launch {
+            program: client.program,
+            args,
+            env: Vec::new(),
+            env_remove: &[],
+            secret_file: Some(file),
+        })
+    }
+}
+
+/// The mysql client's `--ssl-mode` for a TLS mode.
+const fn ssl_mode(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::VerifyFull => "VERIFY_IDENTITY",
+        TlsMode::VerifyCa => "VERIFY_CA",
+    }
+}
+
+/// A value for a MySQL option file: double-quoted (so `#`, `;`, and
+/// surrounding spaces stay part of it) with the escapes the option-file
+/// reader undoes; an inner `"` is escaped, or it would end the quoting and
+/// a later `#` would start a comment.
+fn option_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,84 @@
+//! The hand-off to psql: libpq's variables (`PGHOST`, `PGHOSTADDR` for
+//! `--via`, `PGSSLMODE`…) in the child's environment only.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::{Client, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use crate::error::Error;
+use crate::target::Target;
+use crate::tls::TlsMode;
+
+pub struct Postgres;
+
+impl Client for Postgres {
+    fn check(&self, _target: &Target, _mode: TlsMode) -> Result<(), Error> {
+        // libpq verifies `host=` while dialing `hostaddr=`: --via is fine.
+        Ok(())
+    }
+
+    fn env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
+        let target = conn.target;
+        let host = target.host.as_str();
+        let mut vars = vec![EnvVar::new("PGHOST", host)];
+        if let Some(addr) = conn.via_addr {
+            vars.push(EnvVar::new("PGHOSTADDR", addr.to_string()));
+        }
+        vars.push(EnvVar::new("PGPORT", conn.dial_port().to_string()));
+        vars.push(EnvVar::new("PGUSER", &target.user));
+        if let Some(db) = &target.database {
+            vars.push(EnvVar::new("PGDATABASE", db));
+        }
+        vars.push(EnvVar::new("PGSSLMODE", conn.mode.as_str()));
+        let ca = conn.ca_file.to_string_lossy();
+        vars.push(EnvVar::new("PGSSLROOTCERT", ca.as_ref()));
+        vars.push(EnvVar::new("PGPASSWORD", conn.secret.expose()));
+        // libpq's URI form; hostaddr is one of its query parameters.
+        let addr = conn.via_addr.map(|a| a.to_string());
+        let mut params = vec![("sslmode", conn.mode.as_str()), ("sslrootcert", &ca)];
+        if let Some(addr) = &addr {
+            params.push(("hostaddr", addr));
+        }
+        let url = super::database_url("postgresql", conn, host, &params);
+        vars.push(EnvVar::new("DATABASE_URL", url));
+        vars
+    }
+
+    fn find(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
+        let program = super::find_client(
+            given,
+            &["psql"],
+            "psql not found in PATH",
+            "install it (Debian/Ubuntu: sudo apt-get install postgresql-client; \
+             macOS: brew install libpq && brew link --force libpq)",
+            "-c SQL",
+        )?;
+        Ok(NativeClient {
+            program,
+            flavor: Flavor::Psql,
+        })
+    }
+
+    fn launch(
+        &self,
+        client: NativeClient,
+        conn: &ClientConn<'_>,
+        extra: &[OsString],
+    ) -> Result<Launch, Error> {
+        // Everything through libpq's variables, so a `-d DB` after `--`
+        // changes the database but not the TLS settings.
+        let env = self
+            .env(conn)
+            .into_iter()
+            .filter(|v| v.name != "DATABASE_URL")
+            .collect();
+        Ok(Launch {
+            program: client.program,
+            args: extra.to_vec(),
+            env,
+            // A service file's settings would override the variables.
+            env_remove: &["PGSERVICE"],
+            secret_file: None,
+        })
+    }
+}
