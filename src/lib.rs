@@ -9,7 +9,7 @@
 //! - [`cmd`]: one module per subcommand.
 //! - [`clientargs`]: what may follow `--` for a native client.
 //! - [`ca`]: the RDS CA bundle: embedded copy, cache, fetch, root store.
-//! - [`aws`]: region resolution and credentials.
+//! - [`aws`]: region resolution, credentials, STS identity and clock skew.
 //! - [`resolve`]: flags, URL, RDS API and environment → one connection
 //!   request (engine, endpoint, dial path, user, database, password).
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
@@ -18,8 +18,13 @@
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
 //! - [`wire`]: protocol code rdsconn speaks itself (MySQL handshake,
 //!   plugins, server side and relay; PostgreSQL `SSLRequest`).
-//! - [`net`]: the connection error, DNS/TCP dialing, stage timeouts.
+//! - [`net`]: the connection error, DNS/TCP dialing, stage timeouts, the
+//!   TLS handshake.
 //! - [`engine`]: the database trait and its implementations.
+//! - [`native`]: the hand-off to native clients (`native::Client`), child
+//!   processes and signal forwarding.
+//! - [`proxy`]: `rdsconn proxy`'s listeners and per-engine client side.
+//! - [`rds`]: endpoint discovery through the RDS API.
 //! - [`probe`]: the staged check (DNS, TCP, TLS, auth, query) of `check`
 //!   and `doctor`.
 //! - [`files`]: private directories, atomic 0600 files, lock files.
