@@ -108,7 +108,7 @@ pub(crate) async fn lookup(
 
 /// The target as typed, or as found through the RDS API, with the
 /// engine's environment variables filling in the rest.
-pub(crate) async fn given(
+async fn given(
     global: &GlobalArgs,
     kind: EngineKind,
     sel: &RdsSelector,
@@ -170,11 +170,67 @@ pub(crate) async fn via_addr(target: &Target) -> Result<Option<IpAddr>> {
 
 /// A target from a URL and/or flags; `kind` is the command's engine, or
 /// `None` to take it from the URL. Also returns the URL's `?iam=true`.
+/// Whom a target is for: one database user (every command but the
+/// proxy), or any user a client names (the proxy; the target's user is then
+/// empty unless one was given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Users {
+    One,
+    Any,
+}
+
+/// A resolved connection request.
+pub(crate) struct Request {
+    pub kind: EngineKind,
+    pub target: Target,
+    /// `--iam` or the URL's `?iam=true`.
+    pub iam: bool,
+}
+
+/// The way from a command's target flags to a connection request: the RDS
+/// API (`--instance` / `--cluster`), the engine's environment variables,
+/// the URL and the flags, `--via`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn request(
+    global: &GlobalArgs,
+    kind: EngineKind,
+    sel: &RdsSelector,
+    iam: bool,
+    typed: Given,
+    via: Option<&str>,
+    connect_timeout: Duration,
+    users: Users,
+) -> Result<Request> {
+    let typed_user = typed.user.clone();
+    let mut given = given(global, kind, sel, iam, typed).await?;
+    if users == Users::Any {
+        // The environment's user is a client's business, not the proxy's.
+        given.user = typed_user;
+    }
+    let (kind, target, url_iam) = target_for(Some(kind), given, via, connect_timeout, users)?;
+    Ok(Request {
+        kind,
+        target,
+        iam: iam || url_iam,
+    })
+}
+
+/// [`target_for`] for one user.
 pub(crate) fn target(
     kind: Option<EngineKind>,
     given: Given,
     via: Option<&str>,
     connect_timeout: Duration,
+) -> Result<(EngineKind, Target, bool)> {
+    target_for(kind, given, via, connect_timeout, Users::One)
+}
+
+fn target_for(
+    kind: Option<EngineKind>,
+    given: Given,
+    via: Option<&str>,
+    connect_timeout: Duration,
+    users: Users,
 ) -> Result<(EngineKind, Target, bool)> {
     let url = given.url.as_deref().map(UrlTarget::parse).transpose()?;
     let kind = match (kind, &url) {
@@ -206,13 +262,19 @@ pub(crate) fn target(
         .port
         .or(url.as_ref().and_then(|u| u.port))
         .unwrap_or(kind.default_port());
-    let user = given
-        .user
-        .or(url.as_ref().and_then(|u| u.user.clone()))
-        .ok_or_else(|| {
-            Error::usage("a database user is required: pass --user USER or USER@ in the URL")
-        })?;
-    validate_user(&user)?;
+    let user = given.user.or(url.as_ref().and_then(|u| u.user.clone()));
+    let user = match (user, users) {
+        (Some(u), _) => {
+            validate_user(&u)?;
+            u
+        }
+        (None, Users::Any) => String::new(),
+        (None, Users::One) => {
+            return Err(Error::usage(
+                "a database user is required: pass --user USER or USER@ in the URL",
+            ));
+        }
+    };
     let iam = url.as_ref().is_some_and(|u| u.iam);
     let database = given.database.or(url.and_then(|u| u.database));
     if let Some(d) = &database {

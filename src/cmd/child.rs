@@ -5,7 +5,7 @@ use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
 use crate::output;
-use crate::resolve::{Given, ca_file, given, password, target, via_addr};
+use crate::resolve::{Given, Request, Users, ca_file, password, request, via_addr};
 use crate::secret::Secret;
 
 /// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
@@ -45,11 +45,19 @@ pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
 async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>> {
     let (kind, flags) = (args.engine, &args.target);
     let typed = Given::from_flags(flags);
-    let given = given(global, kind, &flags.rds, flags.iam, typed).await?;
-    let (_, target, url_iam) = target(Some(kind), given, flags.via.as_deref(), LOOKUP_TIMEOUT)?;
+    let Request { target, iam, .. } = request(
+        global,
+        kind,
+        &flags.rds,
+        flags.iam,
+        typed,
+        flags.via.as_deref(),
+        LOOKUP_TIMEOUT,
+        Users::One,
+    )
+    .await?;
     let client = native::for_kind(kind);
     client.check(&target, flags.tls)?;
-    let iam = flags.iam || url_iam;
     let secret = if iam {
         let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)

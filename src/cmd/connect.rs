@@ -17,7 +17,7 @@ use crate::native::{self, ClientConn};
 use crate::net::ConnectError;
 use crate::output;
 use crate::proxy::{self, Secrets};
-use crate::resolve::{Given, ca_file, given, password, roots, target, via_addr};
+use crate::resolve::{Given, Request, Users, ca_file, password, request, roots, via_addr};
 use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
 use crate::target::Target;
@@ -32,8 +32,18 @@ pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
         user: args.user.clone(),
         database: args.database.clone(),
     };
-    let given = given(global, kind, &args.rds, args.connect.iam, typed).await?;
-    run(global, kind, given, &args.connect).await
+    let request = request(
+        global,
+        kind,
+        &args.rds,
+        args.connect.iam,
+        typed,
+        args.connect.via.as_deref(),
+        args.connect.connect_timeout.into(),
+        Users::One,
+    )
+    .await?;
+    run(global, request, &args.connect).await
 }
 
 pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
@@ -45,23 +55,22 @@ pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
         user: args.user.clone(),
         database: args.database.clone(),
     };
-    let given = given(global, kind, &args.rds, args.connect.iam, typed).await?;
-    run(global, kind, given, &args.connect).await
+    let request = request(
+        global,
+        kind,
+        &args.rds,
+        args.connect.iam,
+        typed,
+        args.connect.via.as_deref(),
+        args.connect.connect_timeout.into(),
+        Users::One,
+    )
+    .await?;
+    run(global, request, &args.connect).await
 }
 
-async fn run(
-    global: &GlobalArgs,
-    kind: EngineKind,
-    given: Given,
-    args: &ConnectArgs,
-) -> Result<u8> {
-    // Everything the user typed is checked before any I/O.
-    let (_, target, url_iam) = target(
-        Some(kind),
-        given,
-        args.via.as_deref(),
-        args.connect_timeout.into(),
-    )?;
+async fn run(global: &GlobalArgs, request: Request, args: &ConnectArgs) -> Result<u8> {
+    let Request { kind, target, iam } = request;
     let engine = engine::for_kind(kind);
     let native_client = native::for_kind(kind);
     // Without -e or --info the session goes to the native client; it must
@@ -84,7 +93,7 @@ async fn run(
         roots: roots(global)?,
     };
     let mut minted = None;
-    let auth = if args.iam || url_iam {
+    let auth = if iam {
         let m = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         let token = Secret::new(m.token.clone());
         minted = Some(m);

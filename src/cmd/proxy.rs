@@ -10,15 +10,12 @@ use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets};
-use crate::resolve::{Given, env, given, password, target};
+use crate::resolve::{Given, Request, Users, env, password, request};
 use crate::secret::Secret;
 use crate::tls::TlsPolicy;
 
 /// The environment variable `--local-password` reads.
 const LOCAL_PASSWORD_ENV: &str = "RDSCONN_LOCAL_PASSWORD";
-
-/// Stands in for "any user" where a target needs one.
-const ANY_USER: &str = "rdsconn-proxy-any-user";
 
 /// `--output json` at start-up; field names are part of the interface.
 #[derive(Serialize)]
@@ -44,16 +41,20 @@ pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         url,
         host,
         port,
-        user: Some(only_user.clone().unwrap_or_else(|| ANY_USER.into())),
+        user: only_user.clone(),
         database: None,
     };
-    let given = given(global, kind, &args.rds, args.iam, typed).await?;
-    let (_, target, url_iam) = target(
-        Some(kind),
-        given,
+    let Request { target, iam, .. } = request(
+        global,
+        kind,
+        &args.rds,
+        args.iam,
+        typed,
         args.via.as_deref(),
         args.connect_timeout.into(),
-    )?;
+        Users::Any,
+    )
+    .await?;
     let local_password = args.local_password.then(local_password).transpose()?;
     if listens.iter().any(|l| !l.is_local()) && local_password.is_none() {
         output::warn(
@@ -65,7 +66,7 @@ pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     for w in warnings {
         output::warn(w);
     }
-    let secrets = secrets(global, args, &target, url_iam, only_user.as_deref()).await?;
+    let secrets = secrets(global, args, &target, iam, only_user.as_deref()).await?;
 
     let config = Config {
         kind,
