@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use support::bench::{percentile, pgbench};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, pki};
@@ -35,30 +36,6 @@ use support::{BINARY, TestEnv, pg};
 
 const BURST: usize = 200;
 const PGBENCH_CLIENTS: usize = 8;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn pgbench() -> String {
-    std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.path().join("bin/pgbench"))
-        .find(|p| p.exists())
-        .map_or_else(|| "pgbench".into(), |p| p.display().to_string())
-}
 
 /// `pgbench -n -S -C`: (transactions per second, average connection ms).
 fn pgbench_connect(conninfo: &str, seconds: u64) -> (f64, f64) {

@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+use support::bench::{percentile, pgbench};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, pki};
@@ -39,19 +40,6 @@ struct Result {
     p99_ms: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn summarize(count: usize, elapsed: Duration, mut latencies_ms: Vec<f64>) -> Result {
     latencies_ms.sort_by(f64::total_cmp);
     #[allow(clippy::cast_precision_loss)]
@@ -61,17 +49,6 @@ fn summarize(count: usize, elapsed: Duration, mut latencies_ms: Vec<f64>) -> Res
         p50_ms: percentile(&latencies_ms, 0.50),
         p99_ms: percentile(&latencies_ms, 0.99),
     }
-}
-
-fn pgbench() -> String {
-    let found = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.path().join("bin/pgbench"))
-        .find(|p| p.exists());
-    found.map_or_else(|| "pgbench".into(), |p| p.display().to_string())
 }
 
 /// `pgbench ARGS… CONNINFO`; panics with its output when it fails.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::ca;
-use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs};
+use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector};
 use crate::clientargs;
 use crate::engine::{self, ResultSet, SessionInfo};
 use crate::error::{Error, Result};
@@ -24,7 +24,6 @@ use crate::target::Target;
 use crate::tls::TlsPolicy;
 
 pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
-    let kind = EngineKind::Postgres;
     let typed = Given {
         url: args.url.clone(),
         host: args.host.clone(),
@@ -32,22 +31,17 @@ pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
         user: args.user.clone(),
         database: args.database.clone(),
     };
-    let request = request(
+    connect(
         global,
-        kind,
+        EngineKind::Postgres,
         &args.rds,
-        args.connect.iam,
         typed,
-        args.connect.via.as_deref(),
-        args.connect.connect_timeout.into(),
-        Users::One,
+        &args.connect,
     )
-    .await?;
-    run(global, request, &args.connect).await
+    .await
 }
 
 pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
-    let kind = EngineKind::Mysql;
     let typed = Given {
         url: args.url.clone(),
         host: args.host.clone(),
@@ -55,18 +49,29 @@ pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
         user: args.user.clone(),
         database: args.database.clone(),
     };
+    connect(global, EngineKind::Mysql, &args.rds, typed, &args.connect).await
+}
+
+/// Both engines' commands: the target resolved, then [`run`].
+async fn connect(
+    global: &GlobalArgs,
+    kind: EngineKind,
+    rds: &RdsSelector,
+    typed: Given,
+    args: &ConnectArgs,
+) -> Result<u8> {
     let request = request(
         global,
         kind,
-        &args.rds,
-        args.connect.iam,
+        rds,
+        args.iam,
         typed,
-        args.connect.via.as_deref(),
-        args.connect.connect_timeout.into(),
+        args.via.as_deref(),
+        args.connect_timeout.into(),
         Users::One,
     )
     .await?;
-    run(global, request, &args.connect).await
+    run(global, request, args).await
 }
 
 async fn run(global: &GlobalArgs, request: Request, args: &ConnectArgs) -> Result<u8> {

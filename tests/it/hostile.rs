@@ -153,24 +153,7 @@ fn a_client_chosen_user_name_cannot_forge_proxy_log_lines() {
         assert!(!log.contains('\x1b'), "{log:?}");
         assert!(log.contains(r"mallory\nconnection 99"), "{log}");
         // The proxy goes on serving a good client.
-        let out = std::process::Command::new("psql")
-            .args([
-                "-X",
-                "-At",
-                "-c",
-                "SELECT 1",
-                &format!(
-                    "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
-                    proxy.port()
-                ),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_serves(&proxy);
     }
 }
 
@@ -288,6 +271,29 @@ fn a_resolver_that_never_answers_is_bounded_by_the_connect_timeout() {
     }
 }
 
+/// A good client through the proxy: psql runs `SELECT 1` as `app`.
+fn assert_serves(proxy: &ProxyProc) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            "-c",
+            "SELECT 1",
+            &format!(
+                "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
+                proxy.port()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
 /// Opens `n` TCP connections to `port` that never send a byte.
 fn silent_clients(port: u16, n: usize) -> Vec<std::net::TcpStream> {
     (0..n)
@@ -349,28 +355,16 @@ fn silent_clients_are_closed_at_the_login_deadline_and_dial_nothing() {
             "{engine}: {log}"
         );
         // The slots are free again: a real client gets one.
-        let ok = if engine == "postgres" {
-            std::process::Command::new("psql")
-                .args([
-                    "-X",
-                    "-At",
-                    "-c",
-                    "SELECT 1",
-                    &format!(
-                        "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
-                        proxy.port()
-                    ),
-                ])
-                .output()
-                .unwrap()
-        } else {
-            std::process::Command::new("mariadb")
-                .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
-                .args(["-P", &proxy.port().to_string(), "-u", "app", "-N", "-B"])
-                .args(["-e", "SELECT 1"])
-                .output()
-                .unwrap()
-        };
+        if engine == "postgres" {
+            assert_serves(&proxy);
+            continue;
+        }
+        let ok = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+            .args(["-P", &proxy.port().to_string(), "-u", "app", "-N", "-B"])
+            .args(["-e", "SELECT 1"])
+            .output()
+            .unwrap();
         assert!(
             ok.status.success(),
             "{engine}: {}",
@@ -411,22 +405,5 @@ fn out_of_file_descriptors_backs_off_and_recovers() {
     let failures = log.lines().filter(|l| l.contains("accepting on")).count();
     assert!(failures >= 1, "descriptors never ran out:\n{log}");
     assert!(failures <= 3, "{failures} accept warnings:\n{log}");
-    let ok = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-At",
-            "-c",
-            "SELECT 1",
-            &format!(
-                "host=127.0.0.1 port={} user=app dbname=appdb sslmode=disable",
-                proxy.port()
-            ),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_serves(&proxy);
 }

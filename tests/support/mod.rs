@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod hostile;
 pub mod http;
 pub mod maria;
