@@ -27,15 +27,9 @@ use crate::error::Category;
 
 /// Whether `s` has the shape of an AWS region name: lowercase words joined
 /// by `-`, a two-letter partition prefix and a trailing number
-/// (`us-east-1`, `us-gov-west-1`, `cn-northwest-1`, `eu-isoe-west-1`).
-///
-/// ```
-/// use rdsconn::aws::is_valid_region;
-/// assert!(is_valid_region("us-gov-west-1"));
-/// assert!(!is_valid_region("US-EAST-1"));
-/// assert!(!is_valid_region("us-east-1a")); // an availability zone
-/// ```
-pub fn is_valid_region(s: &str) -> bool {
+/// (`us-east-1`, `us-gov-west-1`, `cn-northwest-1`, `eu-isoe-west-1`); not
+/// `US-EAST-1`, nor an availability zone such as `us-east-1a`.
+pub(crate) fn is_valid_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let Some((last, words)) = parts.split_last() else {
         return false;
@@ -52,7 +46,7 @@ pub fn is_valid_region(s: &str) -> bool {
 /// Where the signing region came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RegionSource {
+pub(crate) enum RegionSource {
     /// `--region`.
     Flag,
     /// Parsed from the RDS endpoint name.
@@ -65,7 +59,7 @@ pub enum RegionSource {
 
 /// The region to sign for, and a warning when sources disagreed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedRegion {
+pub(crate) struct ResolvedRegion {
     pub region: String,
     pub source: RegionSource,
     pub warning: Option<String>,
@@ -73,7 +67,7 @@ pub struct ResolvedRegion {
 
 /// Errors of this module; their [`Categorized`](crate::error::Categorized) impl gives the exit code.
 #[derive(Debug, thiserror::Error)]
-pub enum AwsError {
+pub(crate) enum AwsError {
     #[error("invalid region {region:?} from {from} (expected e.g. us-east-1)")]
     BadRegion { region: String, from: &'static str },
     #[error("no AWS region: the endpoint name does not carry one and none is configured")]
@@ -127,7 +121,7 @@ impl crate::error::Categorized for AwsError {
 
 /// The region configured outside the command line: `AWS_REGION` /
 /// `AWS_DEFAULT_REGION`, else the profile's `region`.
-pub async fn configured_region(profile: Option<&str>) -> Option<(String, RegionSource)> {
+pub(crate) async fn configured_region(profile: Option<&str>) -> Option<(String, RegionSource)> {
     if let Some(r) = EnvironmentVariableRegionProvider::new().region().await {
         return Some((r.to_string(), RegionSource::Environment));
     }
@@ -141,7 +135,7 @@ pub async fn configured_region(profile: Option<&str>) -> Option<(String, RegionS
 
 /// Picks the signing region: `--region` > the endpoint's region > the
 /// configured region. Never a default: no region is an error.
-pub fn resolve_region(
+pub(crate) fn resolve_region(
     flag: Option<&str>,
     endpoint: Option<&str>,
     configured: Option<(String, RegionSource)>,
@@ -200,7 +194,10 @@ pub fn resolve_region(
 /// The IMDS probe is bounded (one attempt, short timeouts) so that a
 /// machine without credentials fails within about a second instead of
 /// waiting out the SDK's defaults.
-pub async fn credentials(profile: Option<&str>, region: &str) -> Result<Credentials, AwsError> {
+pub(crate) async fn credentials(
+    profile: Option<&str>,
+    region: &str,
+) -> Result<Credentials, AwsError> {
     // Fast path for the common CI case; exactly what the chain tries first.
     if profile.is_none() && std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
         let env = EnvironmentVariableCredentialsProvider::new();
@@ -250,7 +247,11 @@ pub async fn credentials(profile: Option<&str>, region: &str) -> Result<Credenti
 }
 
 /// A warning when the credentials expire before a 15-minute token would.
-pub fn expiry_warning(creds: &Credentials, now: SystemTime, lifetime: Duration) -> Option<String> {
+pub(crate) fn expiry_warning(
+    creds: &Credentials,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Option<String> {
     let expiry = creds.expiry()?;
     let left = expiry.duration_since(now).unwrap_or(Duration::ZERO);
     (left < lifetime).then(|| {
@@ -264,15 +265,15 @@ pub fn expiry_warning(creds: &Credentials, now: SystemTime, lifetime: Duration) 
 }
 
 /// SigV4 requests (and tokens) are rejected beyond this clock skew.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_mins(5);
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_mins(5);
 
 /// Why STS `GetCallerIdentity` failed.
-pub type IdentityError = aws_sdk_sts::error::SdkError<
+pub(crate) type IdentityError = aws_sdk_sts::error::SdkError<
     aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError,
 >;
 
 /// Who the credentials are (STS `GetCallerIdentity`).
-pub struct Identity {
+pub(crate) struct Identity {
     pub arn: String,
     pub account: String,
 }
@@ -301,7 +302,7 @@ impl Intercept for ServerDate {
 
 /// STS `GetCallerIdentity`, and the local clock's skew from AWS in seconds
 /// (positive: ahead), from the response's Date header when there is one.
-pub async fn caller_identity(
+pub(crate) async fn caller_identity(
     config: &aws_types::SdkConfig,
 ) -> (Result<Identity, IdentityError>, Option<f64>) {
     let sts = aws_sdk_sts::Client::new(config);
@@ -339,7 +340,7 @@ pub async fn caller_identity(
 }
 
 /// The ARN partition of a region.
-pub fn partition(region: &str) -> &'static str {
+pub(crate) fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
@@ -352,6 +353,13 @@ pub fn partition(region: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_shapes() {
+        assert!(is_valid_region("us-gov-west-1"));
+        assert!(!is_valid_region("US-EAST-1"));
+        assert!(!is_valid_region("us-east-1a")); // an availability zone
+    }
 
     #[test]
     fn region_syntax() {

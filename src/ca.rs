@@ -31,27 +31,27 @@ use crate::error::{Category, error_line};
 use crate::files::{self, Lock};
 
 /// The global RDS CA bundle shipped with this build (see `certs/README.md`).
-pub const EMBEDDED_PEM: &[u8] = include_bytes!("../certs/rds-global-bundle.pem");
+pub(crate) const EMBEDDED_PEM: &[u8] = include_bytes!("../certs/rds-global-bundle.pem");
 
 /// Largest bundle accepted from the network or disk. The global bundle is
 /// about 165 KB; anything near this cap is not an RDS bundle.
-pub const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Certificates closer than this to their expiry are flagged by `ca show`.
-pub const EXPIRING_SOON_DAYS: i64 = 90;
+pub(crate) const EXPIRING_SOON_DAYS: i64 = 90;
 
 const DEFAULT_BASE_URL: &str = "https://truststore.pki.rds.amazonaws.com";
 const GOVCLOUD_BASE_URL: &str = "https://truststore.pki.us-gov-west-1.rds.amazonaws.com";
 const CHINA_BASE_URL: &str = "https://rds-truststore.s3.cn-north-1.amazonaws.com.cn";
 
 /// Environment variable replacing the truststore base URL.
-pub const BASE_URL_ENV: &str = "RDSCONN_CA_BASE_URL";
+pub(crate) const BASE_URL_ENV: &str = "RDSCONN_CA_BASE_URL";
 /// Environment variable replacing the cache directory.
-pub const CACHE_DIR_ENV: &str = "RDSCONN_CACHE_DIR";
+pub(crate) const CACHE_DIR_ENV: &str = "RDSCONN_CACHE_DIR";
 
 /// Why a byte string is not an acceptable CA bundle.
 #[derive(Debug, thiserror::Error)]
-pub enum InvalidBundle {
+pub(crate) enum InvalidBundle {
     #[error("the bundle is empty")]
     Empty,
     #[error("the bundle is larger than {MAX_BUNDLE_BYTES} bytes")]
@@ -74,7 +74,7 @@ pub enum InvalidBundle {
 
 /// Errors of this module; their [`Categorized`](crate::error::Categorized) impl gives the exit code.
 #[derive(Debug, thiserror::Error)]
-pub enum CaError {
+pub(crate) enum CaError {
     #[error("no cache directory: set {CACHE_DIR_ENV} or HOME")]
     NoCacheDir,
     #[error("{what} {}", path.display())]
@@ -162,7 +162,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> C
 
 /// Where the bundle in use came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The copy compiled into this binary.
     Embedded,
     /// A file in the cache directory, with what is known about its origin.
@@ -173,7 +173,7 @@ pub enum Source {
 
 /// A validated CA bundle.
 #[derive(Debug, Clone)]
-pub struct Bundle {
+pub(crate) struct Bundle {
     pub source: Source,
     pub pem: Cow<'static, [u8]>,
     pub certs: Vec<CertificateDer<'static>>,
@@ -183,7 +183,7 @@ impl Bundle {
     /// The embedded bundle. [`validate`] runs on it in this crate's tests,
     /// not at run time: parsing 108 certificates as X.509 on every start
     /// would cost a connect about 0.3 ms for nothing.
-    pub fn embedded() -> Result<Self, InvalidBundle> {
+    pub(crate) fn embedded() -> Result<Self, InvalidBundle> {
         let certs = CertificateDer::pem_slice_iter(EMBEDDED_PEM)
             .enumerate()
             .map(|(index, item)| item.map_err(|source| InvalidBundle::Pem { index, source }))
@@ -196,13 +196,13 @@ impl Bundle {
     }
 
     /// Hex sha256 of the PEM bytes.
-    pub fn sha256(&self) -> String {
+    pub(crate) fn sha256(&self) -> String {
         sha256_hex(&self.pem)
     }
 
     /// The trust anchors of the bundle: a rustls root store and the DER
     /// certificates it was built from.
-    pub fn roots(&self) -> Roots {
+    pub(crate) fn roots(&self) -> Roots {
         let mut store = rustls::RootCertStore::empty();
         let mut certs = Vec::with_capacity(self.certs.len());
         // Every certificate already parsed as X.509 in `validate`; one that
@@ -231,7 +231,7 @@ pub struct Roots {
 
 /// What rdsconn records next to a cached bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// `fetched` (downloaded) or `embedded` (written by `ca path`).
     pub origin: Origin,
     pub url: Option<String>,
@@ -244,7 +244,7 @@ pub struct Meta {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Origin {
+pub(crate) enum Origin {
     Fetched,
     Embedded,
 }
@@ -253,7 +253,7 @@ pub enum Origin {
 ///
 /// Rules: not empty, at most [`MAX_BUNDLE_BYTES`], PEM that parses to the
 /// end, at least one certificate, and every certificate parses as X.509.
-pub fn validate(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, InvalidBundle> {
+pub(crate) fn validate(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, InvalidBundle> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(InvalidBundle::Empty);
     }
@@ -280,12 +280,12 @@ pub fn validate(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, InvalidBun
 }
 
 /// Hex-encoded sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
 }
 
 /// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
@@ -302,13 +302,13 @@ fn unix_now() -> u64 {
 
 /// The per-user cache directory of rdsconn.
 #[derive(Debug, Clone)]
-pub struct Cache {
+pub(crate) struct Cache {
     dir: PathBuf,
 }
 
 /// A bundle read back from the cache.
 #[derive(Debug)]
-pub struct Cached {
+pub(crate) struct Cached {
     pub path: PathBuf,
     pub pem: Vec<u8>,
     pub certs: Vec<CertificateDer<'static>>,
@@ -317,7 +317,7 @@ pub struct Cached {
 
 impl Cache {
     /// The cache directory from the environment (see the module docs).
-    pub fn from_env() -> Result<Self, CaError> {
+    pub(crate) fn from_env() -> Result<Self, CaError> {
         if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|d| !d.is_empty()) {
             return Ok(Self::at(PathBuf::from(dir)));
         }
@@ -325,16 +325,12 @@ impl Cache {
         Ok(Self::at(base.cache_dir().join("rdsconn")))
     }
 
-    pub fn at(dir: PathBuf) -> Self {
+    pub(crate) fn at(dir: PathBuf) -> Self {
         Self { dir }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// `NAME.pem` for a bundle name (see [`bundle_name`]).
-    pub fn pem_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn pem_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.pem"))
     }
 
@@ -358,7 +354,7 @@ impl Cache {
 
     /// Reads a cached bundle under a shared lock. `Ok(None)`: nothing cached.
     /// `Err(InvalidFile)`: something is there but must not be trusted.
-    pub fn read(&self, name: &str) -> Result<Option<Cached>, CaError> {
+    pub(crate) fn read(&self, name: &str) -> Result<Option<Cached>, CaError> {
         if !self.pem_path(name).exists() {
             return Ok(None);
         }
@@ -416,7 +412,7 @@ impl Cache {
 }
 
 /// The cache name of a bundle: `global-bundle` or `REGION-bundle`.
-pub fn bundle_name(region: Option<&str>) -> String {
+pub(crate) fn bundle_name(region: Option<&str>) -> String {
     format!("{}-bundle", region.unwrap_or("global"))
 }
 
@@ -424,16 +420,10 @@ pub fn bundle_name(region: Option<&str>) -> String {
 ///
 /// `base_override` (from [`BASE_URL_ENV`]) replaces the partition's host;
 /// the path stays the same. Plain `http://` is allowed only for loopback.
-///
-/// ```
-/// use rdsconn::ca::bundle_url;
-/// assert_eq!(
-///     bundle_url(Some("us-gov-east-1"), None).unwrap(),
-///     "https://truststore.pki.us-gov-west-1.rds.amazonaws.com/us-gov-east-1/us-gov-east-1-bundle.pem"
-/// );
-/// assert!(bundle_url(None, Some("http://10.0.0.1:8080")).is_err());
-/// ```
-pub fn bundle_url(region: Option<&str>, base_override: Option<&str>) -> Result<String, CaError> {
+pub(crate) fn bundle_url(
+    region: Option<&str>,
+    base_override: Option<&str>,
+) -> Result<String, CaError> {
     if let Some(r) = region.filter(|r| !aws::is_valid_region(r)) {
         return Err(CaError::BadRegion(r.to_string()));
     }
@@ -485,7 +475,7 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 
 /// How `ca show` and TLS verification pick a bundle.
 #[derive(Debug, Default)]
-pub struct LoadOptions<'a> {
+pub(crate) struct LoadOptions<'a> {
     /// `--ca-bundle FILE`.
     pub file: Option<&'a Path>,
     /// `--region` for `ca` subcommands: prefer that region's fetched bundle.
@@ -494,7 +484,7 @@ pub struct LoadOptions<'a> {
 
 /// Loads the bundle to use: `--ca-bundle`, else a valid cached bundle, else
 /// the embedded one. Returns warnings (e.g. a corrupt cache) for stderr.
-pub fn load(
+pub(crate) fn load(
     cache: Option<&Cache>,
     opts: &LoadOptions<'_>,
 ) -> Result<(Bundle, Vec<String>), CaError> {
@@ -554,7 +544,7 @@ fn load_file(path: &Path) -> Result<Bundle, CaError> {
 /// Every command that verifies a server certificate gets its roots here, so
 /// `--ca-bundle`, the cache and the embedded fallback behave the same
 /// everywhere. Warnings are returned on the first call only.
-pub fn roots(file: Option<&Path>) -> Result<(Arc<Roots>, Vec<String>), CaError> {
+pub(crate) fn roots(file: Option<&Path>) -> Result<(Arc<Roots>, Vec<String>), CaError> {
     static ROOTS: OnceLock<Arc<Roots>> = OnceLock::new();
     if let Some(store) = ROOTS.get() {
         return Ok((Arc::clone(store), Vec::new()));
@@ -567,14 +557,14 @@ pub fn roots(file: Option<&Path>) -> Result<(Arc<Roots>, Vec<String>), CaError> 
 
 /// The result of [`ensure_path`].
 #[derive(Debug)]
-pub struct PathOutcome {
+pub(crate) struct PathOutcome {
     pub path: PathBuf,
     pub warnings: Vec<String>,
 }
 
 /// A PEM file on disk for native clients: the `--ca-bundle` file, a cached
 /// regional or global bundle, or the embedded bundle written to the cache.
-pub fn ensure_path(cache: &Cache, opts: &LoadOptions<'_>) -> Result<PathOutcome, CaError> {
+pub(crate) fn ensure_path(cache: &Cache, opts: &LoadOptions<'_>) -> Result<PathOutcome, CaError> {
     if let Some(file) = opts.file {
         load_file(file)?;
         let path = std::path::absolute(file).map_err(io_err("resolving", file))?;
@@ -635,7 +625,7 @@ fn absolute(path: PathBuf) -> PathBuf {
 
 /// Options of [`fetch`].
 #[derive(Debug, Clone)]
-pub struct FetchOptions {
+pub(crate) struct FetchOptions {
     pub region: Option<String>,
     /// Download even when the server says the bundle is unchanged.
     pub force: bool,
@@ -647,7 +637,7 @@ pub struct FetchOptions {
 
 /// What [`fetch`] did.
 #[derive(Debug, Clone, Serialize)]
-pub struct FetchOutcome {
+pub(crate) struct FetchOutcome {
     /// `updated` (new content written) or `unchanged` (cached file kept).
     pub status: FetchStatus,
     pub url: String,
@@ -662,13 +652,13 @@ pub struct FetchOutcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FetchStatus {
+pub(crate) enum FetchStatus {
     Updated,
     Unchanged,
 }
 
 /// Downloads a bundle into the cache (see the module docs for the rules).
-pub async fn fetch(cache: &Cache, opts: &FetchOptions) -> Result<FetchOutcome, CaError> {
+pub(crate) async fn fetch(cache: &Cache, opts: &FetchOptions) -> Result<FetchOutcome, CaError> {
     let region = opts.region.as_deref();
     let url = bundle_url(region, opts.base_url.as_deref())?;
     let name = bundle_name(region);
@@ -812,7 +802,7 @@ fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 /// Expiry state of one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Expiry {
+pub(crate) enum Expiry {
     Ok,
     /// Fewer than [`EXPIRING_SOON_DAYS`] days left.
     Expiring,
@@ -821,7 +811,7 @@ pub enum Expiry {
 
 /// What `ca show` reports about one certificate.
 #[derive(Debug, Clone, Serialize)]
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     pub subject_cn: Option<String>,
     pub subject: String,
     pub issuer: String,
@@ -837,32 +827,43 @@ pub struct CertInfo {
     pub sha256_fingerprint: String,
 }
 
+/// What the bundle holds for an instance's CA identifier.
+pub(crate) enum CaLookup {
+    /// The identifier is not of the `rds-ca-KIND-GEN` form.
+    Unknown,
+    /// No root in the bundle is that CA.
+    Missing,
+    Found(Box<CertInfo>),
+}
+
 /// An instance's CA identifier (`rds-ca-rsa2048-g1`, from the RDS API)
-/// among the bundle's roots for `region`: `None` when the identifier is not
-/// of that form, `Some(None)` when no root in the bundle is that CA.
-pub fn find_ca_identifier(
+/// among the bundle's roots for `region`.
+pub(crate) fn find_ca_identifier(
     roots: &Roots,
     id: &str,
     region: Option<&str>,
     now: SystemTime,
-) -> Option<Option<CertInfo>> {
+) -> CaLookup {
     // rds-ca-rsa2048-g1 → a root named "… RSA2048 G1".
-    let needle = id
+    let Some(needle) = id
         .strip_prefix("rds-ca-")
         .and_then(|rest| rest.rsplit_once('-'))
-        .map(|(kind, generation)| {
-            format!("{} {}", kind.to_uppercase(), generation.to_uppercase())
-        })?;
-    Some(inspect(&roots.certs, now).into_iter().find(|c| {
-        c.subject_cn
-            .as_deref()
-            .is_some_and(|cn| cn.ends_with(&needle))
-            && (region.is_none() || c.region.as_deref() == region)
-    }))
+        .map(|(kind, generation)| format!("{} {}", kind.to_uppercase(), generation.to_uppercase()))
+    else {
+        return CaLookup::Unknown;
+    };
+    inspect(&roots.certs, now)
+        .into_iter()
+        .find(|c| {
+            c.subject_cn
+                .as_deref()
+                .is_some_and(|cn| cn.ends_with(&needle))
+                && (region.is_none() || c.region.as_deref() == region)
+        })
+        .map_or(CaLookup::Missing, |c| CaLookup::Found(Box::new(c)))
 }
 
-/// Describes every certificate of a bundle relative to `now`.
-pub fn inspect(certs: &[CertificateDer<'_>], now: SystemTime) -> Vec<CertInfo> {
+pub(crate) fn inspect(certs: &[CertificateDer<'_>], now: SystemTime) -> Vec<CertInfo> {
     let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -925,7 +926,7 @@ fn key_type(cert: &x509_parser::certificate::X509Certificate<'_>) -> String {
 }
 
 /// Unix seconds as RFC 3339 UTC (`2061-05-19T19:06:26Z`).
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     let t = u64::try_from(unix).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s));
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -933,6 +934,15 @@ pub fn rfc3339(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_urls_by_partition_and_loopback_only_http() {
+        assert_eq!(
+            bundle_url(Some("us-gov-east-1"), None).unwrap(),
+            "https://truststore.pki.us-gov-west-1.rds.amazonaws.com/us-gov-east-1/us-gov-east-1-bundle.pem"
+        );
+        assert!(bundle_url(None, Some("http://10.0.0.1:8080")).is_err());
+    }
 
     #[test]
     fn embedded_bundle_is_valid_and_complete() {

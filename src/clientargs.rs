@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 /// Which option syntax a client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     /// psql and the other libpq tools (`pg_dump`, pgbench…).
     Libpq,
     /// mysql, mariadb and their tools (mysqldump…).
@@ -24,7 +24,7 @@ pub enum Family {
 
 impl Family {
     /// The family of a program by its file name, if it is a known client.
-    pub fn of_program(program: &std::path::Path) -> Option<Self> {
+    pub(crate) fn of_program(program: &std::path::Path) -> Option<Self> {
         let name = program.file_name()?.to_str()?;
         match name {
             "psql" | "pg_dump" | "pg_dumpall" | "pg_restore" | "pgbench" | "pg_isready"
@@ -127,7 +127,7 @@ impl Family {
 }
 
 /// Checks `args` (what follows `--`) for `family`.
-pub fn check(family: Family, args: &[OsString]) -> Result<()> {
+pub(crate) fn check(family: Family, args: &[OsString]) -> Result<()> {
     let mut positional = 0;
     let mut i = 0;
     while i < args.len() {

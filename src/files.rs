@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// directory must already be private: ours (the effective user's) and
 /// mode 0700. Anything else (`/tmp`, a shared directory) is refused, never
 /// changed: its mode belongs to whoever made it.
-pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     fs::DirBuilder::new()
         .recursive(true)
@@ -39,7 +39,7 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// Where rdsconn puts files and sockets only the user may see:
 /// `$XDG_RUNTIME_DIR` when there is one (a per-user tmpfs), else the temp
 /// directory.
-pub fn private_base() -> PathBuf {
+pub(crate) fn private_base() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|d| d.is_dir())
@@ -49,7 +49,7 @@ pub fn private_base() -> PathBuf {
 /// A fresh directory only this user can enter (0700) in [`private_base`],
 /// removed on drop: for the sockets of rdsconn's own sessions and the
 /// hand-off's proxy.
-pub fn private_dir() -> io::Result<tempfile::TempDir> {
+pub(crate) fn private_dir() -> io::Result<tempfile::TempDir> {
     let base = private_base();
     tempfile::Builder::new()
         .prefix("rdsconn-")
@@ -67,7 +67,7 @@ pub fn private_dir() -> io::Result<tempfile::TempDir> {
 ///
 /// The temp file lives next to `path` so the final rename never crosses a
 /// file system; it is removed again if anything fails before the rename.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -89,18 +89,18 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// An advisory lock on a file, released when dropped.
 #[derive(Debug)]
-pub struct Lock(File);
+pub(crate) struct Lock(File);
 
 impl Lock {
     /// Blocks until this process holds the exclusive lock on `path`.
-    pub fn exclusive(path: &Path) -> io::Result<Self> {
+    pub(crate) fn exclusive(path: &Path) -> io::Result<Self> {
         let file = open_lock_file(path)?;
         file.lock()?;
         Ok(Self(file))
     }
 
     /// Blocks until this process holds a shared (reader) lock on `path`.
-    pub fn shared(path: &Path) -> io::Result<Self> {
+    pub(crate) fn shared(path: &Path) -> io::Result<Self> {
         let file = open_lock_file(path)?;
         file.lock_shared()?;
         Ok(Self(file))

@@ -21,10 +21,10 @@ use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
 /// How long a minted token is reused for new connections of the same
 /// user (RDS accepts it for 15 minutes; connections already open are not
 /// affected by its expiry).
-pub const TOKEN_REUSE: Duration = Duration::from_mins(10);
+pub(crate) const TOKEN_REUSE: Duration = Duration::from_mins(10);
 
 /// A freshly minted token and what it was signed for.
-pub struct Minted {
+pub(crate) struct Minted {
     pub token: String,
     pub region: String,
     pub issued_at: SystemTime,
@@ -36,7 +36,12 @@ pub struct Minted {
 /// `host:port` and `user`; warnings go to stderr. Every `--iam` connection
 /// mints through here (the proxy through [`signing_region`] and its own
 /// credentials cache).
-pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Result<Minted> {
+pub(crate) async fn mint(
+    global: &GlobalArgs,
+    host: &Host,
+    port: u16,
+    user: &str,
+) -> Result<Minted> {
     let region = signing_region(global, host).await?;
     let creds = aws::credentials(global.profile.as_deref(), &region).await?;
     let now = SystemTime::now();
@@ -60,7 +65,7 @@ pub async fn mint(global: &GlobalArgs, host: &Host, port: u16, user: &str) -> Re
 
 /// The region tokens for `host` are signed for: `--region`, else the
 /// endpoint's, else the AWS config's (a disagreement is warned about).
-pub async fn signing_region(global: &GlobalArgs, host: &Host) -> Result<String> {
+pub(crate) async fn signing_region(global: &GlobalArgs, host: &Host) -> Result<String> {
     let endpoint_region = host.rds_region()?;
     let configured = match global.region {
         Some(_) => None,
@@ -81,7 +86,7 @@ pub async fn signing_region(global: &GlobalArgs, host: &Host) -> Result<String> 
 /// Tokens minted per user, reused for new connections for at most
 /// [`TOKEN_REUSE`] and never past the credentials' expiry; credentials
 /// that are about to expire are loaded again.
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     host: Host,
     port: u16,
     region: String,
@@ -93,7 +98,7 @@ pub struct TokenCache {
 impl TokenCache {
     /// `credentials`: loaded at start-up, so that missing credentials fail
     /// before the proxy listens.
-    pub fn new(
+    pub(crate) fn new(
         host: Host,
         port: u16,
         region: String,

@@ -6,56 +6,56 @@
 //! reachable (and testable) in-process.
 //!
 //! - [`cli`]: the command line (clap derive types).
-//! - [`cmd`]: one module per subcommand.
-//! - [`clientargs`]: what may follow `--` for a native client.
-//! - [`ca`]: the RDS CA bundle: embedded copy, cache, fetch, root store.
-//! - [`aws`]: region resolution, credentials, STS identity and clock skew.
-//! - [`resolve`]: flags, URL, RDS API and environment → one connection
+//! - `cmd`: one module per subcommand.
+//! - `clientargs`: what may follow `--` for a native client.
+//! - `ca`: the RDS CA bundle: embedded copy, cache, fetch, root store.
+//! - `aws`: region resolution, credentials, STS identity and clock skew.
+//! - `resolve`: flags, URL, RDS API and environment → one connection
 //!   request (engine, endpoint, dial path, user, database, password).
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
-//! - [`iam`]: the signing region, minting a token, the proxy's token cache.
+//! - `iam`: the signing region, minting a token, the proxy's token cache.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
 //! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
-//! - [`wire`]: protocol code rdsconn speaks itself (MySQL handshake,
+//! - `wire`: protocol code rdsconn speaks itself (MySQL handshake,
 //!   plugins, server side and relay; PostgreSQL `SSLRequest`).
-//! - [`net`]: the connection error, DNS/TCP dialing, stage timeouts, the
+//! - `net`: the connection error, DNS/TCP dialing, stage timeouts, the
 //!   TLS handshake.
-//! - [`engine`]: the database trait and its implementations.
+//! - `engine`: the database trait and its implementations.
 //! - [`native`]: the hand-off to native clients (`native::Client`), child
 //!   processes and signal forwarding.
-//! - [`proxy`]: `rdsconn proxy`'s listeners and per-engine client side.
-//! - [`rds`]: endpoint discovery through the RDS API.
-//! - [`probe`]: the staged check (DNS, TCP, TLS, auth, query) of `check`
+//! - `proxy`: `rdsconn proxy`'s listeners and per-engine client side.
+//! - `rds`: endpoint discovery through the RDS API.
+//! - `probe`: the staged check (DNS, TCP, TLS, auth, query) of `check`
 //!   and `doctor`.
-//! - [`files`]: private directories, atomic 0600 files, lock files.
-//! - [`secret`]: the redacted secret, `Auth`, randomness, constant-time
+//! - `files`: private directories, atomic 0600 files, lock files.
+//! - `secret`: the redacted secret, `Auth`, randomness, constant-time
 //!   comparison.
-//! - [`output`]: everything written to stdout.
-//! - [`text`]: escaping text from servers and clients before it is shown.
+//! - `output`: everything written to stdout.
+//! - `text`: escaping text from servers and clients before it is shown.
 //! - [`error`]: error categories and exit codes.
 
-pub mod aws;
-pub mod ca;
+pub(crate) mod aws;
+pub(crate) mod ca;
 pub mod cli;
-pub mod clientargs;
-pub mod cmd;
-pub mod engine;
+pub(crate) mod clientargs;
+pub(crate) mod cmd;
+pub(crate) mod engine;
 pub mod error;
-pub mod files;
-pub mod iam;
+pub(crate) mod files;
+pub(crate) mod iam;
 pub mod native;
-pub mod net;
-pub mod output;
-pub mod probe;
-pub mod proxy;
-pub mod rds;
-pub mod resolve;
-pub mod secret;
+pub(crate) mod net;
+pub(crate) mod output;
+pub(crate) mod probe;
+pub(crate) mod proxy;
+pub(crate) mod rds;
+pub(crate) mod resolve;
+pub(crate) mod secret;
 pub mod target;
-pub mod text;
+pub(crate) mod text;
 pub mod tls;
 pub mod token;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -19,7 +19,7 @@ use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
 /// Why connecting failed, by stage.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("resolving {host}")]
     Dns {
         host: String,
@@ -313,7 +313,7 @@ pub(crate) fn find_rustls<'a>(
 
 /// What a verified TLS session negotiated and presented.
 #[derive(Clone, Debug, Default)]
-pub struct TlsSummary {
+pub(crate) struct TlsSummary {
     pub leaf: Option<CertSummary>,
     /// e.g. `TLSv1.3`.
     pub protocol: Option<String>,

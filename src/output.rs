@@ -12,13 +12,13 @@ use crate::cli::OutputFormat;
 use crate::error::{Category, Error, Result, ResultExt};
 
 /// Writes `bytes` to stdout as they are.
-pub fn raw(bytes: &[u8]) -> Result<()> {
+pub(crate) fn raw(bytes: &[u8]) -> Result<()> {
     let mut out = io::stdout().lock();
     finish(out.write_all(bytes).and_then(|()| out.flush()))
 }
 
 /// Writes `text` and a newline (unless it already ends with one).
-pub fn line(text: &str) -> Result<()> {
+pub(crate) fn line(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     let nl: &[u8] = if text.ends_with('\n') { b"" } else { b"\n" };
     finish(
@@ -29,14 +29,14 @@ pub fn line(text: &str) -> Result<()> {
 }
 
 /// Writes `value` as pretty JSON and a newline.
-pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).category(Category::Runtime)?;
     text.push('\n');
     raw(text.as_bytes())
 }
 
 /// Writes text or JSON depending on `format`.
-pub fn emit<T: Serialize + ?Sized>(
+pub(crate) fn emit<T: Serialize + ?Sized>(
     format: OutputFormat,
     value: &T,
     text: impl FnOnce() -> String,
@@ -55,7 +55,7 @@ fn finish(result: io::Result<()>) -> Result<()> {
 }
 
 /// Prints `warning: MSG` on stderr.
-pub fn warn(msg: impl std::fmt::Display) {
+pub(crate) fn warn(msg: impl std::fmt::Display) {
     let msg = msg.to_string();
     let _ = writeln!(
         io::stderr().lock(),
@@ -65,7 +65,7 @@ pub fn warn(msg: impl std::fmt::Display) {
 }
 
 /// Whether stderr is a terminal (for progress output).
-pub fn stderr_is_tty() -> bool {
+pub(crate) fn stderr_is_tty() -> bool {
     io::stderr().is_terminal()
 }
 
@@ -73,7 +73,7 @@ pub fn stderr_is_tty() -> bool {
 /// stdout is a terminal, else tab-separated rows without one. Cells are
 /// escaped (they hold server errors and API names): a cell is one line
 /// with no tab in it.
-pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -96,7 +96,7 @@ pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Left-aligned columns separated by two spaces; the last column is not
 /// padded. Widths count characters, not bytes.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

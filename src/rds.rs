@@ -27,7 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The AWS SDK configuration for API calls in `region`: rdsconn's own
 /// credential chain (bounded IMDS probe), `--profile`, the endpoint-URL
 /// variables, and bounded timeouts.
-pub async fn sdk_config(
+pub(crate) async fn sdk_config(
     global: &GlobalArgs,
     region: &str,
 ) -> Result<aws_types::SdkConfig, aws::AwsError> {
@@ -50,7 +50,7 @@ pub async fn sdk_config(
 
 /// Why an RDS lookup failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RdsError {
+pub(crate) enum RdsError {
     #[error(transparent)]
     Aws(#[from] aws::AwsError),
     #[error("DB instance {id:?} not found in {region}")]
@@ -120,7 +120,7 @@ impl Categorized for RdsError {
 }
 
 /// An RDS API client for the configured (or `--region`) region.
-pub struct Rds {
+pub(crate) struct Rds {
     client: aws_sdk_rds::Client,
     pub region: String,
 }
@@ -128,7 +128,7 @@ pub struct Rds {
 impl Rds {
     /// Builds a client: region from `--region` or the AWS configuration
     /// (there is no default), credentials as for tokens.
-    pub async fn connect(global: &GlobalArgs) -> Result<Self, RdsError> {
+    pub(crate) async fn connect(global: &GlobalArgs) -> Result<Self, RdsError> {
         let configured = match global.region {
             Some(_) => None,
             None => aws::configured_region(global.profile.as_deref()).await,
@@ -139,7 +139,7 @@ impl Rds {
     }
 
     /// A client on an already loaded configuration.
-    pub fn new(config: &aws_types::SdkConfig, region: String) -> Self {
+    pub(crate) fn new(config: &aws_types::SdkConfig, region: String) -> Self {
         Self {
             client: aws_sdk_rds::Client::new(config),
             region,
@@ -147,7 +147,7 @@ impl Rds {
     }
 
     /// One instance by identifier.
-    pub async fn instance(&self, id: &str) -> Result<Database, RdsError> {
+    pub(crate) async fn instance(&self, id: &str) -> Result<Database, RdsError> {
         let out = self
             .client
             .describe_db_instances()
@@ -185,7 +185,7 @@ impl Rds {
     }
 
     /// One cluster by identifier.
-    pub async fn cluster(&self, id: &str) -> Result<Database, RdsError> {
+    pub(crate) async fn cluster(&self, id: &str) -> Result<Database, RdsError> {
         let out = self
             .client
             .describe_db_clusters()
@@ -214,7 +214,7 @@ impl Rds {
     }
 
     /// Every instance and cluster in the region (all pages).
-    pub async fn list(&self) -> Result<Vec<Database>, RdsError> {
+    pub(crate) async fn list(&self) -> Result<Vec<Database>, RdsError> {
         let (instances, clusters) = tokio::join!(
             self.client
                 .describe_db_instances()
@@ -264,7 +264,7 @@ where
 /// A DB instance or a DB cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DbKind {
+pub(crate) enum DbKind {
     Instance,
     Cluster,
 }
@@ -287,7 +287,7 @@ impl std::fmt::Display for DbKind {
 
 /// What `rdsconn ls` lists and `--instance` / `--cluster` resolve.
 #[derive(Clone, Debug, Serialize)]
-pub struct Database {
+pub(crate) struct Database {
     pub kind: DbKind,
     pub identifier: String,
     /// The RDS engine name (`aurora-postgresql`, `mysql`, …).
@@ -346,7 +346,7 @@ impl Database {
     }
 
     /// The engine family rdsconn speaks to it with.
-    pub fn engine_kind(&self) -> Result<EngineKind, RdsError> {
+    pub(crate) fn engine_kind(&self) -> Result<EngineKind, RdsError> {
         engine_kind(&self.engine).ok_or_else(|| RdsError::UnsupportedEngine {
             what: self.kind,
             id: self.identifier.clone(),
@@ -356,7 +356,7 @@ impl Database {
 
     /// The endpoint to connect to (`reader`: the cluster's reader
     /// endpoint) and its port.
-    pub fn address(&self, reader: bool) -> Result<(String, u16), RdsError> {
+    pub(crate) fn address(&self, reader: bool) -> Result<(String, u16), RdsError> {
         let host = if reader {
             self.reader_endpoint.clone()
         } else {
@@ -376,7 +376,7 @@ impl Database {
     }
 
     /// Refuses an engine other than the command's.
-    pub fn expect_engine(&self, wanted: EngineKind) -> Result<(), RdsError> {
+    pub(crate) fn expect_engine(&self, wanted: EngineKind) -> Result<(), RdsError> {
         if self.engine_kind()? == wanted {
             Ok(())
         } else {
@@ -390,7 +390,7 @@ impl Database {
     }
 
     /// For `--iam`: IAM database authentication must be enabled.
-    pub fn expect_iam(&self) -> Result<(), RdsError> {
+    pub(crate) fn expect_iam(&self) -> Result<(), RdsError> {
         if self.iam_auth {
             Ok(())
         } else {
@@ -403,7 +403,7 @@ impl Database {
 }
 
 /// The engine family of an RDS engine name.
-pub fn engine_kind(engine: &str) -> Option<EngineKind> {
+pub(crate) fn engine_kind(engine: &str) -> Option<EngineKind> {
     match engine {
         "mysql" | "mariadb" | "aurora" | "aurora-mysql" => Some(EngineKind::Mysql),
         "postgres" | "aurora-postgresql" => Some(EngineKind::Postgres),

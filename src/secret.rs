@@ -26,20 +26,20 @@ impl fmt::Debug for Secret {
 
 /// How the session authenticates.
 #[derive(Clone, Debug)]
-pub enum Auth {
+pub(crate) enum Auth {
     Password(Secret),
     /// An IAM auth token, sent as a cleartext password inside TLS.
     IamToken(Secret),
 }
 
 impl Auth {
-    pub fn secret(&self) -> &Secret {
+    pub(crate) fn secret(&self) -> &Secret {
         match self {
             Self::Password(s) | Self::IamToken(s) => s,
         }
     }
 
-    pub const fn describe(&self) -> &'static str {
+    pub(crate) const fn describe(&self) -> &'static str {
         match self {
             Self::Password(_) => "password",
             Self::IamToken(_) => "iam",
@@ -50,7 +50,7 @@ impl Auth {
 /// The system random generator failed.
 #[derive(Debug, thiserror::Error)]
 #[error("the system random generator failed")]
-pub struct RandomFailed;
+pub(crate) struct RandomFailed;
 
 impl crate::error::Categorized for RandomFailed {
     fn category(&self) -> crate::error::Category {
@@ -59,7 +59,7 @@ impl crate::error::Categorized for RandomFailed {
 }
 
 /// `N` bytes from the system's secure random generator.
-pub fn random<const N: usize>() -> Result<[u8; N], RandomFailed> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], RandomFailed> {
     let mut bytes = [0_u8; N];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| RandomFailed)?;
     Ok(bytes)
@@ -67,7 +67,7 @@ pub fn random<const N: usize>() -> Result<[u8; N], RandomFailed> {
 
 /// Whether `a` equals `b`, in time that does not depend on where they
 /// differ (the length is not secret).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 /// `raw` with every control character written as an escape (`\n`, `\r`,
 /// `\t`, `\x1b`, `\u{202e}`); unchanged (borrowed) when there is none.
-pub fn escape(raw: &str) -> Cow<'_, str> {
+pub(crate) fn escape(raw: &str) -> Cow<'_, str> {
     if !raw.chars().any(needs_escape) {
         return Cow::Borrowed(raw);
     }
@@ -46,7 +46,7 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// Displays a string escaped (see [`escape`]).
-pub struct Untrusted<'a>(pub &'a str);
+pub(crate) struct Untrusted<'a>(pub &'a str);
 
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

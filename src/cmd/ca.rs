@@ -12,7 +12,7 @@ use crate::cli::{CaArgs, CaCommand, CaFetchArgs, GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::output;
 
-pub async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
+pub(crate) async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
     let region = global.region.as_deref();
     if let Some(r) = region.filter(|r| !crate::aws::is_valid_region(r)) {
         return Err(CaError::BadRegion(r.to_string()).into());

@@ -43,7 +43,7 @@ struct Document<'a> {
 /// Exit code when SIGTERM ends the run (Ctrl-C's is [`INTERRUPTED`]).
 const TERMINATED: u8 = 143;
 
-pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
+pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     // Installed first: a signal that comes at any point is seen.
     let mut stop = StopSignals::install()?;
     let found = lookup(

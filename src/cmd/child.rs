@@ -11,7 +11,7 @@ use crate::secret::Secret;
 /// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
+pub(crate) async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
     let shell = args.shell.unwrap_or(match global.output {
         OutputFormat::Json => Shell::Json,
         OutputFormat::Text => Shell::Sh,
@@ -21,7 +21,7 @@ pub async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
+pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
     let (program, rest) = args
         .command
         .split_first()

@@ -6,7 +6,7 @@ use crate::cli::{Cli, CompletionsArgs};
 use crate::error::Result;
 use crate::output;
 
-pub fn run(args: &CompletionsArgs) -> Result<u8> {
+pub(crate) fn run(args: &CompletionsArgs) -> Result<u8> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "rdsconn", &mut script);
     output::raw(&script)?;

@@ -23,7 +23,7 @@ use crate::target::EngineKind;
 use crate::target::Target;
 use crate::tls::TlsPolicy;
 
-pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
+pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     let typed = Given {
         url: args.url.clone(),
         host: args.host.clone(),
@@ -41,7 +41,7 @@ pub async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     .await
 }
 
-pub async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
+pub(crate) async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
     let typed = Given {
         url: args.url.clone(),
         host: args.host.clone(),

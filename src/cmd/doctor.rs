@@ -132,7 +132,7 @@ fn named(args: &DoctorArgs) -> Result<Named> {
     })
 }
 
-pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
+pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     let named = named(args)?;
     let iam = args.target.iam || named.url.as_ref().is_some_and(|u| u.iam);
     // The connection check's password is read before any network I/O.
@@ -420,16 +420,13 @@ fn ca_line(
         return Ok(());
     };
     let (roots, _) = ca::roots(global.ca_bundle.as_deref())?;
-    let Some(hit) = ca::find_ca_identifier(&roots, id, region, SystemTime::now()) else {
-        lines.warn(
+    match ca::find_ca_identifier(&roots, id, region, SystemTime::now()) {
+        ca::CaLookup::Unknown => lines.warn(
             "ca",
             format!("unknown CA identifier {id:?}"),
             Some("check `rdsconn ca show` against the instance's CA".into()),
-        );
-        return Ok(());
-    };
-    match hit {
-        Some(c) => lines.ok(
+        ),
+        ca::CaLookup::Found(c) => lines.ok(
             "ca",
             format!(
                 "{id}: {} in the bundle, expires {}",
@@ -437,7 +434,7 @@ fn ca_line(
                 c.not_after
             ),
         ),
-        None => lines.warn(
+        ca::CaLookup::Missing => lines.warn(
             "ca",
             format!("{id} is not in the CA bundle in use"),
             Some("rdsconn ca fetch (or --ca-bundle with the bundle that has it)".into()),

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::output;
 use crate::rds::{Database, Rds, engine_kind};
 
-pub async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
+pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
     let rds = Rds::connect(global).await?;
     let mut dbs: Vec<Database> = rds
         .list()

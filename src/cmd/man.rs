@@ -7,7 +7,7 @@ use crate::cli::{Cli, ManArgs};
 use crate::error::{Category, Result, ResultExt};
 use crate::output;
 
-pub fn run(args: &ManArgs) -> Result<u8> {
+pub(crate) fn run(args: &ManArgs) -> Result<u8> {
     let cmd = Cli::command();
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir)

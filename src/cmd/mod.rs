@@ -1,13 +1,13 @@
 //! One module per subcommand: parse arguments, call the library modules,
 //! hand the results to `output`.
 
-pub mod ca;
-pub mod check;
-pub mod child;
-pub mod completions;
-pub mod connect;
-pub mod doctor;
-pub mod ls;
-pub mod man;
-pub mod proxy;
-pub mod token;
+pub(crate) mod ca;
+pub(crate) mod check;
+pub(crate) mod child;
+pub(crate) mod completions;
+pub(crate) mod connect;
+pub(crate) mod doctor;
+pub(crate) mod ls;
+pub(crate) mod man;
+pub(crate) mod proxy;
+pub(crate) mod token;

@@ -26,7 +26,7 @@ struct Started<'a> {
     listen: &'a [String],
 }
 
-pub async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
+pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     let kind = args.engine;
     // Everything typed is checked before any I/O.
     let listens = listens(args)?;

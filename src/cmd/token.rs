@@ -22,7 +22,7 @@ struct TokenJson<'a> {
     expires_at: String,
 }
 
-pub async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
+pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     // All input is checked before any file or network access, except the
     // RDS API lookup of --instance / --cluster.
     let found = crate::resolve::lookup(

@@ -5,8 +5,8 @@
 //! picks one. Handing a connection to a native client is a separate seam,
 //! [`crate::native::Client`].
 
-pub mod mysql;
-pub mod postgres;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,8 +21,10 @@ use crate::target::{EngineKind, Target};
 use crate::tls::{CertSummary, TlsInfo, TlsMode, TlsPolicy};
 
 /// Connect timings per stage, in milliseconds.
+// The `_ms` suffixes are the JSON field names (`--info --output json`).
+#[allow(clippy::struct_field_names)]
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Timings {
+pub(crate) struct Timings {
     pub dns_ms: f64,
     /// TCP connect.
     pub connect_ms: f64,
@@ -33,7 +35,7 @@ pub struct Timings {
 
 /// What `--info` prints about a session.
 #[derive(Clone, Debug, Serialize)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     pub engine: EngineKind,
     pub endpoint: String,
     pub dial_address: String,
@@ -79,7 +81,7 @@ impl SessionInfo {
 /// One statement's result: columns and rows (text, `None` for NULL), or
 /// the number of affected rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResultSet {
+pub(crate) struct ResultSet {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
     pub affected: Option<u64>,
@@ -88,7 +90,7 @@ pub struct ResultSet {
 /// A statement failed on the server.
 #[derive(Debug, thiserror::Error)]
 #[error("{message} ({code})")]
-pub struct QueryError {
+pub(crate) struct QueryError {
     pub message: String,
     /// SQLSTATE (PostgreSQL) or `ERROR n (SQLSTATE)` (MySQL).
     pub code: String,
@@ -104,7 +106,7 @@ impl Categorized for QueryError {
 }
 
 /// A database engine.
-pub trait Engine: Send + Sync {
+pub(crate) trait Engine: Send + Sync {
     /// Connects over verified TLS and authenticates, within
     /// `target.connect_timeout`.
     fn connect<'a>(
@@ -116,7 +118,7 @@ pub trait Engine: Send + Sync {
 }
 
 /// An authenticated session.
-pub trait Session: Send {
+pub(crate) trait Session: Send {
     /// What was verified and negotiated; may ask the server (for `--info`,
     /// not on the plain connect path).
     fn describe(&mut self) -> BoxFuture<'_, SessionInfo>;
@@ -131,7 +133,7 @@ pub trait Session: Send {
 }
 
 /// The engine for a kind.
-pub fn for_kind(kind: EngineKind) -> &'static dyn Engine {
+pub(crate) fn for_kind(kind: EngineKind) -> &'static dyn Engine {
     match kind {
         EngineKind::Mysql => &mysql::Mysql,
         EngineKind::Postgres => &postgres::Postgres,

@@ -23,7 +23,7 @@ use crate::target::EngineKind;
 use crate::target::Target;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
-pub struct Postgres;
+pub(crate) struct Postgres;
 
 impl Engine for Postgres {
     fn connect<'a>(

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::target::Target;
 use crate::tls::TlsMode;
 
-pub struct Mysql;
+pub(super) struct Mysql;
 
 impl Client for Mysql {
     fn check(&self, target: &Target, mode: TlsMode) -> Result<(), Error> {

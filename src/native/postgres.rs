@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::target::Target;
 use crate::tls::TlsMode;
 
-pub struct Postgres;
+pub(super) struct Postgres;
 
 impl Client for Postgres {
     fn check(&self, _target: &Target, _mode: TlsMode) -> Result<(), Error> {

@@ -38,7 +38,7 @@ use crate::wire::mysql::relay::{self, Traffic};
 
 /// Where the proxy listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Listen {
+pub(crate) enum Listen {
     Tcp(SocketAddr),
     Unix(PathBuf),
 }
@@ -46,7 +46,7 @@ pub enum Listen {
 impl Listen {
     /// `HOST:PORT` (an IP address or `localhost`; port 0 picks a free
     /// one), `PORT` (on 127.0.0.1), or `unix:PATH`.
-    pub fn parse(raw: &str) -> Result<Self> {
+    pub(crate) fn parse(raw: &str) -> Result<Self> {
         if let Some(path) = raw.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(Error::usage("--listen unix:PATH needs a path"));
@@ -73,7 +73,7 @@ impl Listen {
     }
 
     /// Reachable from this machine only.
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         match self {
             Self::Tcp(addr) => addr.ip().is_loopback(),
             Self::Unix(_) => true,
@@ -91,7 +91,7 @@ impl std::fmt::Display for Listen {
 }
 
 /// What every upstream connection is made with.
-pub struct Config {
+pub(crate) struct Config {
     pub kind: EngineKind,
     pub host: Host,
     pub port: u16,
@@ -112,7 +112,7 @@ pub struct Config {
 }
 
 /// `--client-login-timeout`'s default.
-pub const CLIENT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CLIENT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a client-side login step within the client's login deadline.
 async fn client_step<T>(
@@ -170,7 +170,7 @@ impl relay::Credentials for Config {
 }
 
 /// What upstream logins use.
-pub enum Secrets {
+pub(crate) enum Secrets {
     /// One password, for whichever user a client names.
     Password(Secret),
     /// IAM tokens minted per user.
@@ -350,21 +350,21 @@ impl Drop for Counted {
 }
 
 /// A listening proxy.
-pub struct Proxy {
+pub(crate) struct Proxy {
     shared: Arc<Shared>,
     bound: Vec<Bound>,
 }
 
 /// How serving ended.
 #[derive(Debug, Clone, Copy)]
-pub struct Drained {
+pub(crate) struct Drained {
     /// Connections still open when the grace period ended (closed then).
     pub cut: usize,
 }
 
 impl Proxy {
     /// Binds every listener (any failure is reported before serving).
-    pub async fn bind(config: Config, listens: &[Listen]) -> Result<Self> {
+    pub(crate) async fn bind(config: Config, listens: &[Listen]) -> Result<Self> {
         let mut bound = Vec::with_capacity(listens.len());
         for l in listens {
             bound.push(Bound::bind(l).await?);
@@ -381,14 +381,14 @@ impl Proxy {
     }
 
     /// The addresses listened on (`IP:PORT`, `unix:PATH`).
-    pub fn addresses(&self) -> Vec<String> {
+    pub(crate) fn addresses(&self) -> Vec<String> {
         self.bound.iter().map(Bound::address).collect()
     }
 
     /// Serves until `stop` completes, then stops accepting (unix socket
     /// files are removed), waits up to `grace` for open connections to
     /// end, and closes the rest.
-    pub async fn serve(self, stop: impl Future<Output = ()>, grace: Duration) -> Drained {
+    pub(crate) async fn serve(self, stop: impl Future<Output = ()>, grace: Duration) -> Drained {
         let (stopping, stopped) = watch::channel(false);
         if self.shared.config.kind == EngineKind::Mysql {
             // MySQL clients are greeted before rdsconn dials for them:
@@ -661,7 +661,7 @@ where
 }
 
 /// A hint for the start-up message: how a client connects.
-pub fn connect_hint(kind: EngineKind, address: &str) -> String {
+pub(crate) fn connect_hint(kind: EngineKind, address: &str) -> String {
     match (kind, address.strip_prefix("unix:")) {
         (EngineKind::Postgres, Some(path)) => {
             let p = Path::new(path);

@@ -2,5 +2,5 @@
 //! login plugins, server side and relay (`mysql`), PostgreSQL's
 //! `SSLRequest` (`postgres`; the proxy's PostgreSQL messages live with it).
 
-pub mod mysql;
-pub mod postgres;
+pub(crate) mod mysql;
+pub(crate) mod postgres;

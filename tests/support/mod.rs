@@ -1,7 +1,7 @@
 //! Test harness: a `TestEnv` that runs the real rdsconn binary with a
 //! private cache and home, and a scripted HTTP server for `ca fetch`.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod bench;
 pub mod hostile;

@@ -23,7 +23,7 @@ use crate::target::Target;
 use crate::tls::TlsPolicy;
 use crate::wire::mysql::{self as wire, relay};
 
-pub struct Mysql;
+pub(crate) struct Mysql;
 
 impl Engine for Mysql {
     fn connect<'a>(
@@ -144,7 +144,7 @@ fn opts(socket: &Path, target: &Target, local: &Secret) -> OptsBuilder {
 }
 
 /// Nobody to ask: `dialog` questions beyond the password fail.
-pub struct NoPrompter;
+pub(crate) struct NoPrompter;
 
 impl wire::Prompter for NoPrompter {
     fn ask<'a>(&'a self, _prompt: &'a str, _echo: bool) -> BoxFuture<'a, Option<String>> {

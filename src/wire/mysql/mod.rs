@@ -17,7 +17,7 @@
 //! every MySQL session authenticates here; see `relay` for how the driver
 //! then gets the session.
 
-pub mod relay;
+pub(crate) mod relay;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ use crate::tls::{PeerChain, TlsFailure, TlsPolicy};
 const MAX_HANDSHAKE_PACKET: usize = 64 * 1024;
 
 /// `ER_ACCESS_DENIED_ERROR` and `ER_ACCESS_DENIED_NO_PASSWORD_ERROR`.
-pub const ACCESS_DENIED: [u16; 2] = [1045, 1698];
+pub(crate) const ACCESS_DENIED: [u16; 2] = [1045, 1698];
 
 /// What rdsconn asks for on top of the client's capabilities: protocol 4.1,
 /// plugin authentication (needed for the switch to `dialog` or
@@ -60,29 +60,29 @@ const REQUIRED: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41
 
 /// What never crosses rdsconn: compression (the relay copies bytes as they
 /// are) and TLS (only ever between rdsconn and the server).
-pub const NOT_RELAYED: CapabilityFlags =
+pub(crate) const NOT_RELAYED: CapabilityFlags =
     CapabilityFlags::CLIENT_COMPRESS.union(CapabilityFlags::CLIENT_SSL);
 
 /// MySQL packets with their sequence ids, over any stream.
-pub struct Packets<S> {
+pub(crate) struct Packets<S> {
     pub stream: S,
     seq: u8,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
-    pub fn new(stream: S) -> Self {
+    pub(crate) fn new(stream: S) -> Self {
         Self { stream, seq: 0 }
     }
 
     /// Packets continuing a command whose last packet had sequence id
     /// `seq - 1`.
-    pub fn continuing(stream: S, seq: u8) -> Self {
+    pub(crate) fn continuing(stream: S, seq: u8) -> Self {
         Self { stream, seq }
     }
 
     /// Reads one handshake-phase packet; the next write follows its
     /// sequence id.
-    pub async fn read(&mut self) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read(&mut self) -> io::Result<Vec<u8>> {
         let mut header = [0_u8; 4];
         self.stream.read_exact(&mut header).await?;
         let len =
@@ -101,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
 
     /// Writes one packet (handshake packets are far below the 16 MiB that
     /// would need splitting).
-    pub async fn write(&mut self, payload: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write(&mut self, payload: &[u8]) -> io::Result<()> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| l < 0x00ff_ffff)
@@ -117,7 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
     }
 
     /// Serializes and writes a packet.
-    pub async fn send(&mut self, packet: &impl MySerialize) -> io::Result<()> {
+    pub(crate) async fn send(&mut self, packet: &impl MySerialize) -> io::Result<()> {
         let mut buf = Vec::new();
         packet.serialize(&mut buf);
         self.write(&buf).await
@@ -127,7 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
 /// Reads the server greeting; an error packet (too many connections, host
 /// blocked) becomes the server's message, and a server that does not offer
 /// TLS is refused here, before rdsconn sends anything.
-pub async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
     packets: &mut Packets<S>,
 ) -> Result<HandshakePacket<'static>, ConnectError> {
     let payload = packets
@@ -181,7 +181,7 @@ fn server_error_text(payload: &[u8], caps: CapabilityFlags) -> String {
 /// What the client side of a session asks for: rdsconn's own driver or,
 /// through the relay, any MySQL client.
 #[derive(Clone, Debug)]
-pub struct ClientHello {
+pub(crate) struct ClientHello {
     pub capabilities: CapabilityFlags,
     pub mariadb_capabilities: MariadbCapabilities,
     pub max_packet: u32,
@@ -192,19 +192,19 @@ pub struct ClientHello {
 impl ClientHello {
     /// The capabilities sent upstream: the client's, as far as the server
     /// has them, plus what rdsconn needs, minus what it does not relay.
-    pub fn upstream_capabilities(&self, server: CapabilityFlags) -> CapabilityFlags {
+    pub(crate) fn upstream_capabilities(&self, server: CapabilityFlags) -> CapabilityFlags {
         (self.capabilities & server).difference(NOT_RELAYED) | REQUIRED
     }
 }
 
 /// The TLS session rdsconn verified.
-pub struct Secured {
+pub(crate) struct Secured {
     pub packets: Packets<TlsStream<TcpStream>>,
     pub tls: crate::net::TlsSummary,
 }
 
 /// Sends `SSLRequest` and runs the TLS handshake with rdsconn's verifier.
-pub async fn start_tls(
+pub(crate) async fn start_tls(
     mut packets: Packets<TcpStream>,
     greeting: &HandshakePacket<'_>,
     hello: &ClientHello,
@@ -231,7 +231,7 @@ pub async fn start_tls(
 }
 
 /// Answers the questions of the `dialog` plugin that are not the password.
-pub trait Prompter: Send + Sync {
+pub(crate) trait Prompter: Send + Sync {
     /// Asks `prompt` (as the server wrote it); `echo` is false for
     /// password-like answers. `None`: nobody can answer.
     fn ask<'a>(
@@ -242,7 +242,7 @@ pub trait Prompter: Send + Sync {
 }
 
 /// Who logs in, and with what.
-pub struct Login<'a> {
+pub(crate) struct Login<'a> {
     pub user: &'a [u8],
     pub database: Option<&'a [u8]>,
     pub auth: &'a Auth,
@@ -252,7 +252,7 @@ pub struct Login<'a> {
 
 /// A completed login.
 #[derive(Debug)]
-pub struct LoggedIn {
+pub(crate) struct LoggedIn {
     /// The client plugin that authenticated (after any switch).
     pub plugin: String,
     /// The server's OK packet, to pass on as it is.
@@ -260,7 +260,7 @@ pub struct LoggedIn {
 }
 
 /// Sends the handshake response and answers the server until it says OK.
-pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     packets: &mut Packets<S>,
     greeting: &HandshakePacket<'_>,
     login: &Login<'_>,
@@ -278,7 +278,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
 /// `COM_CHANGE_USER` on a logged-in session: logs in again as `login`'s
 /// user (the scramble is still the greeting's), answered as
 /// [`authenticate`] does. `caps`: what the session negotiated.
-pub async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
     packets: &mut Packets<S>,
     greeting: &HandshakePacket<'_>,
     caps: CapabilityFlags,

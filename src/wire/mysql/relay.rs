@@ -33,7 +33,7 @@ const CLIENT: &str = "talking to the local client";
 use crate::tls::{PeerChain, TlsPolicy};
 
 /// An upstream connection whose greeting has been read (it offers TLS).
-pub struct Upstream<'a> {
+pub(crate) struct Upstream<'a> {
     pub packets: Packets<TcpStream>,
     pub greeting: HandshakePacket<'static>,
     /// The name the certificate is verified against.
@@ -44,7 +44,7 @@ pub struct Upstream<'a> {
 /// What a user logs in upstream with: one fixed secret (rdsconn's own
 /// sessions), or a token minted for whichever user a client names (the
 /// proxy).
-pub trait Credentials: Send + Sync {
+pub(crate) trait Credentials: Send + Sync {
     fn auth_for<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Auth, ConnectError>>;
 }
 
@@ -55,7 +55,7 @@ impl Credentials for Auth {
 }
 
 /// A client that has been greeted and has answered: who it wants to be.
-pub struct Greeted<C> {
+pub(crate) struct Greeted<C> {
     front: Packets<C>,
     nonce: [u8; 20],
     pub user: String,
@@ -66,7 +66,7 @@ pub struct Greeted<C> {
 }
 
 /// A logged-in pair, ready for [`pump`].
-pub struct Relayed<C> {
+pub(crate) struct Relayed<C> {
     pub client: C,
     pub upstream: TlsStream<TcpStream>,
     pub tls: TlsSummary,
@@ -85,7 +85,7 @@ pub struct Relayed<C> {
 /// session's id), reads its handshake response and, when `local` is set,
 /// checks its `mysql_native_password` answer against it. Without `local`
 /// any answer is accepted (the socket's own access rules guard it).
-pub async fn greet<C: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn greet<C: AsyncRead + AsyncWrite + Unpin>(
     client: C,
     greeting: &HandshakePacket<'_>,
     connection_id: u32,
@@ -157,7 +157,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
     /// Logs in upstream (TLS with rdsconn's verifier, then the server's
     /// plugin) as the user the client named. The client is not told yet:
     /// see [`Greeted::finish`].
-    pub async fn login_upstream(
+    pub(crate) async fn login_upstream(
         &self,
         upstream: Upstream<'_>,
         auth: &Auth,
@@ -191,7 +191,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
 
     /// Passes the server's OK on, or the failure as an error packet (the
     /// server's own message where there is one).
-    pub async fn finish(
+    pub(crate) async fn finish(
         mut self,
         upstream: Result<(Secured, LoggedIn, HandshakePacket<'static>), ConnectError>,
     ) -> Result<Relayed<C>, ConnectError> {
@@ -218,7 +218,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
     }
 
     /// Tells the client why it cannot log in.
-    pub async fn refuse(&mut self, e: &ConnectError) -> std::io::Result<()> {
+    pub(crate) async fn refuse(&mut self, e: &ConnectError) -> std::io::Result<()> {
         refuse(&mut self.front, e).await
     }
 }
@@ -256,7 +256,7 @@ pub(crate) const ABORTED_CONNECTION: u16 = 1152;
 
 /// rdsconn's own sessions: greets `client` (the driver, which proves
 /// `local`), logs in upstream with `auth` and passes the server's OK on.
-pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn login<C: AsyncRead + AsyncWrite + Unpin>(
     client: C,
     upstream: Upstream<'_>,
     local: &Secret,
@@ -271,7 +271,7 @@ pub async fn login<C: AsyncRead + AsyncWrite + Unpin>(
 
 /// Bytes relayed, each way.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     /// Client to server.
     pub up: u64,
     /// Server to client.
@@ -280,7 +280,7 @@ pub struct Traffic {
 
 /// How a relayed session ended.
 #[derive(Debug)]
-pub enum Ended {
+pub(crate) enum Ended {
     Client,
     Server,
     Failed(std::io::Error),
@@ -300,13 +300,13 @@ const BUFFER: usize = 64 * 1024;
 
 /// Connection ids a client was given in place of the server's (the
 /// proxy greets before it dials), for `KILL`.
-pub trait ConnectionIds: Send + Sync {
+pub(crate) trait ConnectionIds: Send + Sync {
     /// The server's id for the id a client was greeted with.
     fn server_id(&self, client_id: u32) -> Option<u32>;
 }
 
 /// How [`pump`] treats the client's packets beyond copying them.
-pub struct Handling<'a> {
+pub(crate) struct Handling<'a> {
     /// `COM_CHANGE_USER` logs in upstream again with these.
     pub credentials: &'a dyn Credentials,
     pub prompter: &'a dyn Prompter,
@@ -321,7 +321,7 @@ pub struct Handling<'a> {
 /// client's answer checked against the local password when there is one),
 /// and `KILL` of a connection id rdsconn handed out (see [`Handling`]);
 /// `COM_RESET_CONNECTION` goes through as it is.
-pub async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
     mut relayed: Relayed<C>,
     handling: &Handling<'_>,
 ) -> (Traffic, Ended) {
