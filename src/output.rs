@@ -4,11 +4,14 @@
 //! and "only the token on stdout" hold by construction. A closed pipe
 //! (`rdsconn ca show | head`) ends output quietly instead of failing.
 
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::cli::OutputFormat;
+use crate::engine::{ResultSet, SessionInfo};
 use crate::error::{Category, Error, Result, ResultExt};
 
 /// Writes `bytes` to stdout as they are.
@@ -121,9 +124,137 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// SQL results (`-e`/`-c`) and session details (`--info`).
+const NULL_TEXT: &str = "NULL";
+
+pub(crate) fn print_results(format: OutputFormat, sets: &[ResultSet]) -> Result<()> {
+    let with_rows: Vec<&ResultSet> = sets.iter().filter(|s| !s.columns.is_empty()).collect();
+    match format {
+        OutputFormat::Json => {
+            let arrays: Vec<Value> = with_rows.iter().map(|s| json_rows(s)).collect();
+            match arrays.as_slice() {
+                [one] => json(one),
+                _ => json(&arrays),
+            }
+        }
+        OutputFormat::Text => {
+            let tty = std::io::stdout().is_terminal();
+            let mut text = String::new();
+            for (i, set) in with_rows.iter().enumerate() {
+                if tty {
+                    if i > 0 {
+                        text.push('\n');
+                    }
+                    let rows: Vec<Vec<String>> = set
+                        .rows
+                        .iter()
+                        .map(|r| {
+                            r.iter()
+                                .map(|v| v.clone().unwrap_or_else(|| NULL_TEXT.into()))
+                                .collect()
+                        })
+                        .collect();
+                    text.push_str(&table(
+                        &set.columns.iter().map(String::as_str).collect::<Vec<_>>(),
+                        &rows,
+                    ));
+                    let _ = writeln!(
+                        text,
+                        "({} row{})",
+                        set.rows.len(),
+                        if set.rows.len() == 1 { "" } else { "s" }
+                    );
+                } else {
+                    text.push_str(&tsv_line(set.columns.iter().map(|c| Some(c.as_str()))));
+                    for row in &set.rows {
+                        text.push_str(&tsv_line(row.iter().map(Option::as_deref)));
+                    }
+                }
+            }
+            raw(text.as_bytes())
+        }
+    }
+}
+
+fn json_rows(set: &ResultSet) -> Value {
+    Value::Array(
+        set.rows
+            .iter()
+            .map(|row| {
+                let obj: Map<String, Value> = set
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), v.clone().map_or(Value::Null, Value::String)))
+                    .collect();
+                Value::Object(obj)
+            })
+            .collect(),
+    )
+}
+
+/// Tab-separated, with `\t`, `\n`, `\\` escaped and NULL as `NULL` (as the
+/// mysql client's batch mode does).
+fn tsv_line<'a>(cells: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut line = cells
+        .map(|c| match c {
+            None => NULL_TEXT.to_string(),
+            Some(v) => v
+                .replace('\\', "\\\\")
+                .replace('\t', "\\t")
+                .replace('\n', "\\n"),
+        })
+        .collect::<Vec<_>>()
+        .join("\t");
+    line.push('\n');
+    line
+}
+
+pub(crate) fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
+    emit(format, info, || {
+        let tls = &info.tls;
+        let cert = tls.certificate.clone().unwrap_or_default();
+        let t = &info.timings;
+        let auth = info.auth_plugin.as_ref().map_or_else(
+            || info.auth.to_string(),
+            |plugin| format!("{}, plugin {plugin}", info.auth),
+        );
+        let stages = t.tls_auth_ms.map_or_else(
+            || format!("tcp+tls+auth {:.1} ms", t.connect_ms),
+            |v| format!("tcp {:.1} ms, tls+auth {v:.1} ms", t.connect_ms),
+        );
+        format!(
+            "endpoint:     {} (dialed {})\nserver:       {} {}\nuser:         {} (auth: {})\n\
+             tls:          {} {} ({})\ncertificate:  {}\nSANs:         {}\nissuer:       {}\nnot after:    {}\n\
+             timings:      dns {:.1} ms, {stages}, total {:.1} ms",
+            info.endpoint,
+            info.dial_address,
+            info.engine.name(),
+            info.server_version,
+            info.user,
+            auth,
+            tls.protocol.as_deref().unwrap_or("?"),
+            tls.cipher.as_deref().unwrap_or("?"),
+            tls.mode.map_or("?", crate::tls::TlsMode::as_str),
+            cert.subject,
+            cert.sans.join(", "),
+            cert.issuer,
+            cert.not_after,
+            t.dns_ms,
+            t.total_ms,
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tsv_escapes_and_marks_null() {
+        let line = tsv_line([Some("a\tb"), None, Some("x\ny\\")].into_iter());
+        assert_eq!(line, "a\\tb\tNULL\tx\\ny\\\\\n");
+    }
 
     #[test]
     fn table_aligns_columns_by_characters() {

@@ -1,21 +1,17 @@
 //! `rdsconn mysql` and `rdsconn postgres`: a verified connection, then
 //! `-e SQL` or `--info`.
 
-use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
 use crate::ca;
-use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector};
+use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, PostgresArgs, RdsSelector};
 use crate::clientargs;
-use crate::engine::{self, ResultSet, SessionInfo};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
 use crate::net::ConnectError;
-use crate::output;
+use crate::output::{self, print_info, print_results};
 use crate::proxy::{self, Secrets};
 use crate::resolve::{Given, Request, Users, ca_file, password, request, roots, via_addr};
 use crate::secret::{Auth, Secret};
@@ -229,136 +225,4 @@ async fn through_proxy(
     let _ = serving.await;
     drop(dir);
     Ok(code)
-}
-
-const NULL_TEXT: &str = "NULL";
-
-fn print_results(format: OutputFormat, sets: &[ResultSet]) -> Result<()> {
-    let with_rows: Vec<&ResultSet> = sets.iter().filter(|s| !s.columns.is_empty()).collect();
-    match format {
-        OutputFormat::Json => {
-            let arrays: Vec<Value> = with_rows.iter().map(|s| json_rows(s)).collect();
-            match arrays.as_slice() {
-                [one] => output::json(one),
-                _ => output::json(&arrays),
-            }
-        }
-        OutputFormat::Text => {
-            let tty = std::io::stdout().is_terminal();
-            let mut text = String::new();
-            for (i, set) in with_rows.iter().enumerate() {
-                if tty {
-                    if i > 0 {
-                        text.push('\n');
-                    }
-                    let rows: Vec<Vec<String>> = set
-                        .rows
-                        .iter()
-                        .map(|r| {
-                            r.iter()
-                                .map(|v| v.clone().unwrap_or_else(|| NULL_TEXT.into()))
-                                .collect()
-                        })
-                        .collect();
-                    text.push_str(&output::table(
-                        &set.columns.iter().map(String::as_str).collect::<Vec<_>>(),
-                        &rows,
-                    ));
-                    let _ = writeln!(
-                        text,
-                        "({} row{})",
-                        set.rows.len(),
-                        if set.rows.len() == 1 { "" } else { "s" }
-                    );
-                } else {
-                    text.push_str(&tsv_line(set.columns.iter().map(|c| Some(c.as_str()))));
-                    for row in &set.rows {
-                        text.push_str(&tsv_line(row.iter().map(Option::as_deref)));
-                    }
-                }
-            }
-            output::raw(text.as_bytes())
-        }
-    }
-}
-
-fn json_rows(set: &ResultSet) -> Value {
-    Value::Array(
-        set.rows
-            .iter()
-            .map(|row| {
-                let obj: Map<String, Value> = set
-                    .columns
-                    .iter()
-                    .zip(row)
-                    .map(|(c, v)| (c.clone(), v.clone().map_or(Value::Null, Value::String)))
-                    .collect();
-                Value::Object(obj)
-            })
-            .collect(),
-    )
-}
-
-/// Tab-separated, with `\t`, `\n`, `\\` escaped and NULL as `NULL` (as the
-/// mysql client's batch mode does).
-fn tsv_line<'a>(cells: impl Iterator<Item = Option<&'a str>>) -> String {
-    let mut line = cells
-        .map(|c| match c {
-            None => NULL_TEXT.to_string(),
-            Some(v) => v
-                .replace('\\', "\\\\")
-                .replace('\t', "\\t")
-                .replace('\n', "\\n"),
-        })
-        .collect::<Vec<_>>()
-        .join("\t");
-    line.push('\n');
-    line
-}
-
-fn print_info(format: OutputFormat, info: &SessionInfo) -> Result<()> {
-    output::emit(format, info, || {
-        let tls = &info.tls;
-        let cert = tls.certificate.clone().unwrap_or_default();
-        let t = &info.timings;
-        let auth = info.auth_plugin.as_ref().map_or_else(
-            || info.auth.to_string(),
-            |plugin| format!("{}, plugin {plugin}", info.auth),
-        );
-        let stages = t.tls_auth_ms.map_or_else(
-            || format!("tcp+tls+auth {:.1} ms", t.connect_ms),
-            |v| format!("tcp {:.1} ms, tls+auth {v:.1} ms", t.connect_ms),
-        );
-        format!(
-            "endpoint:     {} (dialed {})\nserver:       {} {}\nuser:         {} (auth: {})\n\
-             tls:          {} {} ({})\ncertificate:  {}\nSANs:         {}\nissuer:       {}\nnot after:    {}\n\
-             timings:      dns {:.1} ms, {stages}, total {:.1} ms",
-            info.endpoint,
-            info.dial_address,
-            info.engine.name(),
-            info.server_version,
-            info.user,
-            auth,
-            tls.protocol.as_deref().unwrap_or("?"),
-            tls.cipher.as_deref().unwrap_or("?"),
-            tls.mode.map_or("?", crate::tls::TlsMode::as_str),
-            cert.subject,
-            cert.sans.join(", "),
-            cert.issuer,
-            cert.not_after,
-            t.dns_ms,
-            t.total_ms,
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tsv_escapes_and_marks_null() {
-        let line = tsv_line([Some("a\tb"), None, Some("x\ny\\")].into_iter());
-        assert_eq!(line, "a\\tb\tNULL\tx\\ny\\\\\n");
-    }
 }
