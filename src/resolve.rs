@@ -5,9 +5,9 @@
 //! Every target-taking command and the proxy come through here; nothing is
 //! dialed and no token is minted in this module.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ca;
@@ -310,6 +310,27 @@ fn parse_via(raw: &str) -> Result<(String, u16)> {
     let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
     let host = Host::parse(host)?;
     Ok((host.as_str().to_string(), port))
+}
+
+/// Target URLs from a file (`-` for stdin), one a line; blank lines and
+/// `#` comments skipped (`check --file`).
+pub(crate) fn target_lines(file: &Path) -> Result<Vec<String>> {
+    let text = if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::usage(format!("reading targets from stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Error::usage(format!("reading {}: {e}", file.display())))?
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
 }
 
 /// `--password-stdin`: the first line of stdin.

@@ -7,8 +7,6 @@
 //! first failing stage stops the target; its category gives the exit code.
 
 use std::fmt::Write as _;
-use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +18,7 @@ use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
 use crate::error::{Category, Error, Result};
 use crate::output;
 use crate::probe::{INTERRUPTED, Item, Login, Report, Settings, check_with_retries, severity};
-use crate::resolve::{Found, Given, env, lookup, stdin_password, target};
+use crate::resolve::{Found, Given, env, lookup, stdin_password, target, target_lines};
 use crate::secret::Secret;
 use crate::tls::TlsPolicy;
 
@@ -119,7 +117,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
 fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
     let mut urls = args.urls.clone();
     if let Some(file) = &args.file {
-        urls.extend(read_target_file(file)?);
+        urls.extend(target_lines(file)?);
     }
     let timeout: Duration = args.connect_timeout.into();
     let mut found = Vec::new();
@@ -204,25 +202,6 @@ fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
             })
         })
         .collect()
-}
-
-fn read_target_file(file: &Path) -> Result<Vec<String>> {
-    let text = if file == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| Error::usage(format!("reading targets from stdin: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(file)
-            .map_err(|e| Error::usage(format!("reading {}: {e}", file.display())))?
-    };
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
 }
 
 /// SIGINT and SIGTERM, each ending the run with a partial report.
