@@ -227,7 +227,7 @@ fn check_long(family: Family, name: &str, value: Option<&str>, typed: &str) -> R
     }
     match family {
         Family::Libpq if could_mean(&base, &["dbname"]).next().is_some() => {
-            check_database(family, value, &format!("--{name}"))
+            check_database(value, &format!("--{name}"))
         }
         Family::Libpq if could_mean(&base, &["command"]).next().is_some() => {
             check_command(value, &format!("--{name}"))
@@ -238,7 +238,7 @@ fn check_long(family: Family, name: &str, value: Option<&str>, typed: &str) -> R
 
 fn check_short_value(family: Family, option: char, value: Option<&str>) -> Result<()> {
     match (family, option) {
-        (Family::Libpq, 'd') => check_database(family, value, "-d"),
+        (Family::Libpq, 'd') => check_database(value, "-d"),
         (Family::Libpq, 'c') => check_command(value, "-c"),
         _ => Ok(()),
     }
@@ -248,7 +248,7 @@ fn check_short_value(family: Family, option: char, value: Option<&str>) -> Resul
 /// connection string; the second is the user.
 fn check_positional(family: Family, n: usize, value: &str) -> Result<()> {
     if family == Family::Libpq && n == 1 {
-        return check_database(family, Some(value), "the database argument");
+        return check_database(Some(value), "the database argument");
     }
     Ok(())
 }
@@ -276,7 +276,7 @@ const CONNINFO_REDIRECTING: [&str; 15] = [
 
 /// A libpq database name may be a connection string or a URL, which
 /// would replace rdsconn's host, port and TLS settings.
-fn check_database(_family: Family, value: Option<&str>, what: &str) -> Result<()> {
+fn check_database(value: Option<&str>, what: &str) -> Result<()> {
     let Some(value) = value else { return Ok(()) };
     let lower = value.trim_start().to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {

@@ -72,25 +72,33 @@ impl Default for State {
     }
 }
 
+/// The state's locks never hold a broken invariant: a poisoned one is used
+/// as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl State {
     fn greeting(&self) -> Option<HandshakePacket<'static>> {
-        self.greeting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn remember(&self, greeting: &HandshakePacket<'static>) {
-        *self
-            .greeting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(greeting.clone());
+        lock(&self.greeting).clone()
     }
 
     fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
-        self.ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.ids)
+    }
+
+    /// Dials the server (for no user yet) and reads its greeting, which
+    /// becomes the one clients are greeted with.
+    async fn read_greeting(&self, config: &Config) -> Result<Dialed, ConnectError> {
+        let anyone = config.target("", None);
+        let dialed =
+            crate::net::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await?;
+        self.remember(&dialed.greeting);
+        Ok(dialed)
+    }
+
+    fn remember(&self, greeting: &HandshakePacket<'static>) {
+        *lock(&self.greeting) = Some(greeting.clone());
     }
 }
 
@@ -115,13 +123,11 @@ impl Drop for IdLease<'_> {
 /// Reads one upstream greeting for the cache (at start-up), so that the
 /// first client is greeted without waiting for an upstream connection.
 pub(super) async fn prime(config: &Config, state: &State) {
-    let anyone = config.target("", None);
-    match crate::net::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await {
-        Ok(d) => state.remember(&d.greeting),
-        Err(e) => tracing::warn!(
+    if let Err(e) = state.read_greeting(config).await {
+        tracing::warn!(
             "reading the server's greeting at start-up: {}; the first client waits for it",
             Untrusted(&e.to_string())
-        ),
+        );
     }
 }
 
@@ -139,10 +145,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let template = if let Some(g) = state.greeting() {
         g
     } else {
-        let anyone = config.target("", None);
-        match crate::net::within(config.connect_timeout, "upstream greeting", dial(&anyone)).await {
+        match state.read_greeting(config).await {
             Ok(d) => {
-                state.remember(&d.greeting);
                 let g = d.greeting.clone();
                 first = Some(d);
                 g

@@ -1,6 +1,6 @@
 //! rdsconn between a MySQL client and the server: it greets the client as
-//! the server would (the server's own version, connection id and
-//! capabilities, minus TLS and compression), takes the client's handshake
+//! the server would (the server's own version and capabilities, minus TLS
+//! and compression, and a connection id), takes the client's handshake
 //! response, logs in upstream over verified TLS as the user the client
 //! named (`wire::authenticate`), hands the client the server's OK, and from
 //! then on copies bytes both ways.
@@ -24,13 +24,12 @@ use tokio_rustls::client::TlsStream;
 
 use super::{self as wire, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
 use crate::BoxFuture;
-use crate::net::TlsSummary;
-use crate::net::{ConnectError, io_err};
+use crate::net::{ConnectError, TlsSummary, io_err};
 use crate::secret::{Auth, Secret};
+use crate::tls::{PeerChain, TlsPolicy};
 
 /// What failed I/O with the local client is called.
 const CLIENT: &str = "talking to the local client";
-use crate::tls::{PeerChain, TlsPolicy};
 
 /// An upstream connection whose greeting has been read (it offers TLS).
 pub(crate) struct Upstream<'a> {
