@@ -31,6 +31,7 @@
 //! - `secret`: the redacted secret, `Auth`, randomness, constant-time
 //!   comparison.
 //! - `output`: everything written to stdout.
+//! - `signals`: SIGINT / SIGTERM for the commands that stop early on them.
 //! - `text`: escaping text from servers and clients before it is shown.
 //! - [`error`]: error categories and exit codes.
 
@@ -51,6 +52,7 @@ pub(crate) mod proxy;
 pub(crate) mod rds;
 pub(crate) mod resolve;
 pub(crate) mod secret;
+pub(crate) mod signals;
 pub mod target;
 pub(crate) mod text;
 pub mod tls;

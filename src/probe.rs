@@ -24,7 +24,7 @@ use crate::tls::{PeerChain, TlsPolicy};
 use crate::wire::mysql;
 
 /// Exit code of a target whose check Ctrl-C (SIGINT) cut short.
-pub(crate) const INTERRUPTED: u8 = 130;
+const INTERRUPTED: u8 = crate::signals::Stop::Interrupt.exit_code();
 
 const STAGES: [&str; 5] = ["dns", "tcp", "tls", "auth", "query"];
 

@@ -17,9 +17,10 @@ use crate::ca;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
 use crate::error::{Category, Error, Result};
 use crate::output;
-use crate::probe::{INTERRUPTED, Item, Login, Report, Settings, check_with_retries, severity};
+use crate::probe::{Item, Login, Report, Settings, check_with_retries, severity};
 use crate::resolve::{Found, Given, env, lookup, stdin_password, target, target_lines};
 use crate::secret::Secret;
+use crate::signals::StopSignals;
 use crate::tls::TlsPolicy;
 
 #[derive(Debug, Serialize)]
@@ -37,9 +38,6 @@ struct Document<'a> {
     targets: &'a [Report],
     summary: &'a Summary,
 }
-
-/// Exit code when SIGTERM ends the run (Ctrl-C's is [`INTERRUPTED`]).
-const TERMINATED: u8 = 143;
 
 pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     // Installed first: a signal that comes at any point is seen.
@@ -99,8 +97,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
                 Some(Err(e)) => return Err(Error::new(Category::Runtime, e).context("a check task failed")),
                 None => break,
             },
-            code = stop.recv() => {
-                interrupted = Some(code);
+            signal = stop.recv() => {
+                interrupted = Some(signal.exit_code());
                 set.abort_all();
                 break;
             }
@@ -202,31 +200,6 @@ fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
             })
         })
         .collect()
-}
-
-/// SIGINT and SIGTERM, each ending the run with a partial report.
-struct StopSignals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let failed = |e| Error::new(Category::Runtime, e).context("installing signal handlers");
-        Ok(Self {
-            int: signal(SignalKind::interrupt()).map_err(failed)?,
-            term: signal(SignalKind::terminate()).map_err(failed)?,
-        })
-    }
-
-    /// The exit code of the first signal to come.
-    async fn recv(&mut self) -> u8 {
-        tokio::select! {
-            _ = self.int.recv() => INTERRUPTED,
-            _ = self.term.recv() => TERMINATED,
-        }
-    }
 }
 
 fn summarize(reports: &[Report], interrupted: Option<u8>, strict: bool) -> Summary {

@@ -241,16 +241,9 @@ fn local_password() -> Result<Secret> {
 /// A future that completes on the first SIGINT or SIGTERM; the handlers
 /// are installed before it returns (before the addresses are printed).
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let handler =
-        |e| Error::new(crate::error::Category::Runtime, e).context("installing signal handlers");
-    let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
-    let mut term = signal(SignalKind::terminate()).map_err(handler)?;
+    let mut stop = crate::signals::StopSignals::install()?;
     Ok(async move {
-        let name = tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        };
-        tracing::warn!("{name}: shutting down");
+        let signal = stop.recv().await;
+        tracing::warn!("{}: shutting down", signal.name());
     })
 }
