@@ -182,6 +182,11 @@ pub(crate) async fn within<T>(
         }))
 }
 
+/// `first`, doubled `step` times, at most `cap`: the back-off of retries.
+pub(crate) fn doubling(first: Duration, step: u32, cap: Duration) -> Duration {
+    first.saturating_mul(1 << step.min(16)).min(cap)
+}
+
 /// Resolves the target's dial address (`--via`, else the endpoint).
 pub(crate) async fn resolve_dial(target: &Target) -> Result<Vec<SocketAddr>, ConnectError> {
     let (host, port) = target.dial();

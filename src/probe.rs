@@ -124,14 +124,13 @@ pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Repo
 
 /// 250 ms doubling to at most 5 s, with up to 25% random jitter.
 fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250) * 2_u32.pow(attempt.saturating_sub(1).min(5));
-    let base = base.min(Duration::from_secs(5));
-    let mut byte = [0_u8; 1];
-    let jitter = if aws_lc_rs::rand::fill(&mut byte).is_ok() {
-        base / 4 * u32::from(byte[0]) / 255
-    } else {
-        Duration::ZERO
-    };
+    let base = crate::net::doubling(
+        Duration::from_millis(250),
+        attempt.saturating_sub(1),
+        Duration::from_secs(5),
+    );
+    let jitter = crate::secret::random::<1>()
+        .map_or(Duration::ZERO, |[byte]| base / 4 * u32::from(byte) / 255);
     base + jitter
 }
 

@@ -498,7 +498,11 @@ impl AcceptFailures {
             self.unlogged += 1;
         }
         self.consecutive = self.consecutive.saturating_add(1);
-        Duration::from_millis(10 * 2_u64.pow(self.consecutive.min(7))).min(Duration::from_secs(1))
+        crate::net::doubling(
+            Duration::from_millis(10),
+            self.consecutive,
+            Duration::from_secs(1),
+        )
     }
 
     fn recovered(&mut self) {
@@ -620,7 +624,7 @@ fn throttled(e: &dyn std::fmt::Display) -> bool {
 
 /// The wait before retry `attempt` (1, 2, …) after throttling.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100 * 2_u64.pow(attempt.min(5))).min(Duration::from_secs(3))
+    crate::net::doubling(Duration::from_millis(100), attempt, Duration::from_secs(3))
 }
 
 /// Runs `attempt` (one upstream connect and login, each bounded by the
