@@ -23,12 +23,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::bench::{percentile, pgbench};
+use support::bench::{percentile, run_pgbench};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, pki};
@@ -39,19 +38,20 @@ const PGBENCH_CLIENTS: usize = 8;
 
 /// `pgbench -n -S -C`: (transactions per second, average connection ms).
 fn pgbench_connect(conninfo: &str, seconds: u64) -> (f64, f64) {
-    let out = Command::new(pgbench())
-        .args(["-n", "-S", "-C", "-c", &PGBENCH_CLIENTS.to_string()])
-        .args(["-j", "2", "-T", &seconds.to_string()])
-        .arg(conninfo)
-        .env("PGPASSWORD", APP_PASSWORD)
-        .output()
-        .expect("pgbench runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_pgbench(
+        &[
+            "-n",
+            "-S",
+            "-C",
+            "-c",
+            &PGBENCH_CLIENTS.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+        ],
+        conninfo,
     );
-    assert!(out.status.success(), "pgbench failed:\n{text}");
     let number = |prefix: &str| -> f64 {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(prefix))
@@ -254,17 +254,7 @@ fn main() {
     );
 
     // pgbench's tables (scale 1), as `scripts/bench-proxy.sh` makes them.
-    let out = Command::new(pgbench())
-        .args(["-i", "-q", "-s", "1"])
-        .arg(&direct_info)
-        .env("PGPASSWORD", APP_PASSWORD)
-        .output()
-        .expect("pgbench -i runs");
-    assert!(
-        out.status.success(),
-        "pgbench -i failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_pgbench(&["-i", "-q", "-s", "1"], &direct_info);
 
     let baseline = std::env::var("RDSCONN_BASELINE").ok();
     let mut builds: Vec<(String, String, Vec<&str>)> = vec![

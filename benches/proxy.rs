@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use support::bench::{percentile, pgbench};
+use support::bench::{percentile, run_pgbench};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, pki};
@@ -49,23 +49,6 @@ fn summarize(count: usize, elapsed: Duration, mut latencies_ms: Vec<f64>) -> Res
         p50_ms: percentile(&latencies_ms, 0.50),
         p99_ms: percentile(&latencies_ms, 0.99),
     }
-}
-
-/// `pgbench ARGS… CONNINFO`; panics with its output when it fails.
-fn run_pgbench(args: &[&str], conninfo: &str) -> String {
-    let out = Command::new(pgbench())
-        .args(args)
-        .arg(conninfo)
-        .env("PGPASSWORD", APP_PASSWORD)
-        .output()
-        .expect("pgbench runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "pgbench failed:\n{text}");
-    text
 }
 
 /// One select-only pgbench run; latencies from its per-transaction log.

@@ -1,4 +1,4 @@
-//! What the benchmarks share: percentiles and the pgbench program.
+//! What the benchmarks share: percentiles and running pgbench.
 
 /// The `p` quantile (0.0–1.0) of sorted samples; NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -24,4 +24,22 @@ pub fn pgbench() -> String {
         .map(|d| d.path().join("bin/pgbench"))
         .find(|p| p.exists())
         .map_or_else(|| "pgbench".into(), |p| p.display().to_string())
+}
+
+/// `pgbench ARGS… CONNINFO` with the harness's app password; its output
+/// (stdout and stderr), or a panic with it when pgbench fails.
+pub fn run_pgbench(args: &[&str], conninfo: &str) -> String {
+    let out = std::process::Command::new(pgbench())
+        .args(args)
+        .arg(conninfo)
+        .env("PGPASSWORD", super::server::APP_PASSWORD)
+        .output()
+        .expect("pgbench runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pgbench failed:\n{text}");
+    text
 }
