@@ -89,6 +89,11 @@ fn psql(proxy: &ProxyProc, user: &str, password: Option<&str>, sql: &str) -> Run
 }
 
 fn mariadb(proxy: &ProxyProc, user: &str, sql: &str) -> Run {
+    mariadb_in(proxy, user, "appdb", sql)
+}
+
+/// The mariadb client through the proxy as `user` in `database`.
+fn mariadb_in(proxy: &ProxyProc, user: &str, database: &str, sql: &str) -> Run {
     let port = proxy.port().to_string();
     let out = Command::new("mariadb")
         .args([
@@ -101,7 +106,7 @@ fn mariadb(proxy: &ProxyProc, user: &str, sql: &str) -> Run {
             "-u",
             user,
             "-D",
-            "appdb",
+            database,
             "--batch",
             "--skip-column-names",
             "-e",
@@ -608,25 +613,7 @@ fn the_token_never_reaches_the_client() {
 fn mysql_clients_get_the_servers_error_or_rdsconns_as_a_server_error() {
     let env = TestEnv::new();
     let proxy = maria_proxy(&env, &[]);
-    let port = proxy.port().to_string();
-    let client = |port: &str, db: &str| {
-        let out = Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "--protocol=TCP",
-                "-h",
-                "127.0.0.1",
-                "-P",
-                port,
-            ])
-            .args(["-u", "app", "-D", db, "-N", "-B", "-e", "SELECT 1"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap();
-        Run::from(out)
-    };
-    let run = client(&port, "no_such_db");
+    let run = mariadb_in(&proxy, "app", "no_such_db", "SELECT 1");
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("ERROR 1044 (42000)") && run.stderr.contains("no_such_db"),
@@ -648,7 +635,7 @@ fn mysql_clients_get_the_servers_error_or_rdsconns_as_a_server_error() {
             &["mysql", "-h", ENDPOINT, "--via", via],
             &[("MYSQL_PWD", APP_PASSWORD)],
         );
-        let run = client(&proxy.port().to_string(), "appdb");
+        let run = mariadb(&proxy, "app", "SELECT 1");
         assert_eq!(run.code, 1, "{}", run.stderr);
         for needle in needles {
             assert!(run.stderr.contains(needle), "{}", run.stderr);
