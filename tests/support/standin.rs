@@ -96,10 +96,6 @@ fn split_nul(bytes: &[u8]) -> Vec<String> {
 
 /// `program` in PATH, or a loud failure: the tests install the clients.
 pub fn which(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{program} is not in PATH (scripts/test.sh installs it)"))
+    which::which(program)
+        .unwrap_or_else(|e| panic!("{program} is not in PATH ({e}; scripts/test.sh installs it)"))
 }
