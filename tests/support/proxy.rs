@@ -1,7 +1,7 @@
 //! `rdsconn proxy` as a child process for the tests, and a TCP forwarder
 //! that can cut every connection through it (a server that dies).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
@@ -87,16 +87,7 @@ impl ProxyProc {
         cmd.stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
         let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = super::line_channel(child.stdout.take().unwrap());
         // One line per listener, all printed before the proxy serves.
         let expected = args.iter().filter(|a| **a == "--listen").count().max(1);
         let mut addrs = Vec::new();
