@@ -445,7 +445,7 @@ pub struct CheckArgs {
     pub host: Option<String>,
 
     /// Endpoint port of the --host target [default: the engine's].
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Database user of the --host / --instance / --cluster target.
@@ -453,7 +453,7 @@ pub struct CheckArgs {
     pub user: Option<String>,
 
     /// Database of the --host / --instance / --cluster target.
-    #[arg(long, visible_alias = "dbname", value_name = "DB")]
+    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
     pub database: Option<String>,
 
     #[command(flatten)]
@@ -622,7 +622,7 @@ pub struct TargetFlags {
     pub host: Option<String>,
 
     /// Endpoint port [default: the engine's].
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Database user.
@@ -711,7 +711,7 @@ pub struct ProxyArgs {
     pub host: Option<String>,
 
     /// Endpoint port [default: the engine's].
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Serve this database user only [default: whichever user a client

@@ -42,6 +42,20 @@ impl Category {
             Self::Auth => 6,
         }
     }
+
+    /// How bad a failure is, for "the worst failure" of `check` and
+    /// `doctor`: a configuration error first (doctor reports it), then
+    /// network, TLS, authentication, AWS, runtime.
+    pub const fn severity(self) -> u8 {
+        match self {
+            Self::Usage => 6,
+            Self::Network => 5,
+            Self::Tls => 4,
+            Self::Auth => 3,
+            Self::Aws => 2,
+            Self::Runtime => 1,
+        }
+    }
 }
 
 /// An error on its way to the user: category, cause chain, optional hint.

@@ -25,6 +25,9 @@
 //!   processes and signal forwarding.
 //! - `proxy`: `rdsconn proxy`'s listeners and per-engine client side.
 //! - `rds`: endpoint discovery through the RDS API.
+//! - `preflight`: `doctor`'s checklist and its checks before the
+//!   connection (region, credentials, identity and clock, database, IAM,
+//!   CA).
 //! - `probe`: the staged check (DNS, TCP, TLS, auth, query) of `check`
 //!   and `doctor`.
 //! - `files`: private directories, atomic 0600 files, lock files.
@@ -47,6 +50,7 @@ pub(crate) mod iam;
 pub mod native;
 pub(crate) mod net;
 pub(crate) mod output;
+pub(crate) mod preflight;
 pub(crate) mod probe;
 pub(crate) mod proxy;
 pub(crate) mod rds;

@@ -14,6 +14,32 @@ use crate::cli::OutputFormat;
 use crate::engine::{ResultSet, SessionInfo};
 use crate::error::{Category, Error, Result, ResultExt};
 
+/// The outcome of one check, one stage or one target in `check` and
+/// `doctor` reports; the JSON names are part of the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skipped,
+    /// Ctrl-C or SIGTERM came before the target's result.
+    Interrupted,
+}
+
+impl Status {
+    /// The text report's column.
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Warn => "WARN",
+            Self::Fail => "FAIL",
+            Self::Skipped => "SKIP",
+            Self::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
 /// Writes `bytes` to stdout as they are.
 pub(crate) fn raw(bytes: &[u8]) -> Result<()> {
     let mut out = io::stdout().lock();

@@ -18,6 +18,7 @@ use crate::cli::GlobalArgs;
 use crate::engine;
 use crate::error::{Category, Error};
 use crate::net::{ConnectError, TlsSummary, ms, tls_handshake, within};
+use crate::output::Status;
 use crate::secret::{Auth, Secret};
 use crate::target::{EngineKind, Target};
 use crate::tls::{PeerChain, TlsPolicy};
@@ -26,7 +27,30 @@ use crate::wire::mysql;
 /// Exit code of a target whose check Ctrl-C (SIGINT) cut short.
 const INTERRUPTED: u8 = crate::signals::Stop::Interrupt.exit_code();
 
-const STAGES: [&str; 5] = ["dns", "tcp", "tls", "auth", "query"];
+/// The stages, in order; the JSON names are part of the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Step {
+    Dns,
+    Tcp,
+    Tls,
+    Auth,
+    Query,
+}
+
+impl Step {
+    const ALL: [Self; 5] = [Self::Dns, Self::Tcp, Self::Tls, Self::Auth, Self::Query];
+
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Auth => "auth",
+            Self::Query => "query",
+        }
+    }
+}
 
 /// One target to check.
 pub(crate) struct Item {
@@ -45,9 +69,9 @@ pub(crate) enum Login {
 
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Stage {
-    pub name: &'static str,
+    pub name: Step,
     /// `ok`, `fail` or `skipped`.
-    pub status: &'static str,
+    pub status: Status,
     pub duration_ms: Option<f64>,
     pub detail: Option<String>,
 }
@@ -68,10 +92,13 @@ pub(crate) struct Report {
     endpoint: String,
     dial_address: String,
     /// `ok`, `warn`, `fail` or `interrupted`.
-    pub status: &'static str,
+    pub status: Status,
     /// The failing stage, if any.
-    pub stage: Option<&'static str>,
+    pub stage: Option<Step>,
     pub exit_code: u8,
+    /// What kind of failure, when the target failed.
+    #[serde(skip)]
+    pub failure: Option<Category>,
     pub error: Option<String>,
     pub hint: Option<String>,
     pub total_ms: f64,
@@ -103,7 +130,7 @@ pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Repo
         let Some(wait) = settings.wait else {
             return report;
         };
-        if report.status != "fail" || !(settings.wait_all || report.is_transient()) {
+        if report.status != Status::Fail || !(settings.wait_all || report.is_transient()) {
             return report;
         }
         let elapsed = started.elapsed();
@@ -114,7 +141,7 @@ pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Repo
         tracing::info!(
             "{}: attempt {attempt} failed at {}: {}; next try in {:.1} s",
             item.label,
-            report.stage.unwrap_or("?"),
+            report.stage.map_or("?", Step::name),
             crate::text::Untrusted(report.error.as_deref().unwrap_or("?")),
             pause.as_secs_f64()
         );
@@ -152,11 +179,11 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     .await
     {
         Ok(a) => {
-            run.ok("dns", t, Some(join_addrs(&a)));
+            run.ok(Step::Dns, t, Some(join_addrs(&a)));
             a
         }
         Err(e) => {
-            run.fail("dns", t, &e.into());
+            run.fail(Step::Dns, t, &e.into());
             return run.finish(settings);
         }
     };
@@ -166,11 +193,11 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     let stream = match within(remaining(), "TCP connect", crate::net::tcp_connect(&addrs)).await {
         Ok(s) => {
             let peer = s.peer_addr().map(|a| a.to_string()).ok();
-            run.ok("tcp", t, peer);
+            run.ok(Step::Tcp, t, peer);
             s
         }
         Err(e) => {
-            run.fail("tcp", t, &e.into());
+            run.fail(Step::Tcp, t, &e.into());
             return run.finish(settings);
         }
     };
@@ -202,10 +229,10 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
                     c.subject, c.issuer, c.days_left
                 )
             });
-            run.ok("tls", t, detail);
+            run.ok(Step::Tls, t, detail);
         }
         Err(e) => {
-            run.fail("tls", t, &e.into());
+            run.fail(Step::Tls, t, &e.into());
             return run.finish(settings);
         }
     }
@@ -225,7 +252,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
             match minted.await {
                 Ok(m) => Auth::IamToken(Secret::new(m.token)),
                 Err(e) => {
-                    run.fail("auth", t, &e);
+                    run.fail(Step::Auth, t, &e);
                     return;
                 }
             }
@@ -242,14 +269,14 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
     {
         Ok(s) => {
             run.ok(
-                "auth",
+                Step::Auth,
                 t,
                 Some(format!("{} as {}", auth.describe(), target.user)),
             );
             s
         }
         Err(e) => {
-            run.fail("auth", t, &e.into());
+            run.fail(Step::Auth, t, &e.into());
             return;
         }
     };
@@ -260,10 +287,10 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
     match result {
         Ok(sets) => {
             let rows: usize = sets.iter().map(|s| s.rows.len()).sum();
-            run.ok("query", t, Some(format!("{rows} row(s)")));
+            run.ok(Step::Query, t, Some(format!("{rows} row(s)")));
         }
         Err(e) => {
-            run.fail("query", t, &e.into());
+            run.fail(Step::Query, t, &e.into());
         }
     }
 }
@@ -297,25 +324,26 @@ impl Run {
         }
     }
 
-    fn ok(&mut self, name: &'static str, since: Instant, detail: Option<String>) {
+    fn ok(&mut self, name: Step, since: Instant, detail: Option<String>) {
         self.report.stages.push(Stage {
             name,
-            status: "ok",
+            status: Status::Ok,
             duration_ms: Some(ms(since)),
             detail,
         });
     }
 
-    fn fail(&mut self, name: &'static str, since: Instant, err: &Error) {
+    fn fail(&mut self, name: Step, since: Instant, err: &Error) {
         let message = err.one_line();
         self.report.stages.push(Stage {
             name,
-            status: "fail",
+            status: Status::Fail,
             duration_ms: Some(ms(since)),
             detail: Some(message.clone()),
         });
-        self.report.status = "fail";
+        self.report.status = Status::Fail;
         self.report.stage = Some(name);
+        self.report.failure = Some(err.category());
         self.report.exit_code = err.category().exit_code();
         self.report.error = Some(message);
         self.report.hint = err.hint().map(str::to_string);
@@ -323,19 +351,19 @@ impl Run {
 
     fn finish(self, settings: &Settings) -> Report {
         let mut report = self.report;
-        for name in STAGES.iter().skip(report.stages.len()) {
+        for name in Step::ALL.into_iter().skip(report.stages.len()) {
             report.stages.push(Stage {
                 name,
-                status: "skipped",
+                status: Status::Skipped,
                 duration_ms: None,
                 detail: None,
             });
         }
-        if report.status == "ok"
+        if report.status == Status::Ok
             && let Some(c) = &report.certificate
             && c.days_left < settings.warn_days
         {
-            report.status = "warn";
+            report.status = Status::Warn;
             report.error = Some(format!(
                 "the server certificate expires in {} days ({})",
                 c.days_left, c.not_after
@@ -357,9 +385,10 @@ impl Report {
             engine: item.kind,
             endpoint: item.target.endpoint(),
             dial_address: item.target.dial_address(),
-            status: "ok",
+            status: Status::Ok,
             stage: None,
             exit_code: 0,
+            failure: None,
             error: None,
             hint: None,
             total_ms: 0.0,
@@ -373,7 +402,7 @@ impl Report {
 
     pub(crate) fn interrupted(item: &Item) -> Self {
         Self {
-            status: "interrupted",
+            status: Status::Interrupted,
             exit_code: INTERRUPTED,
             error: Some("interrupted before the check finished".into()),
             attempts: 0,
@@ -424,19 +453,4 @@ async fn upgrade(
     let summary = TlsSummary::of(&tls_stream, peer);
     let _ = tls_stream.shutdown().await;
     Ok(summary)
-}
-
-/// How bad an exit code is, for "the worst failure": a configuration
-/// error (2, which `doctor` can report) first, then network, TLS,
-/// authentication, AWS, query: 2 > 4 > 5 > 6 > 3 > 1.
-pub(crate) fn severity(code: u8) -> u8 {
-    match code {
-        2 => 6,
-        4 => 5,
-        5 => 4,
-        6 => 3,
-        3 => 2,
-        1 => 1,
-        _ => 0,
-    }
 }

@@ -214,6 +214,25 @@ impl Rds {
     }
 
     /// Every instance and cluster in the region (all pages).
+    /// The instance or cluster `--instance` / `--cluster` name, else the
+    /// one whose writer or reader endpoint is `host` (`None` when no
+    /// database in the region has it).
+    pub(crate) async fn find(
+        &self,
+        sel: &crate::cli::RdsSelector,
+        host: Option<&crate::target::Host>,
+    ) -> Result<Option<Database>, RdsError> {
+        match (&sel.instance, &sel.cluster, host) {
+            (Some(id), _, _) => self.instance(id).await.map(Some),
+            (None, Some(id), _) => self.cluster(id).await.map(Some),
+            (None, None, Some(host)) => Ok(self.list().await?.into_iter().find(|d| {
+                d.endpoint.as_deref() == Some(host.as_str())
+                    || d.reader_endpoint.as_deref() == Some(host.as_str())
+            })),
+            (None, None, None) => Ok(None),
+        }
+    }
+
     pub(crate) async fn list(&self) -> Result<Vec<Database>, RdsError> {
         let (instances, clusters) = tokio::join!(
             self.client

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ca;
-use crate::cli::{GlobalArgs, RdsSelector, TargetFlags};
+use crate::cli::{
+    CheckArgs, GlobalArgs, MysqlArgs, PostgresArgs, ProxyArgs, RdsSelector, TargetFlags, TokenArgs,
+};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rds::Rds;
@@ -20,6 +22,7 @@ use crate::target::Target;
 use crate::target::{EngineKind, Host, UrlTarget, validate_database, validate_user};
 
 /// Host, port, user and database as the user gave them, before defaults.
+#[derive(Default)]
 pub(crate) struct Given {
     pub url: Option<String>,
     pub host: Option<String>,
@@ -29,14 +32,22 @@ pub(crate) struct Given {
 }
 
 impl Given {
-    /// The target flags of `env`, `exec` and `doctor`.
-    pub(crate) fn from_flags(flags: &TargetFlags) -> Self {
+    /// A target URL alone (`check`'s arguments and `--file` lines).
+    pub(crate) fn url(url: String) -> Self {
         Self {
-            url: flags.url.clone(),
-            host: flags.host.clone(),
-            port: flags.port,
-            user: flags.user.clone(),
-            database: flags.database.clone(),
+            url: Some(url),
+            ..Self::default()
+        }
+    }
+
+    /// The endpoint found through the RDS API in place of a typed one; a
+    /// typed port still wins.
+    #[must_use]
+    pub(crate) fn at(self, found: Found) -> Self {
+        Self {
+            host: Some(found.host),
+            port: self.port.or(Some(found.port)),
+            ..self
         }
     }
 
@@ -62,6 +73,86 @@ impl Given {
     }
 }
 
+macro_rules! given_from_flags {
+    ($($flags:ty),*) => {$(
+        impl From<&$flags> for Given {
+            fn from(f: &$flags) -> Self {
+                Self {
+                    url: f.url.clone(),
+                    host: f.host.clone(),
+                    port: f.port,
+                    user: f.user.clone(),
+                    database: f.database.clone(),
+                }
+            }
+        }
+    )*};
+}
+
+given_from_flags!(TargetFlags, PostgresArgs, MysqlArgs);
+
+/// `check`'s `--host` target (its URLs are [`Given::url`]).
+impl From<&CheckArgs> for Given {
+    fn from(f: &CheckArgs) -> Self {
+        Self {
+            url: None,
+            host: f.host.clone(),
+            port: f.port,
+            user: f.user.clone(),
+            database: f.database.clone(),
+        }
+    }
+}
+
+/// A token is for an endpoint and a user; a database has no part in it.
+impl From<&TokenArgs> for Given {
+    fn from(f: &TokenArgs) -> Self {
+        Self {
+            url: f.url.clone(),
+            host: f.host.clone(),
+            port: f.port,
+            user: f.user.clone(),
+            database: None,
+        }
+    }
+}
+
+/// TARGET as a URL, or `HOST[:PORT]` (then as --host / --port).
+impl TryFrom<&ProxyArgs> for Given {
+    type Error = Error;
+
+    fn try_from(args: &ProxyArgs) -> Result<Self> {
+        match args.url.as_deref() {
+            Some(raw) if !raw.contains("://") => {
+                let (host, port) = match raw.rsplit_once(':') {
+                    Some((h, p)) if !h.contains(':') => {
+                        let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                            Error::usage(format!(
+                                "invalid port in {raw:?}: expected HOST[:PORT] or a URL"
+                            ))
+                        })?;
+                        (h.to_string(), Some(port))
+                    }
+                    _ => (raw.to_string(), None),
+                };
+                Ok(Given {
+                    host: Some(host),
+                    port: port.or(args.port),
+                    user: args.user.clone(),
+                    ..Given::default()
+                })
+            }
+            _ => Ok(Given {
+                url: args.url.clone(),
+                host: args.host.clone(),
+                port: args.port,
+                user: args.user.clone(),
+                database: None,
+            }),
+        }
+    }
+}
+
 /// An endpoint found through the RDS API (`--instance` / `--cluster`).
 pub(crate) struct Found {
     pub kind: EngineKind,
@@ -73,7 +164,7 @@ pub(crate) struct Found {
 /// the engine must be `want` (when the command fixes one) and, for IAM,
 /// IAM database authentication must be enabled — both reported before any
 /// connection. `typed_target`: the user also gave --host or a URL.
-pub(crate) async fn lookup(
+async fn lookup(
     global: &GlobalArgs,
     sel: &RdsSelector,
     want: Option<EngineKind>,
@@ -104,27 +195,6 @@ pub(crate) async fn lookup(
     let (host, port) = db.address(sel.reader)?;
     tracing::info!(%host, port, engine = %db.engine, "endpoint from the RDS API");
     Ok(Some(Found { kind, host, port }))
-}
-
-/// The target as typed, or as found through the RDS API, with the
-/// engine's environment variables filling in the rest.
-async fn given(
-    global: &GlobalArgs,
-    kind: EngineKind,
-    sel: &RdsSelector,
-    iam: bool,
-    typed: Given,
-) -> Result<Given> {
-    let typed_target = typed.url.is_some() || typed.host.is_some();
-    let typed = match lookup(global, sel, Some(kind), iam, typed_target).await? {
-        Some(f) => Given {
-            host: Some(f.host),
-            port: typed.port.or(Some(f.port)),
-            ..typed
-        },
-        None => typed,
-    };
-    Ok(typed.with_env(kind))
 }
 
 /// An environment variable, if set and not empty.
@@ -168,8 +238,6 @@ pub(crate) async fn via_addr(target: &Target) -> Result<Option<IpAddr>> {
     Ok(addrs.first().map(std::net::SocketAddr::ip))
 }
 
-/// A target from a URL and/or flags; `kind` is the command's engine, or
-/// `None` to take it from the URL. Also returns the URL's `?iam=true`.
 /// Whom a target is for: one database user (every command but the
 /// proxy), or any user a client names (the proxy; the target's user is then
 /// empty unless one was given).
@@ -179,59 +247,54 @@ pub(crate) enum Users {
     Any,
 }
 
+/// What a command asks [`request`] to resolve.
+pub(crate) struct Ask<'a> {
+    /// The command's engine; `None`: the URL's, the RDS API's, or unknown.
+    pub kind: Option<EngineKind>,
+    pub given: Given,
+    /// `--instance` / `--cluster`.
+    pub rds: &'a RdsSelector,
+    /// `--iam`: the RDS API lookup also checks IAM auth is enabled.
+    pub iam: bool,
+    /// `--via HOST:PORT`: the dial path.
+    pub via: Option<&'a str>,
+    pub connect_timeout: Duration,
+    pub users: Users,
+    /// Fill what is open from the engine's environment variables (`env`,
+    /// `exec`, the engine commands and the proxy; not `check`, `doctor`
+    /// and `token`, whose targets are all on the command line).
+    pub env: bool,
+}
+
 /// A resolved connection request.
 pub(crate) struct Request {
-    pub kind: EngineKind,
+    /// `None` only when neither the command, a URL nor the RDS API named
+    /// one (`token` and `doctor` can do without).
+    pub kind: Option<EngineKind>,
     pub target: Target,
     /// `--iam` or the URL's `?iam=true`.
     pub iam: bool,
 }
 
-/// The way from a command's target flags to a connection request: the RDS
-/// API (`--instance` / `--cluster`), the engine's environment variables,
-/// the URL and the flags, `--via`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn request(
-    global: &GlobalArgs,
-    kind: EngineKind,
-    sel: &RdsSelector,
-    iam: bool,
-    typed: Given,
-    via: Option<&str>,
-    connect_timeout: Duration,
-    users: Users,
-) -> Result<Request> {
-    let typed_user = typed.user.clone();
-    let mut given = given(global, kind, sel, iam, typed).await?;
-    if users == Users::Any {
-        // The environment's user is a client's business, not the proxy's.
-        given.user = typed_user;
+impl Request {
+    /// The engine, which the caller needs.
+    pub(crate) fn engine(&self) -> Result<EngineKind> {
+        self.kind
+            .ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))
     }
-    let (kind, target, url_iam) = target_for(Some(kind), given, via, connect_timeout, users)?;
-    Ok(Request {
-        kind,
-        target,
-        iam: iam || url_iam,
-    })
 }
 
-/// [`target_for`] for one user.
-pub(crate) fn target(
-    kind: Option<EngineKind>,
-    given: Given,
-    via: Option<&str>,
-    connect_timeout: Duration,
-) -> Result<(EngineKind, Target, bool)> {
-    target_for(kind, given, via, connect_timeout, Users::One)
-}
-
-fn target_for(
-    kind: Option<EngineKind>,
-    given: Given,
-    via: Option<&str>,
-    connect_timeout: Duration,
-    users: Users,
-) -> Result<(EngineKind, Target, bool)> {
+/// The one way from a command's target flags to a connection request: the
+/// RDS API (`--instance` / `--cluster`), the engine's environment
+/// variables, the URL and the flags, `--via`.
+pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request> {
+    let typed_user = ask.given.user.clone();
+    let typed_target = ask.given.url.is_some() || ask.given.host.is_some();
+    let (mut kind, mut given) = (ask.kind, ask.given);
+    if let Some(found) = lookup(global, ask.rds, ask.kind, ask.iam, typed_target).await? {
+        kind = kind.or(Some(found.kind));
+        given = given.at(found);
+    }
     let url = given.url.as_deref().map(UrlTarget::parse).transpose()?;
     let kind = match (kind, &url) {
         (Some(k), Some(u)) if u.engine != k => {
@@ -241,29 +304,39 @@ fn target_for(
                 k.name()
             )));
         }
-        (Some(k), _) => k,
-        (None, Some(u)) => u.engine,
-        (None, None) => {
-            return Err(Error::usage(
-                "an engine is required: pass a URL or --engine",
-            ));
-        }
+        (Some(k), _) => Some(k),
+        (None, u) => u.as_ref().map(|u| u.engine),
     };
+    if ask.env
+        && let Some(k) = kind
+    {
+        given = given.with_env(k);
+        if ask.users == Users::Any {
+            // The environment's user is a client's business, not the proxy's.
+            given.user = typed_user;
+        }
+    }
     let host = match (&url, &given.host) {
         (Some(u), _) => u.host.clone(),
         (None, Some(h)) => Host::parse(h)?,
         (None, None) => {
-            return Err(Error::usage(
-                "a host is required: pass --host HOST or a URL",
-            ));
+            return Err(
+                Error::usage("a host is required: pass --host HOST or a URL").with_hint(
+                    "e.g. --host mydb.abc123.eu-west-1.rds.amazonaws.com, or postgres://app@HOST",
+                ),
+            );
         }
     };
     let port = given
         .port
         .or(url.as_ref().and_then(|u| u.port))
-        .unwrap_or(kind.default_port());
+        .or(kind.map(EngineKind::default_port))
+        .ok_or_else(|| {
+            Error::usage("--port is required: the engine, whose default port it would be, is not known")
+                .with_hint("pass --port, --engine mysql|postgres for the default port, or a URL such as postgres://app@HOST")
+        })?;
     let user = given.user.or(url.as_ref().and_then(|u| u.user.clone()));
-    let user = match (user, users) {
+    let user = match (user, ask.users) {
         (Some(u), _) => {
             validate_user(&u)?;
             u
@@ -275,13 +348,13 @@ fn target_for(
             ));
         }
     };
-    let iam = url.as_ref().is_some_and(|u| u.iam);
+    let url_iam = url.as_ref().is_some_and(|u| u.iam);
     let database = given.database.or(url.and_then(|u| u.database));
     if let Some(d) = &database {
         validate_database(d)?;
     }
-    let via = via.map(parse_via).transpose()?;
-    if connect_timeout.is_zero() {
+    let via = ask.via.map(parse_via).transpose()?;
+    if ask.connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }
     let target = Target {
@@ -290,9 +363,13 @@ fn target_for(
         via,
         user,
         database,
-        connect_timeout,
+        connect_timeout: ask.connect_timeout,
     };
-    Ok((kind, target, iam))
+    Ok(Request {
+        kind,
+        target,
+        iam: ask.iam || url_iam,
+    })
 }
 
 /// `HOST:PORT` or `[IPv6]:PORT`.

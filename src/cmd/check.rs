@@ -8,17 +8,18 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::ca;
+use crate::cli::RdsSelector;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
 use crate::error::{Category, Error, Result};
 use crate::output;
-use crate::probe::{Item, Login, Report, Settings, check_with_retries, severity};
-use crate::resolve::{Found, Given, env, lookup, stdin_password, target, target_lines};
+use crate::output::Status;
+use crate::probe::{Item, Login, Report, Settings, Step, check_with_retries};
+use crate::resolve::{Ask, Given, Request, Users, env, request, stdin_password, target_lines};
 use crate::secret::Secret;
 use crate::signals::StopSignals;
 use crate::tls::TlsPolicy;
@@ -42,15 +43,7 @@ struct Document<'a> {
 pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     // Installed first: a signal that comes at any point is seen.
     let mut stop = StopSignals::install()?;
-    let found = lookup(
-        global,
-        &args.rds,
-        args.engine,
-        args.iam,
-        args.host.is_some(),
-    )
-    .await?;
-    let items = items(args, found)?;
+    let items = items(global, args).await?;
     let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
     for w in warnings {
         output::warn(w);
@@ -89,7 +82,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
                     tracing::info!(
                         "{}: {} after {} attempt(s)",
                         report.target,
-                        report.status,
+                        report.status.label().to_lowercase(),
                         report.attempts
                     );
                     reports[index] = report;
@@ -110,48 +103,45 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
 }
 
 /// The targets from URLs, `--file`, the `--host` flags or `--instance` /
-/// `--cluster` (`api`), with their passwords; every problem is a usage
-/// error before any connection.
-fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
+/// `--cluster`, with their passwords; every problem is a usage error
+/// before any connection.
+async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     let mut urls = args.urls.clone();
     if let Some(file) = &args.file {
         urls.extend(target_lines(file)?);
     }
-    let timeout: Duration = args.connect_timeout.into();
+    let no_rds = RdsSelector::default();
+    let ask = |given, rds| Ask {
+        kind: args.engine,
+        given,
+        rds,
+        iam: args.iam,
+        via: args.via.as_deref(),
+        connect_timeout: args.connect_timeout.into(),
+        users: Users::One,
+        env: false,
+    };
     let mut found = Vec::new();
     for url in urls {
-        let given = Given {
-            url: Some(url.clone()),
-            host: None,
-            port: None,
-            user: None,
-            database: None,
+        let ask = Ask {
+            kind: None,
+            ..ask(Given::url(url.clone()), &no_rds)
         };
-        let (kind, target, iam) = target(None, given, args.via.as_deref(), timeout)?;
-        found.push((url, kind, target, iam));
+        found.push((url, request(global, ask).await?));
     }
     // One target from --host (with --engine) or from the RDS API.
-    let single = match api {
-        Some(f) => Some((Some(f.kind), f.host, args.port.or(Some(f.port)))),
-        None => args.host.clone().map(|h| (args.engine, h, args.port)),
-    };
-    if single.is_none() && (args.user.is_some() || args.port.is_some() || args.database.is_some()) {
+    let single = args.host.is_some() || args.rds.is_set();
+    if !single && (args.user.is_some() || args.port.is_some() || args.database.is_some()) {
         return Err(Error::usage(
             "--user, --port and --database describe a --host, --instance or --cluster target",
         ));
     }
-    if let Some((engine, host, port)) = single {
-        let given = Given {
-            url: None,
-            host: Some(host),
-            port,
-            user: args.user.clone(),
-            database: args.database.clone(),
-        };
-        let (kind, target, iam) = target(engine, given, args.via.as_deref(), timeout)?;
+    if single {
+        let request = request(global, ask(Given::from(args), &args.rds)).await?;
+        let target = &request.target;
         let label = format!(
             "{}://{}@{}:{}{}",
-            kind.name(),
+            request.engine()?.name(),
             target.user,
             target.host,
             target.port,
@@ -161,7 +151,7 @@ fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
                 .map(|d| format!("/{d}"))
                 .unwrap_or_default()
         );
-        found.push((label, kind, target, iam));
+        found.push((label, request));
     }
     if found.is_empty() {
         return Err(Error::usage(
@@ -180,8 +170,9 @@ fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
     };
     found
         .into_iter()
-        .map(|(label, kind, target, url_iam)| {
-            let login = if args.iam || url_iam {
+        .map(|(label, Request { kind, target, iam })| {
+            let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
+            let login = if iam {
                 Login::Iam
             } else {
                 let var = kind.password_env();
@@ -203,14 +194,13 @@ fn items(args: &CheckArgs, api: Option<Found>) -> Result<Vec<Item>> {
 }
 
 fn summarize(reports: &[Report], interrupted: Option<u8>, strict: bool) -> Summary {
-    let failed = reports.iter().filter(|r| r.status == "fail").count();
-    let warnings = reports.iter().filter(|r| r.status == "warn").count();
-    let passed = reports.iter().filter(|r| r.status == "ok").count();
+    let count = |s| reports.iter().filter(|r| r.status == s).count();
+    let (failed, warnings, passed) = (count(Status::Fail), count(Status::Warn), count(Status::Ok));
     let worst = reports
         .iter()
-        .filter(|r| r.status == "fail")
-        .map(|r| r.exit_code)
-        .max_by_key(|c| severity(*c));
+        .filter_map(|r| r.failure)
+        .max_by_key(|c| c.severity())
+        .map(Category::exit_code);
     let exit_code = if let Some(signal) = interrupted {
         signal
     } else if let Some(code) = worst {
@@ -241,9 +231,9 @@ fn print(format: OutputFormat, reports: &[Report], summary: &Summary) -> Result<
         .iter()
         .map(|r| {
             vec![
-                r.status.to_uppercase(),
+                r.status.label().to_string(),
                 r.target.clone(),
-                r.stage.unwrap_or("-").to_string(),
+                r.stage.map_or("-", Step::name).to_string(),
                 format!("{:.1} ms", r.total_ms),
                 r.error.clone().unwrap_or_default(),
             ]

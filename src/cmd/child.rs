@@ -5,7 +5,7 @@ use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
 use crate::output;
-use crate::resolve::{Given, Request, Users, ca_file, password, request, via_addr};
+use crate::resolve::{Ask, Given, Request, Users, ca_file, password, request, via_addr};
 use crate::secret::Secret;
 
 /// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
@@ -44,18 +44,17 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
 /// (`--iam`) or the password.
 async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>> {
     let (kind, flags) = (args.engine, &args.target);
-    let typed = Given::from_flags(flags);
-    let Request { target, iam, .. } = request(
-        global,
-        kind,
-        &flags.rds,
-        flags.iam,
-        typed,
-        flags.via.as_deref(),
-        LOOKUP_TIMEOUT,
-        Users::One,
-    )
-    .await?;
+    let ask = Ask {
+        kind: Some(kind),
+        given: Given::from(flags),
+        rds: &flags.rds,
+        iam: flags.iam,
+        via: flags.via.as_deref(),
+        connect_timeout: LOOKUP_TIMEOUT,
+        users: Users::One,
+        env: true,
+    };
+    let Request { target, iam, .. } = request(global, ask).await?;
     let client = native::for_kind(kind);
     client.check(&target, flags.tls)?;
     let secret = if iam {

@@ -13,39 +13,27 @@ use crate::native::{self, ClientConn};
 use crate::net::ConnectError;
 use crate::output::{self, print_info, print_results};
 use crate::proxy::{self, Secrets};
-use crate::resolve::{Given, Request, Users, ca_file, password, request, roots, via_addr};
+use crate::resolve::{Ask, Given, Request, Users, ca_file, password, request, roots, via_addr};
 use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
 use crate::target::Target;
 use crate::tls::TlsPolicy;
 
 pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
-    let typed = Given {
-        url: args.url.clone(),
-        host: args.host.clone(),
-        port: args.port,
-        user: args.user.clone(),
-        database: args.database.clone(),
-    };
+    let given = Given::from(args);
     connect(
         global,
         EngineKind::Postgres,
         &args.rds,
-        typed,
+        given,
         &args.connect,
     )
     .await
 }
 
 pub(crate) async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
-    let typed = Given {
-        url: args.url.clone(),
-        host: args.host.clone(),
-        port: args.port,
-        user: args.user.clone(),
-        database: args.database.clone(),
-    };
-    connect(global, EngineKind::Mysql, &args.rds, typed, &args.connect).await
+    let given = Given::from(args);
+    connect(global, EngineKind::Mysql, &args.rds, given, &args.connect).await
 }
 
 /// Both engines' commands: the target resolved, then [`run`].
@@ -53,25 +41,30 @@ async fn connect(
     global: &GlobalArgs,
     kind: EngineKind,
     rds: &RdsSelector,
-    typed: Given,
+    given: Given,
     args: &ConnectArgs,
 ) -> Result<u8> {
-    let request = request(
-        global,
-        kind,
+    let ask = Ask {
+        kind: Some(kind),
+        given,
         rds,
-        args.iam,
-        typed,
-        args.via.as_deref(),
-        args.connect_timeout.into(),
-        Users::One,
-    )
-    .await?;
-    run(global, request, args).await
+        iam: args.iam,
+        via: args.via.as_deref(),
+        connect_timeout: args.connect_timeout.into(),
+        users: Users::One,
+        env: true,
+    };
+    let request = request(global, ask).await?;
+    run(global, kind, request, args).await
 }
 
-async fn run(global: &GlobalArgs, request: Request, args: &ConnectArgs) -> Result<u8> {
-    let Request { kind, target, iam } = request;
+async fn run(
+    global: &GlobalArgs,
+    kind: EngineKind,
+    request: Request,
+    args: &ConnectArgs,
+) -> Result<u8> {
+    let Request { target, iam, .. } = request;
     let engine = engine::for_kind(kind);
     let native_client = native::for_kind(kind);
     // Without -e or --info the session goes to the native client; it must

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets};
-use crate::resolve::{Given, Request, Users, env, password, request};
+use crate::resolve::{Ask, Given, Request, Users, env, password, request};
 use crate::secret::Secret;
 use crate::tls::TlsPolicy;
 
@@ -30,31 +30,19 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     let kind = args.engine;
     // Everything typed is checked before any I/O.
     let listens = listens(args)?;
-    let (url, host, port) = split_target(args)?;
-    let url_user = url
-        .as_deref()
-        .map(crate::target::UrlTarget::parse)
-        .transpose()?
-        .and_then(|u| u.user);
-    let only_user = args.user.clone().or(url_user);
-    let typed = Given {
-        url,
-        host,
-        port,
-        user: only_user.clone(),
-        database: None,
+    let ask = Ask {
+        kind: Some(kind),
+        given: Given::try_from(args)?,
+        rds: &args.rds,
+        iam: args.iam,
+        via: args.via.as_deref(),
+        connect_timeout: args.connect_timeout.into(),
+        users: Users::Any,
+        env: true,
     };
-    let Request { target, iam, .. } = request(
-        global,
-        kind,
-        &args.rds,
-        args.iam,
-        typed,
-        args.via.as_deref(),
-        args.connect_timeout.into(),
-        Users::Any,
-    )
-    .await?;
+    let Request { target, iam, .. } = request(global, ask).await?;
+    // --user, else the URL's: the only user served.
+    let only_user = Some(target.user.clone()).filter(|u| !u.is_empty());
     let local_password = args.local_password.then(local_password).transpose()?;
     if listens.iter().any(|l| !l.is_local()) && local_password.is_none() {
         output::warn(
@@ -120,27 +108,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         );
     }
     Ok(0)
-}
-
-/// TARGET as a URL, or `HOST[:PORT]` (then as --host / --port).
-fn split_target(args: &ProxyArgs) -> Result<(Option<String>, Option<String>, Option<u16>)> {
-    match args.url.as_deref() {
-        Some(raw) if !raw.contains("://") => {
-            let (host, port) = match raw.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => {
-                    let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                        Error::usage(format!(
-                            "invalid port in {raw:?}: expected HOST[:PORT] or a URL"
-                        ))
-                    })?;
-                    (h.to_string(), Some(port))
-                }
-                _ => (raw.to_string(), None),
-            };
-            Ok((None, Some(host), port.or(args.port)))
-        }
-        _ => Ok((args.url.clone(), args.host.clone(), args.port)),
-    }
 }
 
 /// IAM (credentials loaded now, so that missing ones fail before the

@@ -1,0 +1,344 @@
+//! `rdsconn doctor`'s checks before the connection: region, credentials,
+//! identity and clock, the instance or cluster, IAM auth and policy, the
+//! CA. Each renders one checklist line, OK / WARN / FAIL / SKIP with a fix;
+//! the worst failure gives the exit code.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::aws::{self, RegionSource};
+use crate::ca;
+use crate::cli::{GlobalArgs, OutputFormat, RdsSelector};
+use crate::error::{Category, Error, Result};
+use crate::output::{self, Status};
+use crate::rds::{Database, Rds};
+use crate::target::{EngineKind, Host};
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Line {
+    check: &'static str,
+    status: Status,
+    detail: String,
+    fix: Option<String>,
+    #[serde(skip)]
+    failure: Option<Category>,
+}
+
+#[derive(Default)]
+pub(crate) struct Lines(Vec<Line>);
+
+impl Lines {
+    pub(crate) fn ok(&mut self, check: &'static str, detail: impl Into<String>) {
+        self.push(check, Status::Ok, detail.into(), None, None);
+    }
+
+    pub(crate) fn warn(
+        &mut self,
+        check: &'static str,
+        detail: impl Into<String>,
+        fix: Option<String>,
+    ) {
+        self.push(check, Status::Warn, detail.into(), fix, None);
+    }
+
+    pub(crate) fn fail(
+        &mut self,
+        check: &'static str,
+        detail: impl Into<String>,
+        fix: Option<String>,
+        failure: Category,
+    ) {
+        self.push(check, Status::Fail, detail.into(), fix, Some(failure));
+    }
+
+    pub(crate) fn skip(&mut self, check: &'static str, why: &str) {
+        self.push(check, Status::Skipped, why.to_string(), None, None);
+    }
+
+    /// A failure from an error: its message, hint and category.
+    pub(crate) fn error(&mut self, check: &'static str, e: impl Into<Error>) {
+        let e: Error = e.into();
+        let hint = e.hint().map(str::to_string);
+        self.fail(check, e.one_line(), hint, e.category());
+    }
+
+    fn push(
+        &mut self,
+        check: &'static str,
+        status: Status,
+        detail: String,
+        fix: Option<String>,
+        failure: Option<Category>,
+    ) {
+        self.0.push(Line {
+            check,
+            status,
+            detail,
+            fix,
+            failure,
+        });
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.0.iter().any(|l| l.status == Status::Fail)
+    }
+
+    /// The worst failure's exit code, 0 without one.
+    pub(crate) fn exit_code(&self) -> u8 {
+        self.0
+            .iter()
+            .filter_map(|l| l.failure)
+            .max_by_key(|c| c.severity())
+            .map_or(0, Category::exit_code)
+    }
+
+    /// The checklist on stdout, and the exit code in the JSON document.
+    pub(crate) fn print(&self, format: OutputFormat) -> Result<()> {
+        #[derive(Serialize)]
+        struct Document<'a> {
+            checks: &'a [Line],
+            exit_code: u8,
+        }
+        output::emit(
+            format,
+            &Document {
+                checks: &self.0,
+                exit_code: self.exit_code(),
+            },
+            || {
+                let mut out = String::new();
+                for l in &self.0 {
+                    let _ = writeln!(out, "{:<5} {:<15} {}", l.status.label(), l.check, l.detail);
+                    if let Some(fix) = &l.fix {
+                        let _ = writeln!(out, "{:<21} fix: {fix}", "");
+                    }
+                }
+                out.trim_end().to_string()
+            },
+        )
+    }
+}
+
+/// The region line renders the signing rule itself ([`aws::resolve_region`]):
+/// what doctor says is what every command does.
+pub(crate) fn region_line(
+    lines: &mut Lines,
+    flag: Option<&str>,
+    endpoint: Option<&str>,
+    configured: Option<(String, RegionSource)>,
+) -> Option<String> {
+    let resolved = match aws::resolve_region(flag, endpoint, configured) {
+        Ok(r) => r,
+        Err(e) => {
+            lines.error("region", e);
+            return None;
+        }
+    };
+    let region = resolved.region;
+    match (resolved.warning, resolved.source) {
+        (Some(w), RegionSource::Flag) => lines.warn(
+            "region",
+            w,
+            Some(format!(
+                "drop --region or pass --region {}",
+                endpoint.unwrap_or("the endpoint's region")
+            )),
+        ),
+        (Some(w), _) => lines.warn(
+            "region",
+            w,
+            Some(format!(
+                "export AWS_REGION={region} (or fix the profile's region)"
+            )),
+        ),
+        (None, source) => {
+            let from = match source {
+                RegionSource::Flag => "--region",
+                RegionSource::Endpoint => "from the endpoint name",
+                RegionSource::Environment => "from AWS_REGION",
+                RegionSource::Profile => "from the profile",
+            };
+            lines.ok("region", format!("{region} ({from})"));
+        }
+    }
+    Some(region)
+}
+
+pub(crate) fn credentials_line(lines: &mut Lines, creds: &aws_credential_types::Credentials) {
+    let key = creds.access_key_id();
+    let shown = if key.len() > 8 {
+        format!("{}…{}", &key[..4], &key[key.len() - 4..])
+    } else {
+        "…".to_string()
+    };
+    let kind = if creds.session_token().is_some() {
+        "temporary"
+    } else {
+        "long-term"
+    };
+    match aws::expiry_warning(creds, SystemTime::now(), crate::token::TOKEN_LIFETIME) {
+        Some(w) => lines.warn(
+            "credentials",
+            format!("{kind} key {shown}: {w}"),
+            Some("refresh them (aws sso login, or re-assume the role)".into()),
+        ),
+        None => lines.ok("credentials", format!("{kind} key {shown}")),
+    }
+}
+
+/// STS `GetCallerIdentity` (who the credentials are) and the clock skew
+/// from the response's Date. Returns the account.
+pub(crate) async fn identity_and_clock(
+    lines: &mut Lines,
+    config: &aws_types::SdkConfig,
+) -> Option<String> {
+    let (identity, skew) = aws::caller_identity(config).await;
+    let account = match identity {
+        Ok(id) => {
+            lines.ok("identity", format!("{} (account {})", id.arn, id.account));
+            Some(id.account)
+        }
+        Err(e) => {
+            lines.error(
+                "identity",
+                crate::rds::api_error("sts:GetCallerIdentity", &e),
+            );
+            None
+        }
+    };
+    match skew {
+        Some(skew) => {
+            let detail = format!("local clock {skew:+.0} s from AWS (Date header, ±1 s)");
+            if skew.abs() > aws::MAX_CLOCK_SKEW.as_secs_f64() {
+                lines.fail(
+                    "clock",
+                    detail,
+                    Some("sync the clock (chrony / systemd-timesyncd): SigV4 tokens fail beyond 5 minutes".into()),
+                    Category::Aws,
+                );
+            } else if skew.abs() > 60.0 {
+                lines.warn(
+                    "clock",
+                    detail,
+                    Some("sync the clock (chrony / systemd-timesyncd)".into()),
+                );
+            } else {
+                lines.ok("clock", detail);
+            }
+        }
+        None => lines.skip("clock", "no Date header from AWS"),
+    }
+    account
+}
+
+/// The instance or cluster behind the target.
+pub(crate) async fn database_line(
+    lines: &mut Lines,
+    rds: &Rds,
+    sel: &RdsSelector,
+    engine: Option<EngineKind>,
+    host: Option<&Host>,
+) -> Option<Database> {
+    let lookup = rds.find(sel, host).await;
+    match lookup {
+        Ok(Some(db)) => {
+            let what = format!(
+                "{:#} {} ({} {}, {})",
+                db.kind, db.identifier, db.engine, db.engine_version, db.status
+            );
+            match engine.map(|k| db.expect_engine(k)) {
+                Some(Err(e)) => lines.error("database", e),
+                _ => lines.ok("database", what),
+            }
+            Some(db)
+        }
+        Ok(None) => {
+            lines.warn(
+                "database",
+                format!(
+                    "no instance or cluster in {} has the endpoint {}",
+                    rds.region,
+                    host.map_or("?", Host::as_str)
+                ),
+                Some(
+                    "a custom DNS name or another region? use --instance / --cluster, or --region"
+                        .into(),
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            lines.error("database", e);
+            None
+        }
+    }
+}
+
+pub(crate) fn iam_lines(
+    lines: &mut Lines,
+    db: &Database,
+    region: Option<&str>,
+    account: Option<&str>,
+    user: &str,
+) {
+    match db.expect_iam() {
+        Ok(()) => lines.ok(
+            "iam auth",
+            format!("enabled on {:#} {}", db.kind, db.identifier),
+        ),
+        Err(e) => lines.error("iam auth", e),
+    }
+    match (region, account, &db.resource_id) {
+        (Some(r), Some(a), Some(id)) => {
+            let partition = aws::partition(r);
+            lines.ok(
+                "iam policy",
+                format!(
+                    "allow rds-db:connect on arn:{partition}:rds-db:{r}:{a}:dbuser:{id}/{user}"
+                ),
+            );
+        }
+        _ => lines.skip("iam policy", "account or resource id unknown"),
+    }
+}
+
+/// The instance's CA identifier (e.g. `rds-ca-rsa2048-g1`) among the
+/// bundle's roots for its region.
+pub(crate) fn ca_line(
+    lines: &mut Lines,
+    global: &GlobalArgs,
+    db: &Database,
+    region: Option<&str>,
+) -> Result<()> {
+    let Some(id) = &db.ca_certificate else {
+        lines.skip(
+            "ca",
+            "the API gives no CA identifier (clusters: see their instances)",
+        );
+        return Ok(());
+    };
+    let (roots, _) = ca::roots(global.ca_bundle.as_deref())?;
+    match ca::find_ca_identifier(&roots, id, region, SystemTime::now()) {
+        ca::CaLookup::Unknown => lines.warn(
+            "ca",
+            format!("unknown CA identifier {id:?}"),
+            Some("check `rdsconn ca show` against the instance's CA".into()),
+        ),
+        ca::CaLookup::Found(c) => lines.ok(
+            "ca",
+            format!(
+                "{id}: {} in the bundle, expires {}",
+                c.subject_cn.as_deref().unwrap_or("?"),
+                c.not_after
+            ),
+        ),
+        ca::CaLookup::Missing => lines.warn(
+            "ca",
+            format!("{id} is not in the CA bundle in use"),
+            Some("rdsconn ca fetch (or --ca-bundle with the bundle that has it)".into()),
+        ),
+    }
+    Ok(())
+}
