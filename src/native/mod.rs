@@ -146,17 +146,9 @@ pub fn database_url(
 #[derive(Debug)]
 pub struct NativeClient {
     pub program: PathBuf,
-    pub flavor: Flavor,
-}
-
-/// Which client family a program belongs to: their flags differ.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    Psql,
-    /// Oracle's `mysql` (`--ssl-mode=VERIFY_IDENTITY`).
-    OracleMysql,
-    /// MariaDB's `mariadb` / `mysql` (`--ssl-verify-server-cert`).
-    Mariadb,
+    /// A MySQL client that is MariaDB's (`--ssl-verify-server-cert`), not
+    /// Oracle's (`--ssl-mode=VERIFY_IDENTITY`); always false for psql.
+    pub mariadb: bool,
 }
 
 /// `given` (`--client PATH`, or a name looked up in PATH), else the first

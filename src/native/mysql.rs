@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::{Client, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use super::{Client, ClientConn, EnvVar, Launch, NativeClient};
 use crate::error::Error;
 use crate::target::Target;
 use crate::tls::TlsMode;
@@ -77,8 +77,8 @@ impl Client for Mysql {
         // MariaDB's client may be installed as `mysql` (Debian links it);
         // its flags differ. Only an unrecognised name costs a `--version`.
         let canonical = std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone());
-        let flavor = if canonical.file_name().is_some_and(|n| n == "mariadb") {
-            Flavor::Mariadb
+        let mariadb = if canonical.file_name().is_some_and(|n| n == "mariadb") {
+            true
         } else {
             let version = std::process::Command::new(&program)
                 .arg("--version")
@@ -88,13 +88,9 @@ impl Client for Mysql {
                     Error::new(crate::error::Category::Usage, e)
                         .context(format!("running {} --version", program.display()))
                 })?;
-            if String::from_utf8_lossy(&version.stdout).contains("MariaDB") {
-                Flavor::Mariadb
-            } else {
-                Flavor::OracleMysql
-            }
+            String::from_utf8_lossy(&version.stdout).contains("MariaDB")
         };
-        Ok(NativeClient { program, flavor })
+        Ok(NativeClient { program, mariadb })
     }
 
     fn launch(
@@ -123,9 +119,10 @@ impl Client for Mysql {
             if let Some(db) = &target.database {
                 args.push(format!("--database={db}").into());
             }
-            args.push(match client.flavor {
-                Flavor::Mariadb => "--skip-ssl".into(),
-                Flavor::OracleMysql | Flavor::Psql => "--ssl-mode=DISABLED".into(),
+            args.push(if client.mariadb {
+                "--skip-ssl".into()
+            } else {
+                "--ssl-mode=DISABLED".into()
             });
             args.extend(extra.iter().cloned());
             return Ok(Launch {
@@ -146,21 +143,18 @@ impl Client for Mysql {
         if let Some(db) = &target.database {
             args.push(format!("--database={db}").into());
         }
-        match client.flavor {
-            Flavor::Mariadb => {
-                args.push("--ssl".into());
-                args.push(format!("--ssl-ca={ca}").into());
-                if conn.mode == TlsMode::VerifyFull {
-                    args.push("--ssl-verify-server-cert".into());
-                }
-                // MariaDB's client sends cleartext passwords on its own.
+        if client.mariadb {
+            args.push("--ssl".into());
+            args.push(format!("--ssl-ca={ca}").into());
+            if conn.mode == TlsMode::VerifyFull {
+                args.push("--ssl-verify-server-cert".into());
             }
-            Flavor::OracleMysql | Flavor::Psql => {
-                args.push(format!("--ssl-mode={}", ssl_mode(conn.mode)).into());
-                args.push(format!("--ssl-ca={ca}").into());
-                if conn.iam {
-                    args.push("--enable-cleartext-plugin".into());
-                }
+            // MariaDB's client sends cleartext passwords on its own.
+        } else {
+            args.push(format!("--ssl-mode={}", ssl_mode(conn.mode)).into());
+            args.push(format!("--ssl-ca={ca}").into());
+            if conn.iam {
+                args.push("--enable-cleartext-plugin".into());
             }
         }
         args.extend(extra.iter().cloned());

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::{Client, ClientConn, EnvVar, Flavor, Launch, NativeClient};
+use super::{Client, ClientConn, EnvVar, Launch, NativeClient};
 use crate::error::Error;
 use crate::target::Target;
 use crate::tls::TlsMode;
@@ -55,7 +55,7 @@ impl Client for Postgres {
         )?;
         Ok(NativeClient {
             program,
-            flavor: Flavor::Psql,
+            mariadb: false,
         })
     }
 

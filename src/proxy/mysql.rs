@@ -18,7 +18,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{Config, Report, Stages};
-use crate::engine::mysql::NoPrompter;
 use crate::net::{ConnectError, Stage, ms};
 use crate::target::Target;
 use crate::text::Untrusted;
@@ -198,7 +197,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let handling = relay::Handling {
         credentials: config,
-        prompter: &NoPrompter,
+        prompter: &crate::wire::mysql::NoPrompter,
         ids: Some(state),
     };
     let (traffic, ended) = relay::pump(relayed, &handling).await;
@@ -243,7 +242,9 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 server_name: target.host.as_str(),
                 policy: &config.policy,
             };
-            let result = greeted.login_upstream(upstream, &auth, &NoPrompter).await;
+            let result = greeted
+                .login_upstream(upstream, &auth, &crate::wire::mysql::NoPrompter)
+                .await;
             timed.tls_auth = ms(t);
             *stages
                 .lock()

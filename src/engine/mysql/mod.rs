@@ -120,7 +120,7 @@ async fn connect(
         // (and no terminal questions) then apply.
         let handling = relay::Handling {
             credentials: &auth,
-            prompter: &NoPrompter,
+            prompter: &wire::NoPrompter,
             ids: None,
         };
         relay::pump(relayed, &handling).await;
@@ -141,15 +141,6 @@ fn opts(socket: &Path, target: &Target, local: &Secret) -> OptsBuilder {
         // Known up front, so the driver skips its settings query.
         .max_allowed_packet(Some(1 << 30))
         .wait_timeout(Some(28_800))
-}
-
-/// Nobody to ask: `dialog` questions beyond the password fail.
-pub(crate) struct NoPrompter;
-
-impl wire::Prompter for NoPrompter {
-    fn ask<'a>(&'a self, _prompt: &'a str, _echo: bool) -> BoxFuture<'a, Option<String>> {
-        Box::pin(async { None })
-    }
 }
 
 /// Answers `dialog` questions other than the password on the terminal

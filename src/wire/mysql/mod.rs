@@ -21,9 +21,7 @@ pub(crate) mod relay;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
@@ -234,11 +232,16 @@ pub(crate) async fn start_tls(
 pub(crate) trait Prompter: Send + Sync {
     /// Asks `prompt` (as the server wrote it); `echo` is false for
     /// password-like answers. `None`: nobody can answer.
-    fn ask<'a>(
-        &'a self,
-        prompt: &'a str,
-        echo: bool,
-    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+    fn ask<'a>(&'a self, prompt: &'a str, echo: bool) -> crate::BoxFuture<'a, Option<String>>;
+}
+
+/// Nobody to ask: `dialog` questions beyond the password fail.
+pub(crate) struct NoPrompter;
+
+impl Prompter for NoPrompter {
+    fn ask<'a>(&'a self, _prompt: &'a str, _echo: bool) -> crate::BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Who logs in, and with what.
