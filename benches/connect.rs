@@ -98,7 +98,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// (rdsconn, native client) pairs: MySQL, then PostgreSQL.
 fn clients(bundle: &str) -> [(Client, Client); 2] {
-    let rdsconn = support::BINARY.to_string();
+    let rdsconn = support::bench::rdsconn();
     let my = maria::server(Variant::Localhost).port;
     let pgp = pg::server(Variant::Localhost).port;
     let s = |v: &[&str]| v.iter().map(|a| (*a).to_string()).collect::<Vec<_>>();
@@ -245,13 +245,14 @@ fn check_scaling(bundle: &str, home: &Path, runs: usize) {
     println!();
     println!("| targets | median wall | per target | peak RSS |");
     println!("|---|---|---|---|");
+    let binary = support::bench::rdsconn();
     for n in [1_usize, 10, 50, 200] {
         let file = Path::new(home).join(format!("targets-{n}.txt"));
         let lines: Vec<&str> = (0..n).map(|i| urls[i % 2].as_str()).collect();
         std::fs::write(&file, lines.join("\n")).unwrap();
         let file = file.display().to_string();
         let argv = [
-            support::BINARY,
+            binary.as_str(),
             "--ca-bundle",
             bundle,
             "check",

@@ -195,8 +195,9 @@ fn postgres(env: &TestEnv, ca: &str, seconds: u64, rounds: usize) {
     let via = format!("127.0.0.1:{pg_port}");
     let dir = env.root.path().join("pg-proxy");
     let socket = format!("unix:{}/.s.PGSQL.5432", dir.display());
-    let proxy = ProxyProc::start_quiet(
+    let proxy = ProxyProc::start_binary(
         env,
+        &support::bench::rdsconn(),
         &[
             "postgres",
             "-h",
@@ -322,8 +323,9 @@ fn mysql(env: &TestEnv, ca: &str, seconds: u64, rounds: usize) {
     let via = format!("127.0.0.1:{my_port}");
     let socket = env.root.path().join("my-proxy/mysql.sock");
     let listen = format!("unix:{}", socket.display());
-    let proxy = ProxyProc::start_quiet(
+    let proxy = ProxyProc::start_binary(
         env,
+        &support::bench::rdsconn(),
         &[
             "mysql",
             "-h",

@@ -3,6 +3,7 @@
 # mariadb and psql clients, against the test harness's local servers.
 # Prints the Markdown table for BENCHMARKS.md. Needs root (like the tests).
 #   scripts/bench-connect.sh [RUNS]
+#   RDSCONN_BENCH_BINARY=/path/to/older/rdsconn scripts/bench-connect.sh   # measure another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

@@ -4,6 +4,7 @@
 # MariaDB, against the test harness's local servers. Prints the Markdown
 # tables for BENCHMARKS.md. Needs root (like the tests).
 #   scripts/bench-proxy.sh [SECONDS] [ROUNDS]
+#   RDSCONN_BENCH_BINARY=/path/to/older/rdsconn scripts/bench-proxy.sh   # measure another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

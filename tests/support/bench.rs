@@ -1,5 +1,12 @@
 //! What the benchmarks share: percentiles and running pgbench.
 
+/// The rdsconn binary a benchmark measures: this build, or another one
+/// named by `RDSCONN_BENCH_BINARY` (an earlier build, to compare the same
+/// benchmark's numbers with it).
+pub fn rdsconn() -> String {
+    std::env::var("RDSCONN_BENCH_BINARY").unwrap_or_else(|_| super::BINARY.to_string())
+}
+
 /// The `p` quantile (0.0–1.0) of sorted samples; NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
