@@ -26,8 +26,9 @@ use aws_types::region::Region;
 use crate::error::Category;
 
 /// Whether `s` has the shape of an AWS region name: lowercase words joined
-/// by `-`, a two-letter partition prefix and a trailing number
-/// (`us-east-1`, `us-gov-west-1`, `cn-northwest-1`, `eu-isoe-west-1`); not
+/// by `-`, a two- to four-letter first word and a trailing number
+/// (`us-east-1`, `us-gov-west-1`, `cn-northwest-1`, `eu-isoe-west-1`,
+/// `eusc-de-east-1`); not
 /// `US-EAST-1`, nor an availability zone such as `us-east-1a`.
 pub(crate) fn is_valid_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
@@ -35,7 +36,7 @@ pub(crate) fn is_valid_region(s: &str) -> bool {
         return false;
     };
     words.len() >= 2
-        && words[0].len() == 2
+        && (2..=4).contains(&words[0].len())
         && words
             .iter()
             .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
@@ -339,15 +340,75 @@ pub(crate) async fn caller_identity(
     (identity, skew)
 }
 
+/// An AWS partition: its ARN name and the DNS suffix of its endpoints
+/// (botocore's `partitions.json`; a test holds this table to it).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Partition {
+    pub id: &'static str,
+    pub dns_suffix: &'static str,
+    /// What its region names start with.
+    region_prefixes: &'static [&'static str],
+}
+
+/// Every partition, the more specific region prefixes first (`us-gov-`
+/// before the commercial `us-`), so the first match wins.
+pub(crate) const PARTITIONS: &[Partition] = &[
+    Partition {
+        id: "aws-us-gov",
+        dns_suffix: "amazonaws.com",
+        region_prefixes: &["us-gov-"],
+    },
+    Partition {
+        id: "aws-iso",
+        dns_suffix: "c2s.ic.gov",
+        region_prefixes: &["us-iso-"],
+    },
+    Partition {
+        id: "aws-iso-b",
+        dns_suffix: "sc2s.sgov.gov",
+        region_prefixes: &["us-isob-"],
+    },
+    Partition {
+        id: "aws-iso-e",
+        dns_suffix: "cloud.adc-e.uk",
+        region_prefixes: &["eu-isoe-"],
+    },
+    Partition {
+        id: "aws-iso-f",
+        dns_suffix: "csp.hci.ic.gov",
+        region_prefixes: &["us-isof-"],
+    },
+    Partition {
+        id: "aws-eusc",
+        dns_suffix: "amazonaws.eu",
+        region_prefixes: &["eusc-"],
+    },
+    Partition {
+        id: "aws-cn",
+        dns_suffix: "amazonaws.com.cn",
+        region_prefixes: &["cn-"],
+    },
+    Partition {
+        id: "aws",
+        dns_suffix: "amazonaws.com",
+        region_prefixes: &[
+            "us-", "eu-", "ap-", "sa-", "ca-", "me-", "af-", "il-", "mx-",
+        ],
+    },
+];
+
+/// The partition a region is in (botocore's rule: the region's pattern,
+/// else the commercial partition).
+pub(crate) fn partition_of(region: &str) -> &'static Partition {
+    PARTITIONS
+        .iter()
+        .find(|p| p.region_prefixes.iter().any(|pre| region.starts_with(pre)))
+        .unwrap_or(&PARTITIONS[PARTITIONS.len() - 1])
+}
+
 /// The ARN partition of a region.
 pub(crate) fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
+    partition_of(region).id
 }
 
 #[cfg(test)]

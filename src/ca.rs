@@ -33,6 +33,126 @@ use crate::files::{self, Lock};
 /// The global RDS CA bundle shipped with this build (see `certs/README.md`).
 pub(crate) const EMBEDDED_PEM: &[u8] = include_bytes!("../certs/rds-global-bundle.pem");
 
+/// The Amazon Trust Services roots (Amazon Root CA 1–4, Starfield Services
+/// Root G2; see `certs/amazon-trust/README.md`): what RDS Proxy and Aurora
+/// DSQL certificates, issued by ACM, chain to.
+pub(crate) const AMAZON_TRUST_PEM: &str = concat!(
+    include_str!("../certs/amazon-trust/Amazon_Root_CA_1.crt"),
+    include_str!("../certs/amazon-trust/Amazon_Root_CA_2.crt"),
+    include_str!("../certs/amazon-trust/Amazon_Root_CA_3.crt"),
+    include_str!("../certs/amazon-trust/Amazon_Root_CA_4.crt"),
+    include_str!("../certs/amazon-trust/Starfield_Services_Root_Certificate_Authority_-_G2.crt"),
+);
+
+/// The cache file name of [`AMAZON_TRUST_PEM`], for native clients.
+const AMAZON_TRUST_NAME: &str = "amazon-trust";
+
+/// Which roots a connection trusts. Chosen from the endpoint's class,
+/// never both sets for one name, never the system store; `--ca-bundle`
+/// replaces either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Trust {
+    /// The RDS CA bundle: DB instance and cluster endpoints (and names
+    /// rdsconn cannot classify).
+    RdsBundle,
+    /// The Amazon Trust Services roots: RDS Proxy and Aurora DSQL.
+    AmazonTrust,
+}
+
+impl Trust {
+    pub(crate) fn for_class(class: crate::target::EndpointClass) -> Self {
+        if class.uses_amazon_trust() {
+            Self::AmazonTrust
+        } else {
+            Self::RdsBundle
+        }
+    }
+
+    /// The roots a host name gets: its class's (a name that is not even
+    /// valid gets the RDS bundle; resolution refuses it anyway).
+    pub(crate) fn for_host(host: &crate::target::Host) -> Self {
+        host.endpoint()
+            .map_or(Self::RdsBundle, |e| Self::for_class(e.class))
+    }
+
+    pub(crate) const fn describe(self) -> &'static str {
+        match self {
+            Self::RdsBundle => "the RDS CA bundle",
+            Self::AmazonTrust => "the Amazon Trust Services roots",
+        }
+    }
+}
+
+/// The embedded Amazon Trust Services roots as a bundle.
+pub(crate) fn amazon_trust() -> Result<Bundle, InvalidBundle> {
+    let certs = validate(AMAZON_TRUST_PEM.as_bytes())?;
+    Ok(Bundle {
+        source: Source::Embedded,
+        pem: Cow::Borrowed(AMAZON_TRUST_PEM.as_bytes()),
+        certs,
+    })
+}
+
+/// The roots for `trust`: `--ca-bundle` (`file`) whatever the class, else
+/// the RDS bundle ([`roots`]) or the embedded Amazon Trust roots; built
+/// once per process.
+pub(crate) fn roots_for(
+    file: Option<&Path>,
+    trust: Trust,
+) -> Result<(Arc<Roots>, Vec<String>), CaError> {
+    static AMAZON: OnceLock<Arc<Roots>> = OnceLock::new();
+    if file.is_some() || trust == Trust::RdsBundle {
+        return roots(file);
+    }
+    if let Some(store) = AMAZON.get() {
+        return Ok((Arc::clone(store), Vec::new()));
+    }
+    let bundle = amazon_trust().map_err(|source| CaError::InvalidFile {
+        path: PathBuf::from("<embedded Amazon Trust Services roots>"),
+        source,
+    })?;
+    let store = AMAZON.get_or_init(|| Arc::new(bundle.roots()));
+    Ok((Arc::clone(store), Vec::new()))
+}
+
+/// A PEM file with the roots for `trust`, for native clients: the
+/// `--ca-bundle` file, else [`ensure_path`]'s RDS bundle, else the Amazon
+/// Trust roots written to the cache.
+pub(crate) fn ensure_path_for(
+    cache: &Cache,
+    opts: &LoadOptions<'_>,
+    trust: Trust,
+) -> Result<PathOutcome, CaError> {
+    if opts.file.is_some() || trust == Trust::RdsBundle {
+        return ensure_path(cache, opts);
+    }
+    let pem = AMAZON_TRUST_PEM.as_bytes();
+    let sha = sha256_hex(pem);
+    let _lock = cache.lock_exclusive()?;
+    if let Ok(Some(c)) = cache.read_locked(AMAZON_TRUST_NAME)
+        && c.meta.sha256 == sha
+    {
+        return Ok(PathOutcome {
+            path: absolute(c.path),
+            warnings: Vec::new(),
+        });
+    }
+    let meta = Meta {
+        origin: Origin::Embedded,
+        url: None,
+        etag: None,
+        last_modified: None,
+        written_at: unix_now(),
+        sha256: sha,
+    };
+    let path = cache.write_locked(AMAZON_TRUST_NAME, pem, &meta)?;
+    Ok(PathOutcome {
+        path: absolute(path),
+        warnings: Vec::new(),
+    })
+}
+
 /// Largest bundle accepted from the network or disk. The global bundle is
 /// about 165 KB; anything near this cap is not an RDS bundle.
 pub(crate) const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
@@ -953,6 +1073,29 @@ mod tests {
         let roots = bundle.roots();
         assert_eq!(roots.store.len(), 108);
         assert_eq!(roots.certs.len(), 108);
+    }
+
+    #[test]
+    fn amazon_trust_roots_are_the_five_the_readme_lists() {
+        let bundle = amazon_trust().unwrap();
+        assert_eq!(bundle.certs.len(), 5);
+        assert_eq!(bundle.roots().store.len(), 5);
+        let readme = include_str!("../certs/amazon-trust/README.md");
+        for cert in &bundle.certs {
+            let fingerprint = sha256_hex(cert)
+                .as_bytes()
+                .chunks(2)
+                .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(":");
+            assert!(
+                readme.contains(&fingerprint),
+                "certs/amazon-trust/README.md does not list {fingerprint}"
+            );
+        }
+        // No certificate of one set is in the other.
+        let rds = Bundle::embedded().unwrap();
+        assert!(bundle.certs.iter().all(|c| !rds.certs.contains(c)));
     }
 
     #[test]

@@ -308,16 +308,34 @@ pub enum CaCommand {
     /// first (no network). With --region, a fetched regional bundle is used
     /// when present; otherwise the global bundle, which holds every region's
     /// roots.
+    ///
+    /// With --for HOST: the file with the roots that host's certificate must
+    /// chain to (RDS Proxy and Aurora DSQL names: the Amazon Trust Services
+    /// roots).
     #[command(after_help = AFTER_HELP)]
-    Path,
+    Path(CaForArgs),
 
     /// List the certificates of the bundle in use, with expiry.
     ///
     /// Shows where the bundle came from (embedded, cache, or --ca-bundle),
     /// its sha256, and per certificate the subject, region, key type and
     /// expiry. Expired and soon-expiring (< 90 days) certificates are flagged.
+    ///
+    /// With --for HOST: which roots that host gets and why (its endpoint
+    /// class: RDS DB instance/cluster names the RDS bundle, RDS Proxy and
+    /// Aurora DSQL names the Amazon Trust Services roots; --ca-bundle
+    /// replaces either), then those roots.
     #[command(after_help = AFTER_HELP)]
-    Show,
+    Show(CaForArgs),
+}
+
+/// `ca path` and `ca show`.
+#[derive(Debug, Default, Args)]
+pub struct CaForArgs {
+    /// The endpoint host name whose roots to use, e.g.
+    /// myproxy.proxy-abc123.us-east-1.rds.amazonaws.com.
+    #[arg(long = "for", value_name = "HOST")]
+    pub for_host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +374,17 @@ pub struct TokenArgs {
 
     #[command(flatten)]
     pub rds: RdsSelector,
+
+    /// An Aurora DSQL token (`DbConnect`; `DbConnectAdmin` for the user
+    /// admin) even though the host is not an `ID.dsql.REGION.on.aws` name
+    /// (those get one anyway).
+    #[arg(long)]
+    pub dsql: bool,
+
+    /// Aurora DSQL tokens only: how long the token is accepted (at most
+    /// 604800s, one week) [default: 15m].
+    #[arg(long, value_name = "DURATION", value_parser = dsql_lifetime)]
+    pub expires_in: Option<humantime::Duration>,
 
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
@@ -804,6 +833,17 @@ pub struct ManArgs {
 /// typo, and deadlines computed from it would overflow.
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_hours(24);
 
+/// `token --expires-in`: 1 s to one week, Aurora DSQL's bounds.
+fn dsql_lifetime(raw: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = raw
+        .parse()
+        .map_err(|e| format!("{e} (expected e.g. 15m, 1h, 7days)"))?;
+    if d.is_zero() || *d > crate::token::DSQL_MAX_LIFETIME {
+        return Err("a DSQL token lives 1s to 604800s (one week)".into());
+    }
+    Ok(d)
+}
+
 /// A duration flag (`30s`, `2m`, `1h 30m`), at most [`MAX_DURATION`].
 fn duration(raw: &str) -> Result<humantime::Duration, String> {
     let d: humantime::Duration = raw.parse().map_err(|e| format!("{e}"))?;
@@ -850,7 +890,7 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Ca(CaArgs {
-                action: CaCommand::Path
+                action: CaCommand::Path(CaForArgs { for_host: None })
             })
         ));
     }

@@ -15,8 +15,8 @@ use crate::error::Result;
 use crate::net::ConnectError;
 use crate::output;
 use crate::secret::Secret;
-use crate::target::Host;
-use crate::token::{self, TOKEN_LIFETIME, TokenRequest};
+use crate::target::{EndpointClass, Host};
+use crate::token::{self, DsqlTokenRequest, TOKEN_LIFETIME, TokenRequest};
 
 /// How long a minted token is reused for new connections of the same
 /// user (RDS accepts it for 15 minutes; connections already open are not
@@ -28,6 +28,8 @@ pub(crate) struct Minted {
     pub token: String,
     pub region: String,
     pub issued_at: SystemTime,
+    /// How long it is accepted.
+    pub lifetime: Duration,
     /// What it was signed with (for minting more, as the proxy does).
     pub credentials: Credentials,
 }
@@ -42,26 +44,104 @@ pub(crate) async fn mint(
     port: u16,
     user: &str,
 ) -> Result<Minted> {
+    mint_with(global, host, port, user, |_| {}).await
+}
+
+/// [`mint`], with `adjust` setting what `rdsconn token` may choose (a
+/// DSQL token for any name, its lifetime).
+pub(crate) async fn mint_with(
+    global: &GlobalArgs,
+    host: &Host,
+    port: u16,
+    user: &str,
+    adjust: impl FnOnce(&mut Sign<'_>),
+) -> Result<Minted> {
     let region = signing_region(global, host).await?;
     let creds = aws::credentials(global.profile.as_deref(), &region).await?;
     let now = SystemTime::now();
-    if let Some(w) = aws::expiry_warning(&creds, now, TOKEN_LIFETIME) {
+    let mut req = Sign::new(host, port, user, &region);
+    adjust(&mut req);
+    if let Some(w) = aws::expiry_warning(&creds, now, req.lifetime()) {
         output::warn(w);
     }
-    let req = TokenRequest {
-        host,
-        port,
-        user,
-        region: &region,
-    };
-    let token = token::generate(&creds, &req, now)?;
+    let token = sign(&creds, &req, now)?;
+    let lifetime = req.lifetime();
     Ok(Minted {
         token,
         region,
         issued_at: now,
+        lifetime,
         credentials: creds,
     })
 }
+
+/// What a token is for. The endpoint's class picks the kind: an Aurora
+/// DSQL name gets a DSQL token (`DbConnectAdmin` for the `admin` role),
+/// every other name an RDS one.
+pub(crate) struct Sign<'a> {
+    pub host: &'a Host,
+    pub port: u16,
+    pub user: &'a str,
+    pub region: &'a str,
+    /// A DSQL token whatever the name (`token --dsql`: a custom DNS name).
+    pub dsql: bool,
+    /// DSQL only: the token's lifetime [default: 15 minutes].
+    pub expires_in: Option<Duration>,
+}
+
+impl<'a> Sign<'a> {
+    pub(crate) fn new(host: &'a Host, port: u16, user: &'a str, region: &'a str) -> Self {
+        Self {
+            host,
+            port,
+            user,
+            region,
+            dsql: false,
+            expires_in: None,
+        }
+    }
+
+    /// Whether this is a DSQL token.
+    pub(crate) fn is_dsql(&self) -> bool {
+        self.dsql
+            || self
+                .host
+                .endpoint()
+                .is_ok_and(|e| e.class == EndpointClass::Dsql)
+    }
+
+    /// How long the token is accepted.
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.expires_in.unwrap_or(TOKEN_LIFETIME)
+    }
+}
+
+/// Signs the token `req` describes.
+pub(crate) fn sign(
+    creds: &Credentials,
+    req: &Sign<'_>,
+    now: SystemTime,
+) -> Result<String, token::TokenError> {
+    if req.is_dsql() {
+        let dsql = DsqlTokenRequest {
+            host: req.host,
+            region: req.region,
+            admin: req.user == DSQL_ADMIN,
+            expires_in: req.lifetime(),
+        };
+        return token::generate_dsql(creds, &dsql, now);
+    }
+    let rds = TokenRequest {
+        host: req.host,
+        port: req.port,
+        user: req.user,
+        region: req.region,
+    };
+    token::generate(creds, &rds, now)
+}
+
+/// Aurora DSQL's administrator role: its tokens are for `DbConnectAdmin`.
+pub(crate) const DSQL_ADMIN: &str = "admin";
 
 /// The region tokens for `host` are signed for: `--region`, else the
 /// endpoint's, else the AWS config's (a disagreement is warned about).
@@ -124,15 +204,9 @@ impl TokenCache {
             return Ok(token.clone());
         }
         let creds = self.fresh_credentials(now).await?;
-        let req = TokenRequest {
-            host: &self.host,
-            port: self.port,
-            user,
-            region: &self.region,
-        };
-        let token = Secret::new(
-            token::generate(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?,
-        );
+        let req = Sign::new(&self.host, self.port, user, &self.region);
+        let token =
+            Secret::new(sign(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?);
         tracing::debug!(user, "minted an IAM token");
         make_room(&mut tokens, now);
         tokens.insert(

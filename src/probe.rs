@@ -58,6 +58,8 @@ pub(crate) struct Item {
     pub kind: EngineKind,
     pub target: Target,
     pub login: Login,
+    /// The TLS mode and the roots for this endpoint's class.
+    pub policy: TlsPolicy,
 }
 
 /// How a target authenticates.
@@ -112,7 +114,6 @@ pub(crate) struct Report {
 /// What every check needs, shared by the tasks.
 pub(crate) struct Settings {
     pub global: GlobalArgs,
-    pub policy: TlsPolicy,
     pub query: String,
     pub warn_days: i64,
     pub wait: Option<Duration>,
@@ -205,13 +206,7 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     // TLS, with rdsconn's verifier
     let t = Instant::now();
     let peer = Arc::new(PeerChain::default());
-    let upgrade = upgrade(
-        item.kind,
-        stream,
-        target.host.as_str(),
-        &settings.policy,
-        &peer,
-    );
+    let upgrade = upgrade(item.kind, stream, target.host.as_str(), &item.policy, &peer);
     match within(remaining(), "TLS handshake", upgrade).await {
         Ok(p) => {
             run.report.tls_protocol.clone_from(&p.protocol);
@@ -264,7 +259,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
         .saturating_sub(t.elapsed())
         .max(Duration::from_millis(1));
     let mut session = match engine::for_kind(item.kind)
-        .connect(&bounded, &auth, &settings.policy)
+        .connect(&bounded, &auth, &item.policy)
         .await
     {
         Ok(s) => {

@@ -19,7 +19,7 @@ use crate::output;
 use crate::rds::Rds;
 use crate::secret::Secret;
 use crate::target::Target;
-use crate::target::{EngineKind, Host, UrlTarget, validate_database, validate_user};
+use crate::target::{EndpointClass, EngineKind, Host, UrlTarget, validate_database, validate_user};
 
 /// Host, port, user and database as the user gave them, before defaults.
 #[derive(Default)]
@@ -197,29 +197,35 @@ async fn lookup(
     Ok(Some(Found { kind, host, port }))
 }
 
+/// The database of an Aurora DSQL cluster.
+const DSQL_DATABASE: &str = "postgres";
+
 /// An environment variable, if set and not empty.
 pub(crate) fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
-/// The roots for in-process verification, warnings printed.
-pub(crate) fn roots(global: &GlobalArgs) -> Result<std::sync::Arc<ca::Roots>> {
-    let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
+/// The roots for in-process verification of `host` (by its endpoint
+/// class, or `--ca-bundle`), warnings printed.
+pub(crate) fn roots(global: &GlobalArgs, host: &Host) -> Result<std::sync::Arc<ca::Roots>> {
+    let trust = ca::Trust::for_host(host);
+    let (roots, warnings) = ca::roots_for(global.ca_bundle.as_deref(), trust)?;
     for w in warnings {
         output::warn(w);
     }
     Ok(roots)
 }
 
-/// A PEM file with the same bundle, for child processes.
-pub(crate) fn ca_file(global: &GlobalArgs) -> Result<PathBuf> {
+/// A PEM file with the same roots, for child processes.
+pub(crate) fn ca_file(global: &GlobalArgs, host: &Host) -> Result<PathBuf> {
     let cache = ca::Cache::from_env()?;
-    let outcome = ca::ensure_path(
+    let outcome = ca::ensure_path_for(
         &cache,
         &ca::LoadOptions {
             file: global.ca_bundle.as_deref(),
             region: None,
         },
+        ca::Trust::for_host(host),
     )?;
     for w in &outcome.warnings {
         output::warn(w);
@@ -327,6 +333,22 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
             );
         }
     };
+    // Aurora DSQL speaks PostgreSQL; its one database is `postgres`.
+    let dsql = host
+        .endpoint()
+        .is_ok_and(|e| e.class == EndpointClass::Dsql);
+    let kind = match kind {
+        Some(EngineKind::Mysql) if dsql => {
+            return Err(Error::usage(format!(
+                "{host} is an Aurora DSQL endpoint, which speaks PostgreSQL, not MySQL"
+            )));
+        }
+        None if dsql => Some(EngineKind::Postgres),
+        k => k,
+    };
+    if dsql && given.database.is_none() && url.as_ref().is_none_or(|u| u.database.is_none()) {
+        given.database = Some(DSQL_DATABASE.to_string());
+    }
     let port = given
         .port
         .or(url.as_ref().and_then(|u| u.port))

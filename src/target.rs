@@ -104,6 +104,12 @@ impl Host {
         if raw.is_empty() {
             return Err(bad("the host is empty"));
         }
+        // A fully qualified name (`NAME.`, as `dig` prints it) is the same
+        // name: signed, sent as SNI and verified without the dot.
+        let raw = match raw.strip_suffix('.') {
+            Some(r) if !r.is_empty() && !r.ends_with('.') && !r.contains(':') => r,
+            _ => raw,
+        };
         if raw.chars().any(char::is_whitespace) {
             return Err(bad("host names cannot contain spaces"));
         }
@@ -150,36 +156,118 @@ impl Host {
         }
     }
 
-    /// The AWS region an RDS endpoint name carries, if it is one.
-    ///
-    /// Commercial and GovCloud `*.REGION.rds.amazonaws.com`, China
-    /// `*.rds.REGION.amazonaws.com.cn` (and `*.REGION.rds.amazonaws.com.cn`).
-    /// Instance, cluster, `cluster-ro-`, custom and proxy endpoints all have
-    /// these shapes. An RDS-looking name whose region label is not a region
-    /// is an error rather than "no region", so a typo is not signed for
-    /// another region.
+    /// The AWS region an endpoint name carries, if it is an RDS or DSQL
+    /// name (see [`Host::endpoint`]).
     pub fn rds_region(&self) -> Result<Option<String>, TargetError> {
+        Ok(self.endpoint()?.region)
+    }
+
+    /// What kind of AWS endpoint the name is, and its region.
+    ///
+    /// RDS names in every partition: `*.REGION.rds.SUFFIX` (SUFFIX the
+    /// partition's DNS suffix, e.g. `amazonaws.com`, `amazonaws.com.cn`,
+    /// `amazonaws.eu`, `c2s.ic.gov`), and China's `*.rds.REGION.amazonaws.com.cn`.
+    /// Instance, cluster (`cluster-`, `cluster-ro-`, `cluster-custom-`),
+    /// Blue/Green and Limitless names are DB endpoints; a `proxy-ID` label
+    /// before the region (`NAME.proxy-ID.…`, `NAME.endpoint.proxy-ID.…`)
+    /// makes an RDS Proxy endpoint. Aurora DSQL: `ID.dsql.REGION.on.aws`.
+    /// An AWS-looking name whose region label is not a region is an error
+    /// rather than "no region", so a typo is not signed for another region.
+    pub fn endpoint(&self) -> Result<Endpoint, TargetError> {
         let lower = self.0.to_ascii_lowercase();
-        let label = if let Some(rest) = lower.strip_suffix(".rds.amazonaws.com") {
-            rest.rsplit('.').next()
-        } else if let Some(rest) = lower.strip_suffix(".amazonaws.com.cn") {
-            let mut labels = rest.rsplit('.');
-            match (labels.next(), labels.next()) {
-                (Some("rds"), Some(region)) | (Some(region), Some("rds")) => Some(region),
-                _ => None,
-            }
-        } else {
-            None
+        let labels: Vec<&str> = lower.rsplit('.').collect();
+        let (class, region) = match labels.as_slice() {
+            ["aws", "on", region, "dsql", _, ..] => (EndpointClass::Dsql, *region),
+            _ => match rds_labels(&lower) {
+                Some((region, id)) => {
+                    let class = if id.is_some_and(|l| l.starts_with("proxy-")) {
+                        EndpointClass::Proxy
+                    } else {
+                        EndpointClass::Database
+                    };
+                    (class, region)
+                }
+                None => {
+                    return Ok(Endpoint {
+                        class: EndpointClass::Other,
+                        region: None,
+                    });
+                }
+            },
         };
-        match label {
-            None => Ok(None),
-            Some(l) if aws::is_valid_region(l) => Ok(Some(l.to_string())),
-            Some(l) => Err(TargetError::BadEndpointRegion {
+        if !aws::is_valid_region(region) {
+            return Err(TargetError::BadEndpointRegion {
                 host: self.0.clone(),
-                label: l.to_string(),
-            }),
+                label: region.to_string(),
+            });
+        }
+        Ok(Endpoint {
+            class,
+            region: Some(region.to_string()),
+        })
+    }
+}
+
+/// The region label of an RDS name and the label before it (the
+/// instance, cluster or proxy id), in any partition.
+fn rds_labels(lower: &str) -> Option<(&str, Option<&str>)> {
+    let mut suffixes: Vec<&str> = aws::PARTITIONS.iter().map(|p| p.dns_suffix).collect();
+    // `amazonaws.com.cn` before `amazonaws.com`.
+    suffixes.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    suffixes.dedup();
+    suffixes.into_iter().find_map(|suffix| {
+        let rest = lower.strip_suffix(suffix)?.strip_suffix('.')?;
+        let mut labels = rest.rsplit('.');
+        match (labels.next(), labels.next()) {
+            (Some("rds"), Some(region)) => Some((region, labels.next())),
+            (Some(region), Some("rds")) if suffix == "amazonaws.com.cn" => {
+                Some((region, labels.next()))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// What kind of AWS endpoint a host name is; it decides the token and the
+/// roots its certificate must chain to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointClass {
+    /// An RDS DB instance or Aurora cluster endpoint: the RDS CA bundle.
+    Database,
+    /// An RDS Proxy endpoint: ACM certificates, Amazon Trust Services roots.
+    Proxy,
+    /// An Aurora DSQL cluster endpoint: a `dsql` token, Amazon Trust
+    /// Services roots.
+    Dsql,
+    /// Any other name (a custom DNS name, an IP address): treated as a DB
+    /// endpoint.
+    Other,
+}
+
+impl EndpointClass {
+    /// Its name in text output.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::Database => "RDS DB instance or cluster endpoint",
+            Self::Proxy => "RDS Proxy endpoint",
+            Self::Dsql => "Aurora DSQL cluster endpoint",
+            Self::Other => "not an AWS endpoint name (treated as an RDS DB endpoint)",
         }
     }
+
+    /// Whether its certificates come from ACM (Amazon Trust Services
+    /// roots) rather than the RDS CA.
+    pub const fn uses_amazon_trust(self) -> bool {
+        matches!(self, Self::Proxy | Self::Dsql)
+    }
+}
+
+/// A host name's endpoint class and the region it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub class: EndpointClass,
+    pub region: Option<String>,
 }
 
 impl fmt::Display for Host {
@@ -404,7 +492,6 @@ mod tests {
             "my host",
             "a..b",
             ".a",
-            "a.",
             "[::1",
             "::g",
             "host:5432",
@@ -458,6 +545,138 @@ mod tests {
                 .rds_region()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn endpoint_classes_of_real_shaped_names() {
+        use EndpointClass::{Database, Dsql, Other, Proxy};
+        let cases = [
+            (
+                "mydb.c9akciq32.us-east-1.rds.amazonaws.com",
+                Database,
+                Some("us-east-1"),
+            ),
+            (
+                "app.cluster-c9akciq32.eu-west-1.rds.amazonaws.com",
+                Database,
+                Some("eu-west-1"),
+            ),
+            (
+                "app.cluster-ro-c9akciq32.eu-west-1.rds.amazonaws.com",
+                Database,
+                Some("eu-west-1"),
+            ),
+            (
+                "rep.cluster-custom-c9akciq32.ap-south-1.rds.amazonaws.com",
+                Database,
+                Some("ap-south-1"),
+            ),
+            (
+                "mydb-green-abcdef.c9akciq32.us-east-2.rds.amazonaws.com",
+                Database,
+                Some("us-east-2"),
+            ),
+            (
+                "lim.shardgrp-c9akciq32.us-west-2.rds.amazonaws.com",
+                Database,
+                Some("us-west-2"),
+            ),
+            (
+                "db.abc.rds.cn-north-1.amazonaws.com.cn",
+                Database,
+                Some("cn-north-1"),
+            ),
+            (
+                "db.abc.cn-northwest-1.rds.amazonaws.com.cn",
+                Database,
+                Some("cn-northwest-1"),
+            ),
+            (
+                "db.abc.us-gov-west-1.rds.amazonaws.com",
+                Database,
+                Some("us-gov-west-1"),
+            ),
+            (
+                "db.abc.us-iso-east-1.rds.c2s.ic.gov",
+                Database,
+                Some("us-iso-east-1"),
+            ),
+            (
+                "db.abc.us-isob-east-1.rds.sc2s.sgov.gov",
+                Database,
+                Some("us-isob-east-1"),
+            ),
+            (
+                "db.abc.eu-isoe-west-1.rds.cloud.adc-e.uk",
+                Database,
+                Some("eu-isoe-west-1"),
+            ),
+            (
+                "db.abc.us-isof-south-1.rds.csp.hci.ic.gov",
+                Database,
+                Some("us-isof-south-1"),
+            ),
+            (
+                "db.abc.eusc-de-east-1.rds.amazonaws.eu",
+                Database,
+                Some("eusc-de-east-1"),
+            ),
+            (
+                "myproxy.proxy-c9akciq32.us-east-1.rds.amazonaws.com",
+                Proxy,
+                Some("us-east-1"),
+            ),
+            (
+                "ro.endpoint.proxy-c9akciq32.us-east-1.rds.amazonaws.com",
+                Proxy,
+                Some("us-east-1"),
+            ),
+            (
+                "p.proxy-abc.rds.cn-north-1.amazonaws.com.cn",
+                Proxy,
+                Some("cn-north-1"),
+            ),
+            (
+                "MYPROXY.PROXY-ABC.US-EAST-1.RDS.AMAZONAWS.COM",
+                Proxy,
+                Some("us-east-1"),
+            ),
+            (
+                "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws",
+                Dsql,
+                Some("us-east-1"),
+            ),
+            ("ABC.DSQL.EU-WEST-1.ON.AWS", Dsql, Some("eu-west-1")),
+            ("db.internal.example.com", Other, None),
+            ("proxy-abc.example.com", Other, None),
+            ("dsql.us-east-1.on.aws", Other, None),
+            ("10.0.0.5", Other, None),
+            ("::1", Other, None),
+        ];
+        for (name, class, region) in cases {
+            let e = Host::parse(name).unwrap().endpoint().unwrap();
+            assert_eq!((e.class, e.region.as_deref()), (class, region), "{name}");
+        }
+        // A region label that is not a region is an error, not "no region".
+        for bad in [
+            "p.proxy-abc.useast1.rds.amazonaws.com",
+            "x.dsql.nowhere.on.aws",
+        ] {
+            assert!(Host::parse(bad).unwrap().endpoint().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_trailing_dot_is_the_same_name() {
+        let h = Host::parse("mydb.abc.us-east-1.rds.amazonaws.com.").unwrap();
+        assert_eq!(h.as_str(), "mydb.abc.us-east-1.rds.amazonaws.com");
+        assert_eq!(h.rds_region().unwrap().as_deref(), Some("us-east-1"));
+        for bad in [".", "a..", "a.b..", "..", "[::1]."] {
+            assert!(Host::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let url =
+            UrlTarget::parse("postgres://app@db.abc.eu-west-1.rds.amazonaws.com.:5432/d").unwrap();
+        assert_eq!(url.host.as_str(), "db.abc.eu-west-1.rds.amazonaws.com");
     }
 
     #[test]

@@ -16,6 +16,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 
+use crate::target::EndpointClass;
+
 /// How the server certificate is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -217,8 +219,11 @@ pub enum TlsFailure {
         expected: String,
         presented: Vec<String>,
     },
-    /// The chain does not lead to a root in the CA bundle.
-    UnknownCa,
+    /// The chain does not lead to a trusted root; `expected` is the
+    /// endpoint name (its class decides which roots it gets).
+    UnknownCa {
+        expected: String,
+    },
     Expired,
     NotYetValid,
     Revoked,
@@ -245,7 +250,11 @@ impl TlsFailure {
                     expected: expected.to_string(),
                     presented: presented(),
                 },
-                CertificateError::UnknownIssuer | CertificateError::BadSignature => Self::UnknownCa,
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    Self::UnknownCa {
+                        expected: expected.to_string(),
+                    }
+                }
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                     Self::Expired
                 }
@@ -261,16 +270,34 @@ impl TlsFailure {
 
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::WrongName { expected, presented } if class_of(expected) == EndpointClass::Other => {
+                let rds_name = presented
+                    .iter()
+                    .find(|n| class_of(n) != EndpointClass::Other)
+                    .map_or("the RDS endpoint name", String::as_str);
+                Some(format!(
+                    "{expected} is not an RDS endpoint name; if it is a CNAME of one, pass {rds_name} as --host \
+                     and {expected}:PORT as --via (the token and the check stay with the RDS name)"
+                ))
+            }
             Self::WrongName { .. } => Some(
                 "connect with the RDS endpoint name as --host and send traffic elsewhere with --via; \
                  --tls verify-ca skips only the name check"
                     .into(),
             ),
-            Self::UnknownCa => Some(
-                "the server's certificate does not chain to the RDS CA bundle: run `rdsconn ca fetch`, \
-                 or pass the right bundle with --ca-bundle"
-                    .into(),
-            ),
+            Self::UnknownCa { expected } => Some(match class_of(expected) {
+                EndpointClass::Proxy | EndpointClass::Dsql => format!(
+                    "{expected} gets the Amazon Trust Services roots (RDS Proxy and Aurora DSQL \
+                     certificates come from ACM; see `rdsconn ca show --for {expected}`); \
+                     --ca-bundle replaces them"
+                ),
+                EndpointClass::Database | EndpointClass::Other => {
+                    "the server's certificate does not chain to the RDS CA bundle: run `rdsconn ca fetch`, \
+                     or pass the right bundle with --ca-bundle (an RDS Proxy behind another name: \
+                     pass the proxy's name as --host and this one as --via)"
+                        .into()
+                }
+            }),
             Self::Expired => Some("the server certificate has expired; rotate it (RDS: modify the instance's CA)".into()),
             Self::NoTls => Some("enable TLS on the server (RDS always offers it); rdsconn never connects without it".into()),
             _ => None,
@@ -295,9 +322,19 @@ impl fmt::Display for TlsFailure {
                 "server certificate is not valid for {expected:?} (it is for: {})",
                 presented.join(", ")
             ),
-            Self::UnknownCa => f.write_str(
-                "server certificate is not trusted: issued by a CA outside the CA bundle",
-            ),
+            Self::UnknownCa { expected } => {
+                let roots = if class_of(expected) == EndpointClass::Other
+                    || class_of(expected) == EndpointClass::Database
+                {
+                    "the RDS CA bundle"
+                } else {
+                    "the Amazon Trust Services roots"
+                };
+                write!(
+                    f,
+                    "server certificate is not trusted: issued by a CA outside {roots} (or --ca-bundle)"
+                )
+            }
             Self::Expired => f.write_str("server certificate has expired"),
             Self::NotYetValid => {
                 f.write_str("server certificate is not valid yet (check the local clock)")
@@ -310,3 +347,10 @@ impl fmt::Display for TlsFailure {
 }
 
 impl std::error::Error for TlsFailure {}
+
+/// The endpoint class of a name (`Other` for one that does not parse).
+fn class_of(name: &str) -> EndpointClass {
+    crate::target::Host::parse(name)
+        .and_then(|h| h.endpoint())
+        .map_or(EndpointClass::Other, |e| e.class)
+}

@@ -1,5 +1,7 @@
 //! IAM database auth tokens: pure `(credentials, endpoint, user, region,
-//! time) -> token`, byte-identical to botocore's `generate_db_auth_token`.
+//! time) -> token`, byte-identical to botocore's `generate_db_auth_token`
+//! (RDS) and `generate_db_connect[_admin]_auth_token` (Aurora DSQL:
+//! [`generate_dsql`]).
 //!
 //! A token is a SigV4 presigned `GET https://HOST:PORT/?Action=connect&DBUser=…`
 //! for the `rds-db` service, valid 900 s, with the `https://` prefix dropped.
@@ -54,7 +56,21 @@ impl crate::error::Categorized for TokenError {
     }
 }
 
-/// Builds the token for `req`, signed with `creds` at `time`.
+/// What an Aurora DSQL token is signed for: the host only (no port, no
+/// user), `DbConnect`, or `DbConnectAdmin` for the `admin` role.
+#[derive(Debug, Clone, Copy)]
+pub struct DsqlTokenRequest<'a> {
+    pub host: &'a Host,
+    pub region: &'a str,
+    pub admin: bool,
+    /// At most [`DSQL_MAX_LIFETIME`]; botocore's default is 900 s.
+    pub expires_in: Duration,
+}
+
+/// The longest lifetime Aurora DSQL accepts for a token (one week).
+pub const DSQL_MAX_LIFETIME: Duration = Duration::from_hours(7 * 24);
+
+/// Builds the RDS token for `req`, signed with `creds` at `time`.
 pub fn generate(
     creds: &Credentials,
     req: &TokenRequest<'_>,
@@ -70,16 +86,77 @@ pub fn generate(
     } else {
         authority.to_ascii_lowercase()
     };
+    let signing = Signing {
+        service: "rds-db",
+        region: req.region,
+        expires_in: TOKEN_LIFETIME,
+        time,
+    };
+    presign(creds, &authority, &signed_host, &action, &signing)
+}
 
+/// Builds the Aurora DSQL token for `req`, byte-identical to botocore's
+/// `generate_db_connect_auth_token` / `generate_db_connect_admin_auth_token`:
+/// `HOST/?Action=DbConnect[Admin]&X-Amz-…`, service `dsql`.
+pub fn generate_dsql(
+    creds: &Credentials,
+    req: &DsqlTokenRequest<'_>,
+    time: SystemTime,
+) -> Result<String, TokenError> {
+    if req.expires_in.is_zero() || req.expires_in > DSQL_MAX_LIFETIME {
+        return Err(TokenError(format!(
+            "a DSQL token lives 1 s to {} s, not {} s",
+            DSQL_MAX_LIFETIME.as_secs(),
+            req.expires_in.as_secs()
+        )));
+    }
+    let authority = req.host.for_url();
+    let action = if req.admin {
+        "Action=DbConnectAdmin"
+    } else {
+        "Action=DbConnect"
+    };
+    let signing = Signing {
+        service: "dsql",
+        region: req.region,
+        expires_in: req.expires_in,
+        time,
+    };
+    presign(
+        creds,
+        &authority,
+        &authority.to_ascii_lowercase(),
+        action,
+        &signing,
+    )
+}
+
+/// The SigV4 parameters of a presign.
+struct Signing<'a> {
+    service: &'a str,
+    region: &'a str,
+    expires_in: Duration,
+    time: SystemTime,
+}
+
+/// `AUTHORITY/?ACTION&X-Amz-…&X-Amz-Signature=…`: `GET
+/// https://SIGNED_HOST/?ACTION` presigned in the query string.
+fn presign(
+    creds: &Credentials,
+    authority: &str,
+    signed_host: &str,
+    action: &str,
+    signing: &Signing<'_>,
+) -> Result<String, TokenError> {
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(TOKEN_LIFETIME);
+    settings.expires_in = Some(signing.expires_in);
     let identity = creds.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
-        .region(req.region)
-        .name("rds-db")
-        .time(time)
+        .region(signing.region)
+        .name(signing.service)
+        .time(signing.time)
         .settings(settings)
         .build()
         .map_err(|e| TokenError(e.to_string()))?
@@ -88,7 +165,7 @@ pub fn generate(
     let request = SignableRequest::new(
         "GET",
         uri,
-        std::iter::once(("host", signed_host.as_str())),
+        std::iter::once(("host", signed_host)),
         // botocore's SigV4QueryAuth (unlike S3's) signs the empty body's
         // sha256, not UNSIGNED-PAYLOAD.
         SignableBody::Bytes(&[]),

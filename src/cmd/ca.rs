@@ -5,12 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::ca::Trust;
 use crate::ca::{
     self, Bundle, CaError, Cache, CertInfo, Expiry, FetchOptions, FetchStatus, LoadOptions, Source,
 };
-use crate::cli::{CaArgs, CaCommand, CaFetchArgs, GlobalArgs, OutputFormat};
+use crate::cli::{CaArgs, CaCommand, CaFetchArgs, CaForArgs, GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::output;
+use crate::target::{EndpointClass, Host};
 
 pub(crate) async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
     let region = global.region.as_deref();
@@ -23,8 +25,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
     };
     match &args.action {
         CaCommand::Fetch(fetch_args) => fetch(global, fetch_args).await,
-        CaCommand::Path => path(global.output, &opts),
-        CaCommand::Show => show(global.output, &opts),
+        CaCommand::Path(a) => path(global.output, &opts, trust_for(&opts, a)?.as_ref()),
+        CaCommand::Show(a) => show(global.output, &opts, trust_for(&opts, a)?.as_ref()),
     }
 }
 
@@ -76,13 +78,84 @@ async fn spin(msg: &'static str) {
     }
 }
 
-fn path(format: OutputFormat, opts: &LoadOptions<'_>) -> Result<u8> {
+/// `--for HOST`: the host, its endpoint class and region, and the roots
+/// that class gets; part of `ca show --output json`.
+#[derive(Serialize)]
+struct TrustFor {
+    host: String,
+    class: EndpointClass,
+    region: Option<String>,
+    partition: Option<&'static str>,
+    /// `rds-bundle`, `amazon-trust`, or `ca-bundle` (the --ca-bundle file).
+    roots: &'static str,
+    why: String,
+    #[serde(skip)]
+    trust: Trust,
+}
+
+fn trust_for(opts: &LoadOptions<'_>, args: &CaForArgs) -> Result<Option<TrustFor>> {
+    let Some(raw) = &args.for_host else {
+        return Ok(None);
+    };
+    let host = Host::parse(raw)?;
+    let endpoint = host.endpoint()?;
+    let trust = Trust::for_class(endpoint.class);
+    let (roots, why) = if opts.file.is_some() {
+        (
+            "ca-bundle",
+            "--ca-bundle replaces the roots of every endpoint class".to_string(),
+        )
+    } else {
+        let roots = match trust {
+            Trust::RdsBundle => "rds-bundle",
+            Trust::AmazonTrust => "amazon-trust",
+        };
+        let why = match endpoint.class {
+            EndpointClass::Proxy | EndpointClass::Dsql => {
+                "its certificate is issued by AWS Certificate Manager".to_string()
+            }
+            EndpointClass::Database => "its certificate is issued by the RDS CA".to_string(),
+            EndpointClass::Other => {
+                "an unrecognised name gets the RDS CA bundle (a CNAME of a proxy: pass the proxy's name as --host)"
+                    .to_string()
+            }
+        };
+        (roots, format!("{}: {why}", trust.describe()))
+    };
+    Ok(Some(TrustFor {
+        host: host.as_str().to_string(),
+        class: endpoint.class,
+        partition: endpoint.region.as_deref().map(crate::aws::partition),
+        region: endpoint.region,
+        roots,
+        why,
+        trust,
+    }))
+}
+
+impl TrustFor {
+    fn text(&self) -> String {
+        let at = match (&self.region, self.partition) {
+            (Some(r), Some(p)) => format!(" (region {r}, partition {p})"),
+            _ => String::new(),
+        };
+        format!(
+            "host:          {}\nclass:         {}{at}\nroots:         {}\n",
+            self.host,
+            self.class.describe(),
+            self.why
+        )
+    }
+}
+
+fn path(format: OutputFormat, opts: &LoadOptions<'_>, trust: Option<&TrustFor>) -> Result<u8> {
     #[derive(Serialize)]
     struct PathJson<'a> {
         path: &'a std::path::Path,
     }
     let cache = Cache::from_env()?;
-    let outcome = ca::ensure_path(&cache, opts)?;
+    let trust = trust.map_or(Trust::RdsBundle, |t| t.trust);
+    let outcome = ca::ensure_path_for(&cache, opts, trust)?;
     for w in &outcome.warnings {
         output::warn(w);
     }
@@ -99,6 +172,8 @@ fn path(format: OutputFormat, opts: &LoadOptions<'_>) -> Result<u8> {
 /// `ca show --output json`: field names are part of the documented interface.
 #[derive(Serialize)]
 struct ShowJson<'a> {
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    for_host: Option<&'a TrustFor>,
     source: SourceJson<'a>,
     sha256: String,
     bytes: usize,
@@ -169,19 +244,29 @@ fn describe_source(s: &SourceJson<'_>) -> String {
     }
 }
 
-fn show(format: OutputFormat, opts: &LoadOptions<'_>) -> Result<u8> {
+fn show(format: OutputFormat, opts: &LoadOptions<'_>, trust: Option<&TrustFor>) -> Result<u8> {
     let cache = if opts.file.is_some() {
         None
     } else {
         Cache::from_env().ok()
     };
-    let (bundle, warnings) = ca::load(cache.as_ref(), opts)?;
+    let (bundle, warnings) = match trust {
+        Some(t) if t.trust == Trust::AmazonTrust && opts.file.is_none() => {
+            let bundle = ca::amazon_trust().map_err(|source| CaError::InvalidFile {
+                path: "<embedded Amazon Trust Services roots>".into(),
+                source,
+            })?;
+            (bundle, Vec::new())
+        }
+        _ => ca::load(cache.as_ref(), opts)?,
+    };
     for w in &warnings {
         output::warn(w);
     }
     let certs = ca::inspect(&bundle.certs, SystemTime::now());
     let count = |s| certs.iter().filter(|c| c.status == s).count();
     let view = ShowJson {
+        for_host: trust,
         source: source_json(&bundle),
         sha256: bundle.sha256(),
         bytes: bundle.pem.len(),
@@ -222,8 +307,9 @@ fn show_text(view: &ShowJson<'_>) -> String {
             ]
         })
         .collect();
+    let trust = view.for_host.map(TrustFor::text).unwrap_or_default();
     format!(
-        "source:        {}\nsha256:        {}\ncertificates:  {} ({} expired, {} expiring within {} days)\n\n{}",
+        "{trust}source:        {}\nsha256:        {}\ncertificates:  {} ({} expired, {} expiring within {} days)\n\n{}",
         describe_source(&view.source),
         view.sha256,
         view.summary.total,

@@ -12,14 +12,15 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::ca;
 use crate::cli::RdsSelector;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
 use crate::error::{Category, Error, Result};
 use crate::output;
 use crate::output::Status;
 use crate::probe::{Item, Login, Report, Settings, Step, check_with_retries};
-use crate::resolve::{Ask, Given, Request, Users, env, request, stdin_password, target_lines};
+use crate::resolve::{
+    Ask, Given, Request, Users, env, request, roots, stdin_password, target_lines,
+};
 use crate::secret::Secret;
 use crate::signals::StopSignals;
 use crate::tls::TlsPolicy;
@@ -44,17 +45,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     // Installed first: a signal that comes at any point is seen.
     let mut stop = StopSignals::install()?;
     let items = items(global, args).await?;
-    let (roots, warnings) = ca::roots(global.ca_bundle.as_deref())?;
-    for w in warnings {
-        output::warn(w);
-    }
-    let policy = TlsPolicy {
-        mode: args.tls,
-        roots,
-    };
     let settings = Arc::new(Settings {
         global: global.clone(),
-        policy,
         query: args.query.clone(),
         warn_days: i64::from(args.warn_cert_days),
         wait: args.wait.map(Into::into),
@@ -183,11 +175,16 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
                     ))
                 })?)
             };
+            let policy = TlsPolicy {
+                mode: args.tls,
+                roots: roots(global, &target.host)?,
+            };
             Ok(Item {
                 label,
                 kind,
                 target,
                 login,
+                policy,
             })
         })
         .collect()

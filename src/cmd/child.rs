@@ -68,7 +68,7 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
             target.host.as_str(),
         )?
     };
-    let ca_file = ca_file(global)?;
+    let ca_file = ca_file(global, &target.host)?;
     let conn = ClientConn {
         target: &target,
         secret: &secret,

@@ -84,7 +84,7 @@ async fn run(
     };
     let policy = TlsPolicy {
         mode: args.tls,
-        roots: roots(global)?,
+        roots: roots(global, &target.host)?,
     };
     let mut minted = None;
     let auth = if iam {
@@ -133,7 +133,7 @@ async fn run(
             return through_proxy(native_client, client, kind, &target, policy, secrets, args)
                 .await;
         }
-        let ca_file = ca_file(global)?;
+        let ca_file = ca_file(global, &target.host)?;
         let conn = ClientConn {
             target: &target,
             secret: auth.secret(),

@@ -185,12 +185,12 @@ async fn connection_lines(
     target: Target,
     login: Login,
 ) -> Result<()> {
+    let policy = TlsPolicy {
+        mode: args.target.tls,
+        roots: roots(global, &target.host)?,
+    };
     let settings = Settings {
         global: global.clone(),
-        policy: TlsPolicy {
-            mode: args.target.tls,
-            roots: roots(global)?,
-        },
         query: "SELECT 1".into(),
         warn_days: 30,
         wait: None,
@@ -201,6 +201,7 @@ async fn connection_lines(
         kind,
         target,
         login,
+        policy,
     };
     let report = probe::check_once(&item, &settings).await;
     for stage in &report.stages {

@@ -50,10 +50,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         );
     }
 
-    let (roots, warnings) = crate::ca::roots(global.ca_bundle.as_deref())?;
-    for w in warnings {
-        output::warn(w);
-    }
+    let roots = crate::resolve::roots(global, &target.host)?;
     let secrets = secrets(global, args, &target, iam, only_user.as_deref()).await?;
 
     let config = Config {

@@ -4,12 +4,11 @@ use serde::Serialize;
 
 use crate::cli::MAX_DURATION;
 use crate::cli::{GlobalArgs, TokenArgs};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::iam;
 use crate::output;
 use crate::resolve::{Ask, Given, Users, request};
-use crate::target::Target;
-use crate::token::TOKEN_LIFETIME;
+use crate::target::{EndpointClass, Target};
 
 /// `token --output json`; field names are part of the documented interface.
 #[derive(Serialize)]
@@ -39,7 +38,20 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     let Target {
         host, port, user, ..
     } = request(global, ask).await?.target;
-    let minted = iam::mint(global, &host, port, &user).await?;
+    let dsql = args.dsql
+        || host
+            .endpoint()
+            .is_ok_and(|e| e.class == EndpointClass::Dsql);
+    if args.expires_in.is_some() && !dsql {
+        return Err(Error::usage(
+            "--expires-in is for Aurora DSQL tokens; an RDS token is accepted for 15 minutes",
+        ));
+    }
+    let minted = iam::mint_with(global, &host, port, &user, |req| {
+        req.dsql = args.dsql;
+        req.expires_in = args.expires_in.map(Into::into);
+    })
+    .await?;
     let json = TokenJson {
         token: &minted.token,
         host: host.as_str(),
@@ -47,7 +59,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
         user: &user,
         region: &minted.region,
         issued_at: humantime::format_rfc3339_seconds(minted.issued_at).to_string(),
-        expires_at: humantime::format_rfc3339_seconds(minted.issued_at + TOKEN_LIFETIME)
+        expires_at: humantime::format_rfc3339_seconds(minted.issued_at + minted.lifetime)
             .to_string(),
     };
     output::emit(global.output, &json, || minted.token.clone())?;
