@@ -548,6 +548,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one table of names
     fn endpoint_classes_of_real_shaped_names() {
         use EndpointClass::{Database, Dsql, Other, Proxy};
         let cases = [

@@ -26,7 +26,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     // All input is checked before any file or network access, except the
     // RDS API lookup of --instance / --cluster.
     let ask = Ask {
-        kind: args.engine,
+        // A DSQL endpoint speaks PostgreSQL (the port is not signed).
+        kind: args
+            .engine
+            .or(args.dsql.then_some(crate::target::EngineKind::Postgres)),
         given: Given::from(args),
         rds: &args.rds,
         iam: true,

@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod connect;
 mod directory;
+mod endpoints;
 mod handoff;
 mod hostile;
 mod proxy;

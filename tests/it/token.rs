@@ -14,12 +14,12 @@ use serde_json::{Value, json};
 
 use crate::support::{Run, TestEnv, python};
 
-const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const SESSION: &str = "FwoGZXIvYXdzEJr//////////wEaDAbc+/def=GHI%jkl";
+pub(crate) const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub(crate) const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+pub(crate) const SESSION: &str = "FwoGZXIvYXdzEJr//////////wEaDAbc+/def=GHI%jkl";
 
 /// Tokens from botocore for each case, in order.
-fn oracle(cases: &[Value]) -> Vec<String> {
+pub(crate) fn oracle(cases: &[Value]) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/botocore_token.py");
     let mut child = Command::new(python())
         .arg(script)
@@ -59,7 +59,7 @@ fn oracle(cases: &[Value]) -> Vec<String> {
     tokens
 }
 
-fn creds(session: Option<&str>) -> aws_credential_types::Credentials {
+pub(crate) fn creds(session: Option<&str>) -> aws_credential_types::Credentials {
     aws_credential_types::Credentials::new(AKID, SECRET, session.map(str::to_string), None, "test")
 }
 
