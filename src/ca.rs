@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws;
 use crate::error::{Category, error_line};
 use crate::files::{self, Lock};
+use crate::target::{EndpointClass, Host};
 
 /// The global RDS CA bundle shipped with this build (see `certs/README.md`).
 pub(crate) const EMBEDDED_PEM: &[u8] = include_bytes!("../certs/rds-global-bundle.pem");
@@ -82,6 +83,59 @@ impl Trust {
             Self::AmazonTrust => "the Amazon Trust Services roots",
         }
     }
+}
+
+/// `ca show --for HOST`: the host, its endpoint class and region, and the
+/// roots that class gets; part of `ca show --output json`.
+#[derive(Serialize)]
+pub(crate) struct TrustFor {
+    pub host: String,
+    pub class: EndpointClass,
+    pub region: Option<String>,
+    pub partition: Option<&'static str>,
+    /// `rds-bundle`, `amazon-trust`, or `ca-bundle` (the --ca-bundle file).
+    pub roots: &'static str,
+    pub why: String,
+    #[serde(skip)]
+    pub trust: Trust,
+}
+
+/// What `ca show --for HOST` reports for `raw` (`file`: `--ca-bundle` was
+/// given, and replaces every class's roots).
+pub(crate) fn trust_for(raw: &str, file: bool) -> Result<TrustFor, crate::target::TargetError> {
+    let host = Host::parse(raw)?;
+    let endpoint = host.endpoint()?;
+    let trust = Trust::for_class(endpoint.class);
+    let (roots, why) = if file {
+        (
+            "ca-bundle",
+            "--ca-bundle replaces the roots of every endpoint class".to_string(),
+        )
+    } else {
+        let roots = match trust {
+            Trust::RdsBundle => "rds-bundle",
+            Trust::AmazonTrust => "amazon-trust",
+        };
+        let why = match endpoint.class {
+            EndpointClass::Proxy | EndpointClass::Dsql => {
+                "its certificate is issued by AWS Certificate Manager"
+            }
+            EndpointClass::Database => "its certificate is issued by the RDS CA",
+            EndpointClass::Other => {
+                "an unrecognised name gets the RDS CA bundle (a CNAME of a proxy: pass the proxy's name as --host)"
+            }
+        };
+        (roots, format!("{}: {why}", trust.describe()))
+    };
+    Ok(TrustFor {
+        host: host.as_str().to_string(),
+        class: endpoint.class,
+        partition: endpoint.region.as_deref().map(aws::partition),
+        region: endpoint.region,
+        roots,
+        why,
+        trust,
+    })
 }
 
 /// The embedded Amazon Trust Services roots as a bundle.

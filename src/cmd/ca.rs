@@ -5,14 +5,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::ca::Trust;
 use crate::ca::{
     self, Bundle, CaError, Cache, CertInfo, Expiry, FetchOptions, FetchStatus, LoadOptions, Source,
 };
+use crate::ca::{Trust, TrustFor};
 use crate::cli::{CaArgs, CaCommand, CaFetchArgs, CaForArgs, GlobalArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::output;
-use crate::target::{EndpointClass, Host};
 
 pub(crate) async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
     let region = global.region.as_deref();
@@ -78,74 +77,26 @@ async fn spin(msg: &'static str) {
     }
 }
 
-/// `--for HOST`: the host, its endpoint class and region, and the roots
-/// that class gets; part of `ca show --output json`.
-#[derive(Serialize)]
-struct TrustFor {
-    host: String,
-    class: EndpointClass,
-    region: Option<String>,
-    partition: Option<&'static str>,
-    /// `rds-bundle`, `amazon-trust`, or `ca-bundle` (the --ca-bundle file).
-    roots: &'static str,
-    why: String,
-    #[serde(skip)]
-    trust: Trust,
-}
-
+/// `--for HOST`, read.
 fn trust_for(opts: &LoadOptions<'_>, args: &CaForArgs) -> Result<Option<TrustFor>> {
-    let Some(raw) = &args.for_host else {
-        return Ok(None);
-    };
-    let host = Host::parse(raw)?;
-    let endpoint = host.endpoint()?;
-    let trust = Trust::for_class(endpoint.class);
-    let (roots, why) = if opts.file.is_some() {
-        (
-            "ca-bundle",
-            "--ca-bundle replaces the roots of every endpoint class".to_string(),
-        )
-    } else {
-        let roots = match trust {
-            Trust::RdsBundle => "rds-bundle",
-            Trust::AmazonTrust => "amazon-trust",
-        };
-        let why = match endpoint.class {
-            EndpointClass::Proxy | EndpointClass::Dsql => {
-                "its certificate is issued by AWS Certificate Manager".to_string()
-            }
-            EndpointClass::Database => "its certificate is issued by the RDS CA".to_string(),
-            EndpointClass::Other => {
-                "an unrecognised name gets the RDS CA bundle (a CNAME of a proxy: pass the proxy's name as --host)"
-                    .to_string()
-            }
-        };
-        (roots, format!("{}: {why}", trust.describe()))
-    };
-    Ok(Some(TrustFor {
-        host: host.as_str().to_string(),
-        class: endpoint.class,
-        partition: endpoint.region.as_deref().map(crate::aws::partition),
-        region: endpoint.region,
-        roots,
-        why,
-        trust,
-    }))
+    args.for_host
+        .as_deref()
+        .map(|h| ca::trust_for(h, opts.file.is_some()))
+        .transpose()
+        .map_err(Into::into)
 }
 
-impl TrustFor {
-    fn text(&self) -> String {
-        let at = match (&self.region, self.partition) {
-            (Some(r), Some(p)) => format!(" (region {r}, partition {p})"),
-            _ => String::new(),
-        };
-        format!(
-            "host:          {}\nclass:         {}{at}\nroots:         {}\n",
-            self.host,
-            self.class.describe(),
-            self.why
-        )
-    }
+fn trust_text(t: &TrustFor) -> String {
+    let at = match (&t.region, t.partition) {
+        (Some(r), Some(p)) => format!(" (region {r}, partition {p})"),
+        _ => String::new(),
+    };
+    format!(
+        "host:          {}\nclass:         {}{at}\nroots:         {}\n",
+        t.host,
+        t.class.describe(),
+        t.why
+    )
 }
 
 fn path(format: OutputFormat, opts: &LoadOptions<'_>, trust: Option<&TrustFor>) -> Result<u8> {
@@ -307,7 +258,7 @@ fn show_text(view: &ShowJson<'_>) -> String {
             ]
         })
         .collect();
-    let trust = view.for_host.map(TrustFor::text).unwrap_or_default();
+    let trust = view.for_host.map(trust_text).unwrap_or_default();
     format!(
         "{trust}source:        {}\nsha256:        {}\ncertificates:  {} ({} expired, {} expiring within {} days)\n\n{}",
         describe_source(&view.source),
