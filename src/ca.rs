@@ -166,7 +166,12 @@ pub(crate) fn roots_for(
         path: PathBuf::from("<embedded Amazon Trust Services roots>"),
         source,
     })?;
-    let store = AMAZON.get_or_init(|| Arc::new(bundle.roots()));
+    let store = AMAZON.get_or_init(|| {
+        Arc::new(Roots {
+            name: AMAZON_ROOTS,
+            ..bundle.roots()
+        })
+    });
     Ok((Arc::clone(store), Vec::new()))
 }
 
@@ -387,12 +392,24 @@ impl Bundle {
                 certs.push(cert.clone());
             }
         }
+        let name = match self.source {
+            Source::File(_) => FILE_ROOTS,
+            Source::Embedded | Source::Cache { .. } => RDS_ROOTS,
+        };
         Roots {
             store: Arc::new(store),
             certs,
+            name,
         }
     }
 }
+
+/// [`Roots::name`] of the RDS CA bundle.
+pub(crate) const RDS_ROOTS: &str = "the RDS CA bundle";
+/// [`Roots::name`] of the Amazon Trust Services roots.
+pub(crate) const AMAZON_ROOTS: &str = "the Amazon Trust Services roots";
+/// [`Roots::name`] of a `--ca-bundle` file.
+pub(crate) const FILE_ROOTS: &str = "the --ca-bundle file";
 
 /// The roots TLS verification trusts: one root store for rdsconn's own
 /// rustls configs, and the same certificates as DER for drivers that build
@@ -401,6 +418,9 @@ impl Bundle {
 pub struct Roots {
     pub store: Arc<rustls::RootCertStore>,
     pub certs: Vec<CertificateDer<'static>>,
+    /// Which set this is, for error messages ("the RDS CA bundle", "the
+    /// Amazon Trust Services roots", "the --ca-bundle file").
+    pub name: &'static str,
 }
 
 /// What rdsconn records next to a cached bundle.

@@ -608,11 +608,24 @@ pub struct RdsSelector {
     /// With --cluster: its reader endpoint.
     #[arg(long, requires = "cluster")]
     pub reader: bool,
+
+    /// Look up this RDS Proxy's endpoint and engine family through the RDS
+    /// API (its certificate chains to the Amazon Trust Services roots).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["instance", "cluster", "proxy_endpoint"])]
+    pub proxy: Option<String>,
+
+    /// Look up this RDS Proxy endpoint (a proxy's custom endpoint) through
+    /// the RDS API.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["instance", "cluster"])]
+    pub proxy_endpoint: Option<String>,
 }
 
 impl RdsSelector {
     pub fn is_set(&self) -> bool {
-        self.instance.is_some() || self.cluster.is_some()
+        self.instance.is_some()
+            || self.cluster.is_some()
+            || self.proxy.is_some()
+            || self.proxy_endpoint.is_some()
     }
 }
 

@@ -365,7 +365,12 @@ pub(crate) async fn tls_handshake(
             Ok((tls_stream, summary))
         }
         Err(e) => Err(match find_rustls(&e) {
-            Some(r) => ConnectError::Tls(TlsFailure::from_rustls(r, server_name, &peer.get())),
+            Some(r) => ConnectError::Tls(TlsFailure::from_rustls(
+                r,
+                server_name,
+                &peer.get(),
+                tls.roots.name,
+            )),
             None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
         }),
     }

@@ -244,10 +244,22 @@ pub(crate) async fn database_line(
     let lookup = rds.find(sel, host).await;
     match lookup {
         Ok(Some(db)) => {
-            let what = format!(
-                "{:#} {} ({} {}, {})",
-                db.kind, db.identifier, db.engine, db.engine_version, db.status
-            );
+            let what = if db.kind.is_proxy() {
+                let tls = if db.require_tls == Some(true) {
+                    ", TLS required"
+                } else {
+                    ""
+                };
+                format!(
+                    "{:#} {} ({}, {}{tls})",
+                    db.kind, db.identifier, db.engine, db.status
+                )
+            } else {
+                format!(
+                    "{:#} {} ({} {}, {})",
+                    db.kind, db.identifier, db.engine, db.engine_version, db.status
+                )
+            };
             match engine.map(|k| db.expect_engine(k)) {
                 Some(Err(e)) => lines.error("database", e),
                 _ => lines.ok("database", what),
@@ -302,6 +314,23 @@ pub(crate) fn iam_lines(
         }
         _ => lines.skip("iam policy", "account or resource id unknown"),
     }
+    if db.kind.is_proxy() {
+        // The proxy logs in to the database itself: with end-to-end IAM
+        // its role needs rds-db:connect there too.
+        match &db.role_arn {
+            Some(role) => lines.ok(
+                "proxy role",
+                format!(
+                    "{role}: for end-to-end IAM it needs rds-db:connect on the database's dbuser ARN (else secretsmanager:GetSecretValue for its secrets)"
+                ),
+            ),
+            None => lines.warn(
+                "proxy role",
+                format!("{:#} {} has no IAM role", db.kind, db.identifier),
+                Some("give the proxy a role that can reach the database's credentials (aws rds modify-db-proxy --role-arn …)".into()),
+            ),
+        }
+    }
 }
 
 /// The instance's CA identifier (e.g. `rds-ca-rsa2048-g1`) among the
@@ -312,6 +341,13 @@ pub(crate) fn ca_line(
     db: &Database,
     region: Option<&str>,
 ) -> Result<()> {
+    if db.kind.is_proxy() {
+        lines.ok(
+            "ca",
+            "RDS Proxy presents an ACM certificate: the Amazon Trust Services roots (embedded) verify it",
+        );
+        return Ok(());
+    }
     let Some(id) = &db.ca_certificate else {
         lines.skip(
             "ca",

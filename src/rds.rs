@@ -11,7 +11,9 @@ use std::time::Duration;
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
 use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
-use aws_sdk_rds::types::{DbCluster, DbInstance};
+use aws_sdk_rds::operation::describe_db_proxies::DescribeDBProxiesError;
+use aws_sdk_rds::operation::describe_db_proxy_endpoints::DescribeDBProxyEndpointsError;
+use aws_sdk_rds::types::{DbCluster, DbInstance, DbProxy, DbProxyEndpoint, IamAuthMode};
 use serde::Serialize;
 
 use crate::aws;
@@ -57,6 +59,12 @@ pub(crate) enum RdsError {
     InstanceNotFound { id: String, region: String },
     #[error("DB cluster {id:?} not found in {region}")]
     ClusterNotFound { id: String, region: String },
+    #[error("{what} {id:?} not found in {region}")]
+    ProxyNotFound {
+        what: DbKind,
+        id: String,
+        region: String,
+    },
     #[error("the RDS API call {operation} failed: {message}")]
     Api {
         operation: &'static str,
@@ -99,7 +107,9 @@ impl Categorized for RdsError {
     fn hint(&self) -> Option<String> {
         match self {
             Self::Aws(e) => e.hint(),
-            Self::InstanceNotFound { .. } | Self::ClusterNotFound { .. } => Some(
+            Self::InstanceNotFound { .. }
+            | Self::ClusterNotFound { .. }
+            | Self::ProxyNotFound { .. } => Some(
                 "check the identifier and the region (--region, AWS_REGION); `rdsconn ls` lists what this account has there"
                     .into(),
             ),
@@ -107,6 +117,12 @@ impl Categorized for RdsError {
                 "check network access to the RDS API (or AWS_ENDPOINT_URL_RDS for a VPC endpoint) and the rds:Describe* permissions"
                     .into(),
             ),
+            Self::IamDisabled {
+                what: DbKind::Proxy | DbKind::ProxyEndpoint,
+                id,
+            } => Some(format!(
+                "set IAMAuth to REQUIRED (or ENABLED) in the proxy's authentication: aws rds modify-db-proxy --db-proxy-name {id} --auth …; its IAM role also needs rds-db:connect for end-to-end IAM"
+            )),
             Self::IamDisabled { what, id } => Some(format!(
                 "enable it: aws rds modify-db-{what:#} --db-{what:#}-identifier {id} --enable-iam-database-authentication --apply-immediately"
             )),
@@ -213,7 +229,77 @@ impl Rds {
             })
     }
 
-    /// Every instance and cluster in the region (all pages).
+    /// One proxy by name.
+    pub(crate) async fn proxy(&self, name: &str) -> Result<Database, RdsError> {
+        let not_found = || RdsError::ProxyNotFound {
+            what: DbKind::Proxy,
+            id: name.to_string(),
+            region: self.region.clone(),
+        };
+        let out = self
+            .client
+            .describe_db_proxies()
+            .db_proxy_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(DescribeDBProxiesError::is_db_proxy_not_found_fault)
+                {
+                    not_found()
+                } else {
+                    api_error("DescribeDBProxies", &e)
+                }
+            })?;
+        out.db_proxies()
+            .first()
+            .map(Database::from_proxy)
+            .ok_or_else(not_found)
+    }
+
+    /// One proxy endpoint by name, with its proxy's settings.
+    pub(crate) async fn proxy_endpoint(&self, name: &str) -> Result<Database, RdsError> {
+        let not_found = || RdsError::ProxyNotFound {
+            what: DbKind::ProxyEndpoint,
+            id: name.to_string(),
+            region: self.region.clone(),
+        };
+        let out = self
+            .client
+            .describe_db_proxy_endpoints()
+            .db_proxy_endpoint_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(
+                    DescribeDBProxyEndpointsError::is_db_proxy_endpoint_not_found_fault,
+                ) {
+                    not_found()
+                } else {
+                    api_error("DescribeDBProxyEndpoints", &e)
+                }
+            })?;
+        let endpoint = out.db_proxy_endpoints().first().ok_or_else(not_found)?;
+        let proxy = self
+            .proxy(endpoint.db_proxy_name().unwrap_or_default())
+            .await?;
+        Ok(Database::from_proxy_endpoint(endpoint, &proxy))
+    }
+
+    /// The region's proxies (all pages).
+    pub(crate) async fn proxies(&self) -> Result<Vec<Database>, RdsError> {
+        let proxies = self
+            .client
+            .describe_db_proxies()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| api_error("DescribeDBProxies", &e))?;
+        Ok(proxies.iter().map(Database::from_proxy).collect())
+    }
+
     /// The instance or cluster `--instance` / `--cluster` name, else the
     /// one whose writer or reader endpoint is `host` (`None` when no
     /// database in the region has it).
@@ -222,15 +308,40 @@ impl Rds {
         sel: &crate::cli::RdsSelector,
         host: Option<&crate::target::Host>,
     ) -> Result<Option<Database>, RdsError> {
-        match (&sel.instance, &sel.cluster, host) {
-            (Some(id), _, _) => self.instance(id).await.map(Some),
-            (None, Some(id), _) => self.cluster(id).await.map(Some),
-            (None, None, Some(host)) => Ok(self.list().await?.into_iter().find(|d| {
-                d.endpoint.as_deref() == Some(host.as_str())
-                    || d.reader_endpoint.as_deref() == Some(host.as_str())
-            })),
-            (None, None, None) => Ok(None),
+        if let Some(db) = self.selected(sel).await? {
+            return Ok(Some(db));
         }
+        let Some(host) = host else {
+            return Ok(None);
+        };
+        let is_host = |d: &Database| {
+            d.endpoint.as_deref() == Some(host.as_str())
+                || d.reader_endpoint.as_deref() == Some(host.as_str())
+        };
+        if let Some(db) = self.list().await?.into_iter().find(is_host) {
+            return Ok(Some(db));
+        }
+        Ok(self.proxies().await?.into_iter().find(is_host))
+    }
+
+    /// What `--instance`, `--cluster`, `--proxy` or `--proxy-endpoint`
+    /// names, if any.
+    pub(crate) async fn selected(
+        &self,
+        sel: &crate::cli::RdsSelector,
+    ) -> Result<Option<Database>, RdsError> {
+        let db = if let Some(id) = &sel.instance {
+            self.instance(id).await?
+        } else if let Some(id) = &sel.cluster {
+            self.cluster(id).await?
+        } else if let Some(name) = &sel.proxy {
+            self.proxy(name).await?
+        } else if let Some(name) = &sel.proxy_endpoint {
+            self.proxy_endpoint(name).await?
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(db))
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<Database>, RdsError> {
@@ -286,6 +397,18 @@ where
 pub(crate) enum DbKind {
     Instance,
     Cluster,
+    /// An RDS Proxy (its default endpoint).
+    Proxy,
+    /// A custom endpoint of an RDS Proxy.
+    #[serde(rename = "proxy-endpoint")]
+    ProxyEndpoint,
+}
+
+impl DbKind {
+    /// A proxy or one of its endpoints.
+    pub(crate) const fn is_proxy(self) -> bool {
+        matches!(self, Self::Proxy | Self::ProxyEndpoint)
+    }
 }
 
 impl std::fmt::Display for DbKind {
@@ -295,11 +418,13 @@ impl std::fmt::Display for DbKind {
         let word = match self {
             Self::Instance => "instance",
             Self::Cluster => "cluster",
+            Self::Proxy => "proxy",
+            Self::ProxyEndpoint => "proxy-endpoint",
         };
-        if f.alternate() {
-            f.write_str(word)
-        } else {
-            write!(f, "DB {word}")
+        match (self, f.alternate()) {
+            (_, true) => f.write_str(word),
+            (Self::ProxyEndpoint, false) => f.write_str("DB proxy endpoint"),
+            (_, false) => write!(f, "DB {word}"),
         }
     }
 }
@@ -322,8 +447,14 @@ pub(crate) struct Database {
     pub ca_certificate: Option<String>,
     /// `DbiResourceId` / `DbClusterResourceId` (for `rds-db:connect` ARNs).
     pub resource_id: Option<String>,
-    /// Instances: the cluster they belong to.
+    /// Instances: the cluster they belong to; proxy endpoints: their proxy.
     pub cluster: Option<String>,
+    /// Proxies: whether clients must use TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_tls: Option<bool>,
+    /// Proxies: the IAM role the proxy logs in to the database with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 impl Database {
@@ -344,6 +475,8 @@ impl Database {
             ca_certificate: i.ca_certificate_identifier().map(str::to_string),
             resource_id: i.dbi_resource_id().map(str::to_string),
             cluster: i.db_cluster_identifier().map(str::to_string),
+            require_tls: None,
+            role_arn: None,
         }
     }
 
@@ -361,6 +494,60 @@ impl Database {
             ca_certificate: None,
             resource_id: c.db_cluster_resource_id().map(str::to_string),
             cluster: None,
+            require_tls: None,
+            role_arn: None,
+        }
+    }
+
+    fn from_proxy(p: &DbProxy) -> Self {
+        // IAM auth: `DefaultAuthScheme` IAM_AUTH (end-to-end IAM), or a
+        // user auth entry with IAMAuth ENABLED / REQUIRED.
+        let iam_auth = p.default_auth_scheme() == Some("IAM_AUTH")
+            || p.auth().iter().any(|a| {
+                matches!(
+                    a.iam_auth(),
+                    Some(IamAuthMode::Enabled | IamAuthMode::Required)
+                )
+            });
+        Self {
+            kind: DbKind::Proxy,
+            identifier: p.db_proxy_name().unwrap_or_default().to_string(),
+            engine: p.engine_family().unwrap_or_default().to_ascii_lowercase(),
+            engine_version: String::new(),
+            endpoint: p.endpoint().map(str::to_string),
+            port: None,
+            reader_endpoint: None,
+            status: p
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            iam_auth,
+            ca_certificate: None,
+            // `prx-…`, the last part of the proxy's ARN: the resource of
+            // `rds-db:connect` through the proxy.
+            resource_id: p
+                .db_proxy_arn()
+                .and_then(|a| a.rsplit(':').next())
+                .map(str::to_string),
+            cluster: None,
+            require_tls: p.require_tls(),
+            role_arn: p.role_arn().map(str::to_string),
+        }
+    }
+
+    /// A proxy's custom endpoint: its own name and address, the rest from
+    /// its proxy.
+    fn from_proxy_endpoint(e: &DbProxyEndpoint, proxy: &Self) -> Self {
+        Self {
+            kind: DbKind::ProxyEndpoint,
+            identifier: e.db_proxy_endpoint_name().unwrap_or_default().to_string(),
+            endpoint: e.endpoint().map(str::to_string),
+            status: e
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            cluster: Some(proxy.identifier.clone()),
+            ..proxy.clone()
         }
     }
 
@@ -425,7 +612,7 @@ impl Database {
 pub(crate) fn engine_kind(engine: &str) -> Option<EngineKind> {
     match engine {
         "mysql" | "mariadb" | "aurora" | "aurora-mysql" => Some(EngineKind::Mysql),
-        "postgres" | "aurora-postgresql" => Some(EngineKind::Postgres),
+        "postgres" | "postgresql" | "aurora-postgresql" => Some(EngineKind::Postgres),
         _ => None,
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Given {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub database: Option<String>,
+    /// The endpoint's class when the RDS API said what it is (a proxy).
+    pub class: Option<EndpointClass>,
 }
 
 impl Given {
@@ -47,6 +49,7 @@ impl Given {
         Self {
             host: Some(found.host),
             port: self.port.or(Some(found.port)),
+            class: found.class,
             ..self
         }
     }
@@ -83,6 +86,7 @@ macro_rules! given_from_flags {
                     port: f.port,
                     user: f.user.clone(),
                     database: f.database.clone(),
+                    class: None,
                 }
             }
         }
@@ -100,6 +104,7 @@ impl From<&CheckArgs> for Given {
             port: f.port,
             user: f.user.clone(),
             database: f.database.clone(),
+            class: None,
         }
     }
 }
@@ -113,6 +118,7 @@ impl From<&TokenArgs> for Given {
             port: f.port,
             user: f.user.clone(),
             database: None,
+            class: None,
         }
     }
 }
@@ -147,7 +153,7 @@ impl TryFrom<&ProxyArgs> for Given {
                 host: args.host.clone(),
                 port: args.port,
                 user: args.user.clone(),
-                database: None,
+                ..Given::default()
             }),
         }
     }
@@ -158,6 +164,22 @@ pub(crate) struct Found {
     pub kind: EngineKind,
     pub host: String,
     pub port: u16,
+    /// `Some(Proxy)` for an RDS Proxy or proxy endpoint.
+    pub class: Option<EndpointClass>,
+}
+
+impl Found {
+    /// Where to connect to `db` (`reader`: a cluster's reader endpoint).
+    pub(crate) fn of(db: &crate::rds::Database, reader: bool) -> Result<Self> {
+        let kind = db.engine_kind()?;
+        let (host, port) = db.address(reader)?;
+        Ok(Self {
+            kind,
+            host,
+            port,
+            class: db.kind.is_proxy().then_some(EndpointClass::Proxy),
+        })
+    }
 }
 
 /// Resolves `--instance` / `--cluster` (when given) through the RDS API:
@@ -176,25 +198,23 @@ async fn lookup(
     }
     if typed_target {
         return Err(Error::usage(
-            "--instance / --cluster look the endpoint up; do not also pass --host or a URL",
+            "--instance / --cluster / --proxy look the endpoint up; do not also pass --host or a URL",
         ));
     }
     let rds = Rds::connect(global).await?;
-    let db = match (&sel.instance, &sel.cluster) {
-        (Some(id), _) => rds.instance(id).await?,
-        (None, Some(id)) => rds.cluster(id).await?,
-        (None, None) => return Ok(None),
+    let Some(db) = rds.selected(sel).await? else {
+        return Ok(None);
     };
-    let kind = db.engine_kind()?;
+    db.engine_kind()?;
     if let Some(w) = want {
         db.expect_engine(w)?;
     }
     if iam {
         db.expect_iam()?;
     }
-    let (host, port) = db.address(sel.reader)?;
-    tracing::info!(%host, port, engine = %db.engine, "endpoint from the RDS API");
-    Ok(Some(Found { kind, host, port }))
+    let found = Found::of(&db, sel.reader)?;
+    tracing::info!(host = %found.host, port = found.port, engine = %db.engine, "endpoint from the RDS API");
+    Ok(Some(found))
 }
 
 /// The database of an Aurora DSQL cluster.
@@ -324,7 +344,13 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     }
     let host = match (&url, &given.host) {
         (Some(u), _) => u.host.clone(),
-        (None, Some(h)) => Host::parse(h)?,
+        (None, Some(h)) => {
+            let host = Host::parse(h)?;
+            match given.class {
+                Some(class) => host.with_class(class),
+                None => host,
+            }
+        }
         (None, None) => {
             return Err(
                 Error::usage("a host is required: pass --host HOST or a URL").with_hint(
@@ -333,22 +359,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
             );
         }
     };
-    // Aurora DSQL speaks PostgreSQL; its one database is `postgres`.
-    let dsql = host
-        .endpoint()
-        .is_ok_and(|e| e.class == EndpointClass::Dsql);
-    let kind = match kind {
-        Some(EngineKind::Mysql) if dsql => {
-            return Err(Error::usage(format!(
-                "{host} is an Aurora DSQL endpoint, which speaks PostgreSQL, not MySQL"
-            )));
-        }
-        None if dsql => Some(EngineKind::Postgres),
-        k => k,
-    };
-    if dsql && given.database.is_none() && url.as_ref().is_none_or(|u| u.database.is_none()) {
-        given.database = Some(DSQL_DATABASE.to_string());
-    }
+    let kind = dsql_defaults(&host, kind, url.as_ref(), &mut given)?;
     let port = given
         .port
         .or(url.as_ref().and_then(|u| u.port))
@@ -392,6 +403,30 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         target,
         iam: ask.iam || url_iam,
     })
+}
+
+/// Aurora DSQL speaks PostgreSQL, and its one database is `postgres`.
+fn dsql_defaults(
+    host: &Host,
+    kind: Option<EngineKind>,
+    url: Option<&UrlTarget>,
+    given: &mut Given,
+) -> Result<Option<EngineKind>> {
+    let dsql = host
+        .endpoint()
+        .is_ok_and(|e| e.class == EndpointClass::Dsql);
+    if !dsql {
+        return Ok(kind);
+    }
+    if kind == Some(EngineKind::Mysql) {
+        return Err(Error::usage(format!(
+            "{host} is an Aurora DSQL endpoint, which speaks PostgreSQL, not MySQL"
+        )));
+    }
+    if given.database.is_none() && url.is_none_or(|u| u.database.is_none()) {
+        given.database = Some(DSQL_DATABASE.to_string());
+    }
+    Ok(Some(EngineKind::Postgres))
 }
 
 /// `HOST:PORT` or `[IPv6]:PORT`.

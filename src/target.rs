@@ -91,7 +91,7 @@ impl crate::error::Categorized for TargetError {
 ///
 /// IPv6 addresses are stored without brackets; [`Host::for_url`] adds them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Host(String);
+pub struct Host(String, Option<EndpointClass>);
 
 impl Host {
     /// Validates a host as typed: a DNS name, an IPv4 address, or an IPv6
@@ -120,7 +120,7 @@ impl Host {
         if inner.contains(':') {
             return inner
                 .parse::<Ipv6Addr>()
-                .map(|_| Self(inner.to_string()))
+                .map(|_| Self(inner.to_string(), None))
                 .map_err(|_| bad("not a valid IPv6 address (a port goes in --port)"));
         }
         if raw.len() > 253 {
@@ -135,7 +135,7 @@ impl Host {
         if raw.split('.').any(str::is_empty) {
             return Err(bad("empty label (leading, trailing or double dot)"));
         }
-        Ok(Self(raw.to_string()))
+        Ok(Self(raw.to_string(), None))
     }
 
     /// The host as typed (IPv6 without brackets).
@@ -174,6 +174,21 @@ impl Host {
     /// An AWS-looking name whose region label is not a region is an error
     /// rather than "no region", so a typo is not signed for another region.
     pub fn endpoint(&self) -> Result<Endpoint, TargetError> {
+        let named = self.endpoint_by_name()?;
+        Ok(match self.1 {
+            Some(class) => Endpoint { class, ..named },
+            None => named,
+        })
+    }
+
+    /// The same name, known to be of `class` (the RDS API said so: a
+    /// proxy's endpoint need not have the usual shape).
+    #[must_use]
+    pub fn with_class(self, class: EndpointClass) -> Self {
+        Self(self.0, Some(class))
+    }
+
+    fn endpoint_by_name(&self) -> Result<Endpoint, TargetError> {
         let lower = self.0.to_ascii_lowercase();
         let labels: Vec<&str> = lower.rsplit('.').collect();
         let (class, region) = match labels.as_slice() {

@@ -223,6 +223,8 @@ pub enum TlsFailure {
     /// endpoint name (its class decides which roots it gets).
     UnknownCa {
         expected: String,
+        /// The roots that were trusted ([`crate::ca::Roots::name`]).
+        roots: &'static str,
     },
     Expired,
     NotYetValid,
@@ -234,7 +236,12 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Classifies a rustls error; `expected` is the endpoint name.
-    pub fn from_rustls(err: &rustls::Error, expected: &str, peer: &[CertificateDer<'_>]) -> Self {
+    pub fn from_rustls(
+        err: &rustls::Error,
+        expected: &str,
+        peer: &[CertificateDer<'_>],
+        roots: &'static str,
+    ) -> Self {
         // The chain rdsconn's verifier recorded (for drivers with their own
         // verifier, a probe records it).
         let presented = || {
@@ -253,6 +260,7 @@ impl TlsFailure {
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                     Self::UnknownCa {
                         expected: expected.to_string(),
+                        roots,
                     }
                 }
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
@@ -285,13 +293,16 @@ impl TlsFailure {
                  --tls verify-ca skips only the name check"
                     .into(),
             ),
-            Self::UnknownCa { expected } => Some(match class_of(expected) {
-                EndpointClass::Proxy | EndpointClass::Dsql => format!(
+            Self::UnknownCa { expected, roots } => Some(match *roots {
+                crate::ca::FILE_ROOTS => {
+                    "the --ca-bundle file does not hold the CA of the server's certificate".into()
+                }
+                crate::ca::AMAZON_ROOTS => format!(
                     "{expected} gets the Amazon Trust Services roots (RDS Proxy and Aurora DSQL \
                      certificates come from ACM; see `rdsconn ca show --for {expected}`); \
                      --ca-bundle replaces them"
                 ),
-                EndpointClass::Database | EndpointClass::Other => {
+                _ => {
                     "the server's certificate does not chain to the RDS CA bundle: run `rdsconn ca fetch`, \
                      or pass the right bundle with --ca-bundle (an RDS Proxy behind another name: \
                      pass the proxy's name as --host and this one as --via)"
@@ -322,19 +333,10 @@ impl fmt::Display for TlsFailure {
                 "server certificate is not valid for {expected:?} (it is for: {})",
                 presented.join(", ")
             ),
-            Self::UnknownCa { expected } => {
-                let roots = if class_of(expected) == EndpointClass::Other
-                    || class_of(expected) == EndpointClass::Database
-                {
-                    "the RDS CA bundle"
-                } else {
-                    "the Amazon Trust Services roots"
-                };
-                write!(
-                    f,
-                    "server certificate is not trusted: issued by a CA outside {roots} (or --ca-bundle)"
-                )
-            }
+            Self::UnknownCa { roots, .. } => write!(
+                f,
+                "server certificate is not trusted: issued by a CA outside {roots}"
+            ),
             Self::Expired => f.write_str("server certificate has expired"),
             Self::NotYetValid => {
                 f.write_str("server certificate is not valid yet (check the local clock)")

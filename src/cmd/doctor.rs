@@ -114,6 +114,8 @@ fn ask(args: &DoctorArgs, given: Given) -> Ask<'_> {
         instance: None,
         cluster: None,
         reader: false,
+        proxy: None,
+        proxy_endpoint: None,
     };
     Ask {
         kind: args.engine,
@@ -138,27 +140,18 @@ async fn connection_target(
 ) -> Result<Option<(EngineKind, Target)>> {
     let request = match (typed, found) {
         (Some(r), _) => r,
-        (None, Some(db)) => {
-            let at = db.address(args.target.rds.reader).and_then(|(host, port)| {
-                Ok(Found {
-                    kind: db.engine_kind()?,
-                    host,
-                    port,
-                })
-            });
-            match at {
-                Ok(f) => {
-                    let kind = f.kind;
-                    let mut r = request(global, ask(args, Given::from(&args.target).at(f))).await?;
-                    r.kind = r.kind.or(Some(kind));
-                    r
-                }
-                Err(e) => {
-                    lines.error("connection", e);
-                    return Ok(None);
-                }
+        (None, Some(db)) => match Found::of(db, args.target.rds.reader) {
+            Ok(f) => {
+                let kind = f.kind;
+                let mut r = request(global, ask(args, Given::from(&args.target).at(f))).await?;
+                r.kind = r.kind.or(Some(kind));
+                r
             }
-        }
+            Err(e) => {
+                lines.error("connection", e);
+                return Ok(None);
+            }
+        },
         (None, None) => {
             lines.skip("connection", "no endpoint");
             return Ok(None);

@@ -1,4 +1,4 @@
-//! `rdsconn ls`: the region's DB instances and clusters.
+//! `rdsconn ls`: the region's DB instances, clusters and RDS proxies.
 
 use crate::cli::{GlobalArgs, LsArgs};
 use crate::error::Result;
@@ -7,10 +7,10 @@ use crate::rds::{Database, Rds, engine_kind};
 
 pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
     let rds = Rds::connect(global).await?;
-    let mut dbs: Vec<Database> = rds
-        .list()
-        .await?
+    let (dbs, proxies) = tokio::join!(rds.list(), rds.proxies());
+    let mut dbs: Vec<Database> = dbs?
         .into_iter()
+        .chain(proxies?)
         .filter(|d| {
             args.engine
                 .is_none_or(|k| engine_kind(&d.engine) == Some(k))
@@ -32,6 +32,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                     format!("{} {}", d.engine, d.engine_version),
                     d.status.clone(),
                     if d.iam_auth { "on" } else { "off" }.to_string(),
+                    match d.require_tls {
+                        Some(true) => "required",
+                        Some(false) => "optional",
+                        None => "-",
+                    }
+                    .to_string(),
                     at(&d.endpoint),
                     at(&d.reader_endpoint),
                     d.ca_certificate.clone().unwrap_or_else(|| "-".into()),
@@ -46,6 +52,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                 "ENGINE",
                 "STATUS",
                 "IAM",
+                "TLS",
                 "ENDPOINT",
                 "READER",
                 "CA",

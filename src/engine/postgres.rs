@@ -74,7 +74,7 @@ async fn connect(
     let (client, connection) = pg
         .connect_raw(dialed.stream, connector)
         .await
-        .map_err(|e| classify(&e, target, auth, &peer))?;
+        .map_err(|e| classify(&e, target, auth, &peer, tls.roots.name))?;
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -106,12 +106,14 @@ fn classify(
     target: &Target,
     auth: &Auth,
     peer: &PeerChain,
+    roots: &'static str,
 ) -> ConnectError {
     if let Some(r) = crate::net::find_rustls(err) {
         return ConnectError::Tls(TlsFailure::from_rustls(
             r,
             target.host.as_str(),
             &peer.get(),
+            roots,
         ));
     }
     if let Some(db) = err.as_db_error() {

@@ -550,3 +550,259 @@ fn doctor_refuses_an_invalid_region_as_every_command_does() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("invalid region"), "{}", run.stderr);
 }
+
+/// RDS Proxies in a region of their own.
+const PROXY_REGION: &str = "ca-central-1";
+
+fn proxies() -> Value {
+    static PROXIES: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    PROXIES
+        .get_or_init(|| {
+            moto::setup(
+                PROXY_REGION,
+                &json!([
+                    {"proxy": "pgproxy", "engine_family": "POSTGRESQL", "iam": "REQUIRED", "require_tls": true},
+                    {"proxy": "my-noiam", "engine_family": "MYSQL", "iam": "DISABLED", "require_tls": false},
+                ]),
+            )
+        })
+        .clone()
+}
+
+#[test]
+fn ls_lists_proxies_with_engine_family_iam_and_tls() {
+    let moto = proxies();
+    let env = TestEnv::new();
+    let ls = run(&env, &["--region", PROXY_REGION, "ls", "--output", "json"]);
+    ls.assert_code(0);
+    let listed = ls.json();
+    let find = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["identifier"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {listed}"))
+            .clone()
+    };
+    for (id, engine, iam, tls) in [
+        ("pgproxy", "postgresql", true, true),
+        ("my-noiam", "mysql", false, false),
+    ] {
+        let d = find(id);
+        let m = &moto[id];
+        assert_eq!(d["kind"], "proxy", "{d}");
+        assert_eq!(d["endpoint"], m["endpoint"], "{d}");
+        assert_eq!(d["engine"], engine, "{d}");
+        assert_eq!(d["iam_auth"], iam, "{d}");
+        assert_eq!(d["require_tls"], tls, "{d}");
+        assert_eq!(d["status"], m["status"], "{d}");
+        assert_eq!(d["role_arn"], m["role_arn"], "{d}");
+        let arn = m["arn"].as_str().unwrap();
+        assert_eq!(d["resource_id"], arn.rsplit(':').next().unwrap(), "{d}");
+    }
+    // --engine filters proxies by engine family too.
+    let pg = run(
+        &env,
+        &[
+            "--region",
+            PROXY_REGION,
+            "ls",
+            "--engine",
+            "postgres",
+            "--output",
+            "json",
+        ],
+    );
+    pg.assert_code(0);
+    let ids: Vec<String> = pg
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["identifier"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.contains(&"pgproxy".to_string()) && !ids.contains(&"my-noiam".to_string()),
+        "{ids:?}"
+    );
+    let text = run(&env, &["--region", PROXY_REGION, "ls"]);
+    text.assert_code(0);
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("pgproxy\t"))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    assert!(
+        line.contains("\tproxy\t") && line.contains("\trequired\t"),
+        "{line}"
+    );
+}
+
+/// `--proxy NAME`: the endpoint and engine family from `DescribeDBProxies`,
+/// the engine's port, a token signed for that endpoint, and the Amazon
+/// Trust roots even though moto's proxy names do not have the real shape.
+#[test]
+fn proxy_targets_resolve_through_the_api_and_trust_the_amazon_roots() {
+    let moto = proxies();
+    let endpoint = moto["pgproxy"]["endpoint"].as_str().unwrap().to_string();
+    let env = TestEnv::new();
+
+    let token = run(
+        &env,
+        &[
+            "--region",
+            PROXY_REGION,
+            "token",
+            "--proxy",
+            "pgproxy",
+            "-u",
+            "app",
+        ],
+    );
+    token.assert_code(0);
+    let token = token.stdout.trim_end();
+    assert!(
+        token.starts_with(&format!("{endpoint}:5432/?Action=connect&DBUser=app&")),
+        "{token}"
+    );
+    assert!(
+        token.contains(&format!("%2F{PROXY_REGION}%2Frds-db%2F")),
+        "{token}"
+    );
+
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let connect = |extra: &[&str], tls: &str| {
+        let mut args = vec!["--region", PROXY_REGION];
+        args.extend_from_slice(extra);
+        args.extend([
+            "postgres",
+            "--proxy",
+            "pgproxy",
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--tls",
+            tls,
+            "-c",
+            "SELECT 7 AS n",
+        ]);
+        let mut c = cmd(&env, &args);
+        c.env("PGPASSWORD", APP_PASSWORD);
+        Run::from(c.output().unwrap())
+    };
+    let run1 = connect(&[], "verify-full");
+    run1.assert_code(5);
+    assert!(
+        run1.stderr
+            .contains("outside the Amazon Trust Services roots"),
+        "{}",
+        run1.stderr
+    );
+    let ca = pki().ca_file.display().to_string();
+    let run2 = connect(&["--ca-bundle", &ca], "verify-ca");
+    run2.assert_code(0);
+    assert_eq!(run2.stdout, "n\n7\n");
+}
+
+/// The proxy's IAM setting and engine family are checked before connecting.
+#[test]
+fn proxy_rules_are_checked_before_connecting() {
+    proxies();
+    let env = TestEnv::new();
+    let noiam = run(
+        &env,
+        &[
+            "--region",
+            PROXY_REGION,
+            "mysql",
+            "--proxy",
+            "my-noiam",
+            "-u",
+            "app",
+            "--iam",
+            "-e",
+            "SELECT 1",
+        ],
+    );
+    noiam.assert_code(3);
+    assert!(
+        noiam
+            .stderr
+            .contains("modify-db-proxy --db-proxy-name my-noiam"),
+        "{}",
+        noiam.stderr
+    );
+    let wrong = run(
+        &env,
+        &[
+            "--region",
+            PROXY_REGION,
+            "mysql",
+            "--proxy",
+            "pgproxy",
+            "-u",
+            "app",
+            "-e",
+            "SELECT 1",
+        ],
+    );
+    wrong.assert_code(2);
+    let missing = run(
+        &env,
+        &[
+            "--region",
+            PROXY_REGION,
+            "token",
+            "--proxy",
+            "nope",
+            "-u",
+            "app",
+        ],
+    );
+    missing.assert_code(3);
+    assert!(
+        missing.stderr.contains("DB proxy \"nope\" not found"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn doctor_knows_a_proxys_rules() {
+    let moto = proxies();
+    let env = TestEnv::new();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let (run, j) = doctor(
+        &env,
+        &["--proxy", "pgproxy", "-u", "app", "--iam", "--via", &via],
+        PROXY_REGION,
+    );
+    // The harness certificate is not an ACM one: the TLS stage fails.
+    run.assert_code(5);
+    let db = check(&j, "database");
+    assert_eq!(db["status"], "ok", "{j}");
+    assert!(
+        db["detail"]
+            .as_str()
+            .unwrap()
+            .contains("proxy pgproxy (postgresql, available, TLS required)"),
+        "{j}"
+    );
+    assert_eq!(check(&j, "iam auth")["status"], "ok", "{j}");
+    let arn = moto["pgproxy"]["arn"].as_str().unwrap();
+    let prx = arn.rsplit(':').next().unwrap();
+    assert!(
+        check(&j, "iam policy")["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(":dbuser:{prx}/app")),
+        "{j}"
+    );
+    assert_eq!(check(&j, "proxy role")["status"], "ok", "{j}");
+    assert_eq!(check(&j, "ca")["status"], "ok", "{j}");
+    assert_eq!(check(&j, "connect: tls")["status"], "fail", "{j}");
+}

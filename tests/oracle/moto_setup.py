@@ -7,9 +7,12 @@ spec: a list of
   (version and member_of optional; clusters are created first when listed first)
   {"cluster": ID, "engine": E, "iam": bool}
   {"instances": PREFIX, "count": N, "engine": E}
+  {"proxy": NAME, "engine_family": "POSTGRESQL"|"MYSQL", "iam": "REQUIRED"|"DISABLED",
+   "require_tls": bool} (in a VPC and subnet made for it)
 Existing identifiers are left as they are. Prints a JSON object: identifier
 -> {"endpoint", "port", "reader_endpoint", "engine", "iam", "resource_id"} for everything in
-the region, from DescribeDBInstances / DescribeDBClusters.
+the region, from DescribeDBInstances / DescribeDBClusters, and for proxies (DescribeDBProxies)
+{"proxy": true, "endpoint", "engine_family", "iam", "require_tls", "role_arn", "arn", "status"}.
 """
 
 import json
@@ -47,6 +50,37 @@ def main():
         except rds.exceptions.DBInstanceAlreadyExistsFault:
             pass
 
+    subnets = []
+
+    def proxy(item):
+        if not subnets:
+            ec2 = boto3.client(
+                "ec2",
+                endpoint_url=url,
+                region_name=region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+            subnets.append(ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"])
+        try:
+            rds.create_db_proxy(
+                DBProxyName=item["proxy"],
+                EngineFamily=item["engine_family"],
+                Auth=[
+                    {
+                        "AuthScheme": "SECRETS",
+                        "SecretArn": f"arn:aws:secretsmanager:{region}:123456789012:secret:{item['proxy']}",
+                        "IAMAuth": item.get("iam", "DISABLED"),
+                    }
+                ],
+                RoleArn=f"arn:aws:iam::123456789012:role/{item['proxy']}-role",
+                VpcSubnetIds=subnets,
+                RequireTLS=item.get("require_tls", True),
+            )
+        except rds.exceptions.DBProxyAlreadyExistsFault:
+            pass
+
     for item in spec:
         if "instance" in item:
             instance(
@@ -67,6 +101,8 @@ def main():
                 )
             except rds.exceptions.DBClusterAlreadyExistsFault:
                 pass
+        elif "proxy" in item:
+            proxy(item)
         else:
             for i in range(item["count"]):
                 instance(f"{item['instances']}-{i:04d}", item["engine"])
@@ -92,6 +128,17 @@ def main():
                 "iam": c["IAMDatabaseAuthenticationEnabled"],
                 "resource_id": c["DbClusterResourceId"],
             }
+    for p in rds.describe_db_proxies()["DBProxies"]:
+        found[p["DBProxyName"]] = {
+            "proxy": True,
+            "endpoint": p["Endpoint"],
+            "engine_family": p["EngineFamily"],
+            "iam": p["Auth"][0].get("IAMAuth"),
+            "require_tls": p["RequireTLS"],
+            "role_arn": p.get("RoleArn"),
+            "arn": p["DBProxyArn"],
+            "status": p["Status"],
+        }
     json.dump(found, sys.stdout)
 
 
