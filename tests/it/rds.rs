@@ -806,3 +806,114 @@ fn doctor_knows_a_proxys_rules() {
     assert_eq!(check(&j, "ca")["status"], "ok", "{j}");
     assert_eq!(check(&j, "connect: tls")["status"], "fail", "{j}");
 }
+
+/// `DescribeDBProxyEndpoints` (missing from moto) answered by a stand-in in
+/// front of moto (`tests/oracle/rds_proxy_endpoints_stub.py`); killed on drop.
+struct EndpointsStub {
+    child: std::process::Child,
+    url: String,
+}
+
+impl EndpointsStub {
+    fn start(endpoints: &Value) -> Self {
+        use std::io::BufRead;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/oracle/rds_proxy_endpoints_stub.py");
+        let mut child = Command::new(crate::support::python())
+            .arg(script)
+            .args([moto::url(), &endpoints.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("stub said {line:?}"));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for EndpointsStub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn proxy_endpoints_resolve_with_their_proxys_settings() {
+    proxies();
+    let endpoint = "ro.endpoint.proxy-c9akciq32abc.ca-central-1.rds.amazonaws.com";
+    let stub = EndpointsStub::start(&json!({
+        "ro": {"proxy": "pgproxy", "endpoint": endpoint, "role": "READ_ONLY"},
+        "orphan": {"proxy": "no-such-proxy", "endpoint": "x.endpoint.proxy-x.ca-central-1.rds.amazonaws.com"},
+    }));
+    let env = TestEnv::new();
+    let through_stub = |args: &[&str]| {
+        let mut all = vec!["--region", PROXY_REGION];
+        all.extend_from_slice(args);
+        let mut c = cmd(&env, &all);
+        c.env("AWS_ENDPOINT_URL_RDS", &stub.url)
+            .env("PGPASSWORD", APP_PASSWORD);
+        Run::from(c.output().unwrap())
+    };
+    // The token: the endpoint's name, the proxy's engine family's port.
+    let token = through_stub(&["token", "--proxy-endpoint", "ro", "-u", "app"]);
+    token.assert_code(0);
+    assert!(
+        token
+            .stdout
+            .starts_with(&format!("{endpoint}:5432/?Action=connect&DBUser=app&")),
+        "{}",
+        token.stdout
+    );
+    // A connection verifies against the Amazon Trust roots.
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let conn = through_stub(&[
+        "postgres",
+        "--proxy-endpoint",
+        "ro",
+        "-U",
+        "app",
+        "-d",
+        "appdb",
+        "--via",
+        &via,
+        "-c",
+        "SELECT 1",
+    ]);
+    conn.assert_code(5);
+    assert!(
+        conn.stderr
+            .contains("outside the Amazon Trust Services roots"),
+        "{}",
+        conn.stderr
+    );
+    // The proxy's engine family decides the engine.
+    let wrong = through_stub(&[
+        "mysql",
+        "--proxy-endpoint",
+        "ro",
+        "-u",
+        "app",
+        "-e",
+        "SELECT 1",
+    ]);
+    wrong.assert_code(2);
+    for (name, needle) in [
+        ("nope", "DB proxy endpoint \"nope\" not found"),
+        ("orphan", "DB proxy \"no-such-proxy\" not found"),
+    ] {
+        let run = through_stub(&["token", "--proxy-endpoint", name, "-u", "app"]);
+        run.assert_code(3);
+        assert!(run.stderr.contains(needle), "{name}: {}", run.stderr);
+    }
+}
