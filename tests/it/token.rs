@@ -692,3 +692,194 @@ fn help_documents_the_port_rule_and_h_is_host() {
     );
     assert!(run.stdout.contains("-h, --host <HOST>"), "{}", run.stdout);
 }
+
+/// A hex digest of `text` by Python's hashlib (`sha1`, `sha256`): the
+/// names of the SSO and login token caches.
+fn hexdigest(algorithm: &str, text: &str) -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import hashlib, sys; print(hashlib.new(sys.argv[1], sys.argv[2].encode()).hexdigest())",
+            algorithm,
+            text,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// An `sso_session` profile with a cached SSO token: the role credentials
+/// come from SSO's `GetRoleCredentials` (a local stand-in here), and the
+/// token is signed with them.
+#[test]
+fn sso_session_profiles_use_the_cached_token() {
+    use crate::support::http::{Reply, Server};
+    let env = TestEnv::new();
+    let body = json!({"roleCredentials": {
+        "accessKeyId": AKID, "secretAccessKey": SECRET, "sessionToken": SESSION,
+        "expiration": 4_102_444_800_000_u64,
+    }});
+    let sso = Server::start(Reply::Body {
+        body: body.to_string().into_bytes(),
+        content_length: true,
+    });
+    let aws = env.root.path().join("aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let config = aws.join("config");
+    std::fs::write(
+        &config,
+        "[profile corp-db]\nsso_session = corp\nsso_account_id = 123456789012\n\
+         sso_role_name = DbConnect\nregion = eu-north-1\n\n\
+         [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-north-1\n",
+    )
+    .unwrap();
+    let cache = env.home().join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join(format!("{}.json", hexdigest("sha1", "corp"))),
+        json!({
+            "startUrl": "https://corp.awsapps.com/start", "region": "eu-north-1",
+            "accessToken": "cached-sso-access-token", "expiresAt": "2099-01-01T00:00:00Z",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let vars = vec![
+        ("AWS_CONFIG_FILE".to_string(), config.display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            "/dev/null".to_string(),
+        ),
+        ("AWS_ENDPOINT_URL_SSO".to_string(), sso.base_url()),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+    ];
+    let run = run_vars(
+        &env,
+        &[
+            "token",
+            "--profile",
+            "corp-db",
+            "-h",
+            "db.internal",
+            "-P",
+            "5432",
+            "-u",
+            "app",
+        ],
+        &vars,
+    );
+    assert_binary_matches_oracle(
+        &run,
+        "db.internal",
+        5432,
+        "app",
+        "eu-north-1",
+        Some(SESSION),
+    );
+    let requests = sso.requests();
+    let asked = requests
+        .iter()
+        .find(|r| r.path.starts_with("/federation/credentials"))
+        .unwrap_or_else(|| panic!("no GetRoleCredentials call: {requests:?}"));
+    assert!(asked.path.contains("account_id=123456789012"), "{asked:?}");
+    assert!(asked.path.contains("role_name=DbConnect"), "{asked:?}");
+    assert_eq!(
+        asked
+            .headers
+            .get("x-amz-sso_bearer_token")
+            .map(String::as_str),
+        Some("cached-sso-access-token"),
+        "{asked:?}"
+    );
+    // The token is a secret: never printed.
+    assert!(!run.stderr.contains("cached-sso-access-token"));
+}
+
+/// An `aws login` profile (`login_session`, AWS CLI 2.32+) with a cached,
+/// unexpired login token: its credentials sign the token, no network.
+#[test]
+fn login_session_profiles_use_the_cached_login_token() {
+    let env = TestEnv::new();
+    let arn = "arn:aws:iam::123456789012:user/Admin";
+    let aws = env.root.path().join("aws");
+    let cache = aws.join("login-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config = aws.join("config");
+    std::fs::write(
+        &config,
+        format!("[profile signed-in]\nlogin_session = {arn}\nregion = ap-southeast-2\n"),
+    )
+    .unwrap();
+    let key = Command::new("openssl")
+        .args(["ecparam", "-name", "prime256v1", "-genkey", "-noout"])
+        .output()
+        .unwrap();
+    assert!(
+        key.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    std::fs::write(
+        cache.join(format!("{}.json", hexdigest("sha256", arn))),
+        json!({
+            "accessToken": {
+                "accessKeyId": AKID, "secretAccessKey": SECRET, "sessionToken": SESSION,
+                "accountId": "123456789012", "expiresAt": "2099-01-01T00:00:00Z",
+            },
+            "tokenType": "aws_sigv4",
+            "refreshToken": "cached-refresh-token",
+            "clientId": "arn:aws:signin:::devtools/same-device",
+            "dpopKey": String::from_utf8(key.stdout).unwrap(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let vars = vec![
+        ("AWS_CONFIG_FILE".to_string(), config.display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            "/dev/null".to_string(),
+        ),
+        (
+            "AWS_LOGIN_CACHE_DIRECTORY".to_string(),
+            cache.display().to_string(),
+        ),
+        // Nothing may be reached: a refresh or IMDS would fail here.
+        (
+            "AWS_ENDPOINT_URL".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+    ];
+    let run = run_vars(
+        &env,
+        &[
+            "token",
+            "--profile",
+            "signed-in",
+            "-h",
+            "db.internal",
+            "-P",
+            "3306",
+            "-u",
+            "app",
+        ],
+        &vars,
+    );
+    assert_binary_matches_oracle(
+        &run,
+        "db.internal",
+        3306,
+        "app",
+        "ap-southeast-2",
+        Some(SESSION),
+    );
+    assert!(!run.stderr.contains("cached-refresh-token"));
+}
