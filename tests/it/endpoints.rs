@@ -504,3 +504,69 @@ fn a_cname_gets_the_host_and_via_hint() {
     );
     assert!(run.stderr.contains("as --via"), "{}", run.stderr);
 }
+
+/// `--iam` to a DSQL name mints a DSQL token wherever a token is used: in
+/// the settings for other programs (`env`: the password variable), and on
+/// the wire (`postgres -c`: the harness's token check sees a host-only
+/// token, no port, and rejects it as not an RDS one).
+#[test]
+fn iam_to_a_dsql_name_uses_dsql_tokens_everywhere() {
+    use crate::support::server::{IAM_USER, pam_log};
+    let env = TestEnv::new();
+    let vars: Vec<(&str, String)> = creds_env("us-east-1");
+    let with_creds = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        for (k, v) in &vars {
+            c.env(k, v);
+        }
+        Run::from(c.output().unwrap())
+    };
+    let run = with_creds(&[
+        "--output", "json", "env", "postgres", "-h", DSQL, "--user", "admin", "--iam",
+    ]);
+    run.assert_code(0);
+    let j = run.json();
+    let token = j["PGPASSWORD"].as_str().unwrap_or_else(|| panic!("{j}"));
+    assert!(
+        token.starts_with(&format!("{DSQL}/?Action=DbConnectAdmin&")),
+        "{token}"
+    );
+    let case = json!({
+        "dsql": true, "host": DSQL, "region": "us-east-1", "admin": true, "expires_in": 900,
+        "access_key": AKID, "secret_key": SECRET, "amz_date": amz_date(token),
+    });
+    assert_eq!(token, oracle(&[case])[0]);
+    assert_eq!(j["PGDATABASE"], "postgres", "{j}");
+    assert!(
+        j["PGSSLROOTCERT"]
+            .as_str()
+            .unwrap()
+            .contains("amazon-trust"),
+        "{j}"
+    );
+
+    let ca = pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let run = with_creds(&[
+        "--ca-bundle",
+        &ca,
+        "postgres",
+        "-h",
+        DSQL,
+        "-U",
+        IAM_USER,
+        "--via",
+        &via,
+        "--tls",
+        "verify-ca",
+        "--iam",
+        "-c",
+        "SELECT 1",
+    ]);
+    run.assert_code(6);
+    let log = pam_log("postgres");
+    assert!(
+        log.contains(&format!("signed for '{DSQL}', expected")),
+        "{log}"
+    );
+}
