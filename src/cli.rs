@@ -496,6 +496,9 @@ pub struct CheckArgs {
     #[arg(long)]
     pub password_stdin: bool,
 
+    #[command(flatten)]
+    pub secret: SecretFlags,
+
     /// verify-full: chain and endpoint name; verify-ca: chain only.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
     pub tls: crate::tls::TlsMode,
@@ -550,6 +553,9 @@ pub struct ConnectArgs {
     /// Read the password from the first line of stdin.
     #[arg(long)]
     pub password_stdin: bool,
+
+    #[command(flatten)]
+    pub secret: SecretFlags,
 
     /// verify-full: chain and endpoint name; verify-ca: chain only.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
@@ -629,6 +635,27 @@ impl RdsSelector {
     }
 }
 
+/// `--secret` / `--master-secret`: the password (and target details) from
+/// AWS Secrets Manager.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SecretFlags {
+    /// Read the password (and the user, and for RDS-style secrets the host,
+    /// port, engine and database the flags leave open) from this AWS
+    /// Secrets Manager secret: a name or an ARN.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["iam", "password_stdin", "master_secret"])]
+    pub secret: Option<String>,
+
+    /// The region of --secret when it is a name [default: the ARN's, else
+    /// --region / the AWS configuration].
+    #[arg(long, value_name = "REGION", requires = "secret")]
+    pub secret_region: Option<String>,
+
+    /// The RDS-managed master user secret of --instance / --cluster
+    /// (ManageMasterUserPassword): its password, and the master user name.
+    #[arg(long, conflicts_with_all = ["iam", "password_stdin"])]
+    pub master_secret: bool,
+}
+
 /// `rdsconn doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -686,6 +713,9 @@ pub struct TargetFlags {
     /// MYSQL_PWD, else a no-echo prompt on a terminal).
     #[arg(long)]
     pub password_stdin: bool,
+
+    #[command(flatten)]
+    pub secret: SecretFlags,
 
     /// verify-full: chain and endpoint name; verify-ca: chain only.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
@@ -772,6 +802,9 @@ pub struct ProxyArgs {
     /// PGPASSWORD / MYSQL_PWD, else a no-echo prompt on a terminal).
     #[arg(long)]
     pub password_stdin: bool,
+
+    #[command(flatten)]
+    pub secret: SecretFlags,
 
     /// verify-full: chain and endpoint name; verify-ca: chain only.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]

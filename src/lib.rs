@@ -31,6 +31,8 @@
 //! - `probe`: the staged check (DNS, TCP, TLS, auth, query) of `check`
 //!   and `doctor`.
 //! - `files`: private directories, atomic 0600 files, lock files.
+//! - `secrets`: passwords from AWS Secrets Manager (`--secret`,
+//!   `--master-secret`) and the proxy's secret cache.
 //! - `secret`: the redacted secret, `Auth`, randomness, constant-time
 //!   comparison.
 //! - `output`: everything written to stdout.
@@ -56,6 +58,7 @@ pub(crate) mod proxy;
 pub(crate) mod rds;
 pub(crate) mod resolve;
 pub(crate) mod secret;
+pub(crate) mod secrets;
 pub(crate) mod signals;
 pub mod target;
 pub(crate) mod text;

@@ -333,6 +333,38 @@ pub(crate) fn iam_lines(
     }
 }
 
+/// The master user secret RDS manages, if it does: its ARN and status,
+/// rotation, and whether the caller may read it.
+pub(crate) async fn secret_line(lines: &mut Lines, config: &aws_types::SdkConfig, db: &Database) {
+    let Some(arn) = &db.master_user_secret else {
+        return;
+    };
+    let status = db.master_user_secret_status.as_deref().unwrap_or("?");
+    match crate::secrets::describe(config, arn).await {
+        Ok(info) => {
+            let rotation = match (info.rotation_enabled, &info.last_rotated) {
+                (Some(true), Some(at)) => format!("rotated {at}"),
+                (Some(true), None) => "rotation on, not rotated yet".to_string(),
+                _ => "rotation off".to_string(),
+            };
+            let detail = format!("{arn} ({status}, {rotation})");
+            match info.readable {
+                Ok(()) => lines.ok("master secret", format!("{detail}, readable")),
+                Err(e) => {
+                    let e = Error::from(e);
+                    lines.fail(
+                        "master secret",
+                        format!("{detail}: {}", e.one_line()),
+                        e.hint().map(str::to_string),
+                        Category::Aws,
+                    );
+                }
+            }
+        }
+        Err(e) => lines.error("master secret", e),
+    }
+}
+
 /// The instance's CA identifier (e.g. `rds-ca-rsa2048-g1`) among the
 /// bundle's roots for its region.
 pub(crate) fn ca_line(

@@ -93,6 +93,8 @@ pub(crate) enum RdsError {
     },
     #[error("IAM database authentication is disabled on {what} {id:?}")]
     IamDisabled { what: DbKind, id: String },
+    #[error("{host} has no master user secret managed by RDS")]
+    NoMasterSecret { host: String },
 }
 
 impl Categorized for RdsError {
@@ -130,6 +132,9 @@ impl Categorized for RdsError {
                 "use `rdsconn {}` for it",
                 engine_kind(engine).map_or("…", EngineKind::name)
             )),
+            Self::NoMasterSecret { .. } => Some(
+                "let RDS manage it (aws rds modify-db-instance/-cluster … --manage-master-user-password), or pass --secret ID".into(),
+            ),
             Self::UnsupportedEngine { .. } | Self::NoEndpoint { .. } => None,
         }
     }
@@ -455,6 +460,14 @@ pub(crate) struct Database {
     /// Proxies: the IAM role the proxy logs in to the database with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// The master user's name.
+    pub master_username: Option<String>,
+    /// The ARN of the master user secret RDS manages in Secrets Manager
+    /// (`ManageMasterUserPassword`), if it does.
+    pub master_user_secret: Option<String>,
+    /// That secret's status (`active`, `creating`, `rotating`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_user_secret_status: Option<String>,
 }
 
 impl Database {
@@ -477,6 +490,15 @@ impl Database {
             cluster: i.db_cluster_identifier().map(str::to_string),
             require_tls: None,
             role_arn: None,
+            master_username: i.master_username().map(str::to_string),
+            master_user_secret: i
+                .master_user_secret()
+                .and_then(|s| s.secret_arn())
+                .map(str::to_string),
+            master_user_secret_status: i
+                .master_user_secret()
+                .and_then(|s| s.secret_status())
+                .map(str::to_string),
         }
     }
 
@@ -496,6 +518,15 @@ impl Database {
             cluster: None,
             require_tls: None,
             role_arn: None,
+            master_username: c.master_username().map(str::to_string),
+            master_user_secret: c
+                .master_user_secret()
+                .and_then(|s| s.secret_arn())
+                .map(str::to_string),
+            master_user_secret_status: c
+                .master_user_secret()
+                .and_then(|s| s.secret_status())
+                .map(str::to_string),
         }
     }
 
@@ -532,6 +563,9 @@ impl Database {
             cluster: None,
             require_tls: p.require_tls(),
             role_arn: p.role_arn().map(str::to_string),
+            master_username: None,
+            master_user_secret: None,
+            master_user_secret_status: None,
         }
     }
 

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use crate::ca;
 use crate::cli::{
-    CheckArgs, GlobalArgs, MysqlArgs, PostgresArgs, ProxyArgs, RdsSelector, TargetFlags, TokenArgs,
+    CheckArgs, GlobalArgs, MysqlArgs, PostgresArgs, ProxyArgs, RdsSelector, SecretFlags,
+    TargetFlags, TokenArgs,
 };
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rds::Rds;
 use crate::secret::Secret;
+use crate::secrets::{self, SecretRef};
 use crate::target::Target;
 use crate::target::{EndpointClass, EngineKind, Host, UrlTarget, validate_database, validate_user};
 
@@ -166,6 +168,9 @@ pub(crate) struct Found {
     pub port: u16,
     /// `Some(Proxy)` for an RDS Proxy or proxy endpoint.
     pub class: Option<EndpointClass>,
+    /// The RDS-managed master user secret's ARN, and the master user.
+    pub master_secret: Option<String>,
+    pub master_user: Option<String>,
 }
 
 impl Found {
@@ -178,6 +183,8 @@ impl Found {
             host,
             port,
             class: db.kind.is_proxy().then_some(EndpointClass::Proxy),
+            master_secret: db.master_user_secret.clone(),
+            master_user: db.master_username.clone(),
         })
     }
 }
@@ -290,6 +297,24 @@ pub(crate) struct Ask<'a> {
     /// `exec`, the engine commands and the proxy; not `check`, `doctor`
     /// and `token`, whose targets are all on the command line).
     pub env: bool,
+    /// `--secret` / `--master-secret`: the credential source (and maybe
+    /// the target) in Secrets Manager.
+    pub secret: &'a SecretFlags,
+}
+
+/// A password read from Secrets Manager, and where to read it again.
+#[derive(Clone)]
+pub(crate) struct FromSecret {
+    pub source: SecretRef,
+    pub password: Secret,
+}
+
+impl FromSecret {
+    /// The secret read again (after the database refused its password:
+    /// it may have been rotated since).
+    pub(crate) async fn reread(&self, global: &GlobalArgs) -> Result<Secret> {
+        Ok(secrets::fetch(global, &self.source).await?.password)
+    }
 }
 
 /// A resolved connection request.
@@ -300,6 +325,8 @@ pub(crate) struct Request {
     pub target: Target,
     /// `--iam` or the URL's `?iam=true`.
     pub iam: bool,
+    /// The password from `--secret` / `--master-secret`.
+    pub secret: Option<FromSecret>,
 }
 
 impl Request {
@@ -316,11 +343,9 @@ impl Request {
 pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request> {
     let typed_user = ask.given.user.clone();
     let typed_target = ask.given.url.is_some() || ask.given.host.is_some();
+    let aws_ask = ask.rds_secret();
     let (mut kind, mut given) = (ask.kind, ask.given);
-    if let Some(found) = lookup(global, ask.rds, ask.kind, ask.iam, typed_target).await? {
-        kind = kind.or(Some(found.kind));
-        given = given.at(found);
-    }
+    let from = from_aws(global, &aws_ask, &mut kind, &mut given, typed_target).await?;
     let url = given.url.as_deref().map(UrlTarget::parse).transpose()?;
     let kind = match (kind, &url) {
         (Some(k), Some(u)) if u.engine != k => {
@@ -402,6 +427,142 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         kind,
         target,
         iam: ask.iam || url_iam,
+        secret: from,
+    })
+}
+
+/// `--secret` (which may fill the target), then the RDS API
+/// (`--instance`, `--cluster`, `--proxy`, or the secret's instance or
+/// cluster), then `--master-secret` of what the API found.
+async fn from_aws(
+    global: &GlobalArgs,
+    ask: &RdsSecretAsk<'_>,
+    kind: &mut Option<EngineKind>,
+    given: &mut Given,
+    typed_target: bool,
+) -> Result<Option<FromSecret>> {
+    let mut sel = ask.rds.clone();
+    let mut from = match &ask.secret.secret {
+        Some(id) => {
+            let source = SecretRef::new(id, ask.secret.secret_region.as_deref());
+            let read = secrets::fetch(global, &source).await?;
+            fill_from_secret(&read, kind, given, &mut sel, typed_target);
+            Some(FromSecret {
+                source,
+                password: read.password,
+            })
+        }
+        None => None,
+    };
+    match lookup(global, &sel, ask.kind, ask.iam, typed_target).await? {
+        Some(found) => {
+            if ask.secret.master_secret {
+                from = Some(master_secret(global, &found, given).await?);
+            }
+            *kind = kind.or(Some(found.kind));
+            *given = std::mem::take(given).at(found);
+        }
+        None if ask.secret.master_secret => {
+            return Err(Error::usage(
+                "--master-secret reads the RDS-managed secret of --instance / --cluster: name one",
+            ));
+        }
+        None => {}
+    }
+    Ok(from)
+}
+
+/// The parts of an [`Ask`] that talk to AWS.
+struct RdsSecretAsk<'a> {
+    kind: Option<EngineKind>,
+    rds: &'a RdsSelector,
+    iam: bool,
+    secret: &'a SecretFlags,
+}
+
+impl<'a> Ask<'a> {
+    fn rds_secret(&self) -> RdsSecretAsk<'a> {
+        RdsSecretAsk {
+            kind: self.kind,
+            rds: self.rds,
+            iam: self.iam,
+            secret: self.secret,
+        }
+    }
+}
+
+/// What a `--secret` says fills what the flags left open (the user, the
+/// host and port, the engine, the database, or the instance / cluster to
+/// look up); where both say something different, the flags win, with a
+/// warning for the host, port and engine.
+fn fill_from_secret(
+    read: &secrets::DbSecret,
+    kind: &mut Option<EngineKind>,
+    given: &mut Given,
+    sel: &mut RdsSelector,
+    typed_target: bool,
+) {
+    let disagree = |what: &str, flag: &dyn std::fmt::Display, secret: &dyn std::fmt::Display| {
+        output::warn(format!(
+            "the secret's {what} ({secret}) differs from the command line's ({flag}); using the command line's"
+        ));
+    };
+    if given.user.is_none() {
+        given.user.clone_from(&read.username);
+    }
+    if given.database.is_none() {
+        given.database.clone_from(&read.dbname);
+    }
+    if let Some(engine) = &read.engine {
+        match (crate::rds::engine_kind(engine), *kind) {
+            (Some(s), Some(k)) if s != k => disagree("engine", &k.name(), &s.name()),
+            (Some(s), None) => *kind = Some(s),
+            _ => {}
+        }
+    }
+    let typed_elsewhere = typed_target || sel.is_set();
+    match (&read.host, &given.host) {
+        (Some(s), Some(f)) if !s.eq_ignore_ascii_case(f) => disagree("host", f, s),
+        (Some(s), None) if !typed_elsewhere => given.host = Some(s.clone()),
+        (Some(s), None) if given.url.is_none() => {
+            disagree("host", &"--instance / --cluster / --proxy", s);
+        }
+        (None, None) if !typed_elsewhere => {
+            sel.instance.clone_from(&read.instance);
+            if sel.instance.is_none() {
+                sel.cluster.clone_from(&read.cluster);
+            }
+        }
+        _ => {}
+    }
+    match (read.port, given.port) {
+        (Some(s), Some(f)) if s != f => disagree("port", &f, &s),
+        (Some(s), None) => given.port = Some(s),
+        _ => {}
+    }
+}
+
+/// `--master-secret`: the secret RDS manages for the master user of the
+/// instance or cluster found, and that user (unless one was given).
+pub(crate) async fn master_secret(
+    global: &GlobalArgs,
+    found: &Found,
+    given: &mut Given,
+) -> Result<FromSecret> {
+    let Some(arn) = &found.master_secret else {
+        return Err(crate::rds::RdsError::NoMasterSecret {
+            host: found.host.clone(),
+        }
+        .into());
+    };
+    let source = SecretRef::new(arn, None);
+    let read = secrets::fetch(global, &source).await?;
+    if given.user.is_none() {
+        given.user = found.master_user.clone().or(read.username);
+    }
+    Ok(FromSecret {
+        source,
+        password: read.password,
     })
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::cli::RdsSelector;
 use crate::cli::{CheckArgs, GlobalArgs, OutputFormat};
+use crate::cli::{RdsSelector, SecretFlags};
 use crate::error::{Category, Error, Result};
 use crate::output;
 use crate::output::Status;
@@ -103,7 +103,8 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         urls.extend(target_lines(file)?);
     }
     let no_rds = RdsSelector::default();
-    let ask = |given, rds| Ask {
+    let no_secret = SecretFlags::default();
+    let ask = |given, rds, secret| Ask {
         kind: args.engine,
         given,
         rds,
@@ -112,12 +113,13 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         connect_timeout: args.connect_timeout.into(),
         users: Users::One,
         env: false,
+        secret,
     };
     let mut found = Vec::new();
     for url in urls {
         let ask = Ask {
             kind: None,
-            ..ask(Given::url(url.clone()), &no_rds)
+            ..ask(Given::url(url.clone()), &no_rds, &no_secret)
         };
         found.push((url, request(global, ask).await?));
     }
@@ -129,7 +131,7 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         ));
     }
     if single {
-        let request = request(global, ask(Given::from(args), &args.rds)).await?;
+        let request = request(global, ask(Given::from(args), &args.rds, &args.secret)).await?;
         let target = &request.target;
         let label = format!(
             "{}://{}@{}:{}{}",
@@ -155,14 +157,21 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
             "--via applies to a single target; this check has several",
         ));
     }
+    // One password for every password target: stdin's, or the secret's
+    // (read once: the --host / --instance target's, else now).
     let stdin_password = if args.password_stdin {
         Some(stdin_password()?)
+    } else if let Some(s) = found.iter().find_map(|(_, r)| r.secret.as_ref()) {
+        Some(s.password.clone())
+    } else if let Some(id) = &args.secret.secret {
+        let source = crate::secrets::SecretRef::new(id, args.secret.secret_region.as_deref());
+        Some(crate::secrets::fetch(global, &source).await?.password)
     } else {
         None
     };
     found
         .into_iter()
-        .map(|(label, Request { kind, target, iam })| {
+        .map(|(label, Request { kind, target, iam, .. })| {
             let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
             let login = if iam {
                 Login::Iam
@@ -171,7 +180,7 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
                 let secret = stdin_password.clone().or_else(|| env(var).map(Secret::new));
                 Login::Password(secret.ok_or_else(|| {
                     Error::usage(format!(
-                        "no password for {label}: pass --iam (or ?iam=true), --password-stdin, or set {var}"
+                        "no password for {label}: pass --iam (or ?iam=true), --password-stdin, --secret ID, or set {var}"
                     ))
                 })?)
             };

@@ -53,13 +53,21 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         connect_timeout: LOOKUP_TIMEOUT,
         users: Users::One,
         env: true,
+        secret: &flags.secret,
     };
-    let Request { target, iam, .. } = request(global, ask).await?;
+    let Request {
+        target,
+        iam,
+        secret: from_secret,
+        ..
+    } = request(global, ask).await?;
     let client = native::for_kind(kind);
     client.check(&target, flags.tls)?;
     let secret = if iam {
         let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)
+    } else if let Some(s) = from_secret {
+        s.password
     } else {
         password(
             flags.password_stdin,

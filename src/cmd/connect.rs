@@ -13,7 +13,9 @@ use crate::native::{self, ClientConn};
 use crate::net::ConnectError;
 use crate::output::{self, print_info, print_results};
 use crate::proxy::{self, Secrets};
-use crate::resolve::{Ask, Given, Request, Users, ca_file, password, request, roots, via_addr};
+use crate::resolve::{
+    Ask, FromSecret, Given, Request, Users, ca_file, password, request, roots, via_addr,
+};
 use crate::secret::{Auth, Secret};
 use crate::target::EngineKind;
 use crate::target::Target;
@@ -53,6 +55,7 @@ async fn connect(
         connect_timeout: args.connect_timeout.into(),
         users: Users::One,
         env: true,
+        secret: &args.secret,
     };
     let request = request(global, ask).await?;
     run(global, kind, request, args).await
@@ -64,7 +67,12 @@ async fn run(
     request: Request,
     args: &ConnectArgs,
 ) -> Result<u8> {
-    let Request { target, iam, .. } = request;
+    let Request {
+        target,
+        iam,
+        secret,
+        ..
+    } = request;
     let engine = engine::for_kind(kind);
     let native_client = native::for_kind(kind);
     // Without -e or --info the session goes to the native client; it must
@@ -86,22 +94,18 @@ async fn run(
         mode: args.tls,
         roots: roots(global, &target.host)?,
     };
-    let mut minted = None;
-    let auth = if iam {
-        let m = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
-        let token = Secret::new(m.token.clone());
-        minted = Some(m);
-        Auth::IamToken(token)
-    } else {
-        Auth::Password(password(
-            args.password_stdin,
-            kind.password_env(),
-            &target.user,
-            target.host.as_str(),
-        )?)
-    };
-    let connected = engine.connect(&target, &auth, &policy).await;
-    let context = || format!("connecting to {}", target.describe());
+    let (mut auth, minted) = credentials(global, kind, &target, iam, secret.as_ref(), args).await?;
+    let mut connected = engine.connect(&target, &auth, &policy).await;
+    // A secret's password refused: it may have been rotated since it was
+    // read. Read it once more and try again.
+    let mut reread = "";
+    if let (Err(ConnectError::Auth { .. }), Some(s)) = (&connected, &secret) {
+        tracing::info!(secret = %s.source.id, "the server refused the secret's password; reading the secret again");
+        auth = Auth::Password(s.reread(global).await?);
+        connected = engine.connect(&target, &auth, &policy).await;
+        reread = " (the secret was read again after the first refusal)";
+    }
+    let context = || format!("connecting to {}{reread}", target.describe());
     if let Some(client) = client {
         match connected {
             // Verified: TLS, name and credentials work. Now the client gets
@@ -162,6 +166,34 @@ async fn run(
     };
     session.close().await;
     result.map(|()| 0)
+}
+
+/// A fresh IAM token (and what minted it, for the hand-off's proxy), the
+/// secret's password, or the password from stdin / the engine's variable /
+/// a prompt.
+async fn credentials(
+    global: &GlobalArgs,
+    kind: EngineKind,
+    target: &Target,
+    iam: bool,
+    secret: Option<&FromSecret>,
+    args: &ConnectArgs,
+) -> Result<(Auth, Option<crate::iam::Minted>)> {
+    if iam {
+        let m = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
+        let token = Secret::new(m.token.clone());
+        return Ok((Auth::IamToken(token), Some(m)));
+    }
+    let password = match secret {
+        Some(s) => s.password.clone(),
+        None => password(
+            args.password_stdin,
+            kind.password_env(),
+            &target.user,
+            target.host.as_str(),
+        )?,
+    };
+    Ok((Auth::Password(password), None))
 }
 
 /// The hand-off through rdsconn's proxy on a private unix socket: the

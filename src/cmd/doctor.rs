@@ -3,13 +3,13 @@
 //! connection check of `rdsconn check`.
 
 use crate::aws;
-use crate::cli::{DoctorArgs, GlobalArgs, RdsSelector};
+use crate::cli::{DoctorArgs, GlobalArgs, RdsSelector, SecretFlags};
 use crate::error::{Category, Error, Result};
 use crate::output::Status;
 use crate::preflight::{self, Lines};
 use crate::probe::{self, Item, Login, Settings};
 use crate::rds::{Database, Rds};
-use crate::resolve::{Ask, Found, Given, Request, Users, password, request, roots};
+use crate::resolve::{Ask, Found, Given, Request, Users, master_secret, password, request, roots};
 use crate::target::{EngineKind, Host, Target, validate_user};
 use crate::tls::TlsPolicy;
 
@@ -28,27 +28,27 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     } else {
         None
     };
-    let user = if let Some(r) = &typed {
-        r.target.user.clone()
-    } else {
-        let user = flags
-            .user
-            .clone()
-            .ok_or_else(|| Error::usage("a database user is required: pass --user USER"))?;
-        validate_user(&user)?;
-        user
+    // --master-secret: the master user, unless one is named.
+    let user = match &typed {
+        Some(r) => Some(r.target.user.clone()),
+        None => flags.user.clone(),
     };
+    match &user {
+        Some(u) => {
+            validate_user(u)?;
+        }
+        None if flags.secret.master_secret => {}
+        None => {
+            return Err(Error::usage(
+                "a database user is required: pass --user USER",
+            ));
+        }
+    }
+    let user = user.unwrap_or_default();
     let iam = typed.as_ref().map_or(flags.iam, |r| r.iam);
     let engine = typed.as_ref().and_then(|r| r.kind).or(args.engine);
     let host = typed.as_ref().map(|r| r.target.host.clone());
-    // The connection check's password is read before any network I/O.
-    let login = if iam {
-        Login::Iam
-    } else {
-        let env_var = engine.map_or("PGPASSWORD / MYSQL_PWD", EngineKind::password_env);
-        let shown = host.as_ref().map_or("the database", Host::as_str);
-        Login::Password(password(flags.password_stdin, env_var, &user, shown)?)
-    };
+    let login = login(args, typed.as_ref(), iam, engine, host.as_ref(), &user)?;
     let mut lines = Lines::default();
     let profile = global.profile.as_deref();
 
@@ -77,6 +77,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
                 found =
                     preflight::database_line(&mut lines, &rds, &flags.rds, engine, host.as_ref())
                         .await;
+                if let Some(db) = &found {
+                    preflight::secret_line(&mut lines, &config, db).await;
+                }
             }
             Err(e) => {
                 lines.error("credentials", e);
@@ -97,19 +100,56 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     // The connection, unless something above already failed.
     if lines.failed() {
         lines.skip("connection", "fix the failures above first");
-    } else if let Some((kind, target)) =
+    } else if let Some((kind, request)) =
         connection_target(&mut lines, global, args, typed, found.as_ref()).await?
     {
-        connection_lines(&mut lines, global, args, kind, target, login).await?;
+        let from_secret = request.secret.map(|s| Login::Password(s.password));
+        match login.or(from_secret) {
+            Some(login) => {
+                connection_lines(&mut lines, global, args, kind, request.target, login).await?;
+            }
+            None => lines.skip("connection", "no password"),
+        }
     }
 
     lines.print(global.output)?;
     Ok(lines.exit_code())
 }
 
+/// The connection check's login, read before any network I/O, unless the
+/// password is in Secrets Manager (`None`: it comes with the target).
+fn login(
+    args: &DoctorArgs,
+    typed: Option<&Request>,
+    iam: bool,
+    engine: Option<EngineKind>,
+    host: Option<&Host>,
+    user: &str,
+) -> Result<Option<Login>> {
+    let flags = &args.target;
+    if iam {
+        return Ok(Some(Login::Iam));
+    }
+    if let Some(s) = typed.and_then(|r| r.secret.as_ref()) {
+        return Ok(Some(Login::Password(s.password.clone())));
+    }
+    if flags.secret.secret.is_some() || flags.secret.master_secret {
+        return Ok(None);
+    }
+    let env_var = engine.map_or("PGPASSWORD / MYSQL_PWD", EngineKind::password_env);
+    let shown = host.map_or("the database", Host::as_str);
+    let password = password(flags.password_stdin, env_var, user, shown)?;
+    Ok(Some(Login::Password(password)))
+}
+
 /// How doctor resolves its target: as typed (no environment variables),
 /// the RDS API's endpoint given to it as found.
 fn ask(args: &DoctorArgs, given: Given) -> Ask<'_> {
+    static NO_SECRET: SecretFlags = SecretFlags {
+        secret: None,
+        secret_region: None,
+        master_secret: false,
+    };
     static NO_LOOKUP: RdsSelector = RdsSelector {
         instance: None,
         cluster: None,
@@ -126,6 +166,12 @@ fn ask(args: &DoctorArgs, given: Given) -> Ask<'_> {
         connect_timeout: args.connect_timeout.into(),
         users: Users::One,
         env: false,
+        // The master secret is read here, from the database found.
+        secret: if args.target.secret.master_secret {
+            &NO_SECRET
+        } else {
+            &args.target.secret
+        },
     }
 }
 
@@ -137,14 +183,27 @@ async fn connection_target(
     args: &DoctorArgs,
     typed: Option<Request>,
     found: Option<&Database>,
-) -> Result<Option<(EngineKind, Target)>> {
+) -> Result<Option<(EngineKind, Request)>> {
     let request = match (typed, found) {
         (Some(r), _) => r,
         (None, Some(db)) => match Found::of(db, args.target.rds.reader) {
             Ok(f) => {
                 let kind = f.kind;
-                let mut r = request(global, ask(args, Given::from(&args.target).at(f))).await?;
+                let mut given = Given::from(&args.target);
+                let master = if args.target.secret.master_secret {
+                    match master_secret(global, &f, &mut given).await {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            lines.error("connection", e);
+                            return Ok(None);
+                        }
+                    }
+                } else {
+                    None
+                };
+                let mut r = request(global, ask(args, given.at(f))).await?;
                 r.kind = r.kind.or(Some(kind));
+                r.secret = r.secret.or(master);
                 r
             }
             Err(e) => {
@@ -166,7 +225,7 @@ async fn connection_target(
         );
         return Ok(None);
     };
-    Ok(Some((kind, request.target)))
+    Ok(Some((kind, request)))
 }
 
 /// The staged check, one line per stage.

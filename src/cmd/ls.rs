@@ -41,6 +41,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                     at(&d.endpoint),
                     at(&d.reader_endpoint),
                     d.ca_certificate.clone().unwrap_or_else(|| "-".into()),
+                    if d.master_user_secret.is_some() {
+                        "managed"
+                    } else {
+                        "-"
+                    }
+                    .to_string(),
                     d.resource_id.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
@@ -56,6 +62,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                 "ENDPOINT",
                 "READER",
                 "CA",
+                "SECRET",
                 "RESOURCE ID",
             ],
             &rows,

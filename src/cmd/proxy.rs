@@ -39,8 +39,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         connect_timeout: args.connect_timeout.into(),
         users: Users::Any,
         env: true,
+        secret: &args.secret,
     };
-    let Request { target, iam, .. } = request(global, ask).await?;
+    let Request {
+        target,
+        iam,
+        secret: from_secret,
+        ..
+    } = request(global, ask).await?;
     // --user, else the URL's: the only user served.
     let only_user = Some(target.user.clone()).filter(|u| !u.is_empty());
     let local_password = args.local_password.then(local_password).transpose()?;
@@ -51,7 +57,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     }
 
     let roots = crate::resolve::roots(global, &target.host)?;
-    let secrets = secrets(global, args, &target, iam, only_user.as_deref()).await?;
+    let secrets = secrets(
+        global,
+        args,
+        &target,
+        iam,
+        only_user.as_deref(),
+        from_secret,
+    )
+    .await?;
 
     let config = Config {
         kind,
@@ -115,7 +129,15 @@ async fn secrets(
     target: &crate::target::Target,
     url_iam: bool,
     only_user: Option<&str>,
+    from_secret: Option<crate::resolve::FromSecret>,
 ) -> Result<Secrets> {
+    if let Some(s) = from_secret {
+        return Ok(Secrets::Secret(crate::secrets::SecretCache::new(
+            global.clone(),
+            s.source,
+            s.password,
+        )));
+    }
     if args.iam || url_iam {
         let region = crate::iam::signing_region(global, &target.host).await?;
         let creds = crate::aws::credentials(global.profile.as_deref(), &region).await?;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::cli::MAX_DURATION;
-use crate::cli::{GlobalArgs, TokenArgs};
+use crate::cli::{GlobalArgs, SecretFlags, TokenArgs};
 use crate::error::{Error, Result};
 use crate::iam;
 use crate::output;
@@ -37,6 +37,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
         connect_timeout: MAX_DURATION,
         users: Users::One,
         env: false,
+        // A token needs no password.
+        secret: &SecretFlags::default(),
     };
     let Target {
         host, port, user, ..

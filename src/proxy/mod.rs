@@ -175,6 +175,35 @@ pub(crate) enum Secrets {
     Password(Secret),
     /// IAM tokens minted per user.
     Iam(Box<crate::iam::TokenCache>),
+    /// A password from Secrets Manager, read again when it ages or the
+    /// database refuses it.
+    Secret(std::sync::Arc<crate::secrets::SecretCache>),
+}
+
+impl Secrets {
+    /// After the database refused a login: whether a fresh password is
+    /// there to try once more (a secret that was rotated since it was
+    /// read). `refused` is the password that was tried.
+    async fn renewed_after(&self, refused: Option<&Secret>) -> bool {
+        let (Self::Secret(cache), Some(refused)) = (self, refused) else {
+            return false;
+        };
+        match cache.refresh(refused).await {
+            Ok(fresh) => fresh.expose() != refused.expose(),
+            Err(e) => {
+                tracing::warn!("reading the secret again: {}", crate::error::error_line(&e));
+                false
+            }
+        }
+    }
+
+    /// The password a login would use now (for [`Secrets::renewed_after`]).
+    async fn current_password(&self) -> Option<Secret> {
+        match self {
+            Self::Secret(cache) => cache.password().await.ok(),
+            _ => None,
+        }
+    }
 }
 
 impl relay::Credentials for Secrets {
@@ -183,6 +212,11 @@ impl relay::Credentials for Secrets {
             match self {
                 Self::Password(p) => Ok(Auth::Password(p.clone())),
                 Self::Iam(cache) => cache.token(user).await.map(Auth::IamToken),
+                Self::Secret(cache) => cache
+                    .password()
+                    .await
+                    .map(Auth::Password)
+                    .map_err(|e| ConnectError::Server(crate::error::error_line(&e))),
             }
         })
     }
@@ -627,19 +661,33 @@ fn backoff(attempt: u32) -> Duration {
     crate::net::doubling(Duration::from_millis(100), attempt, Duration::from_secs(3))
 }
 
+/// A failed upstream login that the database refused (wrong password).
+pub(crate) trait Refused {
+    fn is_refused(&self) -> bool;
+}
+
+impl Refused for ConnectError {
+    fn is_refused(&self) -> bool {
+        matches!(self, Self::Auth { .. })
+    }
+}
+
 /// Runs `attempt` (one upstream connect and login, each bounded by the
 /// connect timeout) again after throttling, with backoff, for as long as
-/// another connect timeout allows.
+/// another connect timeout allows; and once more after the database refused
+/// a password from a secret that has changed since it was read.
 async fn retrying<T, E, F, Fut>(config: &Config, mut attempt: F) -> Result<T, E>
 where
-    E: std::fmt::Display + From<ConnectError>,
+    E: std::fmt::Display + From<ConnectError> + Refused,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let limit = config.connect_timeout;
     let start = Instant::now();
     let mut n = 0;
+    let mut reread = false;
     loop {
+        let tried = config.secrets.current_password().await;
         let result = tokio::time::timeout(limit, attempt())
             .await
             .unwrap_or_else(|_| {
@@ -658,6 +706,14 @@ where
                     wait.as_millis()
                 );
                 tokio::time::sleep(wait).await;
+            }
+            Err(e)
+                if e.is_refused()
+                    && !reread
+                    && config.secrets.renewed_after(tried.as_ref()).await =>
+            {
+                reread = true;
+                tracing::info!("the secret changed since it was read (rotated?); logging in again");
             }
             other => return other,
         }

@@ -230,6 +230,12 @@ struct Failure {
     to_client: Option<Vec<u8>>,
 }
 
+impl super::Refused for Failure {
+    fn is_refused(&self) -> bool {
+        super::Refused::is_refused(&self.error)
+    }
+}
+
 impl From<ConnectError> for Failure {
     fn from(error: ConnectError) -> Self {
         Self {

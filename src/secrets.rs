@@ -1,0 +1,413 @@
+//! Passwords from AWS Secrets Manager (`--secret`, `--master-secret`): one
+//! `GetSecretValue` through the same credential chain, endpoint-URL
+//! variables and bounded timeouts as the RDS API, and the `SecretString`
+//! JSON read the way RDS writes it (`username`, `password`, and for
+//! RDS-style secrets `engine`, `host`, `port`, `dbname`,
+//! `dbInstanceIdentifier` / `dbClusterIdentifier`).
+//!
+//! The secret's value never leaves this module except as a [`Secret`]: no
+//! error, log line or warning quotes any part of it (JSON parse errors are
+//! replaced by rdsconn's own words, since serde's may quote the input).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use serde_json::Value;
+
+use crate::aws;
+use crate::cli::GlobalArgs;
+use crate::error::{Categorized, Category};
+use crate::secret::Secret;
+
+/// Why a secret could not be used; every one is an AWS error (exit 3).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SecretError {
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
+    #[error("secret {id:?} not found in {region}")]
+    NotFound { id: String, region: String },
+    #[error("reading secret {id:?}: access denied ({code})")]
+    Denied { id: String, code: String },
+    #[error("the Secrets Manager call GetSecretValue for {id:?} failed: {message}")]
+    Api { id: String, message: String },
+    #[error("secret {id:?} holds SecretBinary; rdsconn reads a SecretString with JSON")]
+    Binary { id: String },
+    #[error("secret {id:?} is not a JSON object with username and password")]
+    NotJson { id: String },
+    #[error("secret {id:?} has no {key:?} key")]
+    MissingKey { id: String, key: &'static str },
+    #[error("secret {id:?}: {key:?} is not {expected}")]
+    BadValue {
+        id: String,
+        key: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl Categorized for SecretError {
+    fn category(&self) -> Category {
+        match self {
+            Self::Aws(e) => e.category(),
+            _ => Category::Aws,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Aws(e) => e.hint(),
+            Self::NotFound { .. } => Some(
+                "check the name or ARN and the region (--secret-region, or an ARN, which names its region)"
+                    .into(),
+            ),
+            Self::Denied { .. } => Some(
+                "the caller needs secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key)"
+                    .into(),
+            ),
+            Self::Api { .. } => Some(
+                "check network access to Secrets Manager (or AWS_ENDPOINT_URL_SECRETS_MANAGER for a VPC endpoint)"
+                    .into(),
+            ),
+            Self::Binary { .. } | Self::NotJson { .. } | Self::MissingKey { .. } | Self::BadValue { .. } => Some(
+                "store {\"username\": …, \"password\": …} (RDS-style secrets may add engine, host, port, dbname)".into(),
+            ),
+        }
+    }
+}
+
+/// A database secret as read: the password and what else it says.
+#[derive(Clone)]
+pub(crate) struct DbSecret {
+    pub password: Secret,
+    pub username: Option<String>,
+    pub engine: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+    pub instance: Option<String>,
+    pub cluster: Option<String>,
+}
+
+impl std::fmt::Debug for DbSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSecret")
+            .field("username", &self.username)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a secret is: its name or ARN, and the region to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SecretRef {
+    pub id: String,
+    /// `--secret-region`, else the ARN's, else the configured region.
+    pub region: Option<String>,
+}
+
+impl SecretRef {
+    pub(crate) fn new(id: &str, region: Option<&str>) -> Self {
+        Self {
+            id: id.to_string(),
+            region: region.map(str::to_string).or_else(|| arn_region(id)),
+        }
+    }
+}
+
+/// The region of a Secrets Manager ARN
+/// (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`).
+fn arn_region(id: &str) -> Option<String> {
+    let mut parts = id.splitn(6, ':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(_), Some("secretsmanager"), Some(region), Some(_), Some(_))
+            if aws::is_valid_region(region) =>
+        {
+            Some(region.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Reads `secret` with `GetSecretValue`.
+pub(crate) async fn fetch(
+    global: &GlobalArgs,
+    secret: &SecretRef,
+) -> Result<DbSecret, SecretError> {
+    let region = if let Some(r) = &secret.region {
+        r.clone()
+    } else {
+        let configured = match global.region {
+            Some(_) => None,
+            None => aws::configured_region(global.profile.as_deref()).await,
+        };
+        aws::resolve_region(global.region.as_deref(), None, configured)?.region
+    };
+    let config = crate::rds::sdk_config(global, &region).await?;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let id = &secret.id;
+    tracing::info!(secret = %id, %region, "reading the password from Secrets Manager");
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| call_error(id, &region, &e))?;
+    match (out.secret_string(), out.secret_binary()) {
+        (Some(text), _) => parse(id, text),
+        (None, Some(_)) => Err(SecretError::Binary { id: id.clone() }),
+        (None, None) => Err(SecretError::NotJson { id: id.clone() }),
+    }
+}
+
+fn call_error<E, R>(id: &str, region: &str, e: &SdkError<E, R>) -> SecretError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if let SdkError::ServiceError(s) = e {
+        let err = s.err();
+        match err.code() {
+            Some("ResourceNotFoundException") => {
+                return SecretError::NotFound {
+                    id: id.to_string(),
+                    region: region.to_string(),
+                };
+            }
+            Some(
+                code @ ("AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"),
+            ) => {
+                return SecretError::Denied {
+                    id: id.to_string(),
+                    code: code.to_string(),
+                };
+            }
+            _ => {}
+        }
+    }
+    let crate::rds::RdsError::Api { message, .. } = crate::rds::api_error("GetSecretValue", e)
+    else {
+        return SecretError::Api {
+            id: id.to_string(),
+            message: "failed".into(),
+        };
+    };
+    SecretError::Api {
+        id: id.to_string(),
+        message,
+    }
+}
+
+/// The `SecretString` JSON; values are never quoted in errors.
+fn parse(id: &str, text: &str) -> Result<DbSecret, SecretError> {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
+        return Err(SecretError::NotJson { id: id.to_string() });
+    };
+    let bad = |key, expected| SecretError::BadValue {
+        id: id.to_string(),
+        key,
+        expected,
+    };
+    let text_of = |key: &'static str| -> Result<Option<String>, SecretError> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(key, "a string")),
+        }
+    };
+    let password = match map.get("password") {
+        Some(Value::String(p)) if !p.is_empty() => Secret::new(p.clone()),
+        Some(Value::String(_) | Value::Null) | None => {
+            return Err(SecretError::MissingKey {
+                id: id.to_string(),
+                key: "password",
+            });
+        }
+        Some(_) => return Err(bad("password", "a string")),
+    };
+    let port = match map.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("port", "a port number"))?,
+        ),
+        Some(Value::String(s)) => Some(
+            s.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("port", "a port number"))?,
+        ),
+        Some(_) => return Err(bad("port", "a port number")),
+    };
+    Ok(DbSecret {
+        password,
+        username: text_of("username")?,
+        engine: text_of("engine")?,
+        host: text_of("host")?,
+        port,
+        dbname: text_of("dbname")?,
+        instance: text_of("dbInstanceIdentifier")?,
+        cluster: text_of("dbClusterIdentifier")?,
+    })
+}
+
+/// What `doctor` says about a secret: its rotation and whether the caller
+/// may read it (`GetSecretValue` attempted; the value is dropped unread).
+pub(crate) struct SecretInfo {
+    pub rotation_enabled: Option<bool>,
+    pub last_rotated: Option<String>,
+    pub readable: Result<(), SecretError>,
+}
+
+/// `DescribeSecret`, then a `GetSecretValue` whose value is dropped.
+pub(crate) async fn describe(
+    config: &aws_types::SdkConfig,
+    arn: &str,
+) -> Result<SecretInfo, SecretError> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let region = config
+        .region()
+        .map_or_else(String::new, ToString::to_string);
+    let out = client
+        .describe_secret()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| call_error(arn, &region, &e))?;
+    let readable = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| call_error(arn, &region, &e));
+    Ok(SecretInfo {
+        rotation_enabled: out.rotation_enabled(),
+        last_rotated: out
+            .last_rotated_date()
+            .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+        readable,
+    })
+}
+
+/// How long the proxy reuses a secret's password before reading it again.
+pub(crate) const SECRET_REUSE: Duration = Duration::from_mins(5);
+
+/// The proxy's copy of a secret's password: read at start-up, read again
+/// after [`SECRET_REUSE`] or when the database refused it (a rotation),
+/// with one read in flight at a time however many clients wait.
+pub(crate) struct SecretCache {
+    global: GlobalArgs,
+    secret: SecretRef,
+    current: tokio::sync::Mutex<(Secret, Instant)>,
+}
+
+impl SecretCache {
+    pub(crate) fn new(global: GlobalArgs, secret: SecretRef, password: Secret) -> Arc<Self> {
+        Arc::new(Self {
+            global,
+            secret,
+            current: tokio::sync::Mutex::new((password, Instant::now())),
+        })
+    }
+
+    /// The password to log in with.
+    pub(crate) async fn password(&self) -> Result<Secret, SecretError> {
+        let mut current = self.current.lock().await;
+        if current.1.elapsed() >= SECRET_REUSE {
+            let fresh = fetch(&self.global, &self.secret).await?;
+            *current = (fresh.password, Instant::now());
+        }
+        Ok(current.0.clone())
+    }
+
+    /// After the database refused `refused`: read the secret again, unless
+    /// another client already did since (its password differs).
+    pub(crate) async fn refresh(&self, refused: &Secret) -> Result<Secret, SecretError> {
+        let mut current = self.current.lock().await;
+        if current.0.expose() != refused.expose() {
+            return Ok(current.0.clone());
+        }
+        tracing::info!(secret = %self.secret.id, "the database refused the secret's password; reading it again");
+        let fresh = fetch(&self.global, &self.secret).await?;
+        *current = (fresh.password, Instant::now());
+        Ok(current.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rds_style_secrets_and_their_errors() {
+        let s = parse(
+            "x",
+            r#"{"username":"app","password":"p w","engine":"postgres","host":"h.example","port":"5433","dbname":"d","dbInstanceIdentifier":"db1"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.password.expose(), "p w");
+        assert_eq!(s.username.as_deref(), Some("app"));
+        assert_eq!(s.port, Some(5433));
+        assert_eq!(s.instance.as_deref(), Some("db1"));
+        assert_eq!(
+            parse("x", r#"{"password":"p","port":3306}"#).unwrap().port,
+            Some(3306)
+        );
+        for (text, want) in [
+            ("not json at all: hunter2", "not a JSON object"),
+            ("[\"hunter2\"]", "not a JSON object"),
+            (r#"{"username":"app"}"#, "no \"password\" key"),
+            (r#"{"password":""}"#, "no \"password\" key"),
+            (r#"{"password":7}"#, "\"password\" is not a string"),
+            (
+                r#"{"password":"p","port":"hunter2"}"#,
+                "\"port\" is not a port number",
+            ),
+            (
+                r#"{"password":"p","port":70000}"#,
+                "\"port\" is not a port number",
+            ),
+            (
+                r#"{"password":"p","host":["hunter2"]}"#,
+                "\"host\" is not a string",
+            ),
+        ] {
+            let e = parse("x", text).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn arn_regions() {
+        assert_eq!(
+            SecretRef::new(
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/app-AbCdEf",
+                None
+            )
+            .region
+            .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(SecretRef::new("prod/app", None).region, None);
+        assert_eq!(
+            SecretRef::new(
+                "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+                Some("us-east-2")
+            )
+            .region
+            .as_deref(),
+            Some("us-east-2")
+        );
+    }
+}
