@@ -13,4 +13,5 @@ mod handoff;
 mod hostile;
 mod proxy;
 mod rds;
+mod secrets;
 mod token;

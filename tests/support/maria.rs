@@ -172,3 +172,10 @@ fn wait_ready(dir: &Path, port: u16) {
     let log = std::fs::read_to_string(dir.join("err.log")).unwrap_or_default();
     panic!("MariaDB on port {port} did not start:\n{log}");
 }
+
+/// Runs SQL as root on the `variant` server (started if need be): for
+/// tests that create their own users or change a password.
+pub fn admin_sql(variant: Variant, sql: &str) {
+    server(variant);
+    admin(&root().join(format!("{variant:?}").to_lowercase()), sql);
+}

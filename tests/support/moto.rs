@@ -48,11 +48,7 @@ pub fn url() -> &'static str {
 /// Creates what `spec` lists in `region` (see `tests/oracle/moto_setup.py`)
 /// and returns what moto reports for the whole region, per identifier.
 pub fn setup(region: &str, spec: &serde_json::Value) -> serde_json::Value {
-    // moto does not like concurrent creates (automated snapshot names clash).
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = one_at_a_time();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/moto_setup.py");
     let mut child = Command::new(python())
         .arg(script)
@@ -72,6 +68,43 @@ pub fn setup(region: &str, spec: &serde_json::Value) -> serde_json::Value {
     assert!(
         out.status.success(),
         "moto setup failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// moto does not like concurrent creates (automated snapshot names clash):
+/// setup scripts take turns.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Secrets and RDS-managed master secrets (see
+/// `tests/oracle/moto_secret.py`): one result per op.
+pub fn secrets(ops: &serde_json::Value) -> Vec<serde_json::Value> {
+    let _turn = one_at_a_time();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/moto_secret.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg(url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ops.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "moto secrets failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

@@ -191,3 +191,27 @@ fn wait_ready(dir: &Path, port: u16) {
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     panic!("PostgreSQL on port {port} did not start:\n{log}");
 }
+
+/// Runs SQL as the superuser on the `variant` server (started if need
+/// be): for tests that create their own users or change a password.
+pub fn admin_sql(variant: Variant, sql: &str) {
+    let port = server(variant).port;
+    let base = base_dir();
+    let dir = base.root.join(format!("{variant:?}").to_lowercase());
+    let file = dir.join(format!(
+        "admin-{}.sql",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    ));
+    std::fs::write(&file, sql).unwrap();
+    chown_postgres(&file);
+    as_postgres(&format!(
+        "{}/psql -q -h {} -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -f {}",
+        base.bin.display(),
+        dir.display(),
+        file.display()
+    ));
+    let _ = std::fs::remove_file(&file);
+}

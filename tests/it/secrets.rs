@@ -1,0 +1,606 @@
+//! Passwords from AWS Secrets Manager (moto in server mode): `--secret` on
+//! every command, RDS-style secrets as whole targets, `--master-secret` of
+//! RDS-managed master users, rotation, and the failures. The harness
+//! servers check every password.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::pki::ENDPOINT;
+use crate::support::proxy::ProxyProc;
+use crate::support::server::{APP_PASSWORD, Variant, pki};
+use crate::support::{Run, TestEnv, maria, moto, pg};
+
+/// Secrets (and databases with managed secrets) live in a region of their own.
+const REGION: &str = "eu-central-1";
+
+fn aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto::url().to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+    ]
+}
+
+/// `rdsconn --ca-bundle <harness CA> ARGS` with moto as AWS.
+fn run(env: &TestEnv, args: &[&str]) -> Run {
+    let ca = pki().ca_file.display().to_string();
+    let mut all = vec!["--ca-bundle", ca.as_str()];
+    all.extend_from_slice(args);
+    let mut cmd = env.cmd(&all);
+    for (k, v) in aws_env() {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().unwrap())
+}
+
+fn put(name: &str, value: &Value) -> String {
+    let out = moto::secrets(
+        &json!([{"op": "put", "region": REGION, "name": name, "value": value.to_string()}]),
+    );
+    out[0]["arn"].as_str().unwrap().to_string()
+}
+
+fn pg_via() -> String {
+    format!("127.0.0.1:{}", pg::server(Variant::Good).port)
+}
+
+fn maria_via() -> String {
+    format!("127.0.0.1:{}", maria::server(Variant::Good).port)
+}
+
+#[test]
+fn a_secret_logs_in_with_every_command() {
+    let arn = put(
+        "it/app",
+        &json!({"username": "app", "password": APP_PASSWORD}),
+    );
+    let env = TestEnv::new();
+    let (pg, my) = (pg_via(), maria_via());
+
+    // In-process SQL, by name and by ARN; the user comes from the secret.
+    for id in ["it/app", arn.as_str()] {
+        let r = run(
+            &env,
+            &[
+                "postgres",
+                "-h",
+                ENDPOINT,
+                "-d",
+                "appdb",
+                "--via",
+                &pg,
+                "--secret",
+                id,
+                "-c",
+                "SELECT current_user AS u",
+            ],
+        );
+        r.assert_code(0);
+        assert_eq!(r.stdout, "u\napp\n");
+    }
+    let r = run(
+        &env,
+        &[
+            "mysql",
+            "-h",
+            ENDPOINT,
+            "-D",
+            "appdb",
+            "--via",
+            &my,
+            "--secret",
+            "it/app",
+            "-e",
+            "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AS u",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\napp\n");
+
+    // check: the --host target, and URL targets sharing the secret.
+    let r = run(
+        &env,
+        &[
+            "--output", "json", "check", "--engine", "postgres", "-h", ENDPOINT, "-d", "appdb",
+            "--via", &pg, "--secret", "it/app",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.json()["summary"]["passed"], 1);
+    let url = format!("mysql://app@{ENDPOINT}/appdb");
+    let r = run(&env, &["check", &url, "--via", &my, "--secret", "it/app"]);
+    r.assert_code(0);
+}
+
+#[test]
+fn a_secret_reaches_env_exec_and_the_hand_off() {
+    put(
+        "it/app",
+        &json!({"username": "app", "password": APP_PASSWORD}),
+    );
+    let env = TestEnv::new();
+    let (pg, my) = (pg_via(), maria_via());
+    // env / exec: the password only in the variable the client reads.
+    let r = run(
+        &env,
+        &[
+            "--output", "json", "env", "postgres", "-h", ENDPOINT, "--secret", "it/app",
+        ],
+    );
+    r.assert_code(0);
+    let j = r.json();
+    assert_eq!(j["PGPASSWORD"], APP_PASSWORD, "{j}");
+    assert_eq!(j["PGUSER"], "app", "{j}");
+    let r = run(
+        &env,
+        &[
+            "exec",
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-d",
+            "appdb",
+            "--via",
+            &pg,
+            "--secret",
+            "it/app",
+            "--",
+            "psql",
+            "-X",
+            "-tAc",
+            "SELECT current_user",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "app");
+
+    // The hand-off to psql and to mariadb.
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-d",
+            "appdb",
+            "--via",
+            &pg,
+            "--secret",
+            "it/app",
+            "--",
+            "-X",
+            "-tAc",
+            "SELECT current_user",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "app");
+    let r = run(
+        &env,
+        &[
+            "mysql",
+            "-h",
+            ENDPOINT,
+            "-D",
+            "appdb",
+            "--via",
+            &my,
+            "--secret",
+            "it/app",
+            "--",
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            "SELECT 40 + 2",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "42");
+}
+
+#[test]
+fn the_proxy_logs_in_with_a_secret() {
+    put(
+        "it/proxy",
+        &json!({"username": "app", "password": APP_PASSWORD}),
+    );
+    let env = TestEnv::new();
+    let via = pg_via();
+    let vars: Vec<(&str, String)> = aws_env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxy = ProxyProc::start(
+        &env,
+        &[
+            "postgres", "-h", ENDPOINT, "--via", &via, "--secret", "it/proxy",
+        ],
+        &vars,
+    );
+    let r = psql(proxy.port(), "app", "SELECT current_user");
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "app");
+    assert!(!proxy.log().contains(APP_PASSWORD));
+}
+
+/// psql against a proxy on `port` (no password of its own).
+fn psql(port: u16, user: &str, sql: &str) -> Run {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            sql,
+            &format!("host=127.0.0.1 port={port} user={user} dbname=appdb sslmode=disable connect_timeout=60"),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+#[test]
+fn an_rds_style_secret_is_a_whole_target() {
+    put(
+        "it/full",
+        &json!({
+            "username": "app", "password": APP_PASSWORD, "engine": "postgres",
+            "host": ENDPOINT, "port": 5432, "dbname": "appdb",
+            "dbInstanceIdentifier": "not-looked-up",
+        }),
+    );
+    let env = TestEnv::new();
+    let via = pg_via();
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "--secret",
+            "it/full",
+            "--via",
+            &via,
+            "-c",
+            "SELECT current_database() AS d, current_user AS u",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "d\tu\nappdb\tapp\n");
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+
+    // env: the secret fills host, port, user and database.
+    let r = run(
+        &env,
+        &["--output", "json", "env", "postgres", "--secret", "it/full"],
+    );
+    r.assert_code(0);
+    let j = r.json();
+    assert_eq!(
+        (
+            j["PGHOST"].as_str(),
+            j["PGPORT"].as_str(),
+            j["PGDATABASE"].as_str()
+        ),
+        (Some(ENDPOINT), Some("5432"), Some("appdb")),
+        "{j}"
+    );
+
+    // Flags win, with a warning naming what differs (never the password).
+    let r = run(
+        &env,
+        &[
+            "--output",
+            "json",
+            "env",
+            "postgres",
+            "--secret",
+            "it/full",
+            "-h",
+            "other.example.com",
+            "-P",
+            "6543",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.json()["PGHOST"], "other.example.com");
+    assert!(r.stderr.contains("the secret's host"), "{}", r.stderr);
+    assert!(r.stderr.contains("the secret's port"), "{}", r.stderr);
+    let r = run(
+        &env,
+        &["--output", "json", "env", "mysql", "--secret", "it/full"],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("the secret's engine (postgres)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn master_secrets_of_an_instance_and_a_cluster() {
+    let managed = moto::secrets(&json!([
+        {"op": "managed", "region": REGION, "kind": "instance", "id": "managed-pg", "engine": "postgres"},
+        {"op": "managed", "region": REGION, "kind": "cluster", "id": "managed-cl", "engine": "aurora-postgresql"},
+    ]));
+    let env = TestEnv::new();
+    let via = pg_via();
+    for (db, flag) in managed.iter().zip(["--instance", "--cluster"]) {
+        assert_eq!(db["master_user"], "admin", "{db}");
+        let password = db["password"].as_str().unwrap();
+        // The harness server's master user gets the secret's password.
+        pg::admin_sql(
+            Variant::Good,
+            &format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'admin') THEN CREATE ROLE admin LOGIN; END IF; END $$;\n\
+                 ALTER ROLE admin PASSWORD '{}';\nGRANT CONNECT ON DATABASE appdb TO admin;\n",
+                password.replace('\'', "''")
+            ),
+        );
+        let id = if flag == "--instance" {
+            "managed-pg"
+        } else {
+            "managed-cl"
+        };
+        let r = run(
+            &env,
+            &[
+                "postgres",
+                flag,
+                id,
+                "--master-secret",
+                "-d",
+                "appdb",
+                "--via",
+                &via,
+                "--tls",
+                "verify-ca",
+                "-c",
+                "SELECT current_user AS u",
+            ],
+        );
+        r.assert_code(0);
+        assert_eq!(r.stdout, "u\nadmin\n", "{flag}");
+        assert!(!r.stderr.contains(password));
+    }
+}
+
+#[test]
+fn ls_and_doctor_show_managed_master_secrets() {
+    let managed = moto::secrets(&json!([
+        {"op": "managed", "region": REGION, "kind": "instance", "id": "managed-pg", "engine": "postgres"},
+    ]));
+    let env = TestEnv::new();
+    let via = pg_via();
+    // ls shows which databases have a managed secret.
+    let r = run(&env, &["--output", "json", "ls"]);
+    r.assert_code(0);
+    let listed = r.json();
+    let inst = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["identifier"] == "managed-pg")
+        .unwrap();
+    assert_eq!(inst["master_user_secret"], managed[0]["arn"], "{inst}");
+    // doctor shows the secret and that it can be read.
+    let r = run(
+        &env,
+        &[
+            "--output",
+            "json",
+            "doctor",
+            "--instance",
+            "managed-pg",
+            "--master-secret",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--tls",
+            "verify-ca",
+        ],
+    );
+    let j = r.json();
+    let line = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "master secret")
+        .unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(line["status"], "ok", "{j}");
+    let detail = line["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(managed[0]["arn"].as_str().unwrap()) && detail.contains("readable"),
+        "{detail}"
+    );
+    assert!(!r.stdout.contains(managed[0]["password"].as_str().unwrap()));
+    // An instance without one: exit 3 with the fix.
+    moto::setup(
+        REGION,
+        &json!([{"instance": "unmanaged-pg", "engine": "postgres"}]),
+    );
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "--instance",
+            "unmanaged-pg",
+            "--master-secret",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    r.assert_code(3);
+    assert!(
+        r.stderr.contains("no master user secret")
+            && r.stderr.contains("--manage-master-user-password"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_rotated_secret_is_read_again_once() {
+    let user = "rotating_user";
+    let first = "first-password-1";
+    pg::admin_sql(
+        Variant::Good,
+        &format!(
+            "DROP ROLE IF EXISTS {user};\nCREATE ROLE {user} LOGIN PASSWORD '{first}';\nGRANT CONNECT ON DATABASE appdb TO {user};\n"
+        ),
+    );
+    put("it/rotating", &json!({"username": user, "password": first}));
+    let env = TestEnv::new();
+    let via = pg_via();
+    let vars: Vec<(&str, String)> = aws_env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxy = ProxyProc::start(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--via",
+            &via,
+            "--secret",
+            "it/rotating",
+        ],
+        &vars,
+    );
+    psql(proxy.port(), user, "SELECT 1").assert_code(0);
+
+    // Rotation: the server and the secret change together. The proxy still
+    // holds the old password; the first refusal makes it read the secret
+    // again, once for a burst of clients.
+    let second = "second-password-2";
+    pg::admin_sql(
+        Variant::Good,
+        &format!("ALTER ROLE {user} PASSWORD '{second}';\n"),
+    );
+    put(
+        "it/rotating",
+        &json!({"username": user, "password": second}),
+    );
+    let port = proxy.port();
+    let clients: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || psql(port, user, "SELECT 2")))
+        .collect();
+    for c in clients {
+        let r = c.join().unwrap();
+        r.assert_code(0);
+        assert_eq!(r.stdout.trim(), "2");
+    }
+    let log = proxy.log();
+    assert_eq!(
+        log.matches("refused the secret's password; reading it again")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains(first) && !log.contains(second));
+
+    // A password that is still wrong after the re-read: exit 6, said so.
+    put(
+        "it/rotating",
+        &json!({"username": user, "password": "wrong-password-3"}),
+    );
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--secret",
+            "it/rotating",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    r.assert_code(6);
+    assert!(
+        r.stderr.contains("the secret was read again"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("wrong-password-3"));
+}
+
+#[test]
+fn bad_secrets_are_aws_errors_that_never_show_the_value() {
+    put("it/not-json", &Value::String("hunter2-not-json".into()));
+    put(
+        "it/no-password",
+        &json!({"username": "app", "secret": "hunter2-other"}),
+    );
+    put(
+        "it/bad-port",
+        &json!({"username": "app", "password": "hunter2", "port": "hunter2-port"}),
+    );
+    moto::secrets(&json!([{"op": "binary", "region": REGION, "name": "it/binary"}]));
+    let env = TestEnv::new();
+    for (id, needle) in [
+        ("it/nope", "secret \"it/nope\" not found in eu-central-1"),
+        ("it/not-json", "not a JSON object"),
+        ("it/no-password", "no \"password\" key"),
+        ("it/bad-port", "\"port\" is not a port number"),
+        ("it/binary", "SecretBinary"),
+    ] {
+        let r = run(
+            &env,
+            &[
+                "-vvv", "postgres", "-h", ENDPOINT, "-U", "app", "--secret", id, "-c", "SELECT 1",
+            ],
+        );
+        r.assert_code(3);
+        assert!(r.stderr.contains(needle), "{id}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("hunter2") && !r.stdout.contains("hunter2"),
+            "{id}: {}",
+            r.stderr
+        );
+    }
+    // Another region (where it does not exist), and Secrets Manager down.
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--secret",
+            "it/app",
+            "--secret-region",
+            "ap-south-1",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    r.assert_code(3);
+    let ca = pki().ca_file.display().to_string();
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "postgres",
+        "-h",
+        ENDPOINT,
+        "--secret",
+        "it/app",
+        "-c",
+        "SELECT 1",
+    ]);
+    for (k, v) in aws_env() {
+        cmd.env(k, v);
+    }
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:1");
+    let r = Run::from(cmd.output().unwrap());
+    r.assert_code(3);
+    assert!(r.stderr.contains("GetSecretValue"), "{}", r.stderr);
+}
