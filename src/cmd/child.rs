@@ -63,10 +63,16 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
     } = request(global, ask).await?;
     let client = native::for_kind(kind);
     client.check(&target, flags.tls)?;
+    // Where the password came from, for scripts (never the value).
+    let mut source = None;
     let secret = if iam {
         let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)
     } else if let Some(s) = from_secret {
+        source = Some(EnvVar::new(
+            "RDSCONN_PASSWORD_SOURCE",
+            format!("secretsmanager:{}", s.source.id),
+        ));
         s.password
     } else {
         password(
@@ -86,5 +92,7 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         via_addr: via_addr(&target).await?,
         socket: None,
     };
-    Ok(client.env(&conn))
+    let mut vars = client.env(&conn);
+    vars.extend(source);
+    Ok(vars)
 }

@@ -136,6 +136,7 @@ fn a_secret_reaches_env_exec_and_the_hand_off() {
     let j = r.json();
     assert_eq!(j["PGPASSWORD"], APP_PASSWORD, "{j}");
     assert_eq!(j["PGUSER"], "app", "{j}");
+    assert_eq!(j["RDSCONN_PASSWORD_SOURCE"], "secretsmanager:it/app", "{j}");
     let r = run(
         &env,
         &[
