@@ -224,6 +224,67 @@ fn main() {
         report(ours, native, runs, &home);
     }
     check_scaling(&bundle, &home, runs.min(5));
+    secret_cost(&bundle, &home, runs);
+}
+
+/// What `--secret` adds to a connect: one `GetSecretValue` (against moto
+/// on loopback here; a real Secrets Manager call is a network round trip
+/// more).
+fn secret_cost(bundle: &str, home: &Path, runs: usize) {
+    support::moto::secrets(&serde_json::json!([{
+        "op": "put", "region": "eu-central-1", "name": "bench/app",
+        "value": serde_json::json!({"username": "app", "password": APP_PASSWORD}).to_string(),
+    }]));
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Localhost).port);
+    let rdsconn = support::bench::rdsconn();
+    let aws: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+        ("AWS_ENDPOINT_URL", support::moto::url()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "eu-central-1"),
+        ("PGPASSWORD", APP_PASSWORD),
+    ]));
+    let argv = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            rdsconn.as_str(),
+            "--ca-bundle",
+            bundle,
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "-c",
+            "SELECT 1",
+        ]
+        .iter()
+        .map(|a| (*a).to_string())
+        .collect();
+        v.extend(extra.iter().map(|a| (*a).to_string()));
+        v
+    };
+    let with_secret = Client {
+        label: "`rdsconn postgres -c --secret` (GetSecretValue on moto)".into(),
+        argv: argv(&["--secret", "bench/app"]),
+        env: aws,
+        expect: "1".into(),
+    };
+    let with_password = Client {
+        label: "`rdsconn postgres -c` (PGPASSWORD)".into(),
+        argv: argv(&["-U", "app"]),
+        env: aws,
+        expect: "1".into(),
+    };
+    println!();
+    println!("`--secret` against the password in PGPASSWORD, {runs} alternating runs:");
+    println!();
+    println!(
+        "| client | median wall | median peak RSS | max peak RSS | ratio (secret / password) |"
+    );
+    println!("|---|---|---|---|---|");
+    report(&with_secret, &with_password, runs, home);
 }
 
 /// `rdsconn check` over N targets at `--concurrency 32`.

@@ -381,6 +381,16 @@ pub struct TokenArgs {
     #[arg(long)]
     pub dsql: bool,
 
+    /// Take the host, port, engine and user the flags leave open from this
+    /// AWS Secrets Manager secret (an RDS-style secret; its password is not
+    /// used).
+    #[arg(long, value_name = "ID")]
+    pub secret: Option<String>,
+
+    /// The region of --secret when it is a name.
+    #[arg(long, value_name = "REGION", requires = "secret")]
+    pub secret_region: Option<String>,
+
     /// Aurora DSQL tokens only: how long the token is accepted (at most
     /// 604800s, one week) [default: 15m].
     #[arg(long, value_name = "DURATION", value_parser = dsql_lifetime)]

@@ -67,6 +67,8 @@ pub(crate) enum Login {
     /// A token minted right before the `auth` stage.
     Iam,
     Password(Secret),
+    /// A password from Secrets Manager, read again once if refused.
+    Secret(crate::secrets::FromSecret),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -253,15 +255,29 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
             }
         }
         Login::Password(p) => Auth::Password(p.clone()),
+        Login::Secret(s) => Auth::Password(s.password.clone()),
     };
     let mut bounded = target.clone();
     bounded.connect_timeout = remaining
         .saturating_sub(t.elapsed())
         .max(Duration::from_millis(1));
-    let mut session = match engine::for_kind(item.kind)
-        .connect(&bounded, &auth, &item.policy)
-        .await
-    {
+    let engine = engine::for_kind(item.kind);
+    let mut connected = engine.connect(&bounded, &auth, &item.policy).await;
+    let mut auth = auth;
+    // A secret's password refused: read the secret once more (a rotation).
+    if let (Err(ConnectError::Auth { .. }), Login::Secret(s)) = (&connected, &item.login) {
+        match s.reread(&settings.global).await {
+            Ok(fresh) => {
+                auth = Auth::Password(fresh);
+                connected = engine.connect(&bounded, &auth, &item.policy).await;
+            }
+            Err(e) => {
+                run.fail(Step::Auth, t, &e.into());
+                return;
+            }
+        }
+    }
+    let mut session = match connected {
         Ok(s) => {
             run.ok(
                 Step::Auth,

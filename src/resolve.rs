@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::rds::Rds;
 use crate::secret::Secret;
+pub(crate) use crate::secrets::FromSecret;
 use crate::secrets::{self, SecretRef};
 use crate::target::Target;
 use crate::target::{EndpointClass, EngineKind, Host, UrlTarget, validate_database, validate_user};
@@ -302,21 +303,6 @@ pub(crate) struct Ask<'a> {
     pub secret: &'a SecretFlags,
 }
 
-/// A password read from Secrets Manager, and where to read it again.
-#[derive(Clone)]
-pub(crate) struct FromSecret {
-    pub source: SecretRef,
-    pub password: Secret,
-}
-
-impl FromSecret {
-    /// The secret read again (after the database refused its password:
-    /// it may have been rotated since).
-    pub(crate) async fn reread(&self, global: &GlobalArgs) -> Result<Secret> {
-        Ok(secrets::fetch(global, &self.source).await?.password)
-    }
-}
-
 /// A resolved connection request.
 pub(crate) struct Request {
     /// `None` only when neither the command, a URL nor the RDS API named
@@ -400,6 +386,18 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
             u
         }
         (None, Users::Any) => String::new(),
+        // The secret was to name the user.
+        (None, Users::One) if from.is_some() => {
+            let id = from
+                .as_ref()
+                .map(|f| f.source.id.clone())
+                .unwrap_or_default();
+            return Err(secrets::SecretError::MissingKey {
+                id,
+                key: "username",
+            }
+            .into());
+        }
         (None, Users::One) => {
             return Err(Error::usage(
                 "a database user is required: pass --user USER or USER@ in the URL",

@@ -299,6 +299,21 @@ pub(crate) async fn describe(
     })
 }
 
+/// A password read from Secrets Manager, and where to read it again.
+#[derive(Clone)]
+pub(crate) struct FromSecret {
+    pub source: SecretRef,
+    pub password: Secret,
+}
+
+impl FromSecret {
+    /// The secret read again (after the database refused its password:
+    /// it may have been rotated since).
+    pub(crate) async fn reread(&self, global: &GlobalArgs) -> Result<Secret, SecretError> {
+        Ok(fetch(global, &self.source).await?.password)
+    }
+}
+
 /// How long the proxy reuses a secret's password before reading it again.
 pub(crate) const SECRET_REUSE: Duration = Duration::from_mins(5);
 

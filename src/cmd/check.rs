@@ -22,6 +22,7 @@ use crate::resolve::{
     Ask, Given, Request, Users, env, request, roots, stdin_password, target_lines,
 };
 use crate::secret::Secret;
+use crate::secrets::{FromSecret, SecretRef};
 use crate::signals::StopSignals;
 use crate::tls::TlsPolicy;
 
@@ -161,20 +162,18 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     // (read once: the --host / --instance target's, else now).
     let stdin_password = if args.password_stdin {
         Some(stdin_password()?)
-    } else if let Some(s) = found.iter().find_map(|(_, r)| r.secret.as_ref()) {
-        Some(s.password.clone())
-    } else if let Some(id) = &args.secret.secret {
-        let source = crate::secrets::SecretRef::new(id, args.secret.secret_region.as_deref());
-        Some(crate::secrets::fetch(global, &source).await?.password)
     } else {
         None
     };
+    let from_secret = shared_secret(global, args, &found).await?;
     found
         .into_iter()
         .map(|(label, Request { kind, target, iam, .. })| {
             let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
             let login = if iam {
                 Login::Iam
+            } else if let Some(s) = &from_secret {
+                Login::Secret(s.clone())
             } else {
                 let var = kind.password_env();
                 let secret = stdin_password.clone().or_else(|| env(var).map(Secret::new));
@@ -197,6 +196,24 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
             })
         })
         .collect()
+}
+
+/// `--secret`, read once for every password target: the `--host` /
+/// `--instance` target's read, else one now.
+async fn shared_secret(
+    global: &GlobalArgs,
+    args: &CheckArgs,
+    found: &[(String, Request)],
+) -> Result<Option<FromSecret>> {
+    if let Some(s) = found.iter().find_map(|(_, r)| r.secret.clone()) {
+        return Ok(Some(s));
+    }
+    let Some(id) = &args.secret.secret else {
+        return Ok(None);
+    };
+    let source = SecretRef::new(id, args.secret.secret_region.as_deref());
+    let password = crate::secrets::fetch(global, &source).await?.password;
+    Ok(Some(FromSecret { source, password }))
 }
 
 fn summarize(reports: &[Report], interrupted: Option<u8>, strict: bool) -> Summary {

@@ -37,8 +37,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
         connect_timeout: MAX_DURATION,
         users: Users::One,
         env: false,
-        // A token needs no password.
-        secret: &SecretFlags::default(),
+        // Only the target's details: a token needs no password.
+        secret: &SecretFlags {
+            secret: args.secret.clone(),
+            secret_region: args.secret_region.clone(),
+            master_secret: false,
+        },
     };
     let Target {
         host, port, user, ..

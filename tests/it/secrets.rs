@@ -605,3 +605,95 @@ fn bad_secrets_are_aws_errors_that_never_show_the_value() {
     r.assert_code(3);
     assert!(r.stderr.contains("GetSecretValue"), "{}", r.stderr);
 }
+
+/// `token --secret`: an RDS-style secret names the endpoint and the user
+/// (its password is not used); a secret without a user needs `--user`.
+#[test]
+fn token_takes_its_target_from_a_secret_and_a_missing_user_is_named() {
+    put(
+        "it/token-target",
+        &json!({"username": "app", "password": "unused-password", "engine": "mysql", "host": ENDPOINT}),
+    );
+    put("it/no-user", &json!({"password": APP_PASSWORD}));
+    let env = TestEnv::new();
+    let r = run(&env, &["token", "--secret", "it/token-target"]);
+    r.assert_code(0);
+    assert!(
+        r.stdout
+            .starts_with(&format!("{ENDPOINT}:3306/?Action=connect&DBUser=app&")),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("unused-password") && !r.stderr.contains("unused-password"));
+
+    let via = pg_via();
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--secret",
+            "it/no-user",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    r.assert_code(3);
+    assert!(
+        r.stderr
+            .contains("secret \"it/no-user\" has no \"username\" key"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--secret",
+            "it/no-user",
+            "-c",
+            "SELECT 1 AS n",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "n\n1\n");
+    // check: a still-refused secret password is read again once, then fails.
+    put(
+        "it/refused",
+        &json!({"username": "app", "password": "not-the-password"}),
+    );
+    let r = run(
+        &env,
+        &[
+            "--output",
+            "json",
+            "check",
+            "--engine",
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--secret",
+            "it/refused",
+        ],
+    );
+    r.assert_code(6);
+    assert_eq!(r.json()["targets"][0]["stage"], "auth");
+    assert!(!r.stdout.contains("not-the-password") && !r.stderr.contains("not-the-password"));
+}
