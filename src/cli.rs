@@ -381,6 +381,11 @@ pub struct TokenArgs {
     #[arg(long)]
     pub dsql: bool,
 
+    /// An Aurora DSQL token for `DbConnectAdmin` (the admin role's action;
+    /// the user `admin` gets it anyway).
+    #[arg(long)]
+    pub admin: bool,
+
     /// Take the host, port, engine and user the flags leave open from this
     /// AWS Secrets Manager secret (an RDS-style secret; its password is not
     /// used).

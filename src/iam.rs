@@ -85,6 +85,8 @@ pub(crate) struct Sign<'a> {
     pub region: &'a str,
     /// A DSQL token whatever the name (`token --dsql`: a custom DNS name).
     pub dsql: bool,
+    /// DSQL only: `DbConnectAdmin` whatever the user (`token --admin`).
+    pub admin: bool,
     /// DSQL only: the token's lifetime [default: 15 minutes].
     pub expires_in: Option<Duration>,
 }
@@ -97,6 +99,7 @@ impl<'a> Sign<'a> {
             user,
             region,
             dsql: false,
+            admin: false,
             expires_in: None,
         }
     }
@@ -126,7 +129,7 @@ pub(crate) fn sign(
         let dsql = DsqlTokenRequest {
             host: req.host,
             region: req.region,
-            admin: req.user == DSQL_ADMIN,
+            admin: req.admin || req.user == DSQL_ADMIN,
             expires_in: req.lifetime(),
         };
         return token::generate_dsql(creds, &dsql, now);

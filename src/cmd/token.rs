@@ -48,6 +48,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
         host, port, user, ..
     } = request(global, ask).await?.target;
     let dsql = args.dsql
+        || args.admin
         || host
             .endpoint()
             .is_ok_and(|e| e.class == EndpointClass::Dsql);
@@ -56,8 +57,19 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
             "--expires-in is for Aurora DSQL tokens; an RDS token is accepted for 15 minutes",
         ));
     }
+    if args.admin
+        && !args.dsql
+        && !host
+            .endpoint()
+            .is_ok_and(|e| e.class == EndpointClass::Dsql)
+    {
+        return Err(Error::usage(
+            "--admin is for Aurora DSQL tokens (DbConnectAdmin): pass a DSQL endpoint or --dsql",
+        ));
+    }
     let minted = iam::mint_with(global, &host, port, &user, |req| {
         req.dsql = args.dsql;
+        req.admin = args.admin;
         req.expires_in = args.expires_in.map(Into::into);
     })
     .await?;

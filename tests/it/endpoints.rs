@@ -112,7 +112,14 @@ fn dsql_tokens_are_byte_identical_to_botocore() {
 #[test]
 fn binary_dsql_tokens_match_botocore() {
     let env = TestEnv::new();
-    let cases: [(&[&str], &str, &str, bool, u64); 4] = [
+    let cases: [(&[&str], &str, &str, bool, u64); 5] = [
+        (
+            &["-h", DSQL, "-u", "app", "--admin"],
+            DSQL,
+            "us-east-1",
+            true,
+            900,
+        ),
         (&["-h", DSQL, "-u", "admin"], DSQL, "us-east-1", true, 900),
         (
             &[
@@ -195,6 +202,10 @@ fn expires_in_is_for_dsql_tokens_within_a_week() {
         (
             vec!["mysql://app@x.dsql.us-east-1.on.aws"],
             "speaks PostgreSQL",
+        ),
+        (
+            vec!["-h", DB, "-P", "5432", "-u", "app", "--admin"],
+            "--admin is for Aurora DSQL",
         ),
     ] {
         let run = run_token(&env, &args, "us-east-1");
