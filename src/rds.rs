@@ -454,6 +454,10 @@ pub(crate) struct Database {
     pub resource_id: Option<String>,
     /// Instances: the cluster they belong to; proxy endpoints: their proxy.
     pub cluster: Option<String>,
+    /// Proxies: the IAM authentication setting (`REQUIRED`, `ENABLED`,
+    /// `DISABLED`; `REQUIRED` for end-to-end IAM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iam_auth_setting: Option<String>,
     /// Proxies: whether clients must use TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_tls: Option<bool>,
@@ -488,6 +492,7 @@ impl Database {
             ca_certificate: i.ca_certificate_identifier().map(str::to_string),
             resource_id: i.dbi_resource_id().map(str::to_string),
             cluster: i.db_cluster_identifier().map(str::to_string),
+            iam_auth_setting: None,
             require_tls: None,
             role_arn: None,
             master_username: i.master_username().map(str::to_string),
@@ -516,6 +521,7 @@ impl Database {
             ca_certificate: None,
             resource_id: c.db_cluster_resource_id().map(str::to_string),
             cluster: None,
+            iam_auth_setting: None,
             require_tls: None,
             role_arn: None,
             master_username: c.master_username().map(str::to_string),
@@ -533,13 +539,17 @@ impl Database {
     fn from_proxy(p: &DbProxy) -> Self {
         // IAM auth: `DefaultAuthScheme` IAM_AUTH (end-to-end IAM), or a
         // user auth entry with IAMAuth ENABLED / REQUIRED.
-        let iam_auth = p.default_auth_scheme() == Some("IAM_AUTH")
-            || p.auth().iter().any(|a| {
-                matches!(
-                    a.iam_auth(),
-                    Some(IamAuthMode::Enabled | IamAuthMode::Required)
-                )
-            });
+        let modes: Vec<&IamAuthMode> = p.auth().iter().filter_map(|a| a.iam_auth()).collect();
+        let setting = if p.default_auth_scheme() == Some("IAM_AUTH")
+            || modes.contains(&&IamAuthMode::Required)
+        {
+            "REQUIRED"
+        } else if modes.contains(&&IamAuthMode::Enabled) {
+            "ENABLED"
+        } else {
+            "DISABLED"
+        };
+        let iam_auth = setting != "DISABLED";
         Self {
             kind: DbKind::Proxy,
             identifier: p.db_proxy_name().unwrap_or_default().to_string(),
@@ -561,6 +571,7 @@ impl Database {
                 .and_then(|a| a.rsplit(':').next())
                 .map(str::to_string),
             cluster: None,
+            iam_auth_setting: Some(setting.to_string()),
             require_tls: p.require_tls(),
             role_arn: p.role_arn().map(str::to_string),
             master_username: None,

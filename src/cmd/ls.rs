@@ -31,7 +31,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                     format!("{:#}", d.kind),
                     format!("{} {}", d.engine, d.engine_version),
                     d.status.clone(),
-                    if d.iam_auth { "on" } else { "off" }.to_string(),
+                    match (&d.iam_auth_setting, d.iam_auth) {
+                        (Some(s), _) => s.to_ascii_lowercase(),
+                        (None, true) => "on".into(),
+                        (None, false) => "off".into(),
+                    },
                     match d.require_tls {
                         Some(true) => "required",
                         Some(false) => "optional",

@@ -596,6 +596,7 @@ fn ls_lists_proxies_with_engine_family_iam_and_tls() {
         assert_eq!(d["engine"], engine, "{d}");
         assert_eq!(d["iam_auth"], iam, "{d}");
         assert_eq!(d["require_tls"], tls, "{d}");
+        assert_eq!(d["iam_auth_setting"], m["iam"], "{d}");
         assert_eq!(d["status"], m["status"], "{d}");
         assert_eq!(d["role_arn"], m["role_arn"], "{d}");
         let arn = m["arn"].as_str().unwrap();
