@@ -223,7 +223,7 @@ pub enum TlsFailure {
     /// endpoint name (its class decides which roots it gets).
     UnknownCa {
         expected: String,
-        /// The roots that were trusted ([`crate::ca::Roots::name`]).
+        /// The roots that were trusted (`ca::Roots::name`).
         roots: &'static str,
     },
     Expired,
