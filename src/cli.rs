@@ -765,7 +765,7 @@ pub struct EnvArgs {
     pub target: ChildArgs,
 
     /// Syntax of the output [default: sh; json with --output json].
-    #[arg(long, value_enum, value_name = "SHELL")]
+    #[arg(long, visible_alias = "format", value_enum, value_name = "SHELL")]
     pub shell: Option<crate::native::Shell>,
 }
 

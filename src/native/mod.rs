@@ -294,6 +294,7 @@ fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shell {
     /// `export NAME='value'` (sh, bash, zsh, dash).
+    #[value(alias = "shell")]
     Sh,
     /// `set -gx NAME 'value'`.
     Fish,

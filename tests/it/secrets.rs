@@ -137,6 +137,15 @@ fn a_secret_reaches_env_exec_and_the_hand_off() {
     assert_eq!(j["PGPASSWORD"], APP_PASSWORD, "{j}");
     assert_eq!(j["PGUSER"], "app", "{j}");
     assert_eq!(j["RDSCONN_PASSWORD_SOURCE"], "secretsmanager:it/app", "{j}");
+    // `--format json` is the same object.
+    let r = run(
+        &env,
+        &[
+            "env", "postgres", "-h", ENDPOINT, "--secret", "it/app", "--format", "json",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.json(), j);
     let r = run(
         &env,
         &[
