@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::ca;
 use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, PostgresArgs, RdsSelector};
 use crate::clientargs;
-use crate::engine;
+use crate::engine::{self, Canceller};
 use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
@@ -17,6 +17,7 @@ use crate::resolve::{
     Ask, FromSecret, Given, Request, Users, ca_file, password, request, roots, via_addr,
 };
 use crate::secret::{Auth, Secret};
+use crate::signals::{Stop, StopSignals};
 use crate::target::EngineKind;
 use crate::target::Target;
 use crate::tls::TlsPolicy;
@@ -152,20 +153,63 @@ async fn run(
     }
     let mut session = connected.map_err(|e| Error::from(e).context(context()))?;
     let result = match &args.execute {
-        Some(sql) => match session.execute(sql).await {
-            Ok(sets) => print_results(global.output, &sets),
-            Err(mut e) => {
-                let completed = std::mem::take(&mut e.completed);
-                if !completed.is_empty() {
-                    print_results(global.output, &completed)?;
+        Some(sql) => {
+            let mut stop = StopSignals::install()?;
+            let canceller = session.canceller();
+            tokio::select! {
+                done = session.execute(sql) => print_outcome(global, done),
+                // Ctrl-C (or SIGTERM) cancels the statement on the server
+                // before rdsconn exits: an UPDATE must not go on unseen.
+                signal = stop.recv() => {
+                    return interrupted(signal, canceller, &target, &auth, &policy).await;
                 }
-                Err(Error::from(e))
             }
-        },
+        }
         None => print_info(global.output, &session.describe().await),
     };
     session.close().await;
     result.map(|()| 0)
+}
+
+/// The result sets, or those completed before the failing statement and
+/// then the error.
+fn print_outcome(
+    global: &GlobalArgs,
+    done: std::result::Result<Vec<engine::ResultSet>, engine::QueryError>,
+) -> Result<()> {
+    match done {
+        Ok(sets) => print_results(global.output, &sets),
+        Err(mut e) => {
+            let completed = std::mem::take(&mut e.completed);
+            if !completed.is_empty() {
+                print_results(global.output, &completed)?;
+            }
+            Err(Error::from(e))
+        }
+    }
+}
+
+/// After Ctrl-C / SIGTERM during `-c` / `-e`: the server cancels the
+/// statement (a second connection, verified like the first); the exit
+/// code is the signal's.
+async fn interrupted(
+    signal: Stop,
+    canceller: Canceller,
+    target: &Target,
+    auth: &Auth,
+    policy: &TlsPolicy,
+) -> Result<u8> {
+    output::warn(format!(
+        "{}: cancelling the statement on the server",
+        signal.name()
+    ));
+    if let Err(e) = canceller.cancel(target, auth, policy).await {
+        output::warn(format!(
+            "the statement may still be running on the server: {}",
+            crate::error::error_line(&e)
+        ));
+    }
+    Ok(signal.exit_code())
 }
 
 /// A fresh IAM token (and what minted it, for the hand-off's proxy), the

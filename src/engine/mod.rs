@@ -130,6 +130,50 @@ pub(crate) trait Session: Send {
 
     /// Ends the session politely.
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// What cancels the statement this session runs, from another
+    /// connection (Ctrl-C during `-c` / `-e`).
+    fn canceller(&self) -> Canceller;
+}
+
+/// Cancels a running statement on the server, over a second connection
+/// verified like the first.
+pub(crate) enum Canceller {
+    /// PostgreSQL's `CancelRequest` (after `SSLRequest` and the TLS handshake).
+    Postgres(tokio_postgres::CancelToken),
+    /// `KILL QUERY <connection id>` on a second MySQL session.
+    Mysql(u32),
+}
+
+impl Canceller {
+    /// Asks the server to cancel; bounded by the target's connect timeout.
+    pub(crate) async fn cancel(
+        self,
+        target: &Target,
+        auth: &Auth,
+        tls: &TlsPolicy,
+    ) -> Result<(), ConnectError> {
+        let limit = target.connect_timeout;
+        let cancel = async {
+            match self {
+                Self::Postgres(token) => postgres::cancel(&token, target, tls).await,
+                Self::Mysql(id) => {
+                    let mut session = mysql::Mysql.connect(target, auth, tls).await?;
+                    let killed = session.execute(&format!("KILL QUERY {id}")).await;
+                    session.close().await;
+                    killed
+                        .map(drop)
+                        .map_err(|e| ConnectError::Server(e.to_string()))
+                }
+            }
+        };
+        tokio::time::timeout(limit, cancel)
+            .await
+            .unwrap_or(Err(ConnectError::Timeout {
+                stage: "cancelling the statement",
+                after: limit,
+            }))
+    }
 }
 
 /// The engine for a kind.

@@ -170,6 +170,31 @@ fn classify(
     ConnectError::Server(text)
 }
 
+/// Sends the `CancelRequest` for `token` over a fresh connection, verified
+/// like the session's.
+pub(super) async fn cancel(
+    token: &tokio_postgres::CancelToken,
+    target: &Target,
+    tls: &TlsPolicy,
+) -> Result<(), ConnectError> {
+    let dialed = crate::net::dial(target, &Stage::default()).await?;
+    let config = tls
+        .client_config(Arc::new(PeerChain::default()))
+        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let mut make = MakeRustlsConnect::new(config);
+    let connector = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
+        &mut make,
+        target.host.as_str(),
+    )
+    .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    token
+        .cancel_query_raw(dialed.stream, connector)
+        .await
+        .map_err(|e| {
+            ConnectError::Server(format!("sending the cancel request: {}", error_line(&e)))
+        })
+}
+
 struct PgSession {
     client: tokio_postgres::Client,
     driver: tokio::task::JoinHandle<()>,
@@ -257,6 +282,10 @@ impl Session for PgSession {
             }
             Ok(sets)
         })
+    }
+
+    fn canceller(&self) -> super::Canceller {
+        super::Canceller::Postgres(self.client.cancel_token())
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {

@@ -4,6 +4,7 @@
 mod support;
 
 mod ca;
+mod cancel;
 mod check;
 mod cli;
 mod connect;

@@ -248,6 +248,10 @@ impl Session for MysqlSession {
         })
     }
 
+    fn canceller(&self) -> super::Canceller {
+        super::Canceller::Mysql(self.conn.id())
+    }
+
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let _ = self.conn.disconnect().await;
