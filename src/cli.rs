@@ -409,9 +409,16 @@ pub struct TokenArgs {
 /// `rdsconn mysql`: the mysql client's short flags.
 #[derive(Debug, Args)]
 pub struct MysqlArgs {
-    /// Target URL instead of the flags: mysql://USER@HOST[:PORT][/DB] (no password).
-    #[arg(value_name = "URL", conflicts_with = "host")]
+    /// Target URL instead of the flags: mysql://USER@HOST[:PORT][/DB] (no
+    /// password); or, as with mysql, the database name.
+    #[arg(value_name = "URL|DB")]
     pub url: Option<String>,
+
+    /// Ask for the password on the terminal (as mysql's -p without a value).
+    /// A password in argv (-pSECRET, --password=SECRET) is refused: other
+    /// users can read it in the process list.
+    #[arg(short = 'p', long = "password", num_args = 0..=1, require_equals = true, value_name = "PASSWORD", conflicts_with = "password_stdin")]
+    pub password: Option<Option<String>>,
 
     /// Endpoint host name (signed for and verified against).
     #[arg(short = 'h', long, value_name = "HOST")]
@@ -439,9 +446,19 @@ pub struct MysqlArgs {
 /// `rdsconn postgres`: psql's short flags.
 #[derive(Debug, Args)]
 pub struct PostgresArgs {
-    /// Target URL instead of the flags: postgres://USER@HOST[:PORT][/DB] (no password).
-    #[arg(value_name = "URL", conflicts_with = "host")]
+    /// Target URL instead of the flags: postgres://USER@HOST[:PORT][/DB] (no
+    /// password); or, as with psql, the database name.
+    #[arg(value_name = "URL|DB")]
     pub url: Option<String>,
+
+    /// Ask for the password on the terminal, as psql -W does.
+    #[arg(short = 'W', long = "password", conflicts_with_all = ["password_stdin", "no_password"])]
+    pub password: bool,
+
+    /// Never ask for a password (psql -w): without one from stdin or
+    /// PGPASSWORD, fail instead of prompting.
+    #[arg(short = 'w', long = "no-password")]
+    pub no_password: bool,
 
     /// Endpoint host name (signed for and verified against).
     #[arg(short = 'h', long, value_name = "HOST")]
@@ -893,6 +910,22 @@ pub struct ManArgs {
 /// The longest duration any flag takes: a day. Beyond it a timeout is a
 /// typo, and deadlines computed from it would overflow.
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_hours(24);
+
+/// What `rdsconn mysql` says to a password in argv.
+pub const ARGV_PASSWORD: &str = "a password on the command line is visible to other users: use MYSQL_PWD, --password-stdin or the prompt (-p alone)";
+
+/// Whether `args` (the whole command line) pass `rdsconn mysql` a password
+/// as mysql's `-pSECRET`: checked before parsing, so that the refusal is
+/// the same for every spelling and no part of the password is echoed.
+pub fn has_argv_password(args: &[std::ffi::OsString]) -> bool {
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    if !words.any(|w| w == "mysql" || w == "mariadb") {
+        return false;
+    }
+    words
+        .take_while(|w| w != "--")
+        .any(|w| w.starts_with("-p") && w.len() > 2)
+}
 
 /// `token --expires-in`: 1 s to one week, Aurora DSQL's bounds.
 fn dsql_lifetime(raw: &str) -> Result<humantime::Duration, String> {

@@ -4,7 +4,12 @@ use clap::Parser;
 use rdsconn::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if rdsconn::cli::has_argv_password(&args) {
+        rdsconn::error::Error::usage(rdsconn::cli::ARGV_PASSWORD).print(std::io::stderr().lock());
+        return ExitCode::from(rdsconn::error::Category::Usage.exit_code());
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return rdsconn::report_parse_error(&e),
     };

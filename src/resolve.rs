@@ -96,7 +96,56 @@ macro_rules! given_from_flags {
     )*};
 }
 
-given_from_flags!(TargetFlags, PostgresArgs, MysqlArgs);
+given_from_flags!(TargetFlags);
+
+/// `rdsconn postgres` / `rdsconn mysql`: the positional argument is a URL,
+/// or the database name (as psql and mysql take it).
+fn url_or_database(
+    positional: Option<&String>,
+    host: Option<&String>,
+    database: Option<&String>,
+) -> Result<(Option<String>, Option<String>)> {
+    match positional {
+        Some(url) if url.contains("://") => {
+            if host.is_some() {
+                return Err(Error::usage(
+                    "the URL names the host: pass either a URL or --host, not both",
+                ));
+            }
+            Ok((Some(url.clone()), database.cloned()))
+        }
+        Some(db) => match database {
+            Some(flag) if flag != db => Err(Error::usage(format!(
+                "two databases: {db:?} and --dbname {flag:?}; pass one"
+            ))),
+            _ => Ok((None, Some(db.clone()))),
+        },
+        None => Ok((None, database.cloned())),
+    }
+}
+
+macro_rules! given_from_engine_args {
+    ($($flags:ty),*) => {$(
+        impl TryFrom<&$flags> for Given {
+            type Error = Error;
+
+            fn try_from(f: &$flags) -> Result<Self> {
+                let (url, database) =
+                    url_or_database(f.url.as_ref(), f.host.as_ref(), f.database.as_ref())?;
+                Ok(Self {
+                    url,
+                    host: f.host.clone(),
+                    port: f.port,
+                    user: f.user.clone(),
+                    database,
+                    class: None,
+                })
+            }
+        }
+    )*};
+}
+
+given_from_engine_args!(PostgresArgs, MysqlArgs);
 
 /// `check`'s `--host` target (its URLs are [`Given::url`]).
 impl From<&CheckArgs> for Given {
@@ -640,15 +689,53 @@ pub(crate) fn stdin_password() -> Result<Secret> {
     Ok(Secret::new(pw.to_string()))
 }
 
+/// When to ask for the password on the terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prompt {
+    /// Without one from stdin or the engine's variable, when there is a
+    /// terminal.
+    Auto,
+    /// Always (mysql -p, psql -W).
+    Always,
+    /// Never (psql -w).
+    Never,
+}
+
 /// The password from stdin, the engine's env var, or a terminal prompt.
 pub(crate) fn password(from_stdin: bool, env_var: &str, user: &str, host: &str) -> Result<Secret> {
+    password_with(from_stdin, Prompt::Auto, env_var, user, host)
+}
+
+/// [`password`], with the prompt rule the command line asked for.
+pub(crate) fn password_with(
+    from_stdin: bool,
+    prompt: Prompt,
+    env_var: &str,
+    user: &str,
+    host: &str,
+) -> Result<Secret> {
     if from_stdin {
         return stdin_password();
+    }
+    if prompt == Prompt::Always {
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty");
+        if tty.is_err() {
+            return Err(Error::usage(format!(
+                "there is no terminal to ask for the password on: use --password-stdin or {env_var}"
+            )));
+        }
+        let question = format!("Password for {user}@{host}: ");
+        return rpassword::prompt_password(question)
+            .map(Secret::new)
+            .map_err(|e| Error::usage(format!("reading the password: {e}")));
     }
     if let Ok(pw) = std::env::var(env_var) {
         return Ok(Secret::new(pw));
     }
-    if std::io::stdin().is_terminal() {
+    if prompt == Prompt::Auto && std::io::stdin().is_terminal() {
         let prompt = format!("Password for {user}@{host}: ");
         return rpassword::prompt_password(prompt)
             .map(Secret::new)

@@ -14,7 +14,8 @@ use crate::net::ConnectError;
 use crate::output::{self, print_info, print_results};
 use crate::proxy::{self, Secrets};
 use crate::resolve::{
-    Ask, FromSecret, Given, Request, Users, ca_file, password, request, roots, via_addr,
+    Ask, FromSecret, Given, Prompt, Request, Users, ca_file, password_with, request, roots,
+    via_addr,
 };
 use crate::secret::{Auth, Secret};
 use crate::signals::{Stop, StopSignals};
@@ -23,10 +24,29 @@ use crate::target::Target;
 use crate::tls::TlsPolicy;
 
 pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
-    let given = Given::from(args);
+    let given = Given::try_from(args)?;
+    let prompt = match (args.password, args.no_password) {
+        (true, _) => Prompt::Always,
+        (false, true) => Prompt::Never,
+        (false, false) => Prompt::Auto,
+    };
+    let engine = (EngineKind::Postgres, prompt);
+    connect(global, engine, &args.rds, given, &args.connect).await
+}
+
+pub(crate) async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
+    let prompt = match &args.password {
+        // A password in argv is in every user's process list.
+        Some(Some(_)) => {
+            return Err(Error::usage(crate::cli::ARGV_PASSWORD));
+        }
+        Some(None) => Prompt::Always,
+        None => Prompt::Auto,
+    };
+    let given = Given::try_from(args)?;
     connect(
         global,
-        EngineKind::Postgres,
+        (EngineKind::Mysql, prompt),
         &args.rds,
         given,
         &args.connect,
@@ -34,15 +54,10 @@ pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result
     .await
 }
 
-pub(crate) async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
-    let given = Given::from(args);
-    connect(global, EngineKind::Mysql, &args.rds, given, &args.connect).await
-}
-
 /// Both engines' commands: the target resolved, then [`run`].
 async fn connect(
     global: &GlobalArgs,
-    kind: EngineKind,
+    (kind, prompt): (EngineKind, Prompt),
     rds: &RdsSelector,
     given: Given,
     args: &ConnectArgs,
@@ -59,12 +74,12 @@ async fn connect(
         secret: &args.secret,
     };
     let request = request(global, ask).await?;
-    run(global, kind, request, args).await
+    run(global, (kind, prompt), request, args).await
 }
 
 async fn run(
     global: &GlobalArgs,
-    kind: EngineKind,
+    (kind, prompt): (EngineKind, Prompt),
     request: Request,
     args: &ConnectArgs,
 ) -> Result<u8> {
@@ -95,7 +110,8 @@ async fn run(
         mode: args.tls,
         roots: roots(global, &target.host)?,
     };
-    let (mut auth, minted) = credentials(global, kind, &target, iam, secret.as_ref(), args).await?;
+    let (mut auth, minted) =
+        credentials(global, (kind, prompt), &target, iam, secret.as_ref(), args).await?;
     let mut connected = engine.connect(&target, &auth, &policy).await;
     // A secret's password refused: it may have been rotated since it was
     // read. Read it once more and try again.
@@ -217,7 +233,7 @@ async fn interrupted(
 /// a prompt.
 async fn credentials(
     global: &GlobalArgs,
-    kind: EngineKind,
+    (kind, prompt): (EngineKind, Prompt),
     target: &Target,
     iam: bool,
     secret: Option<&FromSecret>,
@@ -230,8 +246,9 @@ async fn credentials(
     }
     let password = match secret {
         Some(s) => s.password.clone(),
-        None => password(
+        None => password_with(
             args.password_stdin,
+            prompt,
             kind.password_env(),
             &target.user,
             target.host.as_str(),

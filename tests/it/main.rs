@@ -10,6 +10,7 @@ mod cli;
 mod connect;
 mod directory;
 mod endpoints;
+mod habits;
 mod handoff;
 mod hostile;
 mod proxy;

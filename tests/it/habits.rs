@@ -1,0 +1,157 @@
+//! Habits from psql and mysql: mysql's `-p` and psql's `-W` ask on the
+//! terminal, psql's `-w` never does, a password in argv is refused, and the
+//! database may be the positional argument.
+
+use std::process::Command;
+
+use crate::support::pki::ENDPOINT;
+use crate::support::server::{APP_PASSWORD, Variant, pki};
+use crate::support::{BINARY, Run, TestEnv, maria, pg};
+
+fn target(engine: &str) -> (String, Vec<String>) {
+    let ca = pki().ca_file.display().to_string();
+    let (port, user) = if engine == "postgres" {
+        (pg::server(Variant::Good).port, "-U")
+    } else {
+        (maria::server(Variant::Good).port, "-u")
+    };
+    let args = vec![
+        "--ca-bundle".into(),
+        ca,
+        engine.into(),
+        "-h".into(),
+        ENDPOINT.into(),
+        user.into(),
+        "app".into(),
+        "--via".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    (engine.into(), args)
+}
+
+/// rdsconn ARGS on a new pseudo-terminal that answers `answer` to the
+/// password question (`tests/oracle/pty_answer.py`).
+fn on_a_terminal(env: &TestEnv, args: &[String], answer: &str, vars: &[(&str, &str)]) -> Run {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/pty_answer.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args(["Password for", answer, "--", BINARY])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.home())
+        .env("RDSCONN_CACHE_DIR", env.cache_dir());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().unwrap())
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_string()).collect()
+}
+
+#[test]
+fn mysql_p_asks_on_the_terminal_and_a_password_in_argv_is_refused() {
+    let env = TestEnv::new();
+    let (_, base) = target("mysql");
+    // -p asks even when MYSQL_PWD is set (as mysql does); the answer logs in.
+    let mut args = base.clone();
+    args.extend(strings(&["-p", "appdb", "-e", "SELECT DATABASE() AS d"]));
+    let run = on_a_terminal(
+        &env,
+        &args,
+        APP_PASSWORD,
+        &[("MYSQL_PWD", "not-the-password")],
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("appdb"), "{}", run.stdout);
+    // Without a terminal it says so instead of hanging.
+    let plain: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = env.run(&plain);
+    run.assert_code(2);
+    assert!(run.stderr.contains("no terminal"), "{}", run.stderr);
+    // A password in argv, in any spelling: exit 2, not echoed.
+    for spelled in ["-pSECRET-IN-ARGV", "--password=SECRET-IN-ARGV"] {
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend([spelled, "-e", "SELECT 1"]);
+        let run = env.run(&args);
+        run.assert_code(2);
+        assert!(
+            run.stderr
+                .contains("use MYSQL_PWD, --password-stdin or the prompt"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("SECRET"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn psql_w_flags_ask_or_never_ask() {
+    let env = TestEnv::new();
+    let (_, base) = target("postgres");
+    let mut args = base.clone();
+    args.extend(strings(&[
+        "-W",
+        "appdb",
+        "-c",
+        "SELECT current_database() AS d",
+    ]));
+    let run = on_a_terminal(
+        &env,
+        &args,
+        APP_PASSWORD,
+        &[("PGPASSWORD", "not-the-password")],
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("appdb"), "{}", run.stdout);
+    // -w: no prompt even on a terminal; without a password it fails.
+    let mut args = base;
+    args.extend(strings(&["-w", "-d", "appdb", "-c", "SELECT 1"]));
+    let run = on_a_terminal(&env, &args, APP_PASSWORD, &[]);
+    assert!(!run.stdout.contains("Password for"), "{}", run.stdout);
+    assert!(run.stdout.contains("no password"), "{}", run.stdout);
+    assert_ne!(run.code, 0);
+}
+
+#[test]
+fn the_database_can_be_the_positional_argument() {
+    let env = TestEnv::new();
+    for (engine, sql, flag) in [
+        ("postgres", "SELECT current_database() AS d", "-c"),
+        ("mysql", "SELECT DATABASE() AS d", "-e"),
+    ] {
+        let (_, base) = target(engine);
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend(["appdb", flag, sql]);
+        let run = env.run_with(
+            &args,
+            &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
+        );
+        run.assert_code(0);
+        assert_eq!(run.stdout, "d\nappdb\n", "{engine}");
+    }
+    // Two databases, or a URL and --host: refused with the reason.
+    let (_, base) = target("postgres");
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend(["-d", "other", "appdb", "-c", "SELECT 1"]);
+    let run = env.run_with(&args, &[("PGPASSWORD", APP_PASSWORD)]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("two databases"), "{}", run.stderr);
+    let run = env.run(&[
+        "postgres",
+        "postgres://app@db.example.com/appdb",
+        "-h",
+        "db.example.com",
+        "-c",
+        "SELECT 1",
+    ]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("either a URL or --host"),
+        "{}",
+        run.stderr
+    );
+}
