@@ -83,7 +83,7 @@ pub(crate) enum AwsError {
     },
     #[error("no AWS credentials could be loaded")]
     Credentials(#[source] CredentialsError),
-    #[error("loading AWS credentials timed out after {0:?}")]
+    #[error("loading AWS credentials timed out after {}", crate::net::seconds(*.0))]
     CredentialsTimeout(Duration),
 }
 

@@ -17,6 +17,16 @@ use crate::error::{Categorized, Category};
 use crate::target::Target;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
+/// A duration as people read it: `3s`, or `2.5s` (one decimal) when it is
+/// not whole seconds.
+pub(crate) fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
 /// Why connecting failed, by stage.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
@@ -39,7 +49,7 @@ pub(crate) enum ConnectError {
         #[source]
         source: std::io::Error,
     },
-    #[error("timed out after {}s during {stage}", .after.as_secs_f64())]
+    #[error("timed out after {} during {stage}", seconds(*.after))]
     Timeout {
         stage: &'static str,
         after: Duration,
@@ -373,5 +383,25 @@ pub(crate) async fn tls_handshake(
             )),
             None => ConnectError::Tls(TlsFailure::Other(e.to_string())),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(seconds(Duration::from_secs(3)), "3s");
+        assert_eq!(seconds(Duration::from_secs_f64(2.999_538_583_999_999_7)), "3.0s");
+        assert_eq!(seconds(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(
+            ConnectError::Timeout {
+                stage: "TCP connect",
+                after: Duration::from_secs_f64(2.999_538_583_999_999_7),
+            }
+            .to_string(),
+            "timed out after 3.0s during TCP connect"
+        );
     }
 }
