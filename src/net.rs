@@ -112,6 +112,19 @@ impl Categorized for ConnectError {
                     .into(),
             ),
             Self::Auth { iam: false, .. } => Some("check the user name and password".into()),
+            // An AWS endpoint name that does not resolve here: a private
+            // subnet's endpoint resolves only inside its VPC.
+            Self::Dns { host, .. }
+                if crate::target::Host::parse(host)
+                    .and_then(|h| h.endpoint())
+                    .is_ok_and(|e| e.class != crate::target::EndpointClass::Other) =>
+            {
+                Some(
+                    "endpoints in private subnets resolve only inside their VPC: connect through a tunnel \
+                     (an SSH or SSM port-forward) with --via HOST:PORT, keeping this name as --host"
+                        .into(),
+                )
+            }
             Self::AuthMethod { hint, .. } => hint.clone(),
             Self::Timeout { .. } => Some("raise --connect-timeout, or check security groups / the tunnel".into()),
             _ => None,
@@ -393,7 +406,10 @@ mod tests {
     #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(seconds(Duration::from_secs(3)), "3s");
-        assert_eq!(seconds(Duration::from_secs_f64(2.999_538_583_999_999_7)), "3.0s");
+        assert_eq!(
+            seconds(Duration::from_secs_f64(2.999_538_583_999_999_7)),
+            "3.0s"
+        );
         assert_eq!(seconds(Duration::from_millis(2500)), "2.5s");
         assert_eq!(
             ConnectError::Timeout {

@@ -155,3 +155,53 @@ fn the_database_can_be_the_positional_argument() {
         run.stderr
     );
 }
+
+/// An RDS name that does not resolve (a private subnet's endpoint, seen
+/// from outside its VPC): the hint names the tunnel and `--via`. The
+/// resolver is one that refuses at once, in a mount namespace of the
+/// command's own.
+#[test]
+fn an_rds_name_that_does_not_resolve_gets_the_tunnel_hint() {
+    let env = TestEnv::new();
+    let resolv = env.root.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "sh",
+        "-c",
+        r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
+    ])
+    .arg(&resolv)
+    .arg(BINARY)
+    .args([
+        "postgres",
+        "-h",
+        "mydb.c9akciq32abc.eu-west-1.rds.amazonaws.com",
+        "-U",
+        "app",
+        "--connect-timeout",
+        "30s",
+        "-c",
+        "SELECT 1",
+    ])
+    .env("PGPASSWORD", APP_PASSWORD)
+    .env("HOME", env.home())
+    .env("RDSCONN_CACHE_DIR", env.cache_dir());
+    let run = Run::from(cmd.output().unwrap());
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("resolving mydb.c9akciq32abc"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("resolve only inside their VPC") && run.stderr.contains("--via"),
+        "{}",
+        run.stderr
+    );
+}
