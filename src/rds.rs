@@ -95,13 +95,21 @@ pub(crate) enum RdsError {
     IamDisabled { what: DbKind, id: String },
     #[error("{host} has no master user secret managed by RDS")]
     NoMasterSecret { host: String },
+    #[error("{id:?} is a {is}, not a {asked}")]
+    OtherKind {
+        id: String,
+        is: DbKind,
+        asked: DbKind,
+    },
 }
 
 impl Categorized for RdsError {
     fn category(&self) -> Category {
         match self {
             Self::Aws(e) => e.category(),
-            Self::EngineMismatch { .. } | Self::UnsupportedEngine { .. } => Category::Usage,
+            Self::EngineMismatch { .. }
+            | Self::UnsupportedEngine { .. }
+            | Self::OtherKind { .. } => Category::Usage,
             _ => Category::Aws,
         }
     }
@@ -132,6 +140,7 @@ impl Categorized for RdsError {
                 "use `rdsconn {}` for it",
                 engine_kind(engine).map_or("…", EngineKind::name)
             )),
+            Self::OtherKind { id, is, .. } => Some(format!("pass --{is:#} {id}")),
             Self::NoMasterSecret { .. } => Some(
                 "let RDS manage it (aws rds modify-db-instance/-cluster … --manage-master-user-password), or pass --secret ID".into(),
             ),
@@ -336,9 +345,27 @@ impl Rds {
         sel: &crate::cli::RdsSelector,
     ) -> Result<Option<Database>, RdsError> {
         let db = if let Some(id) = &sel.instance {
-            self.instance(id).await?
+            match self.instance(id).await {
+                Err(RdsError::InstanceNotFound { .. }) if self.cluster(id).await.is_ok() => {
+                    return Err(RdsError::OtherKind {
+                        id: id.clone(),
+                        is: DbKind::Cluster,
+                        asked: DbKind::Instance,
+                    });
+                }
+                other => other?,
+            }
         } else if let Some(id) = &sel.cluster {
-            self.cluster(id).await?
+            match self.cluster(id).await {
+                Err(RdsError::ClusterNotFound { .. }) if self.instance(id).await.is_ok() => {
+                    return Err(RdsError::OtherKind {
+                        id: id.clone(),
+                        is: DbKind::Instance,
+                        asked: DbKind::Cluster,
+                    });
+                }
+                other => other?,
+            }
         } else if let Some(name) = &sel.proxy {
             self.proxy(name).await?
         } else if let Some(name) = &sel.proxy_endpoint {

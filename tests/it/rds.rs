@@ -918,3 +918,19 @@ fn proxy_endpoints_resolve_with_their_proxys_settings() {
         assert!(run.stderr.contains(needle), "{name}: {}", run.stderr);
     }
 }
+
+/// An instance's name passed as `--cluster`, or the reverse: the hint
+/// names the right flag.
+#[test]
+fn a_cluster_passed_as_an_instance_gets_the_right_flag() {
+    shared();
+    let env = TestEnv::new();
+    for (flag, id, want) in [
+        ("--instance", "aumy", "pass --cluster aumy"),
+        ("--cluster", "mydb", "pass --instance mydb"),
+    ] {
+        let run = run(&env, &["token", flag, id, "-u", "app"]);
+        run.assert_code(2);
+        assert!(run.stderr.contains(want), "{flag} {id}: {}", run.stderr);
+    }
+}
