@@ -60,21 +60,55 @@ impl Given {
     /// The engine's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
     /// `PGDATABASE`; `MYSQL_HOST`, `MYSQL_TCP_PORT`) fill in what the
     /// user's values leave open.
-    fn with_env(self, kind: EngineKind) -> Self {
-        let port_of = |var| env(var).and_then(|p| p.parse().ok());
+    ///
+    /// `PGHOSTADDR` (what `rdsconn env` exports for `--via`) is the dial
+    /// address, and `PGPORT` then the dial port, not the endpoint's: they
+    /// come back as `via` (unless `--via` or a typed target says otherwise).
+    /// A variable that is set but invalid is an error, not ignored.
+    fn with_env(self, kind: EngineKind, typed: bool) -> Result<(Self, Option<String>)> {
+        let port_of = |var: &str| -> Result<Option<u16>> {
+            env(var)
+                .map(|p| {
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| Error::usage(format!("{var}={p:?} is not a port (1-65535)")))
+                })
+                .transpose()
+        };
         match kind {
-            EngineKind::Postgres => Self {
-                host: self.host.or_else(|| env("PGHOST")),
-                port: self.port.or_else(|| port_of("PGPORT")),
-                user: self.user.or_else(|| env("PGUSER")),
-                database: self.database.or_else(|| env("PGDATABASE")),
-                ..self
-            },
-            EngineKind::Mysql => Self {
-                host: self.host.or_else(|| env("MYSQL_HOST")),
-                port: self.port.or_else(|| port_of("MYSQL_TCP_PORT")),
-                ..self
-            },
+            EngineKind::Postgres => {
+                let hostaddr = if typed { None } else { env("PGHOSTADDR") };
+                let pgport = port_of("PGPORT")?;
+                let (port, via) = match &hostaddr {
+                    Some(addr) => {
+                        let addr: IpAddr = addr.parse().map_err(|_| {
+                            Error::usage(format!("PGHOSTADDR={addr:?} is not an IP address"))
+                        })?;
+                        let dial = pgport.unwrap_or(EngineKind::Postgres.default_port());
+                        let via = std::net::SocketAddr::new(addr, dial).to_string();
+                        (self.port, Some(via))
+                    }
+                    None => (self.port.or(pgport), None),
+                };
+                let given = Self {
+                    host: self.host.or_else(|| env("PGHOST")),
+                    port,
+                    user: self.user.or_else(|| env("PGUSER")),
+                    database: self.database.or_else(|| env("PGDATABASE")),
+                    ..self
+                };
+                Ok((given, via))
+            }
+            EngineKind::Mysql => {
+                let port = port_of("MYSQL_TCP_PORT")?;
+                let given = Self {
+                    host: self.host.or_else(|| env("MYSQL_HOST")),
+                    port: self.port.or(port),
+                    ..self
+                };
+                Ok((given, None))
+            }
         }
     }
 }
@@ -393,10 +427,12 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         (Some(k), _) => Some(k),
         (None, u) => u.as_ref().map(|u| u.engine),
     };
+    let mut env_via = None;
     if ask.env
         && let Some(k) = kind
     {
-        given = given.with_env(k);
+        let typed = ask.via.is_some() || given.url.is_some() || given.host.is_some();
+        (given, env_via) = given.with_env(k, typed)?;
         if ask.users == Users::Any {
             // The environment's user is a client's business, not the proxy's.
             given.user = typed_user;
@@ -458,7 +494,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     if let Some(d) = &database {
         validate_database(d)?;
     }
-    let via = ask.via.map(parse_via).transpose()?;
+    let via = ask.via.or(env_via.as_deref()).map(parse_via).transpose()?;
     if ask.connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }

@@ -205,3 +205,73 @@ fn an_rds_name_that_does_not_resolve_gets_the_tunnel_hint() {
         run.stderr
     );
 }
+
+/// What `rdsconn env postgres` exports comes back in: `PGHOSTADDR` is the
+/// dial address and `PGPORT` then the dial port (the token's port stays the
+/// endpoint's). Invalid port variables are errors, not ignored.
+#[test]
+fn env_output_is_read_back_and_bad_variables_are_errors() {
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let exported = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "env",
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--user",
+            "app",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    exported.assert_code(0);
+    let vars = exported.json();
+    let vars: Vec<(String, String)> = vars
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert!(vars.iter().any(|(k, _)| k == "PGHOSTADDR"), "{vars:?}");
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "postgres",
+            "-c",
+            "SELECT current_user AS u, current_database() AS d",
+        ],
+        &pairs,
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, "u\td\napp\tappdb\n");
+
+    for (engine, var, value) in [
+        ("postgres", "PGPORT", "abc"),
+        ("postgres", "PGHOSTADDR", "not-an-address"),
+        ("mysql", "MYSQL_TCP_PORT", "0"),
+    ] {
+        let flag = if engine == "postgres" { "-c" } else { "-e" };
+        let user = if engine == "postgres" { "-U" } else { "-u" };
+        let run = env.run_with(
+            &[engine, user, "app", flag, "SELECT 1"],
+            &[(var, value), ("PGHOST", ENDPOINT), ("MYSQL_HOST", ENDPOINT)],
+        );
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains(&format!("{var}=\"{value}\"")),
+            "{var}: {}",
+            run.stderr
+        );
+    }
+}
