@@ -465,30 +465,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
                 .with_hint("pass --port, --engine mysql|postgres for the default port, or a URL such as postgres://app@HOST")
         })?;
     let user = given.user.or(url.as_ref().and_then(|u| u.user.clone()));
-    let user = match (user, ask.users) {
-        (Some(u), _) => {
-            validate_user(&u)?;
-            u
-        }
-        (None, Users::Any) => String::new(),
-        // The secret was to name the user.
-        (None, Users::One) if from.is_some() => {
-            let id = from
-                .as_ref()
-                .map(|f| f.source.id.clone())
-                .unwrap_or_default();
-            return Err(secrets::SecretError::MissingKey {
-                id,
-                key: "username",
-            }
-            .into());
-        }
-        (None, Users::One) => {
-            return Err(Error::usage(
-                "a database user is required: pass --user USER or USER@ in the URL",
-            ));
-        }
-    };
+    let user = user_for(user, ask.users, from.as_ref())?;
     let url_iam = url.as_ref().is_some_and(|u| u.iam);
     let database = given.database.or(url.and_then(|u| u.database));
     if let Some(d) = &database {
@@ -571,6 +548,29 @@ impl<'a> Ask<'a> {
             iam: self.iam,
             secret: self.secret,
         }
+    }
+}
+
+/// The user: as given, none for the proxy (any client's), else an error
+/// naming what should have said it.
+fn user_for(user: Option<String>, users: Users, from: Option<&FromSecret>) -> Result<String> {
+    match (user, users) {
+        (Some(u), _) => {
+            validate_user(&u)?;
+            Ok(u)
+        }
+        (None, Users::Any) => Ok(String::new()),
+        // The secret was to name the user.
+        (None, Users::One) => match from {
+            Some(f) => Err(secrets::SecretError::MissingKey {
+                id: f.source.id.clone(),
+                key: "username",
+            }
+            .into()),
+            None => Err(Error::usage(
+                "a database user is required: pass --user USER or USER@ in the URL",
+            )),
+        },
     }
 }
 
