@@ -420,6 +420,11 @@ pub struct MysqlArgs {
     #[arg(short = 'p', long = "password", num_args = 0..=1, require_equals = true, value_name = "PASSWORD", conflicts_with = "password_stdin")]
     pub password: Option<Option<String>>,
 
+    /// The MySQL option file whose [client] password to use (as mysql's
+    /// --defaults-file) [default: ~/.my.cnf]; only if it is private (0600).
+    #[arg(long, value_name = "FILE")]
+    pub defaults_file: Option<PathBuf>,
+
     /// Endpoint host name (signed for and verified against).
     #[arg(short = 'h', long, value_name = "HOST")]
     pub host: Option<String>,

@@ -25,6 +25,7 @@
 //!   processes and signal forwarding.
 //! - `proxy`: `rdsconn proxy`'s listeners and per-engine client side.
 //! - `rds`: endpoint discovery through the RDS API.
+//! - `passfile`: `~/.pgpass` and the MySQL option files' passwords.
 //! - `preflight`: `doctor`'s checklist and its checks before the
 //!   connection (region, credentials, identity and clock, database, IAM,
 //!   CA).
@@ -52,6 +53,7 @@ pub(crate) mod iam;
 pub mod native;
 pub(crate) mod net;
 pub(crate) mod output;
+pub(crate) mod passfile;
 pub(crate) mod preflight;
 pub(crate) mod probe;
 pub(crate) mod proxy;

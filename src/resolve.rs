@@ -739,16 +739,29 @@ pub(crate) enum Prompt {
 
 /// The password from stdin, the engine's env var, or a terminal prompt.
 pub(crate) fn password(from_stdin: bool, env_var: &str, user: &str, host: &str) -> Result<Secret> {
-    password_with(from_stdin, Prompt::Auto, env_var, user, host)
+    password_with(from_stdin, Prompt::Auto, env_var, (user, host), || None)
 }
 
-/// [`password`], with the prompt rule the command line asked for.
+/// The password file of `kind`'s native client that has one for `target`.
+pub(crate) fn password_file(
+    kind: EngineKind,
+    target: &Target,
+    defaults_file: Option<&Path>,
+) -> Option<Secret> {
+    match kind {
+        EngineKind::Postgres => crate::passfile::pgpass(target),
+        EngineKind::Mysql => crate::passfile::mycnf(defaults_file),
+    }
+}
+
+/// [`password`], with the prompt rule the command line asked for and a
+/// password file (`~/.pgpass`, `~/.my.cnf`) after the variable.
 pub(crate) fn password_with(
     from_stdin: bool,
     prompt: Prompt,
     env_var: &str,
-    user: &str,
-    host: &str,
+    (user, host): (&str, &str),
+    from_file: impl FnOnce() -> Option<Secret>,
 ) -> Result<Secret> {
     if from_stdin {
         return stdin_password();
@@ -770,6 +783,9 @@ pub(crate) fn password_with(
     }
     if let Ok(pw) = std::env::var(env_var) {
         return Ok(Secret::new(pw));
+    }
+    if let Some(pw) = from_file() {
+        return Ok(pw);
     }
     if prompt == Prompt::Auto && std::io::stdin().is_terminal() {
         let prompt = format!("Password for {user}@{host}: ");

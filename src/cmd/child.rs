@@ -5,7 +5,9 @@ use crate::cli::{ChildArgs, EnvArgs, ExecArgs, GlobalArgs, OutputFormat};
 use crate::error::Result;
 use crate::native::{self, ClientConn, EnvVar, Launch, Shell};
 use crate::output;
-use crate::resolve::{Ask, Given, Request, Users, ca_file, password, request, via_addr};
+use crate::resolve::{
+    Ask, Given, Prompt, Request, Users, ca_file, password_file, password_with, request, via_addr,
+};
 use crate::secret::Secret;
 
 /// `env` and `exec` do not connect; this only bounds `--via`'s DNS lookup.
@@ -75,11 +77,12 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         ));
         s.password
     } else {
-        password(
+        password_with(
             flags.password_stdin,
+            Prompt::Auto,
             kind.password_env(),
-            &target.user,
-            target.host.as_str(),
+            (&target.user, target.host.as_str()),
+            || password_file(kind, &target, None),
         )?
     };
     let ca_file = ca_file(global, &target.host)?;

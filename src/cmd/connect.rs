@@ -1,6 +1,7 @@
 //! `rdsconn mysql` and `rdsconn postgres`: a verified connection, then
 //! `-e SQL` or `--info`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::ca;
@@ -14,8 +15,8 @@ use crate::net::ConnectError;
 use crate::output::{self, print_info, print_results};
 use crate::proxy::{self, Secrets};
 use crate::resolve::{
-    Ask, FromSecret, Given, Prompt, Request, Users, ca_file, password_with, request, roots,
-    via_addr,
+    Ask, FromSecret, Given, Prompt, Request, Users, ca_file, password_file, password_with, request,
+    roots, via_addr,
 };
 use crate::secret::{Auth, Secret};
 use crate::signals::{Stop, StopSignals};
@@ -30,7 +31,11 @@ pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result
         (false, true) => Prompt::Never,
         (false, false) => Prompt::Auto,
     };
-    let engine = (EngineKind::Postgres, prompt);
+    let engine = Native {
+        kind: EngineKind::Postgres,
+        prompt,
+        defaults_file: None,
+    };
     connect(global, engine, &args.rds, given, &args.connect).await
 }
 
@@ -44,26 +49,33 @@ pub(crate) async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
         None => Prompt::Auto,
     };
     let given = Given::try_from(args)?;
-    connect(
-        global,
-        (EngineKind::Mysql, prompt),
-        &args.rds,
-        given,
-        &args.connect,
-    )
-    .await
+    let engine = Native {
+        kind: EngineKind::Mysql,
+        prompt,
+        defaults_file: args.defaults_file.as_deref(),
+    };
+    connect(global, engine, &args.rds, given, &args.connect).await
+}
+
+/// The engine, and how its native client finds a password.
+#[derive(Clone, Copy)]
+struct Native<'a> {
+    kind: EngineKind,
+    prompt: Prompt,
+    /// `rdsconn mysql --defaults-file`.
+    defaults_file: Option<&'a Path>,
 }
 
 /// Both engines' commands: the target resolved, then [`run`].
 async fn connect(
     global: &GlobalArgs,
-    (kind, prompt): (EngineKind, Prompt),
+    native: Native<'_>,
     rds: &RdsSelector,
     given: Given,
     args: &ConnectArgs,
 ) -> Result<u8> {
     let ask = Ask {
-        kind: Some(kind),
+        kind: Some(native.kind),
         given,
         rds,
         iam: args.iam,
@@ -74,15 +86,16 @@ async fn connect(
         secret: &args.secret,
     };
     let request = request(global, ask).await?;
-    run(global, (kind, prompt), request, args).await
+    run(global, native, request, args).await
 }
 
 async fn run(
     global: &GlobalArgs,
-    (kind, prompt): (EngineKind, Prompt),
+    native: Native<'_>,
     request: Request,
     args: &ConnectArgs,
 ) -> Result<u8> {
+    let kind = native.kind;
     let Request {
         target,
         iam,
@@ -111,7 +124,7 @@ async fn run(
         roots: roots(global, &target.host)?,
     };
     let (mut auth, minted) =
-        credentials(global, (kind, prompt), &target, iam, secret.as_ref(), args).await?;
+        credentials(global, native, &target, iam, secret.as_ref(), args).await?;
     let mut connected = engine.connect(&target, &auth, &policy).await;
     // A secret's password refused: it may have been rotated since it was
     // read. Read it once more and try again.
@@ -233,7 +246,7 @@ async fn interrupted(
 /// a prompt.
 async fn credentials(
     global: &GlobalArgs,
-    (kind, prompt): (EngineKind, Prompt),
+    native: Native<'_>,
     target: &Target,
     iam: bool,
     secret: Option<&FromSecret>,
@@ -248,10 +261,10 @@ async fn credentials(
         Some(s) => s.password.clone(),
         None => password_with(
             args.password_stdin,
-            prompt,
-            kind.password_env(),
-            &target.user,
-            target.host.as_str(),
+            native.prompt,
+            native.kind.password_env(),
+            (&target.user, target.host.as_str()),
+            || password_file(native.kind, target, native.defaults_file),
         )?,
     };
     Ok((Auth::Password(password), None))

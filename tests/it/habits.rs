@@ -275,3 +275,69 @@ fn env_output_is_read_back_and_bad_variables_are_errors() {
         );
     }
 }
+
+fn write_private(path: &std::path::Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `~/.pgpass` / `PGPASSFILE` (libpq's rules) and the MySQL option files'
+/// `[client]` password, when only their owner can read them.
+#[test]
+fn password_files_of_the_native_clients() {
+    let env = TestEnv::new();
+    let (_, pg_args) = target("postgres");
+    let mut pg_args: Vec<&str> = pg_args.iter().map(String::as_str).collect();
+    pg_args.extend(["-d", "appdb", "-c", "SELECT current_user AS u"]);
+    let pgpass = env.home().join(".pgpass");
+    let escaped = APP_PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    write_private(
+        &pgpass,
+        &format!(
+            "# comment\nother.example.com:5432:appdb:app:wrong\n{ENDPOINT}:5432:appdb:app:{escaped}\n"
+        ),
+        0o600,
+    );
+    let run = env.run(&pg_args);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "u\napp\n");
+    // Wildcards, and PGPASSFILE elsewhere.
+    let elsewhere = env.root.path().join("pgpass");
+    write_private(&elsewhere, &format!("*:*:*:app:{escaped}\n"), 0o600);
+    std::fs::remove_file(&pgpass).unwrap();
+    let file = elsewhere.display().to_string();
+    let run = env.run_with(&pg_args, &[("PGPASSFILE", &file)]);
+    run.assert_code(0);
+    // Readable by others: ignored, with a warning.
+    write_private(&elsewhere, &format!("*:*:*:app:{escaped}\n"), 0o644);
+    let run = env.run_with(&pg_args, &[("PGPASSFILE", &file)]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("has group or world access"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(APP_PASSWORD));
+
+    let (_, my_args) = target("mysql");
+    let mut my_args: Vec<&str> = my_args.iter().map(String::as_str).collect();
+    my_args.extend(["-D", "appdb", "-e", "SELECT 40 + 2 AS n"]);
+    let quoted = APP_PASSWORD.replace('\\', "\\\\").replace('"', "\\\"");
+    write_private(
+        &env.home().join(".my.cnf"),
+        &format!("[mysqld]\npassword=wrong\n[client]\nuser=app\npassword=\"{quoted}\"\n"),
+        0o600,
+    );
+    let run = env.run(&my_args);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "n\n42\n");
+    let other = env.root.path().join("other.cnf");
+    write_private(&other, &format!("[client]\npassword=\"{quoted}\"\n"), 0o600);
+    std::fs::remove_file(env.home().join(".my.cnf")).unwrap();
+    let other = other.display().to_string();
+    let mut with_file = my_args.clone();
+    with_file.extend(["--defaults-file", &other]);
+    env.run(&with_file).assert_code(0);
+}
