@@ -617,17 +617,22 @@ pub struct ConnectArgs {
     )]
     pub execute: Option<String>,
 
+    /// Run the statements in FILE ('-' for stdin, e.g. after the password
+    /// line of --password-stdin) and print the rows.
+    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["execute", "info"])]
+    pub file: Option<PathBuf>,
+
     /// Print what was verified: server, TLS, certificate, auth, timings.
     #[arg(long)]
     pub info: bool,
 
     /// The native client to hand the session to [default: psql; mysql,
     /// else mariadb, from PATH].
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["execute", "info"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["execute", "info", "file"])]
     pub client: Option<PathBuf>,
 
     /// Arguments for the native client, after `--` (e.g. `-- -c '\\dt'`).
-    #[arg(last = true, value_name = "CLIENT_ARGS", conflicts_with_all = ["execute", "info"])]
+    #[arg(last = true, value_name = "CLIENT_ARGS", conflicts_with_all = ["execute", "info", "file"])]
     pub client_args: Vec<OsString>,
 
     /// Print help (-h is --host here).

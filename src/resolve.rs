@@ -5,7 +5,7 @@
 //! Every target-taking command and the proxy come through here; nothing is
 //! dialed and no token is minted in this module.
 
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -713,16 +713,38 @@ pub(crate) fn target_lines(file: &Path) -> Result<Vec<String>> {
 
 /// `--password-stdin`: the first line of stdin.
 pub(crate) fn stdin_password() -> Result<Secret> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::usage(format!("reading the password from stdin: {e}")))?;
-    let pw = line.trim_end_matches(['\n', '\r']);
+    // Byte by byte from the descriptor itself: whatever follows the first
+    // line stays in stdin, for `-c -` / `-f -` or the native client.
+    let stdin = std::io::stdin();
+    let mut line = Vec::new();
+    let mut byte = [0_u8; 1];
+    loop {
+        match rustix::io::read(&stdin, &mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(Error::usage(format!(
+                    "reading the password from stdin: {e}"
+                )));
+            }
+        }
+        if line.len() > 64 * 1024 {
+            return Err(Error::usage(
+                "--password-stdin: the first line is longer than 64 KiB",
+            ));
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    let pw = String::from_utf8(line)
+        .map_err(|_| Error::usage("--password-stdin: the password is not UTF-8"))?;
     if pw.is_empty() {
         return Err(Error::usage("--password-stdin: stdin held no password"));
     }
-    Ok(Secret::new(pw.to_string()))
+    Ok(Secret::new(pw))
 }
 
 /// When to ask for the password on the terminal.

@@ -106,7 +106,10 @@ async fn run(
     let native_client = native::for_kind(kind);
     // Without -e or --info the session goes to the native client; it must
     // be able to verify what rdsconn verifies, and be installed.
-    let client = if args.execute.is_none() && !args.info {
+    let in_process = args.execute.is_some() || args.file.is_some() || args.info;
+    let client = if in_process {
+        None
+    } else {
         let family = match kind {
             EngineKind::Postgres => clientargs::Family::Libpq,
             EngineKind::Mysql => clientargs::Family::Mysql,
@@ -116,8 +119,6 @@ async fn run(
             native_client.check(&target, args.tls)?;
         }
         Some(native_client.find(args.client.as_deref())?)
-    } else {
-        None
     };
     let policy = TlsPolicy {
         mode: args.tls,
@@ -181,7 +182,7 @@ async fn run(
         return native::run(launch);
     }
     let mut session = connected.map_err(|e| Error::from(e).context(context()))?;
-    let result = match &args.execute {
+    let result = match &statements(args)? {
         Some(sql) => {
             let mut stop = StopSignals::install()?;
             let canceller = session.canceller();
@@ -198,6 +199,30 @@ async fn run(
     };
     session.close().await;
     result.map(|()| 0)
+}
+
+/// `-e SQL`, or `-f FILE` read now (after --password-stdin took its line).
+fn statements(args: &ConnectArgs) -> Result<Option<String>> {
+    Ok(match (&args.execute, &args.file) {
+        (Some(sql), _) => Some(sql.clone()),
+        (None, Some(file)) => Some(read_sql(file)?),
+        (None, None) => None,
+    })
+}
+
+/// `-f FILE` (`-`: stdin, the rest of it after --password-stdin's line).
+fn read_sql(file: &Path) -> Result<String> {
+    let read = if file == Path::new("-") {
+        let mut sql = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut sql).map(|_| sql)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let sql = read.map_err(|e| Error::usage(format!("reading {}: {e}", file.display())))?;
+    if sql.trim().is_empty() {
+        return Err(Error::usage(format!("{} holds no SQL", file.display())));
+    }
+    Ok(sql)
 }
 
 /// The result sets, or those completed before the failing statement and

@@ -341,3 +341,43 @@ fn password_files_of_the_native_clients() {
     with_file.extend(["--defaults-file", &other]);
     env.run(&with_file).assert_code(0);
 }
+
+/// `--password-stdin` takes the first line only: the rest of stdin is the
+/// SQL, for the native client or for `-f -`; `-f FILE` runs a file.
+#[test]
+fn stdin_after_the_password_line_is_sql() {
+    use crate::support::run_with_stdin;
+    let env = TestEnv::new();
+    let input = format!("{APP_PASSWORD}\nSELECT 40 + 2 AS n;\n");
+    for engine in ["postgres", "mysql"] {
+        let (_, base) = target(engine);
+        let db = if engine == "postgres" { "-d" } else { "-D" };
+        // The native client gets the rest of stdin.
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend([db, "appdb", "--password-stdin"]);
+        let run = run_with_stdin(env.cmd(&args), &input);
+        run.assert_code(0);
+        assert!(
+            run.stdout.contains("42"),
+            "{engine}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+        // In-process with -f -.
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend([db, "appdb", "--password-stdin", "-f", "-"]);
+        let run = run_with_stdin(env.cmd(&args), &input);
+        run.assert_code(0);
+        assert_eq!(run.stdout, "n\n42\n", "{engine}");
+    }
+    // -f FILE.
+    let file = env.root.path().join("q.sql");
+    std::fs::write(&file, "SELECT 6 * 7 AS n;\n").unwrap();
+    let file = file.display().to_string();
+    let (_, base) = target("postgres");
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend(["-d", "appdb", "-f", &file]);
+    let run = env.run_with(&args, &[("PGPASSWORD", APP_PASSWORD)]);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "n\n42\n");
+}
