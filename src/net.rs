@@ -17,6 +17,10 @@ use crate::error::{Categorized, Category};
 use crate::target::Target;
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
+/// Appended to a MySQL access denial after the server asked for the
+/// password in clear text (RDS IAM users, PAM): the IAM hint keys on it.
+pub(crate) const CLEARTEXT_ASKED: &str = " (the server asked for a cleartext password)";
+
 /// A duration as people read it: `3s`, or `2.5s` (one decimal) when it is
 /// not whole seconds.
 pub(crate) fn seconds(d: Duration) -> String {
@@ -111,6 +115,16 @@ impl Categorized for ConnectError {
                  this endpoint name, port and region (see `rdsconn token --output json`)"
                     .into(),
             ),
+            // The server wanted a cleartext password (PAM): as RDS does for
+            // IAM users.
+            Self::Auth {
+                iam: false,
+                message,
+            } if message.contains("PAM authentication failed")
+                || message.ends_with(CLEARTEXT_ASKED) =>
+            {
+                Some("this user may be an IAM user: add --iam (or check the password)".into())
+            }
             Self::Auth { iam: false, .. } => Some("check the user name and password".into()),
             // An AWS endpoint name that does not resolve here: a private
             // subnet's endpoint resolves only inside its VPC.

@@ -381,3 +381,31 @@ fn stdin_after_the_password_line_is_sql() {
     run.assert_code(0);
     assert_eq!(run.stdout, "n\n42\n");
 }
+
+/// An IAM user logging in with a password (no `--iam`): the server asked
+/// for a cleartext password (PAM, as RDS does for IAM users) and refused
+/// it; the hint says to add `--iam`.
+#[test]
+fn an_iam_user_without_iam_gets_the_hint() {
+    use crate::support::server::IAM_USER;
+    let env = TestEnv::new();
+    for engine in ["postgres", "mysql"] {
+        let (_, mut base) = target(engine);
+        // target() logs in as app: this is the IAM user instead.
+        let at = base.iter().position(|a| a == "app").unwrap();
+        base[at] = IAM_USER.to_string();
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        let flag = if engine == "postgres" { "-c" } else { "-e" };
+        args.extend([flag, "SELECT 1"]);
+        let run = env.run_with(
+            &args,
+            &[("PGPASSWORD", "a-password"), ("MYSQL_PWD", "a-password")],
+        );
+        run.assert_code(6);
+        assert!(
+            run.stderr.contains("may be an IAM user: add --iam"),
+            "{engine}: {}",
+            run.stderr
+        );
+    }
+}

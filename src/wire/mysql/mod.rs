@@ -335,13 +335,14 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ok(LoggedIn { plugin, ok: packet });
             }
             Some(0xff) => {
-                let message = server_error_text(&packet, caps);
+                let mut message = server_error_text(&packet, caps);
                 let code = packet.get(1..3).map(|c| u16::from_le_bytes([c[0], c[1]]));
+                let iam = matches!(login.auth, Auth::IamToken(_));
+                if !iam && plugin == "mysql_clear_password" {
+                    message.push_str(crate::net::CLEARTEXT_ASKED);
+                }
                 return Err(if code.is_some_and(|c| ACCESS_DENIED.contains(&c)) {
-                    ConnectError::Auth {
-                        message,
-                        iam: matches!(login.auth, Auth::IamToken(_)),
-                    }
+                    ConnectError::Auth { message, iam }
                 } else if let Ok(ErrPacket::Error(e)) =
                     ParseBuf(&packet).parse::<ErrPacket<'_>>(caps)
                 {
