@@ -85,6 +85,14 @@ pub(crate) enum ConnectError {
     /// rdsconn itself turned the login away (the proxy's `-u`).
     #[error("{0}")]
     Refused(String),
+    /// The port speaks the other engine's protocol.
+    #[error("this port speaks {speaks}, not {expected}")]
+    WrongProtocol {
+        speaks: &'static str,
+        expected: &'static str,
+        /// The rdsconn command for it.
+        command: &'static str,
+    },
 }
 
 impl From<crate::secret::RandomFailed> for ConnectError {
@@ -102,12 +110,16 @@ impl Categorized for ConnectError {
             Self::Tls(_) => Category::Tls,
             Self::Auth { .. } | Self::AuthMethod { .. } | Self::Refused(_) => Category::Auth,
             Self::Server(_) | Self::MysqlError { .. } => Category::Runtime,
+            Self::WrongProtocol { .. } => Category::Usage,
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
             Self::Tls(t) => t.hint(),
+            Self::WrongProtocol { command, .. } => Some(format!(
+                "use `rdsconn {command}` for it (or check --port / --via)"
+            )),
             Self::Auth { iam: true, .. } => Some(
                 "for IAM: IAM database authentication enabled on the instance; PostgreSQL `GRANT rds_iam TO user`, \
                  MySQL `CREATE USER … IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'`; an IAM policy allowing \

@@ -71,10 +71,23 @@ async fn connect(
     if let Some(db) = &target.database {
         pg.dbname(db);
     }
-    let (client, connection) = pg
-        .connect_raw(dialed.stream, connector)
-        .await
-        .map_err(|e| classify(&e, target, auth, &peer, tls.roots.name))?;
+    let (client, connection) = match pg.connect_raw(dialed.stream, connector).await {
+        Ok(c) => c,
+        Err(e) => {
+            let error = classify(&e, target, auth, &peer, tls.roots.name);
+            // "No TLS" from a server that greets first: MySQL's port.
+            if matches!(error, ConnectError::Tls(TlsFailure::NoTls))
+                && crate::wire::postgres::speaks_mysql(target).await
+            {
+                return Err(ConnectError::WrongProtocol {
+                    speaks: "MySQL",
+                    expected: "PostgreSQL",
+                    command: "mysql",
+                });
+            }
+            return Err(error);
+        }
+    };
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });

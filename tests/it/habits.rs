@@ -409,3 +409,79 @@ fn an_iam_user_without_iam_gets_the_hint() {
         );
     }
 }
+
+/// The other engine's port: said at once (exit 2), never "no TLS" and never
+/// a wait for the whole connect timeout.
+#[test]
+fn the_wrong_engine_on_the_port_is_named() {
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    for (engine, port, speaks) in [
+        (
+            "postgres",
+            maria::server(Variant::Good).port,
+            "this port speaks MySQL",
+        ),
+        (
+            "mysql",
+            pg::server(Variant::Good).port,
+            "this port speaks PostgreSQL",
+        ),
+    ] {
+        let via = format!("127.0.0.1:{port}");
+        let (user, flag) = if engine == "postgres" {
+            ("-U", "-c")
+        } else {
+            ("-u", "-e")
+        };
+        let start = std::time::Instant::now();
+        let run = env.run_with(
+            &[
+                "--ca-bundle",
+                &ca,
+                engine,
+                "-h",
+                ENDPOINT,
+                user,
+                "app",
+                "--via",
+                &via,
+                "--connect-timeout",
+                "60s",
+                flag,
+                "SELECT 1",
+            ],
+            &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{engine} took {:?}",
+            start.elapsed()
+        );
+        run.assert_code(2);
+        assert!(run.stderr.contains(speaks), "{engine}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("does not offer TLS"),
+            "{engine}: {}",
+            run.stderr
+        );
+        // check's TLS stage says the same.
+        let url = format!("{engine}://app@{ENDPOINT}/appdb");
+        let run = env.run_with(
+            &[
+                "--ca-bundle",
+                &ca,
+                "--output",
+                "json",
+                "check",
+                &url,
+                "--via",
+                &via,
+            ],
+            &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
+        );
+        run.assert_code(2);
+        let t = &run.json()["targets"][0];
+        assert!(t["error"].as_str().unwrap().contains(speaks), "{t}");
+    }
+}

@@ -128,10 +128,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
 pub(crate) async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
     packets: &mut Packets<S>,
 ) -> Result<HandshakePacket<'static>, ConnectError> {
-    let payload = packets
-        .read()
-        .await
-        .map_err(io_err("reading the server greeting"))?;
+    // A MySQL server greets at once; one that says nothing for a while may
+    // be PostgreSQL, which waits for the client: ask it as PostgreSQL
+    // would (its answer is one byte), instead of waiting for the timeout.
+    let payload = match tokio::time::timeout(GREETING_WAIT, packets.read()).await {
+        Ok(read) => read.map_err(io_err("reading the server greeting"))?,
+        Err(_) => return Err(silent_server(&mut packets.stream).await),
+    };
     let greeting = parse_greeting(&payload)?;
     if !greeting
         .capabilities()
@@ -140,6 +143,36 @@ pub(crate) async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(ConnectError::Tls(TlsFailure::NoTls));
     }
     Ok(greeting)
+}
+
+/// How long a server may take to greet before rdsconn asks whether it is
+/// PostgreSQL.
+const GREETING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A server that sent no greeting: PostgreSQL answers an `SSLRequest` with
+/// one byte at once.
+async fn silent_server<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> ConnectError {
+    let asked = async {
+        stream
+            .write_all(&crate::wire::postgres::SSL_REQUEST)
+            .await
+            .ok()?;
+        let mut answer = [0_u8; 1];
+        stream.read_exact(&mut answer).await.ok()?;
+        Some(answer[0])
+    };
+    match tokio::time::timeout(GREETING_WAIT, asked).await {
+        Ok(Some(b'S' | b'N')) => ConnectError::WrongProtocol {
+            speaks: "PostgreSQL",
+            expected: "MySQL",
+            command: "postgres",
+        },
+        // Neither: a server that does not answer (a network problem).
+        _ => ConnectError::Timeout {
+            stage: "waiting for the server's MySQL greeting",
+            after: GREETING_WAIT * 2,
+        },
+    }
 }
 
 fn parse_greeting(payload: &[u8]) -> Result<HandshakePacket<'static>, ConnectError> {
