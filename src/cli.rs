@@ -20,11 +20,35 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 AWS (credentials, region, API), \
 4 network, 5 TLS / CA bundle, 6 authentication rejected.";
 
+const MYSQL_AFTER_HELP: &str = "\
+Examples:
+  MYSQL_PWD=… rdsconn mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app prod -e 'SELECT NOW()'
+  rdsconn mysql -h mydb…rds.amazonaws.com -u app -p prod          # ask for the password, then mysql
+  rdsconn mysql --instance prod-db -u app --iam -f report.sql
+  rdsconn mysql --cluster orders --master-secret -e 'SHOW PROCESSLIST'
+  rdsconn mysql --secret prod/app --via 127.0.0.1:13306           # an RDS-style secret is the target
+
+Exit codes: 0 ok, 1 the SQL failed, 2 usage, 3 AWS, 4 network, 5 TLS, 6 authentication rejected;
+130 after Ctrl-C (the statement is cancelled on the server).";
+
+const POSTGRES_AFTER_HELP: &str = "\
+Examples:
+  PGPASSWORD=… rdsconn psql -h mydb.abc123.eu-west-1.rds.amazonaws.com -U app prod -c 'SELECT now()'
+  rdsconn psql -h mydb…rds.amazonaws.com -U app -W prod          # ask for the password, then psql
+  rdsconn pg --proxy app-proxy -U app --iam -c 'SELECT 1'         # RDS Proxy: Amazon Trust roots
+  rdsconn pg -h abc123.dsql.us-east-1.on.aws -U admin --iam       # Aurora DSQL
+  printf '%s\\n' \"$PW\" | rdsconn pg -h mydb… -U app --password-stdin -f migration.sql
+
+Exit codes: 0 ok, 1 the SQL failed, 2 usage, 3 AWS, 4 network, 5 TLS, 6 authentication rejected;
+130 after Ctrl-C (the statement is cancelled on the server).";
+
 const TOKEN_AFTER_HELP: &str = "\
 Examples:
   TOKEN=$(rdsconn token -h mydb.abc123.eu-west-1.rds.amazonaws.com -P 5432 -u app)
   rdsconn token postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com
   rdsconn token --hostname 10.0.0.5 --port 3306 --username app --region eu-west-1
+  rdsconn token --proxy app-proxy -u app
+  rdsconn token -h abc123.dsql.us-east-1.on.aws -u admin --expires-in 1h   # Aurora DSQL
 
 Exit codes: 0 ok, 2 usage (bad host, port, user, URL), 3 AWS (no region, no credentials).";
 
@@ -163,7 +187,7 @@ pub enum Command {
     /// Environment: MYSQL_HOST and MYSQL_TCP_PORT fill in what the flags
     /// and URL leave open; MYSQL_PWD is the password (else
     /// --password-stdin, else a no-echo prompt on a terminal).
-    #[command(visible_alias = "mariadb", after_help = AFTER_HELP, disable_help_flag = true)]
+    #[command(visible_alias = "mariadb", after_help = MYSQL_AFTER_HELP, disable_help_flag = true)]
     Mysql(MysqlArgs),
 
     /// Connect to PostgreSQL over verified TLS.
@@ -179,7 +203,7 @@ pub enum Command {
     /// Environment: PGHOST, PGPORT, PGUSER, PGDATABASE fill in what the
     /// flags and URL leave open; PGPASSWORD is the password (else
     /// --password-stdin, else a no-echo prompt on a terminal).
-    #[command(visible_aliases = ["psql", "pg"], after_help = AFTER_HELP, disable_help_flag = true)]
+    #[command(visible_aliases = ["psql", "pg"], after_help = POSTGRES_AFTER_HELP, disable_help_flag = true)]
     Postgres(PostgresArgs),
 
     /// Staged reachability probe (DNS, TCP, TLS, auth, query) for CI.

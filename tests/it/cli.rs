@@ -281,3 +281,26 @@ fn control_characters_in_user_and_database_names_are_usage_errors() {
         assert!(run.stderr.contains("control characters"), "{}", run.stderr);
     }
 }
+
+/// The commands people run most show examples, including the native
+/// habits and the newer targets.
+#[test]
+fn the_main_commands_show_examples() {
+    let env = TestEnv::new();
+    for (sub, example) in [
+        ("mysql", "-u app -p prod"),
+        ("postgres", "-U app -W prod"),
+        ("postgres", "--proxy app-proxy"),
+        ("token", "dsql.us-east-1.on.aws"),
+        ("check", "--wait 120s"),
+        ("env", "eval"),
+        ("exec", "./migrate up"),
+        ("doctor", "--instance prod-db"),
+        ("proxy", "--listen"),
+    ] {
+        let run = env.run(&[sub, "--help"]);
+        run.assert_code(0);
+        assert!(run.stdout.contains("Examples:"), "{sub}: {}", run.stdout);
+        assert!(run.stdout.contains(example), "{sub}: {}", run.stdout);
+    }
+}
