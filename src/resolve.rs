@@ -23,6 +23,7 @@ pub(crate) use crate::secrets::FromSecret;
 use crate::secrets::{self, SecretRef};
 use crate::target::Target;
 use crate::target::{EndpointClass, EngineKind, Host, UrlTarget, validate_database, validate_user};
+use crate::tls::TlsMode;
 
 /// Host, port, user and database as the user gave them, before defaults.
 #[derive(Default)]
@@ -384,6 +385,8 @@ pub(crate) struct Ask<'a> {
     /// `--secret` / `--master-secret`: the credential source (and maybe
     /// the target) in Secrets Manager.
     pub secret: &'a SecretFlags,
+    /// `--tls`: a URL's `sslmode` may ask for more, never for less.
+    pub tls: TlsMode,
 }
 
 /// A resolved connection request.
@@ -396,6 +399,10 @@ pub(crate) struct Request {
     pub iam: bool,
     /// The password from `--secret` / `--master-secret`.
     pub secret: Option<FromSecret>,
+    /// The password of a `DATABASE_URL` from the environment.
+    pub password: Option<Secret>,
+    /// `--tls`, or the stricter mode a URL's `sslmode` / `ssl-mode` asks.
+    pub tls: TlsMode,
 }
 
 impl Request {
@@ -415,7 +422,8 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     let aws_ask = ask.rds_secret();
     let (mut kind, mut given) = (ask.kind, ask.given);
     let from = from_aws(global, &aws_ask, &mut kind, &mut given, typed_target).await?;
-    let url = given.url.as_deref().map(UrlTarget::parse).transpose()?;
+    let from_env = ask.env && !typed_target && !ask.rds.is_set() && from.is_none();
+    let (url, url_password) = url_for(&given, kind, from_env)?;
     let kind = match (kind, &url) {
         (Some(k), Some(u)) if u.engine != k => {
             return Err(Error::usage(format!(
@@ -456,9 +464,10 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         }
     };
     let kind = dsql_defaults(&host, kind, url.as_ref(), &mut given)?;
+    let (url_via, url_port) = url_dial(url.as_ref(), kind);
     let port = given
         .port
-        .or(url.as_ref().and_then(|u| u.port))
+        .or(url_port)
         .or(kind.map(EngineKind::default_port))
         .ok_or_else(|| {
             Error::usage("--port is required: the engine, whose default port it would be, is not known")
@@ -467,12 +476,22 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     let user = given.user.or(url.as_ref().and_then(|u| u.user.clone()));
     let user = user_for(user, ask.users, from.as_ref())?;
     let url_iam = url.as_ref().is_some_and(|u| u.iam);
+    let tls = url_tls(global, ask.tls, url.as_ref(), &host)?;
+    let connect_timeout = url
+        .as_ref()
+        .and_then(|u| u.connect_timeout)
+        .map_or(ask.connect_timeout, |t| t.min(ask.connect_timeout));
     let database = given.database.or(url.and_then(|u| u.database));
     if let Some(d) = &database {
         validate_database(d)?;
     }
-    let via = ask.via.or(env_via.as_deref()).map(parse_via).transpose()?;
-    if ask.connect_timeout.is_zero() {
+    let via = ask
+        .via
+        .or(env_via.as_deref())
+        .or(url_via.as_deref())
+        .map(parse_via)
+        .transpose()?;
+    if connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }
     let target = Target {
@@ -481,14 +500,103 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         via,
         user,
         database,
-        connect_timeout: ask.connect_timeout,
+        connect_timeout,
     };
     Ok(Request {
         kind,
         target,
         iam: ask.iam || url_iam,
         secret: from,
+        password: url_password,
+        tls,
     })
+}
+
+/// The URL's dial address (`hostaddr`: its port is then the dial port, as
+/// in rdsconn's own `DATABASE_URL`), or else its endpoint port.
+fn url_dial(url: Option<&UrlTarget>, kind: Option<EngineKind>) -> (Option<String>, Option<u16>) {
+    let Some(u) = url else {
+        return (None, None);
+    };
+    match u.hostaddr {
+        Some(addr) => {
+            let dial = u
+                .port
+                .or(kind.map(EngineKind::default_port))
+                .unwrap_or(5432);
+            (
+                Some(std::net::SocketAddr::new(addr, dial).to_string()),
+                None,
+            )
+        }
+        None => (None, u.port),
+    }
+}
+
+/// The target URL: as given, or (`from_env`: nothing else names the
+/// target) `DATABASE_URL` when it is for this engine — `rdsconn env`'s own
+/// output read back, password included (it comes from the environment,
+/// not argv).
+fn url_for(
+    given: &Given,
+    kind: Option<EngineKind>,
+    from_env: bool,
+) -> Result<(Option<UrlTarget>, Option<Secret>)> {
+    if let Some(raw) = &given.url {
+        return Ok((Some(UrlTarget::parse(raw)?), None));
+    }
+    if !from_env || given.host.is_some() {
+        return Ok((None, None));
+    }
+    let Some(raw) = env("DATABASE_URL") else {
+        return Ok((None, None));
+    };
+    let scheme = raw.split_once("://").map(|(s, _)| s);
+    let engine = scheme.and_then(EngineKind::from_scheme);
+    if engine.is_none() || (kind.is_some() && engine != kind) {
+        // Another engine's (or another program's) URL.
+        return Ok((None, None));
+    }
+    let (url, password) = UrlTarget::parse_with_password(&raw)?;
+    Ok((Some(url), password.map(Secret::new)))
+}
+
+/// `--tls`, or the stricter mode the URL asks for; a weaker one, and a CA
+/// file other than the one rdsconn would use, are refused (exit 2).
+fn url_tls(
+    global: &GlobalArgs,
+    flag: TlsMode,
+    url: Option<&UrlTarget>,
+    host: &Host,
+) -> Result<TlsMode> {
+    let Some(url) = url else {
+        return Ok(flag);
+    };
+    let mode = match (url.verify_name, flag) {
+        (Some(true), _) => TlsMode::VerifyFull,
+        (Some(false), TlsMode::VerifyCa) | (None, _) => flag,
+        (Some(false), TlsMode::VerifyFull) => {
+            return Err(Error::usage(
+                "sslmode=verify-ca in the URL is weaker than --tls verify-full: pass --tls verify-ca to allow it",
+            ));
+        }
+    };
+    if let Some(file) = &url.ca_file {
+        let same = |a: &Path| {
+            let canon = |p: &Path| std::fs::canonicalize(p).ok();
+            canon(a).is_some() && canon(a) == canon(Path::new(file))
+        };
+        let ours = match &global.ca_bundle {
+            Some(bundle) => same(bundle),
+            None => ca_file(global, host).is_ok_and(|f| same(&f)),
+        };
+        if !ours {
+            return Err(Error::usage(format!(
+                "sslrootcert / ssl-ca {file:?} is not the CA file rdsconn trusts for {host}: pass --ca-bundle {file:?} to use it"
+            )));
+        }
+    }
+    Ok(mode)
 }
 
 /// `--secret` (which may fill the target), then the RDS API

@@ -301,12 +301,33 @@ pub struct UrlTarget {
     pub database: Option<String>,
     /// `?iam=true`: authenticate with an IAM token.
     pub iam: bool,
+    /// libpq's `sslmode` / MySQL's `ssl-mode`, if given: `Some(true)` for
+    /// verify-full / `VERIFY_IDENTITY`, `Some(false)` for verify-ca /
+    /// `VERIFY_CA` (weaker modes are refused when parsing).
+    pub verify_name: Option<bool>,
+    /// `sslrootcert` / `ssl-ca`: the CA file the URL names.
+    pub ca_file: Option<String>,
+    /// libpq's `hostaddr`: the address to dial (rdsconn's `--via`); the
+    /// URL's port is then the dial port.
+    pub hostaddr: Option<std::net::IpAddr>,
+    /// `connect_timeout` (seconds).
+    pub connect_timeout: Option<Duration>,
 }
 
 impl UrlTarget {
     /// Parses a target URL. Passwords in URLs are refused: a URL is an
     /// argument, and arguments are visible to every user through `ps`.
     pub fn parse(raw: &str) -> Result<Self, TargetError> {
+        Self::parse_inner(raw, false).map(|(url, _)| url)
+    }
+
+    /// A URL from the environment (`DATABASE_URL`, as `rdsconn env`
+    /// exports it): its password is accepted and returned.
+    pub fn parse_with_password(raw: &str) -> Result<(Self, Option<String>), TargetError> {
+        Self::parse_inner(raw, true)
+    }
+
+    fn parse_inner(raw: &str, allow_password: bool) -> Result<(Self, Option<String>), TargetError> {
         let bad = |reason: Cow<'static, str>| TargetError::BadUrl {
             url: redact_url(raw),
             reason,
@@ -319,7 +340,7 @@ impl UrlTarget {
             )
             .into())
         })?;
-        if url.password().is_some() {
+        if url.password().is_some() && !allow_password {
             return Err(bad(
                 "a password in the URL would be visible in the process list; use --password-stdin or an environment variable".into(),
             ));
@@ -341,6 +362,8 @@ impl UrlTarget {
             return Err(bad("port 0 is not a valid port".into()));
         }
         let mut iam = false;
+        let (mut verify_name, mut ca_file, mut hostaddr, mut connect_timeout) =
+            (None, None, None, None);
         for (key, value) in url.query_pairs() {
             match (key.as_ref(), value.as_ref()) {
                 ("iam", "true" | "1") => iam = true,
@@ -348,6 +371,32 @@ impl UrlTarget {
                 ("iam", other) => {
                     return Err(bad(format!("iam={other:?}: expected true or false").into()));
                 }
+                ("sslmode" | "ssl-mode" | "ssl_mode", mode) => {
+                    verify_name = Some(match mode.to_ascii_lowercase().as_str() {
+                        "verify-full" | "verify_identity" => true,
+                        "verify-ca" | "verify_ca" => false,
+                        _ => {
+                            return Err(bad(format!(
+                                "{key}={mode} is weaker than rdsconn's verification (verify-full / VERIFY_IDENTITY, or verify-ca with --tls verify-ca): drop it"
+                            )
+                            .into()));
+                        }
+                    });
+                }
+                ("sslrootcert" | "ssl-ca" | "ssl_ca", file) => ca_file = Some(file.to_string()),
+                ("hostaddr", addr) => {
+                    hostaddr = Some(addr.parse().map_err(|_| {
+                        bad(format!("hostaddr={addr:?} is not an IP address").into())
+                    })?);
+                }
+                ("connect_timeout" | "connect-timeout", secs) => {
+                    let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        bad(format!("{key}={secs:?}: expected whole seconds").into())
+                    })?;
+                    connect_timeout = Some(Duration::from_secs(secs.min(86_400)));
+                }
+                // Set by rdsconn itself on every session.
+                ("application_name", _) => {}
                 (other, _)
                     if PASSWORD_PARAMETERS.contains(&other.to_ascii_lowercase().as_str()) =>
                 {
@@ -358,20 +407,26 @@ impl UrlTarget {
                 }
                 (other, _) => {
                     return Err(bad(format!(
-                        "unknown parameter {other:?} (only iam=true is understood)"
+                        "unknown parameter {other:?} (understood: iam, sslmode / ssl-mode, sslrootcert / ssl-ca, hostaddr, connect_timeout, application_name)"
                     )
                     .into()));
                 }
             }
         }
-        Ok(Self {
+        let password = url.password().map(decode).filter(|p| !p.is_empty());
+        let parsed = Self {
             engine,
             user,
             host,
             port: url.port(),
             database,
             iam,
-        })
+            verify_name,
+            ca_file,
+            hostaddr,
+            connect_timeout,
+        };
+        Ok((parsed, password))
     }
 }
 

@@ -115,6 +115,7 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         users: Users::One,
         env: false,
         secret,
+        tls: args.tls,
     };
     let mut found = Vec::new();
     for url in urls {
@@ -168,7 +169,7 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     let from_secret = shared_secret(global, args, &found).await?;
     found
         .into_iter()
-        .map(|(label, Request { kind, target, iam, .. })| {
+        .map(|(label, Request { kind, target, iam, tls, .. })| {
             let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
             let login = if iam {
                 Login::Iam
@@ -184,7 +185,7 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
                 })?)
             };
             let policy = TlsPolicy {
-                mode: args.tls,
+                mode: tls,
                 roots: roots(global, &target.host)?,
             };
             Ok(Item {

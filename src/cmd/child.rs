@@ -56,20 +56,25 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         users: Users::One,
         env: true,
         secret: &flags.secret,
+        tls: flags.tls,
     };
     let Request {
         target,
         iam,
         secret: from_secret,
+        password: url_password,
+        tls,
         ..
     } = request(global, ask).await?;
     let client = native::for_kind(kind);
-    client.check(&target, flags.tls)?;
+    client.check(&target, tls)?;
     // Where the password came from, for scripts (never the value).
     let mut source = None;
     let secret = if iam {
         let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
         Secret::new(minted.token)
+    } else if let Some(p) = url_password {
+        p
     } else if let Some(s) = from_secret {
         source = Some(EnvVar::new(
             "RDSCONN_PASSWORD_SOURCE",
@@ -90,7 +95,7 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         target: &target,
         secret: &secret,
         iam,
-        mode: flags.tls,
+        mode: tls,
         ca_file: &ca_file,
         via_addr: via_addr(&target).await?,
         socket: None,

@@ -22,7 +22,7 @@ use crate::secret::{Auth, Secret};
 use crate::signals::{Stop, StopSignals};
 use crate::target::EngineKind;
 use crate::target::Target;
-use crate::tls::TlsPolicy;
+use crate::tls::{TlsMode, TlsPolicy};
 
 pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result<u8> {
     let given = Given::try_from(args)?;
@@ -84,6 +84,7 @@ async fn connect(
         users: Users::One,
         env: true,
         secret: &args.secret,
+        tls: args.tls,
     };
     let request = request(global, ask).await?;
     run(global, native, request, args).await
@@ -100,32 +101,28 @@ async fn run(
         target,
         iam,
         secret,
+        password,
+        tls,
         ..
     } = request;
     let engine = engine::for_kind(kind);
     let native_client = native::for_kind(kind);
     // Without -e or --info the session goes to the native client; it must
     // be able to verify what rdsconn verifies, and be installed.
-    let in_process = args.execute.is_some() || args.file.is_some() || args.info;
-    let client = if in_process {
-        None
-    } else {
-        let family = match kind {
-            EngineKind::Postgres => clientargs::Family::Libpq,
-            EngineKind::Mysql => clientargs::Family::Mysql,
-        };
-        clientargs::check(family, &args.client_args)?;
-        if !native_client.through_proxy(&target) {
-            native_client.check(&target, args.tls)?;
-        }
-        Some(native_client.find(args.client.as_deref())?)
-    };
+    let client = find_native_client(kind, &target, tls, args)?;
     let policy = TlsPolicy {
-        mode: args.tls,
+        mode: tls,
         roots: roots(global, &target.host)?,
     };
-    let (mut auth, minted) =
-        credentials(global, native, &target, iam, secret.as_ref(), args).await?;
+    let (mut auth, minted) = credentials(
+        global,
+        native,
+        &target,
+        iam,
+        (secret.as_ref(), password),
+        args,
+    )
+    .await?;
     let mut connected = engine.connect(&target, &auth, &policy).await;
     // A secret's password refused: it may have been rotated since it was
     // read. Read it once more and try again.
@@ -173,7 +170,7 @@ async fn run(
             target: &target,
             secret: auth.secret(),
             iam: matches!(auth, Auth::IamToken(_)),
-            mode: args.tls,
+            mode: tls,
             ca_file: &ca_file,
             via_addr: via_addr(&target).await?,
             socket: None,
@@ -266,6 +263,30 @@ async fn interrupted(
     Ok(signal.exit_code())
 }
 
+/// The native client the session goes to (none for `-e`, `-f` or
+/// `--info`): it must be able to verify what rdsconn verifies, and be
+/// installed.
+fn find_native_client(
+    kind: EngineKind,
+    target: &Target,
+    tls: TlsMode,
+    args: &ConnectArgs,
+) -> Result<Option<native::NativeClient>> {
+    if args.execute.is_some() || args.file.is_some() || args.info {
+        return Ok(None);
+    }
+    let native_client = native::for_kind(kind);
+    let family = match kind {
+        EngineKind::Postgres => clientargs::Family::Libpq,
+        EngineKind::Mysql => clientargs::Family::Mysql,
+    };
+    clientargs::check(family, &args.client_args)?;
+    if !native_client.through_proxy(target) {
+        native_client.check(target, tls)?;
+    }
+    Ok(Some(native_client.find(args.client.as_deref())?))
+}
+
 /// A fresh IAM token (and what minted it, for the hand-off's proxy), the
 /// secret's password, or the password from stdin / the engine's variable /
 /// a prompt.
@@ -274,7 +295,7 @@ async fn credentials(
     native: Native<'_>,
     target: &Target,
     iam: bool,
-    secret: Option<&FromSecret>,
+    (secret, from_url): (Option<&FromSecret>, Option<Secret>),
     args: &ConnectArgs,
 ) -> Result<(Auth, Option<crate::iam::Minted>)> {
     if iam {
@@ -282,9 +303,10 @@ async fn credentials(
         let token = Secret::new(m.token.clone());
         return Ok((Auth::IamToken(token), Some(m)));
     }
-    let password = match secret {
-        Some(s) => s.password.clone(),
-        None => password_with(
+    let password = match (secret, from_url) {
+        (Some(s), _) => s.password.clone(),
+        (None, Some(p)) => p,
+        (None, None) => password_with(
             args.password_stdin,
             native.prompt,
             native.kind.password_env(),

@@ -11,7 +11,7 @@ use crate::probe::{self, Item, Login, Settings};
 use crate::rds::{Database, Rds};
 use crate::resolve::{Ask, Found, Given, Request, Users, master_secret, password, request, roots};
 use crate::target::{EngineKind, Host, Target, validate_user};
-use crate::tls::TlsPolicy;
+use crate::tls::{TlsMode, TlsPolicy};
 
 pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     let flags = &args.target;
@@ -104,9 +104,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
         connection_target(&mut lines, global, args, typed, found.as_ref()).await?
     {
         let from_secret = request.secret.map(|s| Login::Password(s.password));
+        let tls = request.tls;
         match login.or(from_secret) {
             Some(login) => {
-                connection_lines(&mut lines, global, args, kind, request.target, login).await?;
+                connection_lines(&mut lines, global, (kind, tls), request.target, login).await?;
             }
             None => lines.skip("connection", "no password"),
         }
@@ -172,6 +173,7 @@ fn ask(args: &DoctorArgs, given: Given) -> Ask<'_> {
         } else {
             &args.target.secret
         },
+        tls: args.target.tls,
     }
 }
 
@@ -232,13 +234,12 @@ async fn connection_target(
 async fn connection_lines(
     lines: &mut Lines,
     global: &GlobalArgs,
-    args: &DoctorArgs,
-    kind: EngineKind,
+    (kind, tls): (EngineKind, TlsMode),
     target: Target,
     login: Login,
 ) -> Result<()> {
     let policy = TlsPolicy {
-        mode: args.target.tls,
+        mode: tls,
         roots: roots(global, &target.host)?,
     };
     let settings = Settings {

@@ -40,11 +40,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         users: Users::Any,
         env: true,
         secret: &args.secret,
+        tls: args.tls,
     };
     let Request {
         target,
         iam,
         secret: from_secret,
+        password: url_password,
+        tls,
         ..
     } = request(global, ask).await?;
     // --user, else the URL's: the only user served.
@@ -63,7 +66,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         &target,
         iam,
         only_user.as_deref(),
-        from_secret,
+        (from_secret, url_password),
     )
     .await?;
 
@@ -73,10 +76,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         port: target.port,
         via: target.via.clone(),
         connect_timeout: target.connect_timeout,
-        policy: TlsPolicy {
-            mode: args.tls,
-            roots,
-        },
+        policy: TlsPolicy { mode: tls, roots },
         secrets,
         local_password,
         only_user,
@@ -129,8 +129,11 @@ async fn secrets(
     target: &crate::target::Target,
     url_iam: bool,
     only_user: Option<&str>,
-    from_secret: Option<crate::resolve::FromSecret>,
+    (from_secret, from_url): (Option<crate::resolve::FromSecret>, Option<Secret>),
 ) -> Result<Secrets> {
+    if let Some(p) = from_url {
+        return Ok(Secrets::Password(p));
+    }
     if let Some(s) = from_secret {
         return Ok(Secrets::Secret(crate::secrets::SecretCache::new(
             global.clone(),

@@ -43,6 +43,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
             secret_region: args.secret_region.clone(),
             master_secret: false,
         },
+        tls: crate::tls::TlsMode::VerifyFull,
     };
     let Target {
         host, port, user, ..

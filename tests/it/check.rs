@@ -323,6 +323,10 @@ fn check_usage_errors() {
         ),
         (
             &["check", "postgres://app@h?sslmode=disable"],
+            "sslmode=disable is weaker",
+        ),
+        (
+            &["check", "postgres://app@h?nonsense=1"],
             "unknown parameter",
         ),
         (

@@ -485,3 +485,127 @@ fn the_wrong_engine_on_the_port_is_named() {
         assert!(t["error"].as_str().unwrap().contains(speaks), "{t}");
     }
 }
+
+/// URL parameters of the native world: TLS ones honoured when at least as
+/// strict as rdsconn's, `hostaddr` as `--via`; rdsconn's own
+/// `DATABASE_URL` (password included, from the environment) read back.
+#[test]
+fn url_parameters_and_database_url_read_back() {
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let pg_port = pg::server(Variant::Good).port;
+    let my_port = maria::server(Variant::Good).port;
+    let pw = [("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)];
+    let pg_url = |params: &str| {
+        format!("postgresql://app@{ENDPOINT}:{pg_port}/appdb?hostaddr=127.0.0.1&{params}")
+    };
+    for params in [
+        "sslmode=verify-full&application_name=x&connect_timeout=30".to_string(),
+        format!("sslrootcert={ca}"),
+    ] {
+        let url = pg_url(&params);
+        let run = env.run_with(
+            &[
+                "--ca-bundle",
+                &ca,
+                "postgres",
+                &url,
+                "-c",
+                "SELECT current_user AS u",
+            ],
+            &pw,
+        );
+        run.assert_code(0);
+        assert_eq!(run.stdout, "u\napp\n", "{params}");
+    }
+    let url = format!("mysql://app@{ENDPOINT}/appdb?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}");
+    let via = format!("127.0.0.1:{my_port}");
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "mysql",
+            &url,
+            "--via",
+            &via,
+            "-e",
+            "SELECT 1 AS n",
+        ],
+        &pw,
+    );
+    run.assert_code(0);
+    // Weaker, or another CA file: refused, naming the parameter.
+    for (params, needle, extra) in [
+        ("sslmode=require", "sslmode=require is weaker", None),
+        ("sslmode=verify-ca", "pass --tls verify-ca", None),
+        (
+            "sslrootcert=/etc/hostname",
+            "is not the CA file rdsconn trusts",
+            None,
+        ),
+        ("sslmode=verify-ca", "", Some("verify-ca")),
+    ] {
+        let url = pg_url(params);
+        let mut args = vec![
+            "--ca-bundle",
+            ca.as_str(),
+            "postgres",
+            &url,
+            "-c",
+            "SELECT 1",
+        ];
+        if let Some(mode) = extra {
+            args.extend(["--tls", mode]);
+        }
+        let run = env.run_with(&args, &pw);
+        if extra.is_some() {
+            run.assert_code(0);
+        } else {
+            run.assert_code(2);
+            assert!(run.stderr.contains(needle), "{params}: {}", run.stderr);
+        }
+    }
+
+    // DATABASE_URL from `rdsconn env` works as the only input.
+    let via = format!("127.0.0.1:{pg_port}");
+    let exported = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "env",
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--user",
+            "app",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+        ],
+        &pw,
+    );
+    exported.assert_code(0);
+    let database_url = exported.json()["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "postgres",
+            "-c",
+            "SELECT current_user AS u, current_database() AS d",
+        ],
+        &[("DATABASE_URL", database_url.as_str())],
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, "u\td\napp\tappdb\n");
+    // A password in a URL on the command line is still refused.
+    let run = env.run(&["postgres", &database_url, "-c", "SELECT 1"]);
+    run.assert_code(2);
+    assert!(!run.stderr.contains(APP_PASSWORD), "{}", run.stderr);
+}
