@@ -565,8 +565,15 @@ fn url_parameters_and_database_url_read_back() {
             assert!(run.stderr.contains(needle), "{params}: {}", run.stderr);
         }
     }
+}
 
-    // DATABASE_URL from `rdsconn env` works as the only input.
+/// `DATABASE_URL` from `rdsconn env` works as the only input.
+#[test]
+fn database_url_from_the_environment_is_read_back() {
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let pg_port = pg::server(Variant::Good).port;
+    let pw = [("PGPASSWORD", APP_PASSWORD)];
     let via = format!("127.0.0.1:{pg_port}");
     let exported = env.run_with(
         &[
