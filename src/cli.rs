@@ -535,15 +535,27 @@ pub struct CheckArgs {
     pub host: Option<String>,
 
     /// Endpoint port of the --host target [default: the engine's].
-    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'P', visible_short_alias = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Database user of the --host / --instance / --cluster target.
-    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    #[arg(
+        short = 'u',
+        visible_short_alias = 'U',
+        long,
+        visible_alias = "username",
+        value_name = "USER"
+    )]
     pub user: Option<String>,
 
     /// Database of the --host / --instance / --cluster target.
-    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
+    #[arg(
+        short = 'd',
+        visible_short_alias = 'D',
+        long,
+        visible_alias = "dbname",
+        value_name = "DB"
+    )]
     pub database: Option<String>,
 
     #[command(flatten)]
@@ -757,15 +769,27 @@ pub struct TargetFlags {
     pub host: Option<String>,
 
     /// Endpoint port [default: the engine's].
-    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'P', visible_short_alias = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Database user.
-    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    #[arg(
+        short = 'u',
+        visible_short_alias = 'U',
+        long,
+        visible_alias = "username",
+        value_name = "USER"
+    )]
     pub user: Option<String>,
 
     /// Database name.
-    #[arg(short = 'd', long, visible_alias = "dbname", value_name = "DB")]
+    #[arg(
+        short = 'd',
+        visible_short_alias = 'D',
+        long,
+        visible_alias = "dbname",
+        value_name = "DB"
+    )]
     pub database: Option<String>,
 
     #[command(flatten)]
@@ -849,12 +873,18 @@ pub struct ProxyArgs {
     pub host: Option<String>,
 
     /// Endpoint port [default: the engine's].
-    #[arg(short = 'P', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'P', visible_short_alias = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Serve this database user only [default: whichever user a client
     /// names].
-    #[arg(short = 'u', long, visible_alias = "username", value_name = "USER")]
+    #[arg(
+        short = 'u',
+        visible_short_alias = 'U',
+        long,
+        visible_alias = "username",
+        value_name = "USER"
+    )]
     pub user: Option<String>,
 
     #[command(flatten)]

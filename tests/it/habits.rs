@@ -616,3 +616,53 @@ fn database_url_from_the_environment_is_read_back() {
     run.assert_code(2);
     assert!(!run.stderr.contains(APP_PASSWORD), "{}", run.stderr);
 }
+
+/// env, exec, doctor, check and proxy take both engines' letters for the
+/// user, port and database (`-U`/`-p`/`-d` as psql, `-u`/`-P`/`-D` as mysql).
+#[test]
+fn generic_commands_take_both_engines_letters() {
+    let env = TestEnv::new();
+    for letters in [["-U", "-p", "-d"], ["-u", "-P", "-D"]] {
+        let run = env.run_with(
+            &[
+                "--output",
+                "json",
+                "env",
+                "postgres",
+                "-h",
+                "db.example.com",
+                letters[0],
+                "app",
+                letters[1],
+                "6543",
+                letters[2],
+                "prod",
+            ],
+            &[("PGPASSWORD", "x")],
+        );
+        run.assert_code(0);
+        let j = run.json();
+        assert_eq!(
+            (
+                j["PGUSER"].as_str(),
+                j["PGPORT"].as_str(),
+                j["PGDATABASE"].as_str()
+            ),
+            (Some("app"), Some("6543"), Some("prod")),
+            "{letters:?}"
+        );
+    }
+    // The proxy has no database: its clients choose theirs.
+    for (sub, letters) in [
+        ("exec", &["-U", "-p", "-D"][..]),
+        ("doctor", &["-U", "-p", "-D"][..]),
+        ("check", &["-U", "-p", "-D"][..]),
+        ("proxy", &["-U", "-p"][..]),
+    ] {
+        let run = env.run(&[sub, "--help"]);
+        run.assert_code(0);
+        for letter in letters {
+            assert!(run.stdout.contains(letter), "{sub} --help lacks {letter}");
+        }
+    }
+}
