@@ -83,7 +83,7 @@ pub(crate) enum AwsError {
     },
     #[error("no AWS credentials could be loaded")]
     Credentials(#[source] CredentialsError),
-    #[error("loading AWS credentials timed out after {}", crate::net::seconds(*.0))]
+    #[error("loading AWS credentials timed out after {}", crate::text::seconds(*.0))]
     CredentialsTimeout(Duration),
 }
 

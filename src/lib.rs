@@ -23,7 +23,8 @@
 //! - `engine`: the database trait and its implementations.
 //! - [`native`]: the hand-off to native clients (`native::Client`), child
 //!   processes and signal forwarding.
-//! - `proxy`: `rdsconn proxy`'s listeners and per-engine client side.
+//! - `proxy`: `rdsconn proxy`'s listeners and per-engine client side, and
+//!   the hand-off through a private socket (`proxy::through_proxy`).
 //! - `rds`: endpoint discovery through the RDS API.
 //! - `passfile`: `~/.pgpass` and the MySQL option files' passwords.
 //! - `preflight`: `doctor`'s checklist and its checks before the

@@ -21,16 +21,6 @@ use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 /// password in clear text (RDS IAM users, PAM): the IAM hint keys on it.
 pub(crate) const CLEARTEXT_ASKED: &str = " (the server asked for a cleartext password)";
 
-/// A duration as people read it: `3s`, or `2.5s` (one decimal) when it is
-/// not whole seconds.
-pub(crate) fn seconds(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
 /// Why connecting failed, by stage.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
@@ -53,7 +43,7 @@ pub(crate) enum ConnectError {
         #[source]
         source: std::io::Error,
     },
-    #[error("timed out after {} during {stage}", seconds(*.after))]
+    #[error("timed out after {} during {stage}", crate::text::seconds(*.after))]
     Timeout {
         stage: &'static str,
         after: Duration,
@@ -431,12 +421,12 @@ mod tests {
 
     #[test]
     fn durations_read_as_people_write_them() {
-        assert_eq!(seconds(Duration::from_secs(3)), "3s");
+        assert_eq!(crate::text::seconds(Duration::from_secs(3)), "3s");
         assert_eq!(
-            seconds(Duration::from_secs_f64(2.999_538_583_999_999_7)),
+            crate::text::seconds(Duration::from_secs_f64(2.999_538_583_999_999_7)),
             "3.0s"
         );
-        assert_eq!(seconds(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(crate::text::seconds(Duration::from_millis(2500)), "2.5s");
         assert_eq!(
             ConnectError::Timeout {
                 stage: "TCP connect",

@@ -40,6 +40,24 @@ impl Status {
     }
 }
 
+/// The result sets, or those completed before the failing statement and
+/// then the error.
+pub(crate) fn print_outcome(
+    format: OutputFormat,
+    done: std::result::Result<Vec<ResultSet>, crate::engine::QueryError>,
+) -> Result<()> {
+    match done {
+        Ok(sets) => print_results(format, &sets),
+        Err(mut e) => {
+            let completed = std::mem::take(&mut e.completed);
+            if !completed.is_empty() {
+                print_results(format, &completed)?;
+            }
+            Err(Error::from(e))
+        }
+    }
+}
+
 /// Writes `bytes` to stdout as they are.
 pub(crate) fn raw(bytes: &[u8]) -> Result<()> {
     let mut out = io::stdout().lock();

@@ -38,7 +38,8 @@ fn home() -> Option<PathBuf> {
 /// anything, `\:` and `\\` escaped, as libpq reads it. The host and port are
 /// the endpoint's; the database defaults to the user name, as in libpq.
 pub(crate) fn pgpass(target: &Target) -> Option<Secret> {
-    let path = crate::resolve::env("PGPASSFILE")
+    let path = std::env::var_os("PGPASSFILE")
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| home().map(|h| h.join(".pgpass")))?;
     let text = read_private(&path)?;

@@ -819,6 +819,21 @@ pub(crate) fn target_lines(file: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// `-f FILE` (`-`: stdin, the rest of it after --password-stdin's line).
+pub(crate) fn sql_file(file: &Path) -> Result<String> {
+    let read = if file == Path::new("-") {
+        let mut sql = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut sql).map(|_| sql)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let sql = read.map_err(|e| Error::usage(format!("reading {}: {e}", file.display())))?;
+    if sql.trim().is_empty() {
+        return Err(Error::usage(format!("{} holds no SQL", file.display())));
+    }
+    Ok(sql)
+}
+
 /// `--password-stdin`: the first line of stdin.
 pub(crate) fn stdin_password() -> Result<Secret> {
     // Byte by byte from the descriptor itself: whatever follows the first

@@ -54,6 +54,16 @@ impl fmt::Display for Untrusted<'_> {
     }
 }
 
+/// A duration as people read it: `3s`, or `2.5s` (one decimal) when it is
+/// not whole seconds.
+pub(crate) fn seconds(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

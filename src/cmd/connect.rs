@@ -2,17 +2,15 @@
 //! `-e SQL` or `--info`.
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::ca;
 use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, PostgresArgs, RdsSelector};
 use crate::clientargs;
-use crate::engine::{self, Canceller};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
 use crate::net::ConnectError;
-use crate::output::{self, print_info, print_results};
+use crate::output::{self, print_info};
 use crate::proxy::{self, Secrets};
 use crate::resolve::{
     Ask, FromSecret, Given, Prompt, Request, Users, ca_file, password_file, password_with, request,
@@ -162,8 +160,16 @@ async fn run(
                 ))),
                 None => Secrets::Password(auth.secret().clone()),
             };
-            return through_proxy(native_client, client, kind, &target, policy, secrets, args)
-                .await;
+            return proxy::through_proxy(
+                native_client,
+                client,
+                kind,
+                &target,
+                policy,
+                secrets,
+                &args.client_args,
+            )
+            .await;
         }
         let ca_file = ca_file(global, &target.host)?;
         let conn = ClientConn {
@@ -184,11 +190,11 @@ async fn run(
             let mut stop = StopSignals::install()?;
             let canceller = session.canceller();
             tokio::select! {
-                done = session.execute(sql) => print_outcome(global, done),
+                done = session.execute(sql) => output::print_outcome(global.output, done),
                 // Ctrl-C (or SIGTERM) cancels the statement on the server
                 // before rdsconn exits: an UPDATE must not go on unseen.
                 signal = stop.recv() => {
-                    return interrupted(signal, canceller, &target, &auth, &policy).await;
+                    return Ok(interrupted(signal, canceller, &target, &auth, &policy).await);
                 }
             }
         }
@@ -202,54 +208,21 @@ async fn run(
 fn statements(args: &ConnectArgs) -> Result<Option<String>> {
     Ok(match (&args.execute, &args.file) {
         (Some(sql), _) => Some(sql.clone()),
-        (None, Some(file)) => Some(read_sql(file)?),
+        (None, Some(file)) => Some(crate::resolve::sql_file(file)?),
         (None, None) => None,
     })
 }
 
-/// `-f FILE` (`-`: stdin, the rest of it after --password-stdin's line).
-fn read_sql(file: &Path) -> Result<String> {
-    let read = if file == Path::new("-") {
-        let mut sql = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut sql).map(|_| sql)
-    } else {
-        std::fs::read_to_string(file)
-    };
-    let sql = read.map_err(|e| Error::usage(format!("reading {}: {e}", file.display())))?;
-    if sql.trim().is_empty() {
-        return Err(Error::usage(format!("{} holds no SQL", file.display())));
-    }
-    Ok(sql)
-}
-
-/// The result sets, or those completed before the failing statement and
-/// then the error.
-fn print_outcome(
-    global: &GlobalArgs,
-    done: std::result::Result<Vec<engine::ResultSet>, engine::QueryError>,
-) -> Result<()> {
-    match done {
-        Ok(sets) => print_results(global.output, &sets),
-        Err(mut e) => {
-            let completed = std::mem::take(&mut e.completed);
-            if !completed.is_empty() {
-                print_results(global.output, &completed)?;
-            }
-            Err(Error::from(e))
-        }
-    }
-}
-
 /// After Ctrl-C / SIGTERM during `-c` / `-e`: the server cancels the
-/// statement (a second connection, verified like the first); the exit
-/// code is the signal's.
+/// statement (a second connection, verified like the first); the exit code
+/// is the signal's.
 async fn interrupted(
     signal: Stop,
-    canceller: Canceller,
+    canceller: engine::Canceller,
     target: &Target,
     auth: &Auth,
     policy: &TlsPolicy,
-) -> Result<u8> {
+) -> u8 {
     output::warn(format!(
         "{}: cancelling the statement on the server",
         signal.name()
@@ -260,7 +233,7 @@ async fn interrupted(
             crate::error::error_line(&e)
         ));
     }
-    Ok(signal.exit_code())
+    signal.exit_code()
 }
 
 /// The native client the session goes to (none for `-e`, `-f` or
@@ -315,60 +288,4 @@ async fn credentials(
         )?,
     };
     Ok((Auth::Password(password), None))
-}
-
-/// The hand-off through rdsconn's proxy on a private unix socket: the
-/// client logs in there with a one-time password, the proxy logs in
-/// upstream (over TLS verified for the endpoint, a fresh token per
-/// connection for IAM). Serves until the client exits.
-async fn through_proxy(
-    native_client: &dyn native::Client,
-    client: native::NativeClient,
-    kind: EngineKind,
-    target: &Target,
-    policy: TlsPolicy,
-    secrets: Secrets,
-    args: &ConnectArgs,
-) -> Result<u8> {
-    let dir = crate::files::private_dir().map_err(|e| ConnectError::Server(e.to_string()))?;
-    let socket = dir.path().join("proxy.sock");
-    let local = Secret::new(ca::hex(&crate::secret::random::<24>()?));
-    let config = proxy::Config {
-        kind,
-        host: target.host.clone(),
-        port: target.port,
-        via: target.via.clone(),
-        connect_timeout: target.connect_timeout,
-        policy,
-        secrets,
-        local_password: Some(local.clone()),
-        only_user: Some(target.user.clone()),
-        max_connections: None,
-        client_login_timeout: proxy::CLIENT_LOGIN_TIMEOUT,
-    };
-    let proxy = proxy::Proxy::bind(config, &[proxy::Listen::Unix(socket.clone())]).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(proxy.serve(
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(1),
-    ));
-    let conn = ClientConn {
-        target,
-        secret: &local,
-        iam: false,
-        mode: args.tls,
-        ca_file: std::path::Path::new(""),
-        via_addr: None,
-        socket: Some(&socket),
-    };
-    let launch = native_client.launch(client, &conn, &args.client_args)?;
-    let code = tokio::task::spawn_blocking(move || native::run(launch))
-        .await
-        .map_err(|e| Error::new(crate::error::Category::Runtime, e))??;
-    let _ = stop.send(());
-    let _ = serving.await;
-    drop(dir);
-    Ok(code)
 }

@@ -10,8 +10,11 @@
 //! MySQL too except `COM_CHANGE_USER`, which rdsconn answers by logging in
 //! again upstream (`engine::mysql::relay`).
 
+mod handoff;
 mod mysql;
 mod postgres;
+
+pub(crate) use handoff::through_proxy;
 
 use std::fmt::Write as _;
 use std::future::Future;
