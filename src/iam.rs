@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::net::ConnectError;
 use crate::output;
 use crate::secret::Secret;
-use crate::target::{EndpointClass, Host};
+use crate::target::Host;
 use crate::token::{self, DsqlTokenRequest, TOKEN_LIFETIME, TokenRequest};
 
 /// How long a minted token is reused for new connections of the same
@@ -106,11 +106,7 @@ impl<'a> Sign<'a> {
 
     /// Whether this is a DSQL token.
     pub(crate) fn is_dsql(&self) -> bool {
-        self.dsql
-            || self
-                .host
-                .endpoint()
-                .is_ok_and(|e| e.class == EndpointClass::Dsql)
+        self.dsql || self.host.is_dsql()
     }
 
     /// How long the token is accepted.

@@ -764,10 +764,7 @@ fn dsql_defaults(
     url: Option<&UrlTarget>,
     given: &mut Given,
 ) -> Result<Option<EngineKind>> {
-    let dsql = host
-        .endpoint()
-        .is_ok_and(|e| e.class == EndpointClass::Dsql);
-    if !dsql {
+    if !host.is_dsql() {
         return Ok(kind);
     }
     if kind == Some(EngineKind::Mysql) {

@@ -181,6 +181,13 @@ impl Host {
         })
     }
 
+    /// Whether the name is an Aurora DSQL endpoint's (its token and its
+    /// default engine and database differ).
+    pub fn is_dsql(&self) -> bool {
+        self.endpoint()
+            .is_ok_and(|e| e.class == EndpointClass::Dsql)
+    }
+
     /// The same name, known to be of `class` (the RDS API said so: a
     /// proxy's endpoint need not have the usual shape).
     #[must_use]
@@ -226,11 +233,10 @@ impl Host {
 /// The region label of an RDS name and the label before it (the
 /// instance, cluster or proxy id), in any partition.
 fn rds_labels(lower: &str) -> Option<(&str, Option<&str>)> {
-    let mut suffixes: Vec<&str> = aws::PARTITIONS.iter().map(|p| p.dns_suffix).collect();
-    // `amazonaws.com.cn` before `amazonaws.com`.
-    suffixes.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    suffixes.dedup();
-    suffixes.into_iter().find_map(|suffix| {
+    // No suffix ends another (`….com.cn` does not end in `.com`), so the
+    // order does not matter.
+    aws::PARTITIONS.iter().find_map(|p| {
+        let suffix = p.dns_suffix;
         let rest = lower.strip_suffix(suffix)?.strip_suffix('.')?;
         let mut labels = rest.rsplit('.');
         match (labels.next(), labels.next()) {

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::iam;
 use crate::output;
 use crate::resolve::{Ask, Given, Users, request};
-use crate::target::{EndpointClass, Target};
+use crate::target::Target;
 
 /// `token --output json`; field names are part of the documented interface.
 #[derive(Serialize)]
@@ -48,24 +48,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: &TokenArgs) -> Result<u8> {
     let Target {
         host, port, user, ..
     } = request(global, ask).await?.target;
-    let dsql = args.dsql
-        || args.admin
-        || host
-            .endpoint()
-            .is_ok_and(|e| e.class == EndpointClass::Dsql);
+    let dsql = args.dsql || host.is_dsql();
+    if args.admin && !dsql {
+        return Err(Error::usage(
+            "--admin is for Aurora DSQL tokens (DbConnectAdmin): pass a DSQL endpoint or --dsql",
+        ));
+    }
     if args.expires_in.is_some() && !dsql {
         return Err(Error::usage(
             "--expires-in is for Aurora DSQL tokens; an RDS token is accepted for 15 minutes",
-        ));
-    }
-    if args.admin
-        && !args.dsql
-        && !host
-            .endpoint()
-            .is_ok_and(|e| e.class == EndpointClass::Dsql)
-    {
-        return Err(Error::usage(
-            "--admin is for Aurora DSQL tokens (DbConnectAdmin): pass a DSQL endpoint or --dsql",
         ));
     }
     let minted = iam::mint_with(global, &host, port, &user, |req| {
