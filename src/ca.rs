@@ -79,8 +79,8 @@ impl Trust {
 
     pub(crate) const fn describe(self) -> &'static str {
         match self {
-            Self::RdsBundle => "the RDS CA bundle",
-            Self::AmazonTrust => "the Amazon Trust Services roots",
+            Self::RdsBundle => RDS_ROOTS,
+            Self::AmazonTrust => AMAZON_ROOTS,
         }
     }
 }
@@ -197,15 +197,7 @@ pub(crate) fn ensure_path_for(
             warnings: Vec::new(),
         });
     }
-    let meta = Meta {
-        origin: Origin::Embedded,
-        url: None,
-        etag: None,
-        last_modified: None,
-        written_at: unix_now(),
-        sha256: sha,
-    };
-    let path = cache.write_locked(AMAZON_TRUST_NAME, pem, &meta)?;
+    let path = cache.write_locked(AMAZON_TRUST_NAME, pem, &Meta::embedded(sha))?;
     Ok(PathOutcome {
         path: absolute(path),
         warnings: Vec::new(),
@@ -434,6 +426,20 @@ pub(crate) struct Meta {
     /// Unix seconds when this content was written.
     pub written_at: u64,
     pub sha256: String,
+}
+
+impl Meta {
+    /// For a copy of a bundle compiled into rdsconn, written now.
+    fn embedded(sha256: String) -> Self {
+        Self {
+            origin: Origin::Embedded,
+            url: None,
+            etag: None,
+            last_modified: None,
+            written_at: unix_now(),
+            sha256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -798,14 +804,7 @@ pub(crate) fn ensure_path(cache: &Cache, opts: &LoadOptions<'_>) -> Result<PathO
             error_line(&e)
         )),
     }
-    let meta = Meta {
-        origin: Origin::Embedded,
-        url: None,
-        etag: None,
-        last_modified: None,
-        written_at: unix_now(),
-        sha256: sha256_hex(EMBEDDED_PEM),
-    };
+    let meta = Meta::embedded(sha256_hex(EMBEDDED_PEM));
     let path = cache.write_locked(&name, EMBEDDED_PEM, &meta)?;
     Ok(PathOutcome {
         path: absolute(path),
