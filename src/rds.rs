@@ -404,7 +404,20 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    let message = match e {
+    RdsError::Api {
+        operation,
+        message: api_message(e),
+    }
+}
+
+/// An AWS API failure in one line: the service's code and message, a
+/// timeout with its bounds, or the transport error.
+pub(crate) fn api_message<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match e {
         SdkError::ServiceError(s) => {
             let err = s.err();
             format!(
@@ -419,8 +432,7 @@ where
             OPERATION_TIMEOUT.as_secs()
         ),
         other => crate::error::error_line(other),
-    };
-    RdsError::Api { operation, message }
+    }
 }
 
 /// A DB instance or a DB cluster.

@@ -29,8 +29,12 @@ pub(crate) enum SecretError {
     NotFound { id: String, region: String },
     #[error("reading secret {id:?}: access denied ({code})")]
     Denied { id: String, code: String },
-    #[error("the Secrets Manager call GetSecretValue for {id:?} failed: {message}")]
-    Api { id: String, message: String },
+    #[error("the Secrets Manager call {operation} for {id:?} failed: {message}")]
+    Api {
+        operation: &'static str,
+        id: String,
+        message: String,
+    },
     #[error("secret {id:?} holds SecretBinary; rdsconn reads a SecretString with JSON")]
     Binary { id: String },
     #[error("secret {id:?} is not a JSON object with username and password")]
@@ -158,7 +162,7 @@ pub(crate) async fn fetch(
         .secret_id(id)
         .send()
         .await
-        .map_err(|e| call_error(id, &region, &e))?;
+        .map_err(|e| call_error("GetSecretValue", id, &region, &e))?;
     match (out.secret_string(), out.secret_binary()) {
         (Some(text), _) => parse(id, text),
         (None, Some(_)) => Err(SecretError::Binary { id: id.clone() }),
@@ -166,7 +170,12 @@ pub(crate) async fn fetch(
     }
 }
 
-fn call_error<E, R>(id: &str, region: &str, e: &SdkError<E, R>) -> SecretError
+fn call_error<E, R>(
+    operation: &'static str,
+    id: &str,
+    region: &str,
+    e: &SdkError<E, R>,
+) -> SecretError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
@@ -191,16 +200,10 @@ where
             _ => {}
         }
     }
-    let crate::rds::RdsError::Api { message, .. } = crate::rds::api_error("GetSecretValue", e)
-    else {
-        return SecretError::Api {
-            id: id.to_string(),
-            message: "failed".into(),
-        };
-    };
     SecretError::Api {
+        operation,
         id: id.to_string(),
-        message,
+        message: crate::rds::api_message(e),
     }
 }
 
@@ -282,14 +285,14 @@ pub(crate) async fn describe(
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| call_error(arn, &region, &e))?;
+        .map_err(|e| call_error("DescribeSecret", arn, &region, &e))?;
     let readable = client
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
         .map(drop)
-        .map_err(|e| call_error(arn, &region, &e));
+        .map_err(|e| call_error("GetSecretValue", arn, &region, &e));
     Ok(SecretInfo {
         rotation_enabled: out.rotation_enabled(),
         last_rotated: out
