@@ -51,15 +51,7 @@ async fn connect(
     stage.set("TLS handshake and authentication");
     let t = Instant::now();
     let peer = Arc::new(PeerChain::default());
-    let config = tls
-        .client_config(Arc::clone(&peer))
-        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
-    let mut make = MakeRustlsConnect::new(config);
-    let connector = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
-        &mut make,
-        target.host.as_str(),
-    )
-    .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let connector = connector(tls, Arc::clone(&peer), target)?;
 
     let mut pg = tokio_postgres::Config::new();
     pg.host(target.host.as_str())
@@ -183,6 +175,25 @@ fn classify(
     ConnectError::Server(text)
 }
 
+/// rdsconn's verifier as tokio-postgres' TLS connector for the endpoint
+/// name; the presented chain lands in `peer`.
+fn connector(
+    tls: &TlsPolicy,
+    peer: Arc<PeerChain>,
+    target: &Target,
+) -> Result<<MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::TlsConnect, ConnectError>
+{
+    let config = tls
+        .client_config(peer)
+        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let mut make = MakeRustlsConnect::new(config);
+    <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
+        &mut make,
+        target.host.as_str(),
+    )
+    .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))
+}
+
 /// Sends the `CancelRequest` for `token` over a fresh connection, verified
 /// like the session's.
 pub(super) async fn cancel(
@@ -191,15 +202,7 @@ pub(super) async fn cancel(
     tls: &TlsPolicy,
 ) -> Result<(), ConnectError> {
     let dialed = crate::net::dial(target, &Stage::default()).await?;
-    let config = tls
-        .client_config(Arc::new(PeerChain::default()))
-        .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
-    let mut make = MakeRustlsConnect::new(config);
-    let connector = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
-        &mut make,
-        target.host.as_str(),
-    )
-    .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
+    let connector = connector(tls, Arc::new(PeerChain::default()), target)?;
     token
         .cancel_query_raw(dialed.stream, connector)
         .await
