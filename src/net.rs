@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{Categorized, Category};
-use crate::target::Target;
+use crate::target::{EngineKind, Target};
 use crate::tls::{CertSummary, PeerChain, TlsFailure, TlsPolicy};
 
 /// Appended to a MySQL access denial after the server asked for the
@@ -75,14 +75,9 @@ pub(crate) enum ConnectError {
     /// rdsconn itself turned the login away (the proxy's `-u`).
     #[error("{0}")]
     Refused(String),
-    /// The port speaks the other engine's protocol.
-    #[error("this port speaks {speaks}, not {expected}")]
-    WrongProtocol {
-        speaks: &'static str,
-        expected: &'static str,
-        /// The rdsconn command for it.
-        command: &'static str,
-    },
+    /// The port speaks the other engine's protocol (`speaks`).
+    #[error("this port speaks {}, not {}", .speaks.protocol(), .speaks.other().protocol())]
+    WrongProtocol { speaks: EngineKind },
 }
 
 impl From<crate::secret::RandomFailed> for ConnectError {
@@ -107,8 +102,9 @@ impl Categorized for ConnectError {
     fn hint(&self) -> Option<String> {
         match self {
             Self::Tls(t) => t.hint(),
-            Self::WrongProtocol { command, .. } => Some(format!(
-                "use `rdsconn {command}` for it (or check --port / --via)"
+            Self::WrongProtocol { speaks } => Some(format!(
+                "use `rdsconn {}` for it (or check --port / --via)",
+                speaks.name()
             )),
             Self::Auth { iam: true, .. } => Some(
                 "for IAM: IAM database authentication enabled on the instance; PostgreSQL `GRANT rds_iam TO user`, \

@@ -39,6 +39,23 @@ impl EngineKind {
         }
     }
 
+    /// The protocol's name in messages.
+    pub const fn protocol(self) -> &'static str {
+        match self {
+            Self::Mysql => "MySQL",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The other engine.
+    #[must_use]
+    pub const fn other(self) -> Self {
+        match self {
+            Self::Mysql => Self::Postgres,
+            Self::Postgres => Self::Mysql,
+        }
+    }
+
     /// The variable the engine's clients read the password from.
     pub const fn password_env(self) -> &'static str {
         match self {

@@ -72,9 +72,7 @@ async fn connect(
                 && crate::wire::postgres::speaks_mysql(target).await
             {
                 return Err(ConnectError::WrongProtocol {
-                    speaks: "MySQL",
-                    expected: "PostgreSQL",
-                    command: "mysql",
+                    speaks: EngineKind::Mysql,
                 });
             }
             return Err(error);

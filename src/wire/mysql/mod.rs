@@ -163,9 +163,7 @@ async fn silent_server<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Con
     };
     match tokio::time::timeout(GREETING_WAIT, asked).await {
         Ok(Some(b'S' | b'N')) => ConnectError::WrongProtocol {
-            speaks: "PostgreSQL",
-            expected: "MySQL",
-            command: "postgres",
+            speaks: crate::target::EngineKind::Postgres,
         },
         // Neither: a server that does not answer (a network problem).
         _ => ConnectError::Timeout {
