@@ -114,24 +114,19 @@ impl Given {
     }
 }
 
-macro_rules! given_from_flags {
-    ($($flags:ty),*) => {$(
-        impl From<&$flags> for Given {
-            fn from(f: &$flags) -> Self {
-                Self {
-                    url: f.url.clone(),
-                    host: f.host.clone(),
-                    port: f.port,
-                    user: f.user.clone(),
-                    database: f.database.clone(),
-                    class: None,
-                }
-            }
+/// The target flags of `env`, `exec` and `doctor`.
+impl From<&TargetFlags> for Given {
+    fn from(f: &TargetFlags) -> Self {
+        Self {
+            url: f.url.clone(),
+            host: f.host.clone(),
+            port: f.port,
+            user: f.user.clone(),
+            database: f.database.clone(),
+            class: None,
         }
-    )*};
+    }
 }
-
-given_from_flags!(TargetFlags);
 
 /// `rdsconn postgres` / `rdsconn mysql`: the positional argument is a URL,
 /// or the database name (as psql and mysql take it).
