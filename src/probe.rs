@@ -262,21 +262,21 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
         .saturating_sub(t.elapsed())
         .max(Duration::from_millis(1));
     let engine = engine::for_kind(item.kind);
-    let mut connected = engine.connect(&bounded, &auth, &item.policy).await;
     let mut auth = auth;
-    // A secret's password refused: read the secret once more (a rotation).
-    if let (Err(ConnectError::Auth { .. }), Login::Secret(s)) = (&connected, &item.login) {
-        match s.reread(&settings.global).await {
-            Ok(fresh) => {
-                auth = Auth::Password(fresh);
-                connected = engine.connect(&bounded, &auth, &item.policy).await;
-            }
-            Err(e) => {
-                run.fail(Step::Auth, t, &e.into());
-                return;
-            }
+    let secret = match &item.login {
+        Login::Secret(s) => Some(s),
+        _ => None,
+    };
+    let target_tls = (&bounded, &item.policy);
+    let rereading =
+        crate::secrets::connect_rereading(&settings.global, engine, target_tls, &mut auth, secret);
+    let connected = match rereading.await {
+        Ok((connected, _)) => connected,
+        Err(e) => {
+            run.fail(Step::Auth, t, &e.into());
+            return;
         }
-    }
+    };
     let mut session = match connected {
         Ok(s) => {
             run.ok(

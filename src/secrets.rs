@@ -317,6 +317,38 @@ impl FromSecret {
     }
 }
 
+/// Logs in with `auth`; when the server refuses a password read from
+/// `secret`, reads the secret once more (a rotation may have happened
+/// since) and tries again with it. The `&str` is what error messages add:
+/// empty, or that the secret was read again.
+pub(crate) async fn connect_rereading(
+    global: &GlobalArgs,
+    engine: &dyn crate::engine::Engine,
+    (target, tls): (&crate::target::Target, &crate::tls::TlsPolicy),
+    auth: &mut crate::secret::Auth,
+    secret: Option<&FromSecret>,
+) -> Result<
+    (
+        Result<Box<dyn crate::engine::Session>, crate::net::ConnectError>,
+        &'static str,
+    ),
+    SecretError,
+> {
+    let connected = engine.connect(target, auth, tls).await;
+    match (&connected, secret) {
+        (Err(crate::net::ConnectError::Auth { .. }), Some(s)) => {
+            tracing::info!(secret = %s.source.id, "the server refused the secret's password; reading the secret again");
+            *auth = crate::secret::Auth::Password(s.reread(global).await?);
+            let again = engine.connect(target, auth, tls).await;
+            Ok((
+                again,
+                " (the secret was read again after the first refusal)",
+            ))
+        }
+        _ => Ok((connected, "")),
+    }
+}
+
 /// How long the proxy reuses a secret's password before reading it again.
 pub(crate) const SECRET_REUSE: Duration = Duration::from_mins(5);
 

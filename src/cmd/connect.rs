@@ -17,6 +17,7 @@ use crate::resolve::{
     roots, via_addr,
 };
 use crate::secret::{Auth, Secret};
+use crate::secrets::connect_rereading;
 use crate::signals::{Stop, StopSignals};
 use crate::target::EngineKind;
 use crate::target::Target;
@@ -121,16 +122,15 @@ async fn run(
         args,
     )
     .await?;
-    let mut connected = engine.connect(&target, &auth, &policy).await;
-    // A secret's password refused: it may have been rotated since it was
-    // read. Read it once more and try again.
-    let mut reread = "";
-    if let (Err(ConnectError::Auth { .. }), Some(s)) = (&connected, &secret) {
-        tracing::info!(secret = %s.source.id, "the server refused the secret's password; reading the secret again");
-        auth = Auth::Password(s.reread(global).await?);
-        connected = engine.connect(&target, &auth, &policy).await;
-        reread = " (the secret was read again after the first refusal)";
-    }
+    // A refused secret's password is read again once (a rotation).
+    let (connected, reread) = connect_rereading(
+        global,
+        engine,
+        (&target, &policy),
+        &mut auth,
+        secret.as_ref(),
+    )
+    .await?;
     let context = || format!("connecting to {}{reread}", target.describe());
     if let Some(client) = client {
         match connected {
