@@ -48,48 +48,30 @@ pub fn url() -> &'static str {
 /// Creates what `spec` lists in `region` (see `tests/oracle/moto_setup.py`)
 /// and returns what moto reports for the whole region, per identifier.
 pub fn setup(region: &str, spec: &serde_json::Value) -> serde_json::Value {
-    let _turn = one_at_a_time();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/moto_setup.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .args([url(), region])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "moto setup failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// moto does not like concurrent creates (automated snapshot names clash):
-/// setup scripts take turns.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    run_script("moto_setup.py", &[region], spec)
 }
 
 /// Secrets and RDS-managed master secrets (see
 /// `tests/oracle/moto_secret.py`): one result per op.
 pub fn secrets(ops: &serde_json::Value) -> Vec<serde_json::Value> {
-    let _turn = one_at_a_time();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/moto_secret.py");
+    serde_json::from_value(run_script("moto_secret.py", &[], ops)).unwrap()
+}
+
+/// `tests/oracle/SCRIPT MOTO_URL ARGS…` with `input` as JSON on stdin; its
+/// JSON output. Scripts take turns: moto does not like concurrent creates
+/// (automated snapshot names clash).
+fn run_script(script: &str, args: &[&str], input: &serde_json::Value) -> serde_json::Value {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/oracle")
+        .join(script);
     let mut child = Command::new(python())
-        .arg(script)
+        .arg(path)
         .arg(url())
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -99,12 +81,12 @@ pub fn secrets(ops: &serde_json::Value) -> Vec<serde_json::Value> {
         .stdin
         .take()
         .unwrap()
-        .write_all(ops.to_string().as_bytes())
+        .write_all(input.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "moto secrets failed:\n{}",
+        "{script} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
