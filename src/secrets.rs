@@ -380,17 +380,20 @@ impl SecretCache {
         Ok(current.0.clone())
     }
 
-    /// After the database refused `refused`: read the secret again, unless
-    /// another client already did since (its password differs).
-    pub(crate) async fn refresh(&self, refused: &Secret) -> Result<Secret, SecretError> {
+    /// After the database refused a login that started at `tried_at`:
+    /// whether there is a newer password to try. The secret is read again
+    /// unless another client already did so since then (one read for a
+    /// burst of refusals).
+    pub(crate) async fn refresh(&self, tried_at: Instant) -> Result<bool, SecretError> {
         let mut current = self.current.lock().await;
-        if current.0.expose() != refused.expose() {
-            return Ok(current.0.clone());
+        if current.1 > tried_at {
+            return Ok(true);
         }
         tracing::info!(secret = %self.secret.id, "the database refused the secret's password; reading it again");
         let fresh = fetch(&self.global, &self.secret).await?;
+        let changed = fresh.password.expose() != current.0.expose();
         *current = (fresh.password, Instant::now());
-        Ok(current.0.clone())
+        Ok(changed)
     }
 }
 

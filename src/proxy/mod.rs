@@ -184,28 +184,17 @@ pub(crate) enum Secrets {
 }
 
 impl Secrets {
-    /// After the database refused a login: whether a fresh password is
-    /// there to try once more (a secret that was rotated since it was
-    /// read). `refused` is the password that was tried.
-    async fn renewed_after(&self, refused: Option<&Secret>) -> bool {
-        let (Self::Secret(cache), Some(refused)) = (self, refused) else {
+    /// After the database refused a login that started at `tried_at`:
+    /// whether a fresh password is there to try once more (a secret that
+    /// was rotated since it was read).
+    async fn renewed_after(&self, tried_at: Instant) -> bool {
+        let Self::Secret(cache) = self else {
             return false;
         };
-        match cache.refresh(refused).await {
-            Ok(fresh) => fresh.expose() != refused.expose(),
-            Err(e) => {
-                tracing::warn!("reading the secret again: {}", crate::error::error_line(&e));
-                false
-            }
-        }
-    }
-
-    /// The password a login would use now (for [`Secrets::renewed_after`]).
-    async fn current_password(&self) -> Option<Secret> {
-        match self {
-            Self::Secret(cache) => cache.password().await.ok(),
-            _ => None,
-        }
+        cache.refresh(tried_at).await.unwrap_or_else(|e| {
+            tracing::warn!("reading the secret again: {}", crate::error::error_line(&e));
+            false
+        })
     }
 }
 
@@ -690,7 +679,7 @@ where
     let mut n = 0;
     let mut reread = false;
     loop {
-        let tried = config.secrets.current_password().await;
+        let tried_at = Instant::now();
         let result = tokio::time::timeout(limit, attempt())
             .await
             .unwrap_or_else(|_| {
@@ -710,11 +699,7 @@ where
                 );
                 tokio::time::sleep(wait).await;
             }
-            Err(e)
-                if e.is_refused()
-                    && !reread
-                    && config.secrets.renewed_after(tried.as_ref()).await =>
-            {
+            Err(e) if e.is_refused() && !reread && config.secrets.renewed_after(tried_at).await => {
                 reread = true;
                 tracing::info!("the secret changed since it was read (rotated?); logging in again");
             }
