@@ -27,10 +27,9 @@ fn read_private(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
+/// The home directory, as the cache directory is found (`directories`).
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
 }
 
 /// The `~/.pgpass` (or `PGPASSFILE`) password for the target: the first
