@@ -132,6 +132,17 @@ pub struct GlobalArgs {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// Whether the raw command line asks for `--output json` (for errors
+/// found before or while clap parses it).
+pub fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    // Not the words after `--`, which belong to `exec`'s command.
+    let ours = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let args = &args[..ours];
+    args.windows(2)
+        .any(|w| w[0] == "--output" && w[1] == "json")
+        || args.iter().any(|a| a == "--output=json")
+}
+
 /// How results are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {

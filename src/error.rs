@@ -14,7 +14,8 @@ use std::io::Write;
 use crate::text::escape;
 
 /// What kind of failure happened; each has one documented exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Category {
     /// Any other runtime failure, e.g. the SQL itself failed (exit 1).
     Runtime,
@@ -125,6 +126,29 @@ impl Error {
         if let Some(hint) = &self.hint {
             let _ = writeln!(w, "  hint: {}", escape(hint));
         }
+    }
+}
+
+impl Error {
+    /// The error as one JSON line, for `--output json`:
+    /// `{"error":{"message":…,"causes":[…],"hint":…,"category":…,"exit_code":n}}`
+    /// (text a server sent is escaped as in [`Error::print`]).
+    pub fn print_json(&self, mut w: impl Write) {
+        let mut chain = self
+            .inner
+            .chain()
+            .map(|e| escape(&e.to_string()).into_owned());
+        let message = chain.next().unwrap_or_default();
+        let value = serde_json::json!({
+            "error": {
+                "message": message,
+                "causes": chain.collect::<Vec<_>>(),
+                "hint": self.hint.as_deref().map(|h| escape(h).into_owned()),
+                "category": self.category,
+                "exit_code": self.category.exit_code(),
+            }
+        });
+        let _ = writeln!(w, "{value}");
     }
 }
 

@@ -145,9 +145,19 @@ pub fn init_logging(verbose: u8, warnings: bool) {
         .try_init();
 }
 
+/// Prints an error on stderr: the text layout, or one JSON line with
+/// `--output json`.
+pub fn print_error(e: &error::Error, json: bool) {
+    if json {
+        e.print_json(std::io::stderr().lock());
+    } else {
+        e.print(std::io::stderr().lock());
+    }
+}
+
 /// Reports a command-line parse error in one line (exit 2), or prints the
 /// help / version text clap produced (exit 0).
-pub fn report_parse_error(err: &clap::Error) -> ExitCode {
+pub fn report_parse_error(err: &clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     match err.kind() {
         ErrorKind::DisplayHelp
@@ -157,7 +167,13 @@ pub fn report_parse_error(err: &clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
         }
         _ => {
-            eprintln!("{}", one_line(&err.render().to_string()));
+            let line = one_line(&err.render().to_string());
+            if json {
+                let message = line.strip_prefix("error: ").unwrap_or(&line);
+                print_error(&error::Error::usage(message), true);
+            } else {
+                eprintln!("{line}");
+            }
             ExitCode::from(error::Category::Usage.exit_code())
         }
     }

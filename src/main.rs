@@ -5,14 +5,17 @@ use rdsconn::cli::Cli;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = rdsconn::cli::wants_json(&args);
     if rdsconn::cli::has_argv_password(&args) {
-        rdsconn::error::Error::usage(rdsconn::cli::ARGV_PASSWORD).print(std::io::stderr().lock());
+        let e = rdsconn::error::Error::usage(rdsconn::cli::ARGV_PASSWORD);
+        rdsconn::print_error(&e, json);
         return ExitCode::from(rdsconn::error::Category::Usage.exit_code());
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return rdsconn::report_parse_error(&e),
+        Err(e) => return rdsconn::report_parse_error(&e, json),
     };
+    let json = cli.global.output == rdsconn::cli::OutputFormat::Json;
     // The proxy is a long-running server: its failures are worth seeing
     // without -v.
     let serving = matches!(cli.command, rdsconn::cli::Command::Proxy(_));
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            e.print(std::io::stderr().lock());
+            rdsconn::print_error(&e, json);
             ExitCode::from(e.category().exit_code())
         }
     }

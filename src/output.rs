@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cli::OutputFormat;
 use crate::engine::{ResultSet, SessionInfo};
@@ -172,69 +172,73 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 const NULL_TEXT: &str = "NULL";
 
 pub(crate) fn print_results(format: OutputFormat, sets: &[ResultSet]) -> Result<()> {
-    let with_rows: Vec<&ResultSet> = sets.iter().filter(|s| !s.columns.is_empty()).collect();
     match format {
-        OutputFormat::Json => {
-            let arrays: Vec<Value> = with_rows.iter().map(|s| json_rows(s)).collect();
-            match arrays.as_slice() {
-                [one] => json(one),
-                _ => json(&arrays),
-            }
-        }
-        OutputFormat::Text => {
-            let tty = std::io::stdout().is_terminal();
-            let mut text = String::new();
-            for (i, set) in with_rows.iter().enumerate() {
-                if tty {
-                    if i > 0 {
-                        text.push('\n');
-                    }
-                    let rows: Vec<Vec<String>> = set
-                        .rows
-                        .iter()
-                        .map(|r| {
-                            r.iter()
-                                .map(|v| v.clone().unwrap_or_else(|| NULL_TEXT.into()))
-                                .collect()
-                        })
-                        .collect();
-                    text.push_str(&table(
-                        &set.columns.iter().map(String::as_str).collect::<Vec<_>>(),
-                        &rows,
-                    ));
-                    let _ = writeln!(
-                        text,
-                        "({} row{})",
-                        set.rows.len(),
-                        if set.rows.len() == 1 { "" } else { "s" }
-                    );
-                } else {
-                    text.push_str(&tsv_line(set.columns.iter().map(|c| Some(c.as_str()))));
-                    for row in &set.rows {
-                        text.push_str(&tsv_line(row.iter().map(Option::as_deref)));
-                    }
-                }
-            }
-            raw(text.as_bytes())
-        }
+        OutputFormat::Json => json(&serde_json::json!({
+            "results": sets.iter().map(json_set).collect::<Vec<_>>()
+        })),
+        OutputFormat::Text => raw(results_text(sets, std::io::stdout().is_terminal()).as_bytes()),
     }
 }
 
-fn json_rows(set: &ResultSet) -> Value {
-    Value::Array(
-        set.rows
-            .iter()
-            .map(|row| {
-                let obj: Map<String, Value> = set
-                    .columns
+/// Tables on a terminal, else tab-separated lines with a header; only the
+/// statements that return rows print.
+fn results_text(sets: &[ResultSet], tty: bool) -> String {
+    let mut text = String::new();
+    for (i, set) in sets.iter().filter(|s| !s.columns.is_empty()).enumerate() {
+        let names = set.columns.iter().map(|c| c.name.as_str());
+        if tty {
+            if i > 0 {
+                text.push('\n');
+            }
+            let rows: Vec<Vec<String>> = set
+                .rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| v.clone().unwrap_or_else(|| NULL_TEXT.into()))
+                        .collect()
+                })
+                .collect();
+            text.push_str(&table(&names.collect::<Vec<_>>(), &rows));
+            let _ = writeln!(
+                text,
+                "({} row{})",
+                set.rows.len(),
+                if set.rows.len() == 1 { "" } else { "s" }
+            );
+        } else {
+            text.push_str(&tsv_line(names.map(Some)));
+            for row in &set.rows {
+                text.push_str(&tsv_line(row.iter().map(Option::as_deref)));
+            }
+        }
+    }
+    text
+}
+
+/// One statement's result: `{"columns":[…],"types":[…],"rows":[[…]],
+/// "affected":n|null}`, values typed by their column (see
+/// [`crate::engine::Kind::json`]).
+fn json_set(set: &ResultSet) -> Value {
+    let rows: Vec<Value> = set
+        .rows
+        .iter()
+        .map(|row| {
+            Value::Array(
+                set.columns
                     .iter()
                     .zip(row)
-                    .map(|(c, v)| (c.clone(), v.clone().map_or(Value::Null, Value::String)))
-                    .collect();
-                Value::Object(obj)
-            })
-            .collect(),
-    )
+                    .map(|(c, v)| c.kind.json(v.as_deref()))
+                    .collect(),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "columns": set.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "types": set.columns.iter().map(|c| c.type_name.as_str()).collect::<Vec<_>>(),
+        "rows": rows,
+        "affected": set.affected,
+    })
 }
 
 /// Tab-separated, with `\t`, `\n`, `\\` escaped and NULL as `NULL` (as the

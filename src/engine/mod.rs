@@ -5,8 +5,12 @@
 //! picks one. Handing a connection to a native client is a separate seam,
 //! [`crate::native::Client`].
 
+mod column;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
+mod statements;
+
+pub(crate) use column::{Column, Kind};
 
 use std::future::Future;
 use std::time::Duration;
@@ -82,7 +86,7 @@ impl SessionInfo {
 /// the number of affected rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ResultSet {
-    pub columns: Vec<String>,
+    pub columns: Vec<Column>,
     pub rows: Vec<Vec<Option<String>>>,
     pub affected: Option<u64>,
 }

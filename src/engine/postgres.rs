@@ -15,7 +15,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{SimpleQueryMessage, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Auth, Engine, QueryError, ResultSet, Session, SessionInfo, Timings};
+use super::{Auth, Column, Engine, Kind, QueryError, ResultSet, Session, SessionInfo, Timings};
 use crate::BoxFuture;
 use crate::error::error_line;
 use crate::net::{ConnectError, Stage, ms};
@@ -272,12 +272,15 @@ impl Session for PgSession {
             for m in messages {
                 match m {
                     SimpleQueryMessage::RowDescription(cols) => {
-                        current.columns = cols.iter().map(|c| c.name().to_string()).collect();
+                        current.columns = cols.iter().map(|c| Column::untyped(c.name())).collect();
                     }
                     SimpleQueryMessage::Row(row) => {
                         if current.columns.is_empty() {
-                            current.columns =
-                                row.columns().iter().map(|c| c.name().to_string()).collect();
+                            current.columns = row
+                                .columns()
+                                .iter()
+                                .map(|c| Column::untyped(c.name()))
+                                .collect();
                         }
                         current.rows.push(
                             (0..row.len())
@@ -294,6 +297,7 @@ impl Session for PgSession {
                     _ => {}
                 }
             }
+            describe_types(&self.client, sql, &mut sets).await;
             Ok(sets)
         })
     }
@@ -307,5 +311,46 @@ impl Session for PgSession {
             drop(self.client);
             let _ = self.driver.await;
         })
+    }
+}
+
+/// Learns each result set's column types by describing its statement
+/// again after the batch ran (a description executes nothing, and sees the
+/// tables the batch created). When the statements and the result sets do
+/// not pair up, or a statement cannot be described, its columns stay text.
+async fn describe_types(client: &tokio_postgres::Client, sql: &str, sets: &mut [ResultSet]) {
+    let statements = super::statements::split(sql);
+    if statements.len() != sets.len() {
+        return;
+    }
+    for (statement, set) in statements.into_iter().zip(sets.iter_mut()) {
+        if set.columns.is_empty() {
+            continue;
+        }
+        let Ok(prepared) = client.prepare(statement).await else {
+            continue;
+        };
+        if prepared.columns().len() != set.columns.len() {
+            continue;
+        }
+        for (column, described) in set.columns.iter_mut().zip(prepared.columns()) {
+            column.type_name = described.type_().name().to_string();
+            column.kind = kind_of(described.type_());
+        }
+    }
+}
+
+fn kind_of(ty: &tokio_postgres::types::Type) -> Kind {
+    use tokio_postgres::types::{Kind as PgKind, Type};
+    match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => Kind::Integer,
+        Type::FLOAT4 | Type::FLOAT8 => Kind::Float,
+        Type::NUMERIC => Kind::Decimal,
+        Type::BOOL => Kind::Bool,
+        Type::JSON | Type::JSONB => Kind::Json,
+        _ => match ty.kind() {
+            PgKind::Domain(inner) => kind_of(inner),
+            _ => Kind::Text,
+        },
     }
 }

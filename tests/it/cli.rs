@@ -304,3 +304,50 @@ fn the_main_commands_show_examples() {
         assert!(run.stdout.contains(example), "{sub}: {}", run.stdout);
     }
 }
+
+#[test]
+fn errors_are_one_json_line_on_stderr_with_output_json() {
+    let env = TestEnv::new();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--output", "json", "ca", "fetch", "--forse"], 2, "usage"),
+        (&["--output", "json", "mysql", "-pSECRET"], 2, "usage"),
+        (
+            &[
+                "--output",
+                "json",
+                "postgres",
+                "-h",
+                "db.invalid",
+                "-U",
+                "app",
+                "-w",
+                "--connect-timeout",
+                "5s",
+                "-c",
+                "SELECT 1",
+            ],
+            4,
+            "network",
+        ),
+    ];
+    for (args, code, category) in cases {
+        let run = env.run_with(args, &[("PGPASSWORD", "pw")]);
+        run.assert_code(*code);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        let j: serde_json::Value = serde_json::from_str(&run.stderr)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", run.stderr));
+        assert_eq!(j["error"]["exit_code"], *code, "{j}");
+        assert_eq!(j["error"]["category"], *category, "{j}");
+        assert!(
+            j["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{j}"
+        );
+        assert!(!run.stderr.contains("SECRET"), "{}", run.stderr);
+    }
+    // Text mode keeps the text layout.
+    let run = env.run(&["ca", "fetch", "--forse"]);
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+}

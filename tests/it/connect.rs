@@ -120,8 +120,9 @@ impl Db {
 fn verify_full_through_via_runs_sql_with_nulls_and_unicode() {
     for db in BOTH {
         assert_eq!(
-            db.json("SELECT 1 AS one, NULL AS nothing, 'NULL' AS word, 'ünïcødé ✓' AS u"),
-            serde_json::json!([{"one": "1", "nothing": null, "word": "NULL", "u": "ünïcødé ✓"}]),
+            db.json("SELECT 1 AS one, NULL AS nothing, 'NULL' AS word, 'ünïcødé ✓' AS u")["results"]
+                [0]["rows"],
+            serde_json::json!([[1, null, "NULL", "ünïcødé ✓"]]),
             "{}",
             db.command
         );
@@ -145,13 +146,71 @@ fn ten_thousand_rows_tab_separated_when_piped() {
 fn multiple_statements_behave_like_the_native_clients() {
     for db in BOTH {
         assert_eq!(
-            db.json(
+            shape(&db.json(
                 "CREATE TEMPORARY TABLE t(a int); INSERT INTO t VALUES (1),(2); \
                  SELECT a FROM t ORDER BY a; SELECT count(*) AS c FROM t"
-            ),
-            serde_json::json!([[{"a": "1"}, {"a": "2"}], [{"c": "2"}]]),
+            )),
+            serde_json::json!([
+                {"columns": [], "rows": [], "affected": 0},
+                {"columns": [], "rows": [], "affected": 2},
+                {"columns": ["a"], "rows": [[1], [2]], "affected": null},
+                {"columns": ["c"], "rows": [[2]], "affected": null},
+            ]),
             "{}",
             db.command
+        );
+    }
+}
+
+/// The results without the engine-specific type names.
+fn shape(json: &serde_json::Value) -> serde_json::Value {
+    let mut results = json["results"].clone();
+    for r in results.as_array_mut().expect("results is an array") {
+        r.as_object_mut()
+            .expect("a result is an object")
+            .remove("types");
+    }
+    results
+}
+
+#[test]
+fn json_values_are_typed_and_the_shape_is_stable() {
+    for db in BOTH {
+        let (bool_sql, json_sql) = if db.command == "postgres" {
+            ("true", "'{\"a\": [1, 2]}'::jsonb")
+        } else {
+            ("'t'", "'{\"a\": [1, 2]}'")
+        };
+        let j = db.json(&format!(
+            "SELECT 42 AS i, CAST(9007199254740993 AS DECIMAL(20,0)) AS big, \
+             CAST(1.50 AS DECIMAL(5,2)) AS d, {bool_sql} AS b, {json_sql} AS j, \
+             NULL AS z, '007' AS s"
+        ));
+        let r = &j["results"][0];
+        assert_eq!(
+            r["columns"],
+            serde_json::json!(["i", "big", "d", "b", "j", "z", "s"])
+        );
+        assert_eq!(r["rows"][0][0], 42, "{}: {j}", db.command);
+        assert_eq!(r["rows"][0][1], "9007199254740993", "{}: {j}", db.command);
+        assert_eq!(r["rows"][0][2], 1.5, "{}: {j}", db.command);
+        if db.command == "postgres" {
+            assert_eq!(r["rows"][0][3], true, "{j}");
+            assert_eq!(r["rows"][0][4], serde_json::json!({"a": [1, 2]}), "{j}");
+            assert_eq!(r["types"][4], "jsonb", "{j}");
+        }
+        assert_eq!(
+            r["rows"][0][5],
+            serde_json::Value::Null,
+            "{}: {j}",
+            db.command
+        );
+        assert_eq!(r["rows"][0][6], "007", "{}: {j}", db.command);
+        // One statement or several: always {"results": [...]}.
+        let one = db.json("SELECT 1 AS a");
+        assert_eq!(
+            shape(&one),
+            serde_json::json!([{"columns": ["a"], "rows": [[1]], "affected": null}])
         );
     }
 }

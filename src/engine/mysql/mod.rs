@@ -14,7 +14,9 @@ use std::time::Instant;
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, Row, ServerError, Value};
 
-use super::{Auth, Engine, QueryError, ResultSet, Secret, Session, SessionInfo, Timings};
+use super::{
+    Auth, Column, Engine, Kind, QueryError, ResultSet, Secret, Session, SessionInfo, Timings,
+};
 use crate::BoxFuture;
 use crate::error::error_line;
 use crate::net::{ConnectError, Stage, ms};
@@ -223,18 +225,16 @@ impl Session for MysqlSession {
                         Ok(_) => Ok(sets),
                     };
                 }
-                let columns: Vec<String> = result
-                    .columns_ref()
-                    .iter()
-                    .map(|c| c.name_str().into_owned())
-                    .collect();
+                let columns: Vec<Column> = result.columns_ref().iter().map(column).collect();
+                // Read before `collect`, which moves on to the next result.
+                let affected = result.affected_rows();
                 let rows: Vec<Row> = match result.collect().await {
                     Ok(rows) => rows,
                     Err(e) => return Err(query_error(e, sets)),
                 };
                 sets.push(if columns.is_empty() {
                     ResultSet {
-                        affected: Some(result.affected_rows()),
+                        affected: Some(affected),
                         ..ResultSet::default()
                     }
                 } else {
@@ -259,6 +259,34 @@ impl Session for MysqlSession {
             // waited for long.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.pump).await;
         })
+    }
+}
+
+/// A column's name, MySQL type name (`long`, `json`) and JSON kind.
+fn column(c: &mysql_async::Column) -> Column {
+    use mysql_async::consts::{ColumnFlags, ColumnType as T};
+    let ty = c.column_type();
+    let kind = match ty {
+        T::MYSQL_TYPE_TINY
+        | T::MYSQL_TYPE_SHORT
+        | T::MYSQL_TYPE_LONG
+        | T::MYSQL_TYPE_INT24
+        | T::MYSQL_TYPE_LONGLONG
+        | T::MYSQL_TYPE_YEAR => Kind::Integer,
+        T::MYSQL_TYPE_FLOAT | T::MYSQL_TYPE_DOUBLE => Kind::Float,
+        T::MYSQL_TYPE_DECIMAL | T::MYSQL_TYPE_NEWDECIMAL => Kind::Decimal,
+        T::MYSQL_TYPE_JSON => Kind::Json,
+        _ => Kind::Text,
+    };
+    let name = format!("{ty:?}");
+    let mut type_name = name.trim_start_matches("MYSQL_TYPE_").to_ascii_lowercase();
+    if kind == Kind::Integer && c.flags().contains(ColumnFlags::UNSIGNED_FLAG) {
+        type_name.push_str(" unsigned");
+    }
+    Column {
+        name: c.name_str().into_owned(),
+        type_name,
+        kind,
     }
 }
 
