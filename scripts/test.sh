@@ -32,6 +32,9 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 compgen -G '/usr/lib/*/security/pam_exec.so' >/dev/null || compgen -G '/lib/*/security/pam_exec.so' >/dev/null ||
   need_pkgs+=(libpam-modules)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# Node drivers (node-pg, mysql2, postgres.js) read rdsconn env's settings.
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
 # The harness builds a PAM module that asks a second-factor question.
 [ -f /usr/include/security/pam_modules.h ] || need_pkgs+=(libpam0g-dev)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
@@ -53,6 +56,17 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" >"$stamp"
 fi
 export RDSCONN_TEST_PYTHON="$venv/bin/python"
+
+# --- Node drivers ---------------------------------------------------------------
+node_dir="$root/tests/node"
+node_stamp="$node_dir/node_modules/.lock.sha256"
+want=$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$node_stamp" 2>/dev/null)" != "$want" ]; then
+  step "installing the Node drivers into $node_dir"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$node_stamp"
+fi
+export RDSCONN_TEST_NODE_MODULES="$node_dir/node_modules"
 
 # --- Rust components -----------------------------------------------------------
 if command -v rustup >/dev/null; then

@@ -61,14 +61,16 @@ Examples:
 const ENV_AFTER_HELP: &str = "\
 Examples:
   eval \"$(rdsconn env postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam)\"
-  rdsconn env mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app --iam --shell fish | source
+  rdsconn env mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app --iam --format fish | source
+  rdsconn env postgres -h mydb… -U app --format dotenv > .env
 
 Exit codes: 0 ok, 2 usage, 3 AWS (token); the output is empty on failure.";
 
 const EXEC_AFTER_HELP: &str = "\
 Examples:
   rdsconn exec postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam -- ./migrate up
-  rdsconn exec mysql -h mydb… -u app --iam -- sh -c 'mysqldump --ssl-ca=\"$MYSQL_SSL_CA\" …'
+  rdsconn exec mysql -h mydb… -u app -- mysqldump appdb      (an option file in the tool's dialect)
+  rdsconn exec mysql -h mydb… -u app --iam -- node app.js     (mysql2 reads DATABASE_URL)
 
 Exit codes: COMMAND's own status; 2 usage, 3 AWS before COMMAND starts.";
 
@@ -239,14 +241,17 @@ pub enum Command {
 
     /// Print a connection's settings as shell variables, for eval.
     ///
-    /// Prints `export` lines (or fish `set -gx`, or JSON) for the engine's
-    /// clients and tools. PostgreSQL: PGHOST, PGHOSTADDR (with --via),
-    /// PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGPASSWORD.
-    /// MySQL: MYSQL_HOST, MYSQL_TCP_PORT, MYSQL_USER, MYSQL_DATABASE,
-    /// MYSQL_PWD, MYSQL_SSL_CA, MYSQL_SSL_MODE (and
-    /// LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN=1 with --iam). Both: DATABASE_URL
-    /// with the password percent-encoded. An IAM token is valid for 15
-    /// minutes for new connections.
+    /// Prints `export` lines (or fish `set -gx`, JSON, a .env file) for the
+    /// engine's clients, tools and drivers. PostgreSQL: PGHOST, PGHOSTADDR
+    /// (with --via), PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT,
+    /// PGPASSWORD, DATABASE_URL (libpq URI: asyncpg, node-pg, psycopg),
+    /// JDBC_URL. MySQL: MYSQL_HOST, MYSQL_TCP_PORT, MYSQL_USER,
+    /// MYSQL_DATABASE, MYSQL_PWD, MYSQL_SSL_CA, MYSQL_SSL_MODE (and
+    /// LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN=1 with --iam), DATABASE_URL (sqlx,
+    /// mysql2), SQLALCHEMY_URL (PyMySQL), JDBC_URL (MariaDB Connector/J).
+    /// Through --via only the native clients' variables: no URL could
+    /// verify the endpoint there. An IAM token is valid for 15 minutes for
+    /// new connections.
     ///
     /// The output holds the password or token: eval it, do not log it.
     #[command(after_help = ENV_AFTER_HELP, disable_help_flag = true)]
@@ -256,7 +261,9 @@ pub enum Command {
     ///
     /// Sets the variables `rdsconn env` prints (DATABASE_URL included) in
     /// COMMAND's environment only, forwards signals to it and exits with
-    /// its exit status (128+N when signal N ended it).
+    /// its exit status (128+N when signal N ended it). A MySQL or MariaDB
+    /// tool (mysql, mysqldump, mariadb-dump…) also gets an option file with
+    /// the connection in its own dialect.
     #[command(after_help = EXEC_AFTER_HELP, disable_help_flag = true)]
     Exec(ExecArgs),
 
@@ -850,8 +857,14 @@ pub struct EnvArgs {
     #[command(flatten)]
     pub target: ChildArgs,
 
-    /// Syntax of the output [default: sh; json with --output json].
-    #[arg(long, visible_alias = "format", value_enum, value_name = "SHELL")]
+    /// Syntax of the output: sh, fish, json or dotenv [default: sh; json
+    /// with --output json].
+    #[arg(
+        long = "format",
+        visible_alias = "shell",
+        value_enum,
+        value_name = "FORMAT"
+    )]
     pub shell: Option<crate::native::Shell>,
 }
 

@@ -337,6 +337,12 @@ pub struct UrlTarget {
     pub connect_timeout: Option<Duration>,
 }
 
+/// mysql2's `ssl` option (JSON) turning the certificate check off.
+fn skips_verification(options: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(options)
+        .is_ok_and(|v| v["rejectUnauthorized"] == serde_json::Value::Bool(false))
+}
+
 impl UrlTarget {
     /// Parses a target URL. Passwords in URLs are refused: a URL is an
     /// argument, and arguments are visible to every user through `ps`.
@@ -384,57 +390,9 @@ impl UrlTarget {
         if url.port() == Some(0) {
             return Err(bad("port 0 is not a valid port".into()));
         }
-        let mut iam = false;
-        let (mut verify_name, mut ca_file, mut hostaddr, mut connect_timeout) =
-            (None, None, None, None);
+        let mut params = Params::default();
         for (key, value) in url.query_pairs() {
-            match (key.as_ref(), value.as_ref()) {
-                ("iam", "true" | "1") => iam = true,
-                ("iam", "false" | "0") => iam = false,
-                ("iam", other) => {
-                    return Err(bad(format!("iam={other:?}: expected true or false").into()));
-                }
-                ("sslmode" | "ssl-mode" | "ssl_mode", mode) => {
-                    verify_name = Some(match mode.to_ascii_lowercase().as_str() {
-                        "verify-full" | "verify_identity" => true,
-                        "verify-ca" | "verify_ca" => false,
-                        _ => {
-                            return Err(bad(format!(
-                                "{key}={mode} is weaker than rdsconn's verification (verify-full / VERIFY_IDENTITY, or verify-ca with --tls verify-ca): drop it"
-                            )
-                            .into()));
-                        }
-                    });
-                }
-                ("sslrootcert" | "ssl-ca" | "ssl_ca", file) => ca_file = Some(file.to_string()),
-                ("hostaddr", addr) => {
-                    hostaddr = Some(addr.parse().map_err(|_| {
-                        bad(format!("hostaddr={addr:?} is not an IP address").into())
-                    })?);
-                }
-                ("connect_timeout" | "connect-timeout", secs) => {
-                    let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                        bad(format!("{key}={secs:?}: expected whole seconds").into())
-                    })?;
-                    connect_timeout = Some(Duration::from_secs(secs.min(86_400)));
-                }
-                // Set by rdsconn itself on every session.
-                ("application_name", _) => {}
-                (other, _)
-                    if PASSWORD_PARAMETERS.contains(&other.to_ascii_lowercase().as_str()) =>
-                {
-                    return Err(bad(format!(
-                        "a password in the URL ({other}=) would be visible in the process list; use --password-stdin or an environment variable"
-                    )
-                    .into()));
-                }
-                (other, _) => {
-                    return Err(bad(format!(
-                        "unknown parameter {other:?} (understood: iam, sslmode / ssl-mode, sslrootcert / ssl-ca, hostaddr, connect_timeout, application_name)"
-                    )
-                    .into()));
-                }
-            }
+            params.set(&key, &value).map_err(bad)?;
         }
         let password = url.password().map(decode).filter(|p| !p.is_empty());
         let parsed = Self {
@@ -443,13 +401,84 @@ impl UrlTarget {
             host,
             port: url.port(),
             database,
-            iam,
-            verify_name,
-            ca_file,
-            hostaddr,
-            connect_timeout,
+            iam: params.iam,
+            verify_name: params.verify_name,
+            ca_file: params.ca_file,
+            hostaddr: params.hostaddr,
+            connect_timeout: params.connect_timeout,
         };
         Ok((parsed, password))
+    }
+}
+
+/// The connection parameters a URL's query (or a libpq connection string)
+/// may carry.
+#[derive(Default)]
+struct Params {
+    iam: bool,
+    verify_name: Option<bool>,
+    ca_file: Option<String>,
+    hostaddr: Option<std::net::IpAddr>,
+    connect_timeout: Option<Duration>,
+}
+
+impl Params {
+    /// Takes one `key=value`; the reason when it is refused.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), Cow<'static, str>> {
+        match (key, value) {
+            ("iam", "true" | "1") => self.iam = true,
+            ("iam", "false" | "0") => self.iam = false,
+            ("iam", other) => return Err(format!("iam={other:?}: expected true or false").into()),
+            ("sslmode" | "ssl-mode" | "ssl_mode", mode) => {
+                self.verify_name = Some(match mode.to_ascii_lowercase().as_str() {
+                    "verify-full" | "verify_identity" => true,
+                    "verify-ca" | "verify_ca" => false,
+                    _ => {
+                        return Err(format!(
+                            "{key}={mode} is weaker than rdsconn's verification (verify-full / VERIFY_IDENTITY, or verify-ca with --tls verify-ca): drop it"
+                        )
+                        .into());
+                    }
+                });
+            }
+            ("sslrootcert" | "ssl-ca" | "ssl_ca", file) => self.ca_file = Some(file.to_string()),
+            ("hostaddr", addr) => {
+                self.hostaddr = Some(
+                    addr.parse()
+                        .map_err(|_| format!("hostaddr={addr:?} is not an IP address"))?,
+                );
+            }
+            ("connect_timeout" | "connect-timeout", secs) => {
+                let secs: u64 = secs
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("{key}={secs:?}: expected whole seconds"))?;
+                self.connect_timeout = Some(Duration::from_secs(secs.min(86_400)));
+            }
+            ("ssl", options) if skips_verification(options) => {
+                return Err(
+                    "ssl={\"rejectUnauthorized\":false} skips the certificate check: drop it"
+                        .into(),
+                );
+            }
+            // application_name: rdsconn names its sessions itself;
+            // mysql2's settings in the `DATABASE_URL` rdsconn exports.
+            ("application_name" | "ssl" | "enableCleartextPlugin", _) => {}
+            (other, _) if PASSWORD_PARAMETERS.contains(&other.to_ascii_lowercase().as_str()) => {
+                return Err(format!(
+                    "a password in the URL ({other}=) would be visible in the process list; use --password-stdin or an environment variable"
+                )
+                .into());
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unknown parameter {other:?} (understood: iam, sslmode / ssl-mode, sslrootcert / ssl-ca, hostaddr, connect_timeout, application_name)"
+                )
+                .into());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -18,8 +18,9 @@ pub(crate) async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
         OutputFormat::Json => Shell::Json,
         OutputFormat::Text => Shell::Sh,
     });
-    let vars = variables(global, &args.target).await?;
-    output::raw(native::render(&vars, shell).as_bytes())?;
+    let prepared = prepare(global, &args.target).await?;
+    let vars = prepared.vars();
+    output::raw(native::render(&vars, shell)?.as_bytes())?;
     Ok(0)
 }
 
@@ -32,19 +33,68 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
     if let Some(family) = crate::clientargs::Family::of_program(std::path::Path::new(program)) {
         crate::clientargs::check(family, rest)?;
     }
-    let vars = variables(global, &args.target).await?;
-    native::run(Launch {
+    let prepared = prepare(global, &args.target).await?;
+    let mut launch = Launch {
         program: program.into(),
         args: rest.to_vec(),
-        env: vars,
+        env: prepared.vars(),
         env_remove: &[],
         secret_file: None,
-    })
+    };
+    if crate::clientargs::Family::of_program(std::path::Path::new(program))
+        == Some(crate::clientargs::Family::Mysql)
+    {
+        // MariaDB's tools read neither MYSQL_HOST nor MYSQL_USER, and
+        // each flavour knows only its own TLS options: an option file in
+        // the program's own dialect says it all.
+        native::mysql_tool(&mut launch, &prepared.conn())?;
+    }
+    native::run(launch)
 }
 
-/// The engine's variables for the target, with a freshly minted token
-/// (`--iam`) or the password.
-async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>> {
+/// What `env` and `exec` hand on: the target with its password or a
+/// freshly minted token, the CA file, and where the password came from.
+struct Prepared {
+    client: &'static dyn native::Client,
+    target: crate::target::Target,
+    secret: Secret,
+    iam: bool,
+    tls: crate::tls::TlsMode,
+    ca_file: std::path::PathBuf,
+    rds_bundle: bool,
+    via_addr: Option<std::net::IpAddr>,
+    source: Option<EnvVar>,
+}
+
+impl Prepared {
+    fn conn(&self) -> ClientConn<'_> {
+        ClientConn {
+            target: &self.target,
+            secret: &self.secret,
+            iam: self.iam,
+            mode: self.tls,
+            ca_file: &self.ca_file,
+            rds_bundle: self.rds_bundle,
+            via_addr: self.via_addr,
+            socket: None,
+        }
+    }
+
+    /// The engine's variables (see [`native::Client::env`]) and the
+    /// password's source.
+    fn vars(&self) -> Vec<EnvVar> {
+        let mut vars = self.client.env(&self.conn());
+        vars.extend(
+            self.source
+                .iter()
+                .map(|s| EnvVar::new(s.name, s.value.clone())),
+        );
+        vars
+    }
+}
+
+/// The target, with a freshly minted token (`--iam`) or the password.
+async fn prepare(global: &GlobalArgs, args: &ChildArgs) -> Result<Prepared> {
     let (kind, flags) = (args.engine, &args.target);
     let ask = Ask {
         kind: Some(kind),
@@ -91,16 +141,31 @@ async fn variables(global: &GlobalArgs, args: &ChildArgs) -> Result<Vec<EnvVar>>
         )?
     };
     let ca_file = ca_file(global, &target.host)?;
-    let conn = ClientConn {
-        target: &target,
-        secret: &secret,
+    let rds_bundle = global.ca_bundle.is_none()
+        && crate::ca::Trust::for_host(&target.host) == crate::ca::Trust::RdsBundle;
+    let via_addr = via_addr(&target).await?;
+    if target.via.is_some() {
+        output::warn(format!(
+            "through --via only the client's own variables are set ({}): other drivers \
+             cannot dial the tunnel while verifying {}; for them, run `rdsconn proxy` and \
+             point them at it",
+            if kind == crate::target::EngineKind::Postgres {
+                "libpq's PGHOSTADDR"
+            } else {
+                "MYSQL_HOST, verify-ca"
+            },
+            target.host
+        ));
+    }
+    Ok(Prepared {
+        client,
+        target,
+        secret,
         iam,
-        mode: tls,
-        ca_file: &ca_file,
-        via_addr: via_addr(&target).await?,
-        socket: None,
-    };
-    let mut vars = client.env(&conn);
-    vars.extend(source);
-    Ok(vars)
+        tls,
+        ca_file,
+        rds_bundle,
+        via_addr,
+        source,
+    })
 }

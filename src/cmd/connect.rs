@@ -179,10 +179,10 @@ async fn run(
             mode: tls,
             ca_file: &ca_file,
             via_addr: via_addr(&target).await?,
+            rds_bundle: false,
             socket: None,
         };
-        let launch = native_client.launch(client, &conn, &args.client_args)?;
-        return native::run(launch);
+        return native::run(native_client.launch(client, &conn, &args.client_args)?);
     }
     let mut session = connected.map_err(|e| Error::from(e).context(context()))?;
     let result = match &statements(args)? {

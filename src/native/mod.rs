@@ -80,6 +80,9 @@ pub struct ClientConn<'a> {
     pub ca_file: &'a Path,
     /// `--via`'s host resolved to an address (libpq's `hostaddr`).
     pub via_addr: Option<IpAddr>,
+    /// `ca_file` is the RDS CA bundle (embedded, cached or fetched), which
+    /// Node's mysql2 ships as its `Amazon RDS` TLS profile.
+    pub rds_bundle: bool,
     /// rdsconn's proxy on a private unix socket: the client connects there
     /// (no TLS on the socket; the proxy verifies upstream) and `secret` is
     /// the proxy's one-time local password.
@@ -116,7 +119,7 @@ impl EnvVar {
 }
 
 /// `scheme://user:password@host:port/database?k=v&…` with every part
-/// percent-encoded (RFC 3986), for `DATABASE_URL`.
+/// percent-encoded (RFC 3986), for `DATABASE_URL` and its kin.
 pub fn database_url(
     scheme: &str,
     conn: &ClientConn<'_>,
@@ -124,22 +127,65 @@ pub fn database_url(
     params: &[(&str, &str)],
 ) -> String {
     let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
     let mut url = format!(
-        "{scheme}://{}:{}@{host}:{}/{}",
+        "{scheme}://{}:{}@{}:{}/{}",
         enc(&conn.target.user),
         enc(conn.secret.expose()),
+        url_host(host),
         conn.dial_port(),
         conn.target.database.as_deref().map(enc).unwrap_or_default()
     );
-    for (i, (k, v)) in params.iter().enumerate() {
-        let _ = write!(url, "{}{k}={}", if i == 0 { '?' } else { '&' }, enc(v));
-    }
+    push_params(&mut url, params);
     url
+}
+
+/// `jdbc:SUBPROTOCOL://host:port/database?k=v&…&user=…&password=…`: the
+/// form `DriverManager.getConnection(url)` takes whole (JDBC has no
+/// userinfo part).
+pub fn jdbc_url(
+    subprotocol: &str,
+    conn: &ClientConn<'_>,
+    host: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
+    let mut url = format!(
+        "jdbc:{subprotocol}://{}:{}/{}",
+        url_host(host),
+        conn.dial_port(),
+        conn.target.database.as_deref().map(enc).unwrap_or_default()
+    );
+    let mut all = params.to_vec();
+    all.push(("user", &conn.target.user));
+    all.push(("password", conn.secret.expose()));
+    push_params(&mut url, &all);
+    url
+}
+
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn push_params(url: &mut String, params: &[(&str, &str)]) {
+    for (i, (k, v)) in params.iter().enumerate() {
+        let v = utf8_percent_encode(v, RFC3986);
+        let _ = write!(url, "{}{k}={v}", if i == 0 { '?' } else { '&' });
+    }
+}
+
+/// Names of the URL variables, which only work where the driver dials the
+/// endpoint itself: through `--via` they are left out (see
+/// [`Client::env`]).
+pub const URL_VARIABLES: &[&str] = &["DATABASE_URL", "SQLALCHEMY_URL", "JDBC_URL"];
+
+/// `rdsconn exec` of a MySQL-family tool: the connection in an option
+/// file in the tool's dialect (see the MySQL client's `tool`).
+pub fn mysql_tool(launch: &mut Launch, conn: &ClientConn<'_>) -> Result<()> {
+    mysql::tool(launch, conn)
 }
 
 /// A native client found on this machine.
@@ -300,11 +346,29 @@ pub enum Shell {
     Fish,
     /// One JSON object.
     Json,
+    /// `NAME='value'` lines for `.env` files (python-dotenv, Node's
+    /// dotenv, docker compose).
+    Dotenv,
 }
 
-/// The variables as `shell` code for `eval`, or a JSON object.
-pub fn render(vars: &[EnvVar], shell: Shell) -> String {
-    match shell {
+/// The variables as `shell` code for `eval`, a JSON object, or a `.env`
+/// file. A value a `.env` file cannot hold is a usage error.
+pub fn render(vars: &[EnvVar], shell: Shell) -> Result<String> {
+    Ok(match shell {
+        Shell::Dotenv => {
+            let mut out = String::new();
+            for v in vars {
+                let quoted = dotenv_quote(&v.value).ok_or_else(|| {
+                    Error::usage(format!(
+                        "{}'s value holds both quote characters or a line break, which a .env file cannot hold",
+                        v.name
+                    ))
+                    .with_hint("use --format json, or exec to hand the values to the program")
+                })?;
+                let _ = writeln!(out, "{}={quoted}", v.name);
+            }
+            out
+        }
         Shell::Sh => vars.iter().fold(String::new(), |mut out, v| {
             let _ = writeln!(out, "export {}={}", v.name, sh_quote(&v.value));
             out
@@ -322,6 +386,22 @@ pub fn render(vars: &[EnvVar], shell: Shell) -> String {
             s.push('\n');
             s
         }
+    })
+}
+
+/// A `.env` value both python-dotenv and Node's dotenv read back as is:
+/// single quotes (nothing inside is special), or double quotes when the
+/// value has a `'` but no `"`, `\\`, `${` (python-dotenv's expansion) or
+/// line break.
+fn dotenv_quote(s: &str) -> Option<String> {
+    if s.contains(['\n', '\r']) {
+        None
+    } else if !s.contains('\'') {
+        Some(format!("'{s}'"))
+    } else if !s.contains(['"', '\\']) && !s.contains("${") {
+        Some(format!("\"{s}\""))
+    } else {
+        None
     }
 }
 
@@ -355,7 +435,7 @@ mod tests {
     fn json_rendering_keeps_order() {
         let vars = [EnvVar::new("B", "1"), EnvVar::new("A", "x\"y")];
         assert_eq!(
-            render(&vars, Shell::Json),
+            render(&vars, Shell::Json).expect("JSON holds any value"),
             "{\n  \"B\": \"1\",\n  \"A\": \"x\\\"y\"\n}\n"
         );
     }

@@ -4,6 +4,7 @@
 //! file and the TLS flags each flavour reads.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Client, ClientConn, EnvVar, Launch, NativeClient};
@@ -54,14 +55,57 @@ impl Client for Mysql {
             // Oracle's libmysqlclient sends cleartext passwords only with this.
             vars.push(EnvVar::new("LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN", "1"));
         }
-        // The form sqlx and other MySQL URL parsers read.
-        let url = super::database_url(
-            "mysql",
-            conn,
-            &host,
-            &[("ssl-mode", ssl_mode(conn.mode)), ("ssl-ca", &ca)],
-        );
-        vars.push(EnvVar::new("DATABASE_URL", url));
+        if target.via.is_some() {
+            // Drivers verify the name they dial: no URL would work.
+            return vars;
+        }
+        let strict = if conn.mode == TlsMode::VerifyFull {
+            "true"
+        } else {
+            "false"
+        };
+        // sqlx and MySQL Connector URLs read ssl-mode / ssl-ca; Node's
+        // mysql2 ignores those (and would skip TLS) but reads `ssl`.
+        let mysql2 = mysql2_ssl(conn);
+        let mut params = vec![
+            ("ssl-mode", ssl_mode(conn.mode)),
+            ("ssl-ca", ca.as_ref()),
+            ("ssl", mysql2.as_str()),
+        ];
+        if conn.iam {
+            params.push(("enableCleartextPlugin", "true"));
+        }
+        vars.push(EnvVar::new(
+            "DATABASE_URL",
+            super::database_url("mysql", conn, &host, &params),
+        ));
+        // SQLAlchemy with PyMySQL: ssl_* query parameters become PyMySQL's
+        // `ssl` dictionary.
+        vars.push(EnvVar::new(
+            "SQLALCHEMY_URL",
+            super::database_url(
+                "mysql+pymysql",
+                conn,
+                &host,
+                &[("ssl_ca", ca.as_ref()), ("ssl_check_hostname", strict)],
+            ),
+        ));
+        // MariaDB Connector/J reads a PEM CA file (MySQL Connector/J needs
+        // a Java trust store instead).
+        let jdbc_mode = if conn.mode == TlsMode::VerifyFull {
+            "verify-full"
+        } else {
+            "verify-ca"
+        };
+        vars.push(EnvVar::new(
+            "JDBC_URL",
+            super::jdbc_url(
+                "mariadb",
+                conn,
+                &host,
+                &[("sslMode", jdbc_mode), ("serverSslCert", ca.as_ref())],
+            ),
+        ));
         vars
     }
 
@@ -74,22 +118,7 @@ impl Client for Mysql {
              macOS: brew install mysql-client)",
             "-e SQL",
         )?;
-        // MariaDB's client may be installed as `mysql` (Debian links it);
-        // its flags differ. Only an unrecognised name costs a `--version`.
-        let canonical = std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone());
-        let mariadb = if canonical.file_name().is_some_and(|n| n == "mariadb") {
-            true
-        } else {
-            let version = std::process::Command::new(&program)
-                .arg("--version")
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| {
-                    Error::new(crate::error::Category::Usage, e)
-                        .context(format!("running {} --version", program.display()))
-                })?;
-            String::from_utf8_lossy(&version.stdout).contains("MariaDB")
-        };
+        let mariadb = is_mariadb(&program)?;
         Ok(NativeClient { program, mariadb })
     }
 
@@ -165,6 +194,79 @@ impl Client for Mysql {
             env_remove: &[],
             secret_file: Some(file),
         })
+    }
+}
+
+/// Whether a MySQL client program is MariaDB's (which may be installed
+/// as `mysql`, `mysqldump`…: Debian links them); its TLS options differ
+/// from Oracle's. Only a name that does not say costs a `--version`.
+fn is_mariadb(program: &Path) -> Result<bool, Error> {
+    let canonical = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    if canonical
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("mariadb"))
+    {
+        return Ok(true);
+    }
+    let version = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::new(crate::error::Category::Usage, e)
+                .context(format!("running {} --version", program.display()))
+        })?;
+    Ok(String::from_utf8_lossy(&version.stdout).contains("MariaDB"))
+}
+
+/// `rdsconn exec` of a MySQL or MariaDB tool (`mysqldump`,
+/// `mariadb-admin`…): the connection in a 0600 option file, in the
+/// tool's own dialect, named first on its command line.
+pub(super) fn tool(launch: &mut Launch, conn: &ClientConn<'_>) -> Result<(), Error> {
+    let program = which::which(&launch.program).unwrap_or_else(|_| launch.program.clone());
+    let mariadb = is_mariadb(&program)?;
+    let (host, port) = conn.target.dial();
+    let ca = conn.ca_file.to_string_lossy();
+    let mut file = format!(
+        "[client]\nprotocol=TCP\nhost={}\nport={port}\nuser={}\npassword={}\nssl-ca={}\n",
+        option_value(&host),
+        option_value(&conn.target.user),
+        option_value(conn.secret.expose()),
+        option_value(&ca),
+    );
+    if mariadb {
+        file.push_str("ssl\n");
+        if conn.mode == TlsMode::VerifyFull {
+            file.push_str("ssl-verify-server-cert\n");
+        }
+    } else {
+        let _ = writeln!(file, "ssl-mode={}", ssl_mode(conn.mode));
+    }
+    let file = super::secret_file("rdsconn-mysql-", &file)?;
+    launch.args.insert(
+        0,
+        format!("--defaults-extra-file={}", file.path().display()).into(),
+    );
+    launch.secret_file = Some(file);
+    Ok(())
+}
+
+/// Largest CA file put whole into mysql2's `ssl` option (an environment
+/// variable holds at most 128 KiB; the RDS bundle is larger).
+const MYSQL2_INLINE_CA: usize = 16 * 1024;
+
+/// mysql2's `ssl` URL parameter (JSON, or a profile name): the CA file's
+/// certificates when they are small, else mysql2's own copy of the RDS
+/// bundle (`Amazon RDS`), else a strict check against Node's roots, which
+/// fails rather than connecting unverified.
+fn mysql2_ssl(conn: &ClientConn<'_>) -> String {
+    let pem = std::fs::read_to_string(conn.ca_file)
+        .ok()
+        .filter(|p| p.len() <= MYSQL2_INLINE_CA);
+    match pem {
+        Some(pem) => serde_json::json!({"ca": pem, "rejectUnauthorized": true}).to_string(),
+        None if conn.rds_bundle => "Amazon RDS".to_string(),
+        None => serde_json::json!({"rejectUnauthorized": true}).to_string(),
     }
 }
 

@@ -33,14 +33,25 @@ impl Client for Postgres {
         let ca = conn.ca_file.to_string_lossy();
         vars.push(EnvVar::new("PGSSLROOTCERT", ca.as_ref()));
         vars.push(EnvVar::new("PGPASSWORD", conn.secret.expose()));
-        // libpq's URI form; hostaddr is one of its query parameters.
-        let addr = conn.via_addr.map(|a| a.to_string());
-        let mut params = vec![("sslmode", conn.mode.as_str()), ("sslrootcert", &ca)];
-        if let Some(addr) = &addr {
-            params.push(("hostaddr", addr));
+        if conn.via_addr.is_some() {
+            // Only libpq reads hostaddr: no URL would verify the endpoint.
+            return vars;
         }
-        let url = super::database_url("postgresql", conn, host, &params);
-        vars.push(EnvVar::new("DATABASE_URL", url));
+        // libpq's URI form, which psycopg, SQLAlchemy, asyncpg and node-pg
+        // (pg-connection-string) also read, TLS settings included.
+        let params = [
+            ("sslmode", conn.mode.as_str()),
+            ("sslrootcert", ca.as_ref()),
+        ];
+        vars.push(EnvVar::new(
+            "DATABASE_URL",
+            super::database_url("postgresql", conn, host, &params),
+        ));
+        // pgjdbc reads a PEM sslrootcert and libpq's sslmode names.
+        vars.push(EnvVar::new(
+            "JDBC_URL",
+            super::jdbc_url("postgresql", conn, host, &params),
+        ));
         vars
     }
 
@@ -70,7 +81,7 @@ impl Client for Postgres {
         let env = self
             .env(conn)
             .into_iter()
-            .filter(|v| v.name != "DATABASE_URL")
+            .filter(|v| !super::URL_VARIABLES.contains(&v.name))
             .collect();
         Ok(Launch {
             program: client.program,

@@ -60,6 +60,7 @@ pub(crate) async fn through_proxy(
         mode: policy_mode,
         ca_file: std::path::Path::new(""),
         via_addr: None,
+        rds_bundle: false,
         socket: Some(&socket),
     };
     let launch = native_client.launch(client, &conn, client_args)?;

@@ -572,9 +572,8 @@ fn url_parameters_and_database_url_read_back() {
 fn database_url_from_the_environment_is_read_back() {
     let env = TestEnv::new();
     let ca = pki().ca_file.display().to_string();
-    let pg_port = pg::server(Variant::Good).port;
+    let pg_port = pg::server(Variant::Localhost).port.to_string();
     let pw = [("PGPASSWORD", APP_PASSWORD)];
-    let via = format!("127.0.0.1:{pg_port}");
     let exported = env.run_with(
         &[
             "--ca-bundle",
@@ -584,13 +583,13 @@ fn database_url_from_the_environment_is_read_back() {
             "env",
             "postgres",
             "-h",
-            ENDPOINT,
+            "localhost",
+            "-p",
+            &pg_port,
             "--user",
             "app",
             "-d",
             "appdb",
-            "--via",
-            &via,
         ],
         &pw,
     );

@@ -424,20 +424,21 @@ fn env_json_holds_the_values_unquoted() {
 fn exec_sets_the_variables_and_database_url_in_the_child_only() {
     let env = TestEnv::new();
     // DATABASE_URL alone (the PG* variables removed) opens a verified session.
-    let (ca, via) = (ca(), pg_via());
+    let ca = ca();
+    let pg_port = pg::server(Variant::Localhost).port.to_string();
     let mut cmd = env.cmd(&[
         "--ca-bundle",
         &ca,
         "exec",
         "pg",
         "-h",
-        ENDPOINT,
+        "localhost",
+        "-p",
+        &pg_port,
         "-u",
         ODD_USER,
         "-d",
         "appdb",
-        "--via",
-        &via,
         "--",
         "sh",
         "-c",
@@ -450,6 +451,36 @@ fn exec_sets_the_variables_and_database_url_in_the_child_only() {
     let run = output(cmd);
     run.assert_code(0);
     assert_eq!(run.stdout, format!("{ODD_USER}|t\n"));
+
+    // Through --via only libpq's variables are set, with a warning saying
+    // why: a URL without hostaddr would dial the endpoint name.
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "exec",
+        "pg",
+        "-h",
+        ENDPOINT,
+        "-u",
+        ODD_USER,
+        "-d",
+        "appdb",
+        "--via",
+        &pg_via(),
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            r#"test -z "${{DATABASE_URL+x}}${{JDBC_URL+x}}" || exit 7
+               psql -At -c "{PG_WHO}""#
+        ),
+    ]);
+    cmd.env("PGPASSWORD", ODD_PASSWORD)
+        .env_remove("DATABASE_URL");
+    let run = output(cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("{ODD_USER}|t\n"));
+    assert!(run.stderr.contains("rdsconn proxy"), "{}", run.stderr);
 
     // The MySQL URL decodes back to the password (checked by Python's parser).
     let port = maria_port();

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod connect;
 mod directory;
+mod drivers;
 mod endpoints;
 mod habits;
 mod handoff;

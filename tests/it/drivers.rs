@@ -1,0 +1,355 @@
+//! Real drivers reading what `rdsconn env` / `exec` export, each opening a
+//! TLS session it verified itself: asyncpg and node-pg (`DATABASE_URL`),
+//! mysql2 (`DATABASE_URL`), `SQLAlchemy` + `PyMySQL` (`SQLALCHEMY_URL`),
+//! and the `MariaDB` tools Debian ships (`exec … mariadb-dump`).
+//! `scripts/test.sh` installs them (`PyPI` into `.venv`, npm into
+//! `tests/node`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::server::{
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, ODD_PASSWORD, ODD_USER,
+    Variant, pki,
+};
+use crate::support::{Run, TestEnv, maria, pg, python};
+
+fn node_modules() -> PathBuf {
+    let dir = std::env::var_os("RDSCONN_TEST_NODE_MODULES").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("pg").exists() && dir.join("mysql2").exists(),
+        "the Node drivers are missing in {} (scripts/test.sh installs them)",
+        dir.display()
+    );
+    dir
+}
+
+fn ca() -> String {
+    pki().ca_file.display().to_string()
+}
+
+/// `rdsconn --ca-bundle CA exec ENGINE -h localhost -p PORT -u USER -d appdb
+/// -- PROGRAM ARGS…` with the password in the engine's variable.
+fn exec(env: &TestEnv, engine: &str, user: &str, password: &str, program: &[&str]) -> Command {
+    let ca = ca();
+    let (port, pw_var) = if engine == "postgres" {
+        (pg::server(Variant::Localhost).port, "PGPASSWORD")
+    } else {
+        (maria::server(Variant::Localhost).port, "MYSQL_PWD")
+    };
+    let port = port.to_string();
+    let mut args = vec![
+        "--ca-bundle",
+        &ca,
+        "exec",
+        engine,
+        "-h",
+        "localhost",
+        "-P",
+        &port,
+        "-u",
+        user,
+        "-d",
+        "appdb",
+        "--",
+    ];
+    args.extend_from_slice(program);
+    let mut cmd = env.cmd(&args);
+    cmd.env(pw_var, password)
+        .env("NODE_PATH", node_modules())
+        .env_remove("NODE_EXTRA_CA_CERTS");
+    cmd
+}
+
+fn run(mut cmd: Command) -> Run {
+    Run::from(cmd.output().unwrap())
+}
+
+const ASYNCPG: &str = r"
+import asyncio, os, asyncpg
+async def main():
+    conn = await asyncpg.connect(os.environ['DATABASE_URL'])
+    row = await conn.fetchrow(
+        'SELECT current_user AS u, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')
+    print(row['u'], row['ssl'])
+    await conn.close()
+asyncio.run(main())
+";
+
+const NODE_PG: &str = r"
+const { Client } = require('pg');
+(async () => {
+  const c = new Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  const r = await c.query('SELECT current_user AS u, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+  console.log(r.rows[0].u, r.rows[0].ssl);
+  await c.end();
+})().catch((e) => { console.error(e.code || '', e.message); process.exit(3); });
+";
+
+const MYSQL2: &str = r"
+const mysql = require('mysql2/promise');
+(async () => {
+  const c = await mysql.createConnection(process.env.DATABASE_URL);
+  const [u] = await c.query('SELECT CURRENT_USER() AS u');
+  const [s] = await c.query(`SHOW SESSION STATUS LIKE 'Ssl_cipher'`);
+  console.log(u[0].u.split('@')[0], s[0].Value !== '');
+  await c.end();
+})().catch((e) => { console.error(e.code || '', e.message); process.exit(3); });
+";
+
+const SQLALCHEMY: &str = r#"
+import os, sqlalchemy
+engine = sqlalchemy.create_engine(os.environ['SQLALCHEMY_URL'])
+with engine.connect() as c:
+    user = c.execute(sqlalchemy.text('SELECT CURRENT_USER()')).scalar()
+    cipher = c.execute(sqlalchemy.text(
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'")).fetchone()[1]
+print(user.split('@')[0], cipher != '')
+"#;
+
+#[test]
+fn asyncpg_and_node_pg_connect_verified_with_database_url() {
+    let env = TestEnv::new();
+    let py = python().display().to_string();
+    for user in [("app", APP_PASSWORD), (ODD_USER, ODD_PASSWORD)] {
+        let r = run(exec(
+            &env,
+            "postgres",
+            user.0,
+            user.1,
+            &[&py, "-c", ASYNCPG],
+        ));
+        r.assert_code(0);
+        assert_eq!(
+            r.stdout,
+            format!("{} True\n", user.0),
+            "asyncpg: {}",
+            r.stderr
+        );
+        let r = run(exec(
+            &env,
+            "postgres",
+            user.0,
+            user.1,
+            &["node", "-e", NODE_PG],
+        ));
+        r.assert_code(0);
+        assert_eq!(
+            r.stdout,
+            format!("{} true\n", user.0),
+            "node-pg: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn mysql2_and_sqlalchemy_pymysql_connect_verified() {
+    let env = TestEnv::new();
+    let py = python().display().to_string();
+    for user in [("app", APP_PASSWORD), (ODD_USER, ODD_PASSWORD)] {
+        let r = run(exec(&env, "mysql", user.0, user.1, &["node", "-e", MYSQL2]));
+        r.assert_code(0);
+        assert_eq!(
+            r.stdout,
+            format!("{} true\n", user.0),
+            "mysql2: {}",
+            r.stderr
+        );
+        let r = run(exec(
+            &env,
+            "mysql",
+            user.0,
+            user.1,
+            &[&py, "-c", SQLALCHEMY],
+        ));
+        r.assert_code(0);
+        assert_eq!(
+            r.stdout,
+            format!("{} True\n", user.0),
+            "SQLAlchemy: {}",
+            r.stderr
+        );
+    }
+}
+
+/// An IAM token through mysql2 needs its cleartext plugin switched on;
+/// the URL does it.
+#[test]
+fn mysql2_logs_in_with_an_iam_token() {
+    let env = TestEnv::new();
+    let ca = ca();
+    let port = maria::server(Variant::Localhost).port.to_string();
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "exec",
+        "mysql",
+        "-h",
+        "localhost",
+        "-P",
+        &port,
+        "-u",
+        IAM_USER,
+        "--iam",
+        "--",
+        "node",
+        "-e",
+        MYSQL2,
+    ]);
+    cmd.env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", IAM_REGION)
+        .env("NODE_PATH", node_modules());
+    let r = run(cmd);
+    r.assert_code(0);
+    assert_eq!(r.stdout, format!("{IAM_USER} true\n"), "{}", r.stderr);
+}
+
+/// With a CA file too large to put into the URL (any file but the RDS
+/// bundle), mysql2 gets a strict check against Node's own roots: the
+/// session fails on the certificate instead of going on without TLS.
+#[test]
+fn mysql2_fails_closed_when_it_cannot_be_given_the_ca() {
+    let env = TestEnv::new();
+    let big = env.root.path().join("big-bundle.pem");
+    let bundle =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/rds-global-bundle.pem");
+    let mut pem = std::fs::read_to_string(bundle).unwrap();
+    pem.push_str(&std::fs::read_to_string(&pki().ca_file).unwrap());
+    std::fs::write(&big, pem).unwrap();
+    let big = big.display().to_string();
+    let port = maria::server(Variant::Localhost).port.to_string();
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &big,
+        "exec",
+        "mysql",
+        "-h",
+        "localhost",
+        "-P",
+        &port,
+        "-u",
+        "app",
+        "--",
+        "node",
+        "-e",
+        MYSQL2,
+    ]);
+    cmd.env("MYSQL_PWD", APP_PASSWORD)
+        .env("NODE_PATH", node_modules())
+        .env_remove("NODE_EXTRA_CA_CERTS");
+    let r = run(cmd);
+    r.assert_code(3);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("CERT") || r.stderr.contains("certificate"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `exec mysql -- mariadb-dump`: Debian's MariaDB tools read neither
+/// `MYSQL_HOST` nor `MYSQL_USER` nor `ssl-mode`; rdsconn hands them an option
+/// file in their dialect.
+#[test]
+fn exec_runs_the_mariadb_tools_verified() {
+    let env = TestEnv::new();
+    for tool in ["mariadb-dump", "mysqldump"] {
+        let r = run(exec(
+            &env,
+            "mysql",
+            "app",
+            APP_PASSWORD,
+            &[tool, "--no-data", "--skip-comments", "appdb"],
+        ));
+        r.assert_code(0);
+        assert!(
+            r.stdout.contains("CREATE TABLE") || r.stdout.contains("SET"),
+            "{tool}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+    let r = run(exec(
+        &env,
+        "mysql",
+        ODD_USER,
+        ODD_PASSWORD,
+        &["mariadb-admin", "status"],
+    ));
+    r.assert_code(0);
+    assert!(r.stdout.contains("Uptime"), "{}{}", r.stdout, r.stderr);
+}
+
+/// `env --format dotenv` is read back unchanged by python-dotenv, and a
+/// value a .env file cannot hold is one clear error.
+#[test]
+fn dotenv_format_round_trips_or_refuses() {
+    let env = TestEnv::new();
+    let ca = ca();
+    let port = pg::server(Variant::Localhost).port.to_string();
+    let args = |format: &'static str| -> Vec<String> {
+        [
+            "--ca-bundle",
+            &ca,
+            "env",
+            "postgres",
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "-U",
+            "app",
+            "--format",
+            format,
+        ]
+        .iter()
+        .map(|a| (*a).to_string())
+        .collect()
+    };
+    let (json_args, dotenv_args) = (args("json"), args("dotenv"));
+    let pw = [("PGPASSWORD", "p'w $x")];
+    let json = env.run_with(&strs(&json_args), &pw);
+    json.assert_code(0);
+    let dotenv = env.run_with(&strs(&dotenv_args), &pw);
+    dotenv.assert_code(0);
+    let file = env.root.path().join(".env");
+    std::fs::write(&file, &dotenv.stdout).unwrap();
+    let read = Run::from(
+        Command::new(python())
+            .args([
+                "-c",
+                "import json, sys, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    read.assert_code(0);
+    let back: serde_json::Value = serde_json::from_str(&read.stdout).unwrap();
+    assert_eq!(back, json.json(), "{}", dotenv.stdout);
+    assert_eq!(back["PGPASSWORD"], "p'w $x");
+
+    let bad = env.run_with(&strs(&dotenv_args), &[("PGPASSWORD", r#"both ' and ""#)]);
+    bad.assert_code(2);
+    assert_eq!(
+        bad.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("--format json"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("both '"), "{}", bad.stderr);
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
