@@ -136,7 +136,7 @@ fn url_or_database(
     database: Option<&String>,
 ) -> Result<(Option<String>, Option<String>)> {
     match positional {
-        Some(url) if url.contains("://") => {
+        Some(url) if url.contains("://") || crate::target::is_conninfo(url) => {
             if host.is_some() {
                 return Err(Error::usage(
                     "the URL names the host: pass either a URL or --host, not both",

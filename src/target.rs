@@ -357,6 +357,9 @@ impl UrlTarget {
     }
 
     fn parse_inner(raw: &str, allow_password: bool) -> Result<(Self, Option<String>), TargetError> {
+        if is_conninfo(raw) {
+            return Self::parse_conninfo(raw).map(|t| (t, None));
+        }
         let bad = |reason: Cow<'static, str>| TargetError::BadUrl {
             url: redact_url(raw),
             reason,
@@ -408,6 +411,116 @@ impl UrlTarget {
             connect_timeout: params.connect_timeout,
         };
         Ok((parsed, password))
+    }
+}
+
+/// A libpq connection string (`host=EP user=app dbname=prod`) rather than
+/// a URL or a database name: psql's own test (an `=` and no `://`).
+pub fn is_conninfo(raw: &str) -> bool {
+    raw.contains('=') && !raw.contains("://")
+}
+
+impl UrlTarget {
+    /// A libpq connection string, for PostgreSQL: `key=value` pairs
+    /// separated by blanks, values bare or single-quoted (`\\` escapes).
+    /// `host`, `port`, `user`, `dbname` name the target; the other keys are
+    /// the URL parameters (`sslmode`, `sslrootcert`, `hostaddr`,
+    /// `connect_timeout`, `application_name`); a password is refused.
+    fn parse_conninfo(raw: &str) -> Result<Self, TargetError> {
+        let pairs = conninfo_pairs(raw);
+        let shown = pairs.as_ref().map_or_else(
+            |_| "(connection string)".to_string(),
+            |pairs| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "host" | "port" | "user" | "dbname" => format!("{k}={v}"),
+                        _ => format!("{k}=REDACTED"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+        let bad = |reason: Cow<'static, str>| TargetError::BadUrl {
+            url: shown.clone(),
+            reason,
+        };
+        let pairs = pairs.map_err(bad)?;
+        let (mut host, mut port, mut user, mut database) = (None, None, None, None);
+        let mut params = Params::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "host" => host = Some(value),
+                "port" => {
+                    port = Some(
+                        value
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| {
+                                bad(format!("port={value:?} is not a port number").into())
+                            })?,
+                    );
+                }
+                "user" => user = Some(value).filter(|u| !u.is_empty()),
+                "dbname" => database = Some(value).filter(|d| !d.is_empty()),
+                _ => params.set(&key, &value).map_err(bad)?,
+            }
+        }
+        let host = host.ok_or_else(|| bad("no host= in the connection string".into()))?;
+        Ok(Self {
+            engine: EngineKind::Postgres,
+            user,
+            host: Host::parse(&host)?,
+            port,
+            database,
+            iam: params.iam,
+            verify_name: params.verify_name,
+            ca_file: params.ca_file,
+            hostaddr: params.hostaddr,
+            connect_timeout: params.connect_timeout,
+        })
+    }
+}
+
+/// libpq's `key = value` pairs, in order.
+fn conninfo_pairs(raw: &str) -> Result<Vec<(String, String)>, Cow<'static, str>> {
+    let mut pairs = Vec::new();
+    let mut chars = raw.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("{key:?} has no value (expected key=value)").into());
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => return Err(format!("{key}= has an unterminated quote").into()),
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
     }
 }
 
@@ -849,5 +962,22 @@ mod tests {
         assert!(!UrlTarget::parse("mysql://u@h/db").unwrap().iam);
         assert!(UrlTarget::parse("mysql://u@h/db?iam=yes").is_err());
         assert!(UrlTarget::parse("mysql://u@h/db?sslmode=disable").is_err());
+        let t = UrlTarget::parse(
+            "host=db.abc.eu-west-1.rds.amazonaws.com port = 5433 user=app dbname='my db' \
+             sslmode=verify-full application_name='a b\\'c'",
+        )
+        .unwrap();
+        assert_eq!(t.engine, EngineKind::Postgres);
+        assert_eq!(t.port, Some(5433));
+        assert_eq!(t.user.as_deref(), Some("app"));
+        assert_eq!(t.database.as_deref(), Some("my db"));
+        assert_eq!(t.verify_name, Some(true));
+        let e = UrlTarget::parse("host=h user=u password=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2") && e.contains("password"), "{e}");
+        assert!(UrlTarget::parse("host=h sslmode=require").is_err());
+        assert!(UrlTarget::parse("user=u dbname=d").is_err());
+        assert!(UrlTarget::parse("host=h dbname='open").is_err());
     }
 }

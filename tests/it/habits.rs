@@ -665,3 +665,64 @@ fn generic_commands_take_both_engines_letters() {
         }
     }
 }
+
+/// A libpq connection string is a target, as psql takes it; its TLS
+/// settings are held to rdsconn's, and a password in it is refused.
+#[test]
+fn libpq_connection_strings_are_targets() {
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let port = pg::server(Variant::Localhost).port;
+    let pw = [("PGPASSWORD", APP_PASSWORD)];
+    let conninfo = format!(
+        "host=localhost port={port} user=app dbname='appdb' sslmode=verify-full sslrootcert={ca}"
+    );
+    for command in ["postgres", "check"] {
+        let mut args = vec!["--ca-bundle", &ca, command, &conninfo];
+        if command == "postgres" {
+            args.extend(["-c", "SELECT current_user AS u, current_database() AS d"]);
+        }
+        let run = env.run_with(&args, &pw);
+        run.assert_code(0);
+        if command == "postgres" {
+            assert_eq!(run.stdout, "u\td\napp\tappdb\n");
+        }
+    }
+    // Through hostaddr (the dial address), the name still verified.
+    let via = format!("host={ENDPOINT} hostaddr=127.0.0.1 port={port} user=app dbname=appdb");
+    let run = env.run_with(
+        &["--ca-bundle", &ca, "psql", &via, "-c", "SELECT 1 AS one"],
+        &pw,
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, "one\n1\n");
+    for (bad, says) in [
+        (
+            format!("host=localhost port={port} user=app sslmode=require"),
+            "sslmode=require",
+        ),
+        (
+            format!("host=localhost port={port} user=app password=hunter2"),
+            "password",
+        ),
+        (
+            format!("host=localhost port={port} user=app dbname='open"),
+            "quote",
+        ),
+    ] {
+        let run = env.run_with(&["--ca-bundle", &ca, "psql", &bad, "-c", "SELECT 1"], &pw);
+        run.assert_code(2);
+        assert!(run.stderr.contains(says), "{bad}: {}", run.stderr);
+        assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+        assert_eq!(
+            run.stderr
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .count(),
+            1
+        );
+    }
+    // A connection string is PostgreSQL's: for mysql it is a usage error.
+    let run = env.run(&["mysql", &conninfo, "-e", "SELECT 1"]);
+    run.assert_code(2);
+}
