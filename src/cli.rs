@@ -773,6 +773,26 @@ pub struct LsArgs {
     /// Only this engine family (Aurora included).
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<crate::target::EngineKind>,
+
+    /// `wide`: every column on a terminal too (piped text always has
+    /// them); `json`: as --output json.
+    #[arg(short = 'o', value_enum, value_name = "FORMAT")]
+    pub format: Option<LsFormat>,
+
+    /// Every column on a terminal (same as -o wide).
+    #[arg(long)]
+    pub wide: bool,
+}
+
+/// `rdsconn ls -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LsFormat {
+    /// Identifier, kind, engine, status, IAM and endpoint on a terminal.
+    Text,
+    /// Every column.
+    Wide,
+    /// One JSON document.
+    Json,
 }
 
 /// Target and credentials for `env`, `exec` and `doctor`.

@@ -111,6 +111,12 @@ pub(crate) fn warn(msg: impl std::fmt::Display) {
     );
 }
 
+/// A plain line on stderr (a summary that must not mix into stdout).
+pub(crate) fn note(msg: impl std::fmt::Display) {
+    let msg = msg.to_string();
+    let _ = writeln!(io::stderr().lock(), "{}", crate::text::Untrusted(&msg));
+}
+
 /// Whether stderr is a terminal (for progress output).
 pub(crate) fn stderr_is_tty() -> bool {
     io::stderr().is_terminal()
@@ -121,6 +127,7 @@ pub(crate) fn stderr_is_tty() -> bool {
 /// escaped (they hold server errors and API names): a cell is one line
 /// with no tab in it.
 pub(crate) fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let tty = io::stdout().is_terminal();
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -130,14 +137,17 @@ pub(crate) fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
         })
         .collect();
     let rows = &rows;
-    if io::stdout().is_terminal() {
+    if tty {
         table(header, rows)
     } else {
-        rows.iter().fold(String::new(), |mut out, r| {
-            out.push_str(&r.join("\t"));
-            out.push('\n');
-            out
-        })
+        // Tab-separated with the header line, as `-c` / `-e` results.
+        std::iter::once(header.join("\t"))
+            .chain(rows.iter().map(|r| r.join("\t")))
+            .fold(String::new(), |mut out, line| {
+                out.push_str(&line);
+                out.push('\n');
+                out
+            })
     }
 }
 

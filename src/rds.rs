@@ -168,6 +168,11 @@ impl Rds {
         Ok(Self::new(&config, region))
     }
 
+    /// The region the client calls.
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
     /// A client on an already loaded configuration.
     pub(crate) fn new(config: &aws_types::SdkConfig, region: String) -> Self {
         Self {

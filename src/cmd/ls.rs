@@ -1,9 +1,15 @@
 //! `rdsconn ls`: the region's DB instances, clusters and RDS proxies.
 
-use crate::cli::{GlobalArgs, LsArgs};
+use std::io::IsTerminal;
+
+use crate::cli::{GlobalArgs, LsArgs, LsFormat, OutputFormat};
 use crate::error::Result;
 use crate::output;
 use crate::rds::{Database, Rds, engine_kind};
+
+/// The columns shown on a terminal without `-o wide`: identifier, kind,
+/// engine, status, IAM, endpoint.
+const NARROW: [usize; 6] = [0, 1, 2, 3, 4, 6];
 
 pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
     let rds = Rds::connect(global).await?;
@@ -17,7 +23,32 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
         })
         .collect();
     dbs.sort_by(|a, b| a.identifier.cmp(&b.identifier).then(a.kind.cmp(&b.kind)));
-    output::emit(global.output, &dbs, || {
+    let format = match args.format {
+        Some(LsFormat::Json) => OutputFormat::Json,
+        _ => global.output,
+    };
+    let tty = std::io::stdout().is_terminal();
+    // On a terminal the columns that fit a screen, unless asked for all;
+    // piped text always has all of them, for scripts.
+    let wide = !tty || args.wide || args.format == Some(LsFormat::Wide);
+    if format == OutputFormat::Text {
+        // The count on stderr, so that stdout stays the table.
+        output::note(format!(
+            "{} database{} in {}{}",
+            dbs.len(),
+            if dbs.len() == 1 { "" } else { "s" },
+            rds.region(),
+            if dbs.is_empty() || wide {
+                ""
+            } else {
+                " (-o wide: every column)"
+            },
+        ));
+        if dbs.is_empty() {
+            return Ok(0);
+        }
+    }
+    output::emit(format, &dbs, || {
         let rows: Vec<Vec<String>> = dbs
             .iter()
             .map(|d| {
@@ -55,22 +86,29 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
                 ]
             })
             .collect();
-        let text = output::grid(
-            &[
-                "IDENTIFIER",
-                "KIND",
-                "ENGINE",
-                "STATUS",
-                "IAM",
-                "TLS",
-                "ENDPOINT",
-                "READER",
-                "CA",
-                "SECRET",
-                "RESOURCE ID",
-            ],
-            &rows,
-        );
+        let header = [
+            "IDENTIFIER",
+            "KIND",
+            "ENGINE",
+            "STATUS",
+            "IAM",
+            "TLS",
+            "ENDPOINT",
+            "READER",
+            "CA",
+            "SECRET",
+            "RESOURCE ID",
+        ];
+        let text = if wide {
+            output::grid(&header, &rows)
+        } else {
+            let keep = |row: &[String]| -> Vec<String> {
+                NARROW.iter().map(|&i| row[i].clone()).collect()
+            };
+            let narrow_header: Vec<&str> = NARROW.iter().map(|&i| header[i]).collect();
+            let narrow: Vec<Vec<String>> = rows.iter().map(|r| keep(r)).collect();
+            output::grid(&narrow_header, &narrow)
+        };
         text.trim_end_matches('\n').to_string()
     })?;
     Ok(0)

@@ -305,8 +305,10 @@ fn mixed_targets_get_their_own_results_and_the_worst_exit_code() {
         &[("PGPASSWORD", APP_PASSWORD)],
     );
     text.assert_code(0);
+    // Piped: the header line, then tab-separated rows.
     assert!(
-        text.stdout.starts_with("OK\tpostgres://"),
+        text.stdout
+            .starts_with("STATUS\tTARGET\tSTAGE\tTIME\tREASON\nOK\tpostgres://"),
         "{}",
         text.stdout
     );

@@ -322,15 +322,76 @@ fn ls_lists_every_page_and_filters_by_engine() {
     mysql.sort_unstable();
     assert_eq!(mysql, ["aumy", "my1"]);
 
-    // Piped text: one tab-separated line per database.
+    // Piped text: a header, then one tab-separated line per database with
+    // every column; the count on stderr.
     let text = run(&env, &["--region", region, "ls"]);
     text.assert_code(0);
-    assert_eq!(text.stdout.lines().count(), 153);
+    assert_eq!(text.stdout.lines().count(), 154);
+    assert!(
+        text.stdout
+            .starts_with("IDENTIFIER\tKIND\tENGINE\tSTATUS\tIAM\tTLS\tENDPOINT\tREADER\tCA\tSECRET\tRESOURCE ID\n"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(text.stderr.trim(), format!("153 databases in {region}"));
     assert!(
         text.stdout
             .lines()
             .any(|l| l.starts_with("my1\tinstance\tmariadb "))
     );
+}
+
+/// On a terminal: the columns that fit (identifier, kind, engine, status,
+/// IAM, endpoint) unless `-o wide`; an empty region says so.
+#[test]
+fn ls_is_narrow_on_a_terminal_and_says_when_a_region_is_empty() {
+    shared();
+    let env = TestEnv::new();
+    // `script` gives rdsconn a pseudo-terminal for stdout and stderr.
+    let on_tty = |args: &str| {
+        let mut c = cmd(&env, &[]);
+        let line = format!("{} --region {IAM_REGION} ls {args}", crate::support::BINARY);
+        let mut script = Command::new("script");
+        script.args(["-qec", &line, "/dev/null"]);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => script.env(k, v),
+                None => script.env_remove(k),
+            };
+        }
+        c.stdin(std::process::Stdio::null());
+        Run::from(script.stdin(std::process::Stdio::null()).output().unwrap())
+    };
+    let narrow = on_tty("");
+    narrow.assert_code(0);
+    let header = narrow
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("IDENTIFIER"))
+        .unwrap_or_else(|| panic!("{}", narrow.stdout));
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["IDENTIFIER", "KIND", "ENGINE", "STATUS", "IAM", "ENDPOINT"],
+        "{}",
+        narrow.stdout
+    );
+    assert!(narrow.stdout.contains("-o wide"), "{}", narrow.stdout);
+    let wide = on_tty("-o wide");
+    wide.assert_code(0);
+    assert!(
+        wide.stdout.contains("RESOURCE ID") && wide.stdout.contains("READER"),
+        "{}",
+        wide.stdout
+    );
+
+    let empty = run(&env, &["--region", "ap-south-2", "ls"]);
+    empty.assert_code(0);
+    assert!(empty.stdout.is_empty(), "{}", empty.stdout);
+    assert_eq!(empty.stderr.trim(), "0 databases in ap-south-2");
+    let json = run(&env, &["--region", "ap-south-2", "ls", "-o", "json"]);
+    json.assert_code(0);
+    assert_eq!(json.json(), json!([]));
 }
 
 #[test]
