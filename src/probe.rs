@@ -120,6 +120,9 @@ pub(crate) struct Settings {
     pub warn_days: i64,
     pub wait: Option<Duration>,
     pub wait_all: bool,
+    /// Each failed attempt under `--wait` is a line on stderr (on a
+    /// terminal, or with `-v`).
+    pub progress: bool,
 }
 
 /// Checks a target, retrying transient failures until `--wait` ends.
@@ -141,13 +144,15 @@ pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Repo
         if elapsed + pause >= wait {
             return report;
         }
-        tracing::info!(
-            "{}: attempt {attempt} failed at {}: {}; next try in {:.1} s",
-            item.label,
-            report.stage.map_or("?", Step::name),
-            crate::text::Untrusted(report.error.as_deref().unwrap_or("?")),
-            pause.as_secs_f64()
-        );
+        if settings.progress {
+            crate::output::note(format!(
+                "{}: attempt {attempt} failed at {}: {}; next try in {}",
+                item.label,
+                report.stage.map_or("?", Step::name),
+                report.error.as_deref().unwrap_or("?"),
+                crate::text::seconds(pause),
+            ));
+        }
         tokio::time::sleep(pause).await;
     }
 }

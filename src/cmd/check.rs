@@ -52,6 +52,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
         warn_days: i64::from(args.warn_cert_days),
         wait: args.wait.map(Into::into),
         wait_all: args.wait_all,
+        progress: global.verbose > 0 || output::stderr_is_tty(),
     });
 
     // A target without a result when Ctrl-C comes stays `interrupted`.
@@ -259,7 +260,12 @@ fn print(format: OutputFormat, reports: &[Report], summary: &Summary) -> Result<
                 r.target.clone(),
                 r.stage.map_or("-", Step::name).to_string(),
                 format!("{:.1} ms", r.total_ms),
-                r.error.clone().unwrap_or_default(),
+                match (&r.error, r.attempts) {
+                    (Some(e), n) if n > 1 => format!("{e} (after {n} attempts)"),
+                    (Some(e), _) => e.clone(),
+                    (None, n) if n > 1 => format!("after {n} attempts"),
+                    (None, _) => String::new(),
+                },
             ]
         })
         .collect();

@@ -248,6 +248,7 @@ async fn connection_lines(
         warn_days: 30,
         wait: None,
         wait_all: false,
+        progress: false,
     };
     let item = Item {
         label: target.describe(),

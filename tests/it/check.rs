@@ -243,6 +243,36 @@ fn wait_gives_up_at_the_deadline_with_the_last_error() {
     assert!(t["attempts"].as_u64().unwrap() > 1, "{t:#}");
     assert!(t["error"].as_str().unwrap().contains("refused"), "{t:#}");
     assert!(start.elapsed() < Duration::from_secs(10));
+
+    // As text with -v: each attempt on stderr, the count in the report.
+    let env = TestEnv::new();
+    let ca = ca();
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "-v",
+            "check",
+            &url(false, "app"),
+            "--via",
+            &closed,
+            "--wait",
+            "2s",
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("attempt 1 failed at tcp") && run.stderr.contains("next try in"),
+        "{}",
+        run.stderr
+    );
+    let row = run.stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("refused") && row.contains(" attempts)"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
