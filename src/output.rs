@@ -17,12 +17,15 @@ use crate::error::{Category, Error, Result, ResultExt};
 /// The outcome of one check, one stage or one target in `check` and
 /// `doctor` reports; the JSON names are part of the interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
     Ok,
     Warn,
     Fail,
     Skipped,
+    /// Something doctor cannot evaluate itself (an IAM policy), with what
+    /// it must allow.
+    NotChecked,
     /// Ctrl-C or SIGTERM came before the target's result.
     Interrupted,
 }
@@ -35,6 +38,7 @@ impl Status {
             Self::Warn => "WARN",
             Self::Fail => "FAIL",
             Self::Skipped => "SKIP",
+            Self::NotChecked => "INFO",
             Self::Interrupted => "INTERRUPTED",
         }
     }

@@ -26,10 +26,31 @@ pub(crate) struct Line {
     failure: Option<Category>,
 }
 
-#[derive(Default)]
-pub(crate) struct Lines(Vec<Line>);
+/// The checklist: each line printed as it completes (text), or all at
+/// the end (JSON).
+pub(crate) struct Lines {
+    lines: Vec<Line>,
+    format: OutputFormat,
+    /// The target needs no AWS call (a password user with a host or URL):
+    /// an AWS failure is then SKIP, not FAIL.
+    aws_optional: bool,
+}
 
 impl Lines {
+    pub(crate) fn new(format: OutputFormat, aws_optional: bool) -> Self {
+        Self {
+            lines: Vec::new(),
+            format,
+            aws_optional,
+        }
+    }
+
+    /// What doctor could not check itself (an IAM policy): INFO with what
+    /// it must allow.
+    pub(crate) fn not_checked(&mut self, check: &'static str, detail: impl Into<String>) {
+        self.push(check, Status::NotChecked, detail.into(), None, None);
+    }
+
     pub(crate) fn ok(&mut self, check: &'static str, detail: impl Into<String>) {
         self.push(check, Status::Ok, detail.into(), None, None);
     }
@@ -72,52 +93,76 @@ impl Lines {
         fix: Option<String>,
         failure: Option<Category>,
     ) {
-        self.0.push(Line {
-            check,
-            status,
-            detail,
-            fix,
-            failure,
-        });
+        let line = if self.aws_optional && failure == Some(Category::Aws) {
+            Line {
+                check,
+                status: Status::Skipped,
+                detail: format!("not needed without --iam or a secret ({detail})"),
+                fix: None,
+                failure: None,
+            }
+        } else {
+            Line {
+                check,
+                status,
+                detail,
+                fix,
+                failure,
+            }
+        };
+        if self.format == OutputFormat::Text {
+            // A closed stdout ends the checklist quietly at the end.
+            let _ = output::raw(line.text().as_bytes());
+        }
+        self.lines.push(line);
     }
 
     pub(crate) fn failed(&self) -> bool {
-        self.0.iter().any(|l| l.status == Status::Fail)
+        self.lines.iter().any(|l| l.status == Status::Fail)
     }
 
     /// The worst failure's exit code, 0 without one.
     pub(crate) fn exit_code(&self) -> u8 {
-        self.0
+        self.lines
             .iter()
             .filter_map(|l| l.failure)
             .max_by_key(|c| c.severity())
             .map_or(0, Category::exit_code)
     }
 
-    /// The checklist on stdout, and the exit code in the JSON document.
-    pub(crate) fn print(&self, format: OutputFormat) -> Result<()> {
+    /// The JSON document with the exit code (text lines were printed as
+    /// they came).
+    pub(crate) fn print(&self) -> Result<()> {
         #[derive(Serialize)]
         struct Document<'a> {
             checks: &'a [Line],
             exit_code: u8,
         }
-        output::emit(
-            format,
-            &Document {
-                checks: &self.0,
-                exit_code: self.exit_code(),
-            },
-            || {
-                let mut out = String::new();
-                for l in &self.0 {
-                    let _ = writeln!(out, "{:<5} {:<15} {}", l.status.label(), l.check, l.detail);
-                    if let Some(fix) = &l.fix {
-                        let _ = writeln!(out, "{:<21} fix: {fix}", "");
-                    }
-                }
-                out.trim_end().to_string()
-            },
-        )
+        if self.format == OutputFormat::Text {
+            return Ok(());
+        }
+        output::json(&Document {
+            checks: &self.lines,
+            exit_code: self.exit_code(),
+        })
+    }
+}
+
+impl Line {
+    /// `STATUS check detail`, and the fix on its own line.
+    fn text(&self) -> String {
+        // Details and fixes are escaped where they are made (an error's
+        // one_line), as before.
+        let mut out = format!(
+            "{:<5} {:<15} {}\n",
+            self.status.label(),
+            self.check,
+            self.detail
+        );
+        if let Some(fix) = &self.fix {
+            let _ = writeln!(out, "{:<21} fix: {fix}", "");
+        }
+        out
     }
 }
 
@@ -305,10 +350,10 @@ pub(crate) fn iam_lines(
     match (region, account, &db.resource_id) {
         (Some(r), Some(a), Some(id)) => {
             let partition = aws::partition(r);
-            lines.ok(
+            lines.not_checked(
                 "iam policy",
                 format!(
-                    "allow rds-db:connect on arn:{partition}:rds-db:{r}:{a}:dbuser:{id}/{user}"
+                    "not checked: the identity's policies must allow rds-db:connect on arn:{partition}:rds-db:{r}:{a}:dbuser:{id}/{user} (the connection line below tries it)"
                 ),
             );
         }

@@ -726,3 +726,100 @@ fn libpq_connection_strings_are_targets() {
     let run = env.run(&["mysql", &conninfo, "-e", "SELECT 1"]);
     run.assert_code(2);
 }
+
+/// A password user needs no AWS: without credentials or a region the AWS
+/// lines SKIP and the network, TLS and login are still checked.
+#[test]
+fn doctor_checks_a_password_user_without_aws() {
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let port = pg::server(Variant::Localhost).port;
+    let url = format!("postgres://app@localhost:{port}/appdb");
+    let run = env.run_with(
+        &["--ca-bundle", &ca, "--output", "json", "doctor", &url],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    run.assert_code(0);
+    let j = run.json();
+    let status = |name: &str| {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {name} line: {j}"))
+    };
+    assert_eq!(status("region"), "skipped", "{j}");
+    assert_eq!(status("credentials"), "skipped", "{j}");
+    for stage in [
+        "connect: tcp",
+        "connect: tls",
+        "connect: auth",
+        "connect: query",
+    ] {
+        assert_eq!(status(stage), "ok", "{j}");
+    }
+    // With --iam the same missing region is a failure.
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "doctor",
+            &url,
+            "--iam",
+        ],
+        &[],
+    );
+    assert_ne!(run.code, 0, "{}", run.stdout);
+}
+
+/// doctor's text lines come as each check completes: the first ones are
+/// on stdout while the connection check still waits on a silent server.
+#[test]
+fn doctor_prints_each_line_as_it_completes() {
+    use std::io::BufRead;
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let via = silent.local_addr().unwrap().to_string();
+    let url = format!("postgres://app@{ENDPOINT}/appdb");
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "doctor",
+        &url,
+        "--via",
+        &via,
+        "--connect-timeout",
+        "120s",
+    ]);
+    cmd.env("PGPASSWORD", APP_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_mins(1))
+        .expect("a first checklist line");
+    assert!(first.contains("region"), "{first}");
+    // The connection line cannot have finished: the server never answers
+    // and the timeout is two minutes.
+    assert!(child.try_wait().unwrap().is_none(), "doctor ended early");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(silent);
+}
