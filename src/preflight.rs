@@ -29,7 +29,7 @@ pub(crate) struct Line {
 /// The checklist: each line printed as it completes (text), or all at
 /// the end (JSON).
 pub(crate) struct Lines {
-    lines: Vec<Line>,
+    done: Vec<Line>,
     format: OutputFormat,
     /// The target needs no AWS call (a password user with a host or URL):
     /// an AWS failure is then SKIP, not FAIL.
@@ -39,7 +39,7 @@ pub(crate) struct Lines {
 impl Lines {
     pub(crate) fn new(format: OutputFormat, aws_optional: bool) -> Self {
         Self {
-            lines: Vec::new(),
+            done: Vec::new(),
             format,
             aws_optional,
         }
@@ -114,16 +114,16 @@ impl Lines {
             // A closed stdout ends the checklist quietly at the end.
             let _ = output::raw(line.text().as_bytes());
         }
-        self.lines.push(line);
+        self.done.push(line);
     }
 
     pub(crate) fn failed(&self) -> bool {
-        self.lines.iter().any(|l| l.status == Status::Fail)
+        self.done.iter().any(|l| l.status == Status::Fail)
     }
 
     /// The worst failure's exit code, 0 without one.
     pub(crate) fn exit_code(&self) -> u8 {
-        self.lines
+        self.done
             .iter()
             .filter_map(|l| l.failure)
             .max_by_key(|c| c.severity())
@@ -142,7 +142,7 @@ impl Lines {
             return Ok(());
         }
         output::json(&Document {
-            checks: &self.lines,
+            checks: &self.done,
             exit_code: self.exit_code(),
         })
     }
