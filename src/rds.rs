@@ -136,10 +136,12 @@ impl Categorized for RdsError {
             Self::IamDisabled { what, id } => Some(format!(
                 "enable it: aws rds modify-db-{what:#} --db-{what:#}-identifier {id} --enable-iam-database-authentication --apply-immediately"
             )),
-            Self::EngineMismatch { engine, .. } => Some(format!(
-                "use `rdsconn {}` for it",
-                engine_kind(engine).map_or("…", EngineKind::name)
-            )),
+            Self::EngineMismatch { engine, .. } => {
+                let e = engine_kind(engine).map_or("…", EngineKind::name);
+                Some(format!(
+                    "use `rdsconn {e}` for it (settings: `rdsconn env {e}` / `rdsconn exec {e}`; `rdsconn proxy {e}`)"
+                ))
+            }
             Self::OtherKind { id, is, .. } => Some(format!("pass --{is:#} {id}")),
             Self::NoMasterSecret { .. } => Some(
                 "let RDS manage it (aws rds modify-db-instance/-cluster … --manage-master-user-password), or pass --secret ID".into(),

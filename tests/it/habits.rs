@@ -747,8 +747,10 @@ fn doctor_checks_a_password_user_without_aws() {
             .unwrap()
             .iter()
             .find(|c| c["check"] == name)
-            .map(|c| c["status"].as_str().unwrap().to_string())
-            .unwrap_or_else(|| panic!("no {name} line: {j}"))
+            .map_or_else(
+                || panic!("no {name} line: {j}"),
+                |c| c["status"].as_str().unwrap().to_string(),
+            )
     };
     assert_eq!(status("region"), "skipped", "{j}");
     assert_eq!(status("credentials"), "skipped", "{j}");
