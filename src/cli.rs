@@ -20,6 +20,57 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 AWS (credentials, region, API), \
 4 network, 5 TLS / CA bundle, 6 authentication rejected.";
 
+const CA_AFTER_HELP: &str = "\
+Examples:
+  rdsconn ca show                         # the bundle in use: source, sha256, certificates, expiry
+  rdsconn ca fetch                        # refresh the cached bundle (conditional GET)
+  psql \"sslrootcert=$(rdsconn ca path) sslmode=verify-full host=mydb… user=app\"
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage, 4 network, 5 TLS / CA bundle.";
+
+const CA_FETCH_AFTER_HELP: &str = "\
+Examples:
+  rdsconn ca fetch
+  rdsconn ca fetch --region eu-west-1     # that region's bundle
+  rdsconn ca fetch --force --output json  # download even when unchanged
+
+Exit codes: 0 ok (updated or unchanged), 2 usage, 4 network, 5 an invalid download (the cached bundle stays).";
+
+const CA_PATH_AFTER_HELP: &str = "\
+Examples:
+  mysql --ssl-ca=\"$(rdsconn ca path)\" --ssl-mode=VERIFY_IDENTITY -h mydb… -u app
+  rdsconn ca path --for app-proxy.proxy-abc123.eu-west-1.rds.amazonaws.com   # Amazon Trust roots
+
+Exit codes: 0 ok, 1 runtime failure (cache directory), 2 usage, 5 invalid CA material.";
+
+const CA_SHOW_AFTER_HELP: &str = "\
+Examples:
+  rdsconn ca show
+  rdsconn ca show --for mydb.abc123.eu-west-1.rds.amazonaws.com
+  rdsconn ca show --output json | jq '.certificates[] | select(.days_left < 365)'
+
+Exit codes: 0 ok, 2 usage, 5 invalid CA material.";
+
+const LS_AFTER_HELP: &str = "\
+Examples:
+  rdsconn ls                              # on a terminal: identifier, kind, engine, status, IAM, endpoint
+  rdsconn ls -o wide                      # every column
+  rdsconn ls --engine postgres --output json | jq -r '.[].endpoint'
+  rdsconn --region eu-west-1 ls | cut -f1,7   # piped: tab-separated, header first
+
+Exit codes: 0 ok (also when the region has none), 2 usage, 3 AWS (credentials, region, API).";
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Examples:
+  rdsconn completions bash > ~/.local/share/bash-completion/completions/rdsconn
+  rdsconn completions zsh > \"${fpath[1]}/_rdsconn\"
+  rdsconn completions fish > ~/.config/fish/completions/rdsconn.fish";
+
+const MAN_AFTER_HELP: &str = "\
+Examples:
+  rdsconn man | man -l -
+  rdsconn man --out-dir ~/.local/share/man/man1   # one page per subcommand";
+
 const MYSQL_AFTER_HELP: &str = "\
 Examples:
   MYSQL_PWD=… rdsconn mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app prod -e 'SELECT NOW()'
@@ -158,7 +209,7 @@ pub enum OutputFormat {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Manage the RDS CA bundle: fetch, path, show.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = CA_AFTER_HELP)]
     Ca(CaArgs),
 
     /// Print an IAM database auth token for an RDS endpoint.
@@ -194,8 +245,9 @@ pub enum Command {
     /// mysql or mariadb client (--client PATH; arguments after -- go to the
     /// client) with VERIFY_IDENTITY and the CA bundle, the password in a
     /// 0600 defaults file, and exits with the client's status. Through
-    /// --via that needs --tls verify-ca (MySQL clients verify the name
-    /// they dial).
+    /// --via (or with IAM and MariaDB's client) the client talks to
+    /// rdsconn's own proxy on a private unix socket, which keeps
+    /// VERIFY_IDENTITY upstream: no --tls verify-ca needed.
     ///
     /// Environment: MYSQL_HOST and MYSQL_TCP_PORT fill in what the flags
     /// and URL leave open; MYSQL_PWD is the password (else
@@ -276,7 +328,7 @@ pub enum Command {
     /// (for `rds-db:connect` policies). Region: --region, else the AWS
     /// configuration. AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_RDS select another
     /// RDS API endpoint (a VPC endpoint).
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = LS_AFTER_HELP)]
     Ls(LsArgs),
 
     /// Preflight checklist for a target, IAM authentication above all.
@@ -314,9 +366,11 @@ pub enum Command {
     Proxy(ProxyArgs),
 
     /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
     Completions(CompletionsArgs),
 
     /// Print the man page (roff), or write one page per subcommand.
+    #[command(after_help = MAN_AFTER_HELP)]
     Man(ManArgs),
 }
 
@@ -341,7 +395,7 @@ pub enum CaCommand {
     /// https://truststore.pki.rds.amazonaws.com (paths stay the same; plain
     /// http:// only for loopback), RDSCONN_CACHE_DIR replaces the cache
     /// directory ($XDG_CACHE_HOME/rdsconn or ~/.cache/rdsconn).
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = CA_FETCH_AFTER_HELP)]
     Fetch(CaFetchArgs),
 
     /// Print the path of a PEM file for `mysql --ssl-ca=` / `sslrootcert=`.
@@ -354,7 +408,7 @@ pub enum CaCommand {
     /// With --for HOST: the file with the roots that host's certificate must
     /// chain to (RDS Proxy and Aurora DSQL names: the Amazon Trust Services
     /// roots).
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = CA_PATH_AFTER_HELP)]
     Path(CaForArgs),
 
     /// List the certificates of the bundle in use, with expiry.
@@ -367,7 +421,7 @@ pub enum CaCommand {
     /// class: RDS DB instance/cluster names the RDS bundle, RDS Proxy and
     /// Aurora DSQL names the Amazon Trust Services roots; --ca-bundle
     /// replaces either), then those roots.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = CA_SHOW_AFTER_HELP)]
     Show(CaForArgs),
 }
 
@@ -680,12 +734,13 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub info: bool,
 
-    /// The native client to hand the session to [default: psql; mysql,
-    /// else mariadb, from PATH].
+    /// The native client to hand the session to [default: postgres: psql;
+    /// mysql: mysql, else mariadb, from PATH].
     #[arg(long, value_name = "PATH", conflicts_with_all = ["execute", "info", "file"])]
     pub client: Option<PathBuf>,
 
-    /// Arguments for the native client, after `--` (e.g. `-- -c '\\dt'`).
+    /// Arguments for the native client, after `--` (psql: `-- -c '\dt'`;
+    /// mysql: `-- --table -e 'SHOW TABLES'`).
     #[arg(last = true, value_name = "CLIENT_ARGS", conflicts_with_all = ["execute", "info", "file"])]
     pub client_args: Vec<OsString>,
 
@@ -851,7 +906,8 @@ pub struct TargetFlags {
 
     /// Dial this address (a tunnel) while verifying and signing for the
     /// endpoint name (PostgreSQL tools: PGHOSTADDR). MySQL clients cannot
-    /// do this, so for them it needs --tls verify-ca.
+    /// do this, so for them it needs --tls verify-ca; no URL variables are
+    /// set (drivers would dial the endpoint name): use `rdsconn proxy`.
     #[arg(long, value_name = "HOST:PORT")]
     pub via: Option<String>,
 

@@ -303,6 +303,29 @@ fn the_main_commands_show_examples() {
         assert!(run.stdout.contains("Examples:"), "{sub}: {}", run.stdout);
         assert!(run.stdout.contains(example), "{sub}: {}", run.stdout);
     }
+    // Every subcommand, the ca actions included, has examples.
+    for sub in SUBCOMMANDS
+        .iter()
+        .map(|s| vec![*s])
+        .chain(["fetch", "show", "path"].map(|a| vec!["ca", a]))
+    {
+        let mut args = sub.clone();
+        args.push("--help");
+        let run = env.run(&args);
+        run.assert_code(0);
+        assert!(
+            run.stdout.contains("Examples:\n  "),
+            "{sub:?}: {}",
+            run.stdout
+        );
+    }
+    // The hand-off through --via keeps VERIFY_IDENTITY: no stale advice.
+    let run = env.run(&["mysql", "--help"]);
+    assert!(
+        !run.stdout.contains("that needs --tls verify-ca"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

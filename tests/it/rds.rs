@@ -229,7 +229,11 @@ fn engine_mismatch_unsupported_engine_and_not_found() {
     let run1 = run(&env, &["env", "mysql", "--instance", "mydb", "-u", "app"]);
     run1.assert_code(2);
     assert!(run1.stdout.is_empty(), "{}", run1.stdout);
-    assert!(run1.stderr.contains("rdsconn env postgres"), "{}", run1.stderr);
+    assert!(
+        run1.stderr.contains("rdsconn env postgres"),
+        "{}",
+        run1.stderr
+    );
 
     let run2 = run(&env, &["token", "--instance", "oracle1", "-u", "app"]);
     run2.assert_code(2);
