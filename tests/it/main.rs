@@ -16,5 +16,6 @@ mod handoff;
 mod hostile;
 mod proxy;
 mod rds;
+mod readme;
 mod secrets;
 mod token;
