@@ -32,6 +32,10 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 compgen -G '/usr/lib/*/security/pam_exec.so' >/dev/null || compgen -G '/lib/*/security/pam_exec.so' >/dev/null ||
   need_pkgs+=(libpam-modules)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# A real bastion for --via ssh:// and socks5h:// (ssh -D), and its client.
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v ssh >/dev/null || need_pkgs+=(openssh-client)
+command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 # Node drivers (node-pg, mysql2, postgres.js) read rdsconn env's settings.
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)

@@ -81,6 +81,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs one parsed command line; returns the process exit code on success.
 pub async fn run(cli: Cli) -> Result<u8> {
+    let result = command(&cli).await;
+    // The tunnels (`--via ssh://`) end with the command.
+    net::tunnel::close_all();
+    result
+}
+
+async fn command(cli: &Cli) -> Result<u8> {
     let global = &cli.global;
     match &cli.command {
         Command::Ca(args) => cmd::ca::run(global, args).await,

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::net::Stream;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::cli::GlobalArgs;
 use crate::engine;
@@ -31,6 +31,8 @@ const INTERRUPTED: u8 = crate::signals::Stop::Interrupt.exit_code();
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Step {
+    /// `--via ssh://` / `socks5://`: the tunnel set up (only then).
+    Tunnel,
     Dns,
     Tcp,
     Tls,
@@ -43,6 +45,7 @@ impl Step {
 
     pub(crate) const fn name(self) -> &'static str {
         match self {
+            Self::Tunnel => "tunnel",
             Self::Dns => "dns",
             Self::Tcp => "tcp",
             Self::Tls => "tls",
@@ -169,6 +172,84 @@ fn backoff(attempt: u32) -> Duration {
     base + jitter
 }
 
+/// The DNS and TCP stages of a direct connection (`--via HOST:PORT`
+/// included); `None` after a failure.
+async fn direct(
+    target: &Target,
+    run: &mut Run,
+    remaining: impl Fn() -> Duration,
+) -> Option<Stream> {
+    let t = Instant::now();
+    let lookup = crate::net::resolve_dial(target);
+    let addrs = match within(remaining(), "DNS resolution", lookup).await {
+        Ok(a) => {
+            run.ok(Step::Dns, t, Some(join_addrs(&a)));
+            a
+        }
+        Err(e) => {
+            run.fail(Step::Dns, t, &e.into());
+            return None;
+        }
+    };
+    let t = Instant::now();
+    match within(remaining(), "TCP connect", crate::net::tcp_connect(&addrs)).await {
+        Ok(s) => {
+            let peer = s.peer_addr().map(|a| a.to_string()).ok();
+            run.ok(Step::Tcp, t, peer);
+            Some(Stream::Tcp(s))
+        }
+        Err(e) => {
+            run.fail(Step::Tcp, t, &e.into());
+            None
+        }
+    }
+}
+
+/// The tunnel stage (ssh started, or the SOCKS5 proxy named), then DNS
+/// (done at the tunnel's far end) and TCP (a channel through it).
+async fn through_tunnel(
+    target: &Target,
+    run: &mut Run,
+    remaining: impl Fn() -> Duration,
+) -> Option<Stream> {
+    let t = Instant::now();
+    match within(
+        remaining(),
+        "tunnel set-up",
+        crate::net::tunnel::ensure(target),
+    )
+    .await
+    {
+        Ok(detail) => run.ok(Step::Tunnel, t, detail),
+        Err(e) => {
+            run.fail(Step::Tunnel, t, &e.into());
+            return None;
+        }
+    }
+    run.report.stages.push(Stage {
+        name: Step::Dns,
+        status: Status::Skipped,
+        duration_ms: None,
+        detail: Some("resolved at the tunnel's far end".into()),
+    });
+    let t = Instant::now();
+    let connect = crate::net::tunnel::connect(target);
+    match within(remaining(), "TCP connect through the tunnel", connect).await {
+        Ok(s) => {
+            run.ok(
+                Step::Tcp,
+                t,
+                Some(format!("{} through the tunnel", target.endpoint())),
+            );
+            Some(s)
+        }
+        Err(e) => {
+            run.fail(Step::Tcp, t, &e.into());
+            None
+        }
+    }
+}
+
 /// One pass through the stages.
 pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     let start = Instant::now();
@@ -177,36 +258,15 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     let budget = target.connect_timeout;
     let remaining = || budget.saturating_sub(start.elapsed());
 
-    // DNS
-    let t = Instant::now();
-    let addrs = match within(
-        remaining(),
-        "DNS resolution",
-        crate::net::resolve_dial(target),
-    )
-    .await
-    {
-        Ok(a) => {
-            run.ok(Step::Dns, t, Some(join_addrs(&a)));
-            a
+    let stream = if target.tunnel().is_some() {
+        match through_tunnel(target, &mut run, remaining).await {
+            Some(s) => s,
+            None => return run.finish(settings),
         }
-        Err(e) => {
-            run.fail(Step::Dns, t, &e.into());
-            return run.finish(settings);
-        }
-    };
-
-    // TCP
-    let t = Instant::now();
-    let stream = match within(remaining(), "TCP connect", crate::net::tcp_connect(&addrs)).await {
-        Ok(s) => {
-            let peer = s.peer_addr().map(|a| a.to_string()).ok();
-            run.ok(Step::Tcp, t, peer);
-            s
-        }
-        Err(e) => {
-            run.fail(Step::Tcp, t, &e.into());
-            return run.finish(settings);
+    } else {
+        match direct(target, &mut run, remaining).await {
+            Some(s) => s,
+            None => return run.finish(settings),
         }
     };
 
@@ -367,7 +427,11 @@ impl Run {
 
     fn finish(self, settings: &Settings) -> Report {
         let mut report = self.report;
-        for name in Step::ALL.into_iter().skip(report.stages.len()) {
+        let missing: Vec<Step> = Step::ALL
+            .into_iter()
+            .filter(|name| !report.stages.iter().any(|s| s.name == *name))
+            .collect();
+        for name in missing {
             report.stages.push(Stage {
                 name,
                 status: Status::Skipped,
@@ -440,7 +504,7 @@ impl Report {
 /// in `peer`, even when verification fails.
 async fn upgrade(
     kind: EngineKind,
-    mut stream: TcpStream,
+    mut stream: Stream,
     server_name: &str,
     tls: &TlsPolicy,
     peer: &Arc<PeerChain>,

@@ -21,8 +21,8 @@ use crate::rds::Rds;
 use crate::secret::Secret;
 pub(crate) use crate::secrets::FromSecret;
 use crate::secrets::{self, SecretRef};
-use crate::target::Target;
 use crate::target::{EndpointClass, EngineKind, Host, UrlTarget, validate_database, validate_user};
+use crate::target::{Target, Via};
 use crate::tls::TlsMode;
 
 /// Host, port, user and database as the user gave them, before defaults.
@@ -484,8 +484,9 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         .via
         .or(env_via.as_deref())
         .or(url_via.as_deref())
-        .map(parse_via)
-        .transpose()?;
+        .map(|raw| parse_via(raw, false))
+        .transpose()?
+        .map_or_else(all_proxy, |v| Ok(Some(v)))?;
     if connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }
@@ -774,20 +775,37 @@ fn dsql_defaults(
 }
 
 /// `HOST:PORT` or `[IPv6]:PORT`.
-fn parse_via(raw: &str) -> Result<(String, u16)> {
-    let bad = || {
-        Error::usage(format!(
-            "invalid --via {raw:?}: expected HOST:PORT, e.g. 127.0.0.1:15432"
-        ))
+/// `ALL_PROXY` / `all_proxy` as the dial path when it is a SOCKS5 proxy
+/// (as cloud-sql-proxy reads it); other proxies are for HTTP, not for
+/// database connections.
+fn all_proxy() -> Result<Option<Via>> {
+    let Some((name, raw)) = ["ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .find_map(|n| env(n).map(|v| (n, v)))
+    else {
+        return Ok(None);
     };
-    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-    let host = Host::parse(host)?;
-    Ok((host.as_str().to_string(), port))
+    if !(raw.starts_with("socks5://") || raw.starts_with("socks5h://")) {
+        return Ok(None);
+    }
+    Via::parse(&raw, true)
+        .map(Some)
+        .map_err(|why| Error::usage(format!("invalid {name}: {why}")))
+}
+
+fn parse_via(raw: &str, from_env: bool) -> Result<Via> {
+    Via::parse(raw, from_env).map_err(|why| {
+        // Never a password from the URL in the message.
+        let shown = match url::Url::parse(raw) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("REDACTED"));
+                u.to_string()
+            }
+            Err(_) if raw.contains('@') => "(the URL)".to_string(),
+            Ok(_) | Err(_) => raw.to_string(),
+        };
+        Error::usage(format!("invalid --via {shown:?}: {why}"))
+    })
 }
 
 /// Target URLs from a file (`-` for stdin), one a line; blank lines and
@@ -941,17 +959,58 @@ mod tests {
 
     #[test]
     fn via_forms() {
+        let addr = |h: &str, p| Via::Addr(h.into(), p);
         assert_eq!(
-            parse_via("127.0.0.1:15432").unwrap(),
-            ("127.0.0.1".into(), 15432)
+            parse_via("127.0.0.1:15432", false).unwrap(),
+            addr("127.0.0.1", 15432)
         );
-        assert_eq!(parse_via("[::1]:5432").unwrap(), ("::1".into(), 5432));
+        assert_eq!(parse_via("[::1]:5432", false).unwrap(), addr("::1", 5432));
         assert_eq!(
-            parse_via("bastion.internal:6000").unwrap(),
-            ("bastion.internal".into(), 6000)
+            parse_via("bastion.internal:6000", false).unwrap(),
+            addr("bastion.internal", 6000)
         );
-        for bad in ["127.0.0.1", "h:0", "h:x", ":5432", "a b:1"] {
-            assert!(parse_via(bad).is_err(), "{bad}");
+        for bad in [
+            "127.0.0.1",
+            "h:0",
+            "h:x",
+            ":5432",
+            "a b:1",
+            "ftp://h",
+            "ssh://h/path",
+        ] {
+            assert!(parse_via(bad, false).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_via("ssh://ec2-user@bastion.example.com:2222", false).unwrap(),
+            Via::Ssh {
+                user: Some("ec2-user".into()),
+                host: "bastion.example.com".into(),
+                port: Some(2222)
+            }
+        );
+        assert_eq!(
+            parse_via("ssh://bastion", false).unwrap(),
+            Via::Ssh {
+                user: None,
+                host: "bastion".into(),
+                port: None
+            }
+        );
+        assert_eq!(
+            parse_via("socks5h://127.0.0.1", false).unwrap(),
+            Via::Socks {
+                host: "127.0.0.1".into(),
+                port: 1080,
+                remote_dns: true,
+                auth: None
+            }
+        );
+        // A proxy password only from the environment (ALL_PROXY).
+        let e = parse_via("socks5://u:hunter2@p:1080", false)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(parse_via("socks5://u:pw@p:1080", true).is_ok());
+        assert!(parse_via("ssh://u:pw@h", false).is_err());
     }
 }

@@ -665,14 +665,158 @@ fn no_control(what: &'static str, name: &str) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// `--via`: the dial path. The token is still signed for, and TLS still
+/// verified against, the endpoint name, end to end through any of these.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// `HOST:PORT`: a tunnel or port-forward set up by hand.
+    Addr(String, u16),
+    /// `ssh://[USER@]BASTION[:PORT]`: rdsconn runs the system `ssh`, which
+    /// forwards to the endpoint as the bastion resolves it.
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+    },
+    /// `socks5://HOST:PORT` (the endpoint name resolved here) or
+    /// `socks5h://` (resolved by the proxy); also from `ALL_PROXY`.
+    Socks {
+        host: String,
+        port: u16,
+        remote_dns: bool,
+        /// `user:password@`, accepted from `ALL_PROXY` only.
+        auth: Option<(String, String)>,
+    },
+}
+
+impl Via {
+    /// Parses `--via` (or `ALL_PROXY`, `from_env`): `HOST:PORT` or one of
+    /// the tunnel URLs. A password is accepted only from the environment.
+    pub fn parse(raw: &str, from_env: bool) -> Result<Self, String> {
+        let Some((scheme, _)) = raw.split_once("://") else {
+            return parse_host_port(raw).map(|(h, p)| Self::Addr(h, p));
+        };
+        let url = url::Url::parse(raw).map_err(|e| format!("{e}"))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => Host::parse(&decode(d)).map_err(|e| e.to_string())?,
+            Some(url::Host::Ipv4(ip)) => Host::parse(&ip.to_string()).map_err(|e| e.to_string())?,
+            Some(url::Host::Ipv6(ip)) => Host::parse(&ip.to_string()).map_err(|e| e.to_string())?,
+            None => return Err("no host".into()),
+        };
+        let host = host.as_str().to_string();
+        if url.path().len() > 1 || url.query().is_some() || url.fragment().is_some() {
+            return Err("expected no path or query".into());
+        }
+        let user = Some(decode(url.username())).filter(|u| !u.is_empty());
+        if let Some(u) = &user {
+            validate_user(u).map_err(|e| e.to_string())?;
+        }
+        match scheme {
+            "ssh" => {
+                if url.password().is_some() {
+                    return Err("ssh passwords are ssh's to ask for; drop it from the URL".into());
+                }
+                Ok(Self::Ssh {
+                    user,
+                    host,
+                    port: url.port(),
+                })
+            }
+            "socks5" | "socks5h" => {
+                let auth = match (user, url.password()) {
+                    (Some(_), Some(_)) if !from_env => {
+                        return Err("a password on the command line is visible to other users: put the proxy URL in ALL_PROXY".into());
+                    }
+                    (Some(u), Some(p)) => Some((u, decode(p))),
+                    (None, Some(_)) => return Err("a password without a user".into()),
+                    (_, None) => None,
+                };
+                Ok(Self::Socks {
+                    host,
+                    port: url.port().unwrap_or(1080),
+                    remote_dns: scheme == "socks5h",
+                    auth,
+                })
+            }
+            other => Err(format!(
+                "unknown scheme {other}:// (expected HOST:PORT, ssh://, socks5:// or socks5h://)"
+            )),
+        }
+    }
+
+    /// A tunnel rdsconn opens itself (not `HOST:PORT`).
+    pub fn is_tunnel(&self) -> bool {
+        !matches!(self, Self::Addr(..))
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_string()
+            }
+        };
+        match self {
+            Self::Addr(h, p) => write!(f, "{}:{p}", host(h)),
+            Self::Ssh {
+                user,
+                host: h,
+                port,
+            } => {
+                write!(f, "ssh://")?;
+                if let Some(u) = user {
+                    write!(f, "{u}@")?;
+                }
+                write!(f, "{}", host(h))?;
+                match port {
+                    Some(p) => write!(f, ":{p}"),
+                    None => Ok(()),
+                }
+            }
+            // Never the proxy's password.
+            Self::Socks {
+                host: h,
+                port,
+                remote_dns,
+                ..
+            } => write!(
+                f,
+                "socks5{}://{}:{port}",
+                if *remote_dns { "h" } else { "" },
+                host(h)
+            ),
+        }
+    }
+}
+
+/// `HOST:PORT` (`[v6]:PORT`).
+fn parse_host_port(raw: &str) -> Result<(String, u16), String> {
+    let bad = || {
+        format!(
+            "expected HOST:PORT (e.g. 127.0.0.1:15432), ssh://BASTION or socks5h://HOST:PORT, not {raw:?}"
+        )
+    };
+    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+    let host = Host::parse(host).map_err(|e| e.to_string())?;
+    Ok((host.as_str().to_string(), port))
+}
+
 /// Where to connect: the endpoint (signed for, verified against) and the
-/// dial address (`--via`), which defaults to the endpoint.
+/// dial path (`--via`), which defaults to the endpoint.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub host: Host,
     pub port: u16,
-    /// `--via HOST:PORT`: where TCP actually goes.
-    pub via: Option<(String, u16)>,
+    /// `--via`: a hand-made forward's address, or a tunnel rdsconn opens.
+    pub via: Option<Via>,
     pub user: String,
     pub database: Option<String>,
     /// Bound on DNS + TCP + TLS + authentication.
@@ -680,11 +824,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// The address TCP goes to: `--via`, else the endpoint.
+    /// The address TCP goes to: `--via HOST:PORT`, else the endpoint
+    /// (also the far end of a tunnel).
     pub fn dial(&self) -> (String, u16) {
-        self.via
-            .clone()
-            .unwrap_or_else(|| (self.host.as_str().to_string(), self.port))
+        match &self.via {
+            Some(Via::Addr(h, p)) => (h.clone(), *p),
+            _ => (self.host.as_str().to_string(), self.port),
+        }
+    }
+
+    /// The tunnel rdsconn opens for this target, if any.
+    pub fn tunnel(&self) -> Option<&Via> {
+        self.via.as_ref().filter(|v| v.is_tunnel())
     }
 
     /// The endpoint as `host:port`.
@@ -698,10 +849,10 @@ impl Target {
         format!("{h}:{p}")
     }
 
-    /// `host:port`, plus ` via addr` when dialing elsewhere, for errors.
+    /// `host:port`, plus ` via …` when dialing elsewhere, for errors.
     pub fn describe(&self) -> String {
         match &self.via {
-            Some(_) => format!("{} via {}", self.endpoint(), self.dial_address()),
+            Some(via) => format!("{} via {via}", self.endpoint()),
             None => self.endpoint(),
         }
     }

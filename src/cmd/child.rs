@@ -116,6 +116,17 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs) -> Result<Prepared> {
         tls,
         ..
     } = request(global, ask).await?;
+    if let Some(via) = target.tunnel() {
+        // The tunnel is rdsconn's and ends with it: `env` would print
+        // settings for a tunnel that is gone.
+        return Err(crate::error::Error::usage(format!(
+            "--via {via}: the tunnel lives only while rdsconn runs, so `env` and `exec` cannot hand it to another program"
+        ))
+        .with_hint(format!(
+            "run `rdsconn proxy {} … --via {via}` and point the program at the proxy",
+            kind.name()
+        )));
+    }
     let client = native::for_kind(kind);
     client.check(&target, tls)?;
     // Where the password came from, for scripts (never the value).

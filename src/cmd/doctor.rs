@@ -285,6 +285,7 @@ async fn connection_lines(
 /// Doctor's names for the connection stages.
 fn stage_name(stage: probe::Step) -> &'static str {
     match stage {
+        probe::Step::Tunnel => "connect: tunnel",
         probe::Step::Dns => "connect: dns",
         probe::Step::Tcp => "connect: tcp",
         probe::Step::Tls => "connect: tls",

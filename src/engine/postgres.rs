@@ -179,13 +179,12 @@ fn connector(
     tls: &TlsPolicy,
     peer: Arc<PeerChain>,
     target: &Target,
-) -> Result<<MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::TlsConnect, ConnectError>
-{
+) -> Result<<MakeRustlsConnect as MakeTlsConnect<crate::net::Stream>>::TlsConnect, ConnectError> {
     let config = tls
         .client_config(peer)
         .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;
     let mut make = MakeRustlsConnect::new(config);
-    <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
+    <MakeRustlsConnect as MakeTlsConnect<crate::net::Stream>>::make_tls_connect(
         &mut make,
         target.host.as_str(),
     )

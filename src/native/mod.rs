@@ -39,8 +39,10 @@ pub trait Client: Send + Sync {
     /// The client gets the session through rdsconn's proxy on a private
     /// unix socket instead of dialing itself (it could not verify the
     /// endpoint name through `--via`).
-    fn through_proxy(&self, _target: &Target) -> bool {
-        false
+    fn through_proxy(&self, target: &Target) -> bool {
+        // A tunnel rdsconn opens is rdsconn's: the client reaches it through
+        // rdsconn's proxy.
+        target.tunnel().is_some()
     }
 
     /// The variables `rdsconn env` prints and `rdsconn exec` sets, in the

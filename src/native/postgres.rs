@@ -78,11 +78,14 @@ impl Client for Postgres {
     ) -> Result<Launch, Error> {
         // Everything through libpq's variables, so a `-d DB` after `--`
         // changes the database but not the TLS settings.
-        let env = self
-            .env(conn)
-            .into_iter()
-            .filter(|v| !super::URL_VARIABLES.contains(&v.name))
-            .collect();
+        let env = match conn.socket {
+            Some(socket) => proxy_socket_env(conn, socket),
+            None => self
+                .env(conn)
+                .into_iter()
+                .filter(|v| !super::URL_VARIABLES.contains(&v.name))
+                .collect(),
+        };
         Ok(Launch {
             program: client.program,
             args: extra.to_vec(),
@@ -92,4 +95,28 @@ impl Client for Postgres {
             secret_file: None,
         })
     }
+}
+
+/// libpq's variables for rdsconn's proxy on a private unix socket (named
+/// `.s.PGSQL.PORT`, as libpq looks for it in the directory `PGHOST`):
+/// no TLS on the socket (the proxy verifies upstream), the proxy's
+/// one-time password.
+fn proxy_socket_env(conn: &ClientConn<'_>, socket: &Path) -> Vec<EnvVar> {
+    let dir = socket.parent().unwrap_or(socket);
+    let port = socket
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(".s.PGSQL."))
+        .unwrap_or("5432");
+    let mut vars = vec![
+        EnvVar::new("PGHOST", dir.to_string_lossy()),
+        EnvVar::new("PGPORT", port),
+        EnvVar::new("PGUSER", &conn.target.user),
+        EnvVar::new("PGSSLMODE", "disable"),
+        EnvVar::new("PGPASSWORD", conn.secret.expose()),
+    ];
+    if let Some(db) = &conn.target.database {
+        vars.push(EnvVar::new("PGDATABASE", db));
+    }
+    vars
 }

@@ -30,7 +30,11 @@ pub(crate) async fn through_proxy(
 ) -> Result<u8> {
     let policy_mode = policy.mode;
     let dir = crate::files::private_dir().map_err(|e| ConnectError::Server(e.to_string()))?;
-    let socket = dir.path().join("proxy.sock");
+    // libpq finds a socket by directory and port.
+    let socket = dir.path().join(match kind {
+        EngineKind::Postgres => format!(".s.PGSQL.{}", target.port),
+        EngineKind::Mysql => "proxy.sock".to_string(),
+    });
     let local = Secret::new(ca::hex(&crate::secret::random::<24>()?));
     let config = proxy::Config {
         kind,

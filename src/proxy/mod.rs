@@ -98,7 +98,7 @@ pub(crate) struct Config {
     pub kind: EngineKind,
     pub host: Host,
     pub port: u16,
-    pub via: Option<(String, u16)>,
+    pub via: Option<crate::target::Via>,
     pub connect_timeout: Duration,
     pub policy: TlsPolicy,
     pub secrets: Secrets,

@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use crate::net::Stream;
 use mysql_common::packets::HandshakePacket;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use super::{Config, Report, Stages};
 use crate::net::{ConnectError, Stage, ms};
@@ -26,7 +26,7 @@ use crate::wire::mysql::relay::{self, Credentials, Greeted, Upstream};
 
 /// A dialed upstream connection whose greeting has been read.
 struct Dialed {
-    packets: wire::Packets<TcpStream>,
+    packets: wire::Packets<Stream>,
     greeting: HandshakePacket<'static>,
     stages: Stages,
 }

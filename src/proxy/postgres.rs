@@ -10,11 +10,11 @@
 
 use std::time::Instant;
 
+use crate::net::Stream;
 use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
@@ -257,7 +257,7 @@ async fn login(
     config: &Config,
     target: &Target,
     startup: &[u8],
-) -> Result<(TlsStream<TcpStream>, Vec<u8>, Stages), Failure> {
+) -> Result<(TlsStream<Stream>, Vec<u8>, Stages), Failure> {
     let (mut tls, mut stages) = upgrade(config, target).await?;
     let t = Instant::now();
     tls.write_all(startup)
@@ -310,7 +310,7 @@ async fn login(
 async fn upgrade(
     config: &Config,
     target: &Target,
-) -> Result<(TlsStream<TcpStream>, Stages), ConnectError> {
+) -> Result<(TlsStream<Stream>, Stages), ConnectError> {
     let dialed = crate::net::dial(target, &Stage::default()).await?;
     let t = Instant::now();
     let mut stream = dialed.stream;

@@ -1,8 +1,8 @@
 //! PostgreSQL's side of the wire that is not a driver's: the `SSLRequest`
 //! that opens every verified connection.
 
+use crate::net::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::net::{ConnectError, io_err};
 use crate::target::EngineKind;
@@ -43,7 +43,7 @@ pub(crate) async fn speaks_mysql(target: &crate::target::Target) -> bool {
 }
 
 /// PostgreSQL: `SSLRequest`, answered by one byte, `S` to go on with TLS.
-pub(crate) async fn postgres_ssl_request(stream: &mut TcpStream) -> Result<(), ConnectError> {
+pub(crate) async fn postgres_ssl_request(stream: &mut Stream) -> Result<(), ConnectError> {
     stream
         .write_all(&SSL_REQUEST)
         .await

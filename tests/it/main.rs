@@ -19,3 +19,4 @@ mod rds;
 mod readme;
 mod secrets;
 mod token;
+mod tunnel;

@@ -12,6 +12,7 @@ pub mod pg;
 pub mod pki;
 pub mod proxy;
 pub mod server;
+pub mod sshd;
 pub mod standin;
 
 use std::path::{Path, PathBuf};
@@ -153,9 +154,15 @@ pub struct LateServer {
 
 impl LateServer {
     pub fn new() -> Self {
+        Self::at("127.0.0.1:0")
+    }
+
+    /// Bound to `addr` (not yet listening).
+    pub fn at(addr: &str) -> Self {
         use socket2::{Domain, Socket, Type};
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.set_reuse_address(true).unwrap();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
         socket.bind(&addr.into()).unwrap();
         let port = socket
             .local_addr()

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
+use crate::net::Stream;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
@@ -33,7 +34,6 @@ use mysql_common::packets::{
 use mysql_common::proto::MySerialize;
 use mysql_common::scramble;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::net::{ConnectError, io_err};
@@ -228,13 +228,13 @@ impl ClientHello {
 
 /// The TLS session rdsconn verified.
 pub(crate) struct Secured {
-    pub packets: Packets<TlsStream<TcpStream>>,
+    pub packets: Packets<TlsStream<Stream>>,
     pub tls: crate::net::TlsSummary,
 }
 
 /// Sends `SSLRequest` and runs the TLS handshake with rdsconn's verifier.
 pub(crate) async fn start_tls(
-    mut packets: Packets<TcpStream>,
+    mut packets: Packets<Stream>,
     greeting: &HandshakePacket<'_>,
     hello: &ClientHello,
     server_name: &str,

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::net::Stream;
 use bytes::{Buf, BytesMut};
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
@@ -19,7 +20,6 @@ use mysql_common::packets::{
 };
 use mysql_common::scramble;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::{self as wire, ClientHello, LoggedIn, Login, Packets, Prompter, Secured};
@@ -33,7 +33,7 @@ const CLIENT: &str = "talking to the local client";
 
 /// An upstream connection whose greeting has been read (it offers TLS).
 pub(crate) struct Upstream<'a> {
-    pub packets: Packets<TcpStream>,
+    pub packets: Packets<Stream>,
     pub greeting: HandshakePacket<'static>,
     /// The name the certificate is verified against.
     pub server_name: &'a str,
@@ -67,7 +67,7 @@ pub(crate) struct Greeted<C> {
 /// A logged-in pair, ready for [`pump`].
 pub(crate) struct Relayed<C> {
     pub client: C,
-    pub upstream: TlsStream<TcpStream>,
+    pub upstream: TlsStream<Stream>,
     pub tls: TlsSummary,
     pub login: LoggedIn,
     pub user: String,

@@ -4,12 +4,15 @@
 //! time, classifying I/O failures, and the TLS handshake with rdsconn's
 //! verifier once a protocol has agreed to TLS.
 
+pub(crate) mod tunnel;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -78,6 +81,14 @@ pub(crate) enum ConnectError {
     /// The port speaks the other engine's protocol (`speaks`).
     #[error("this port speaks {}, not {}", .speaks.protocol(), .speaks.other().protocol())]
     WrongProtocol { speaks: EngineKind },
+    /// The tunnel (`--via ssh://`, `socks5://`) failed: `layer` names it,
+    /// `message` is its own (ssh's last line on stderr).
+    #[error("{layer}: {}", crate::text::Untrusted(.message))]
+    Tunnel {
+        layer: String,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl From<crate::secret::RandomFailed> for ConnectError {
@@ -89,9 +100,11 @@ impl From<crate::secret::RandomFailed> for ConnectError {
 impl Categorized for ConnectError {
     fn category(&self) -> Category {
         match self {
-            Self::Dns { .. } | Self::Tcp { .. } | Self::Timeout { .. } | Self::Network { .. } => {
-                Category::Network
-            }
+            Self::Dns { .. }
+            | Self::Tcp { .. }
+            | Self::Timeout { .. }
+            | Self::Network { .. }
+            | Self::Tunnel { .. } => Category::Network,
             Self::Tls(_) => Category::Tls,
             Self::Auth { .. } | Self::AuthMethod { .. } | Self::Refused(_) => Category::Auth,
             Self::Server(_) | Self::MysqlError { .. } => Category::Runtime,
@@ -132,12 +145,13 @@ impl Categorized for ConnectError {
                     .is_ok_and(|e| e.class != crate::target::EndpointClass::Other) =>
             {
                 Some(
-                    "endpoints in private subnets resolve only inside their VPC: connect through a tunnel \
-                     (an SSH or SSM port-forward) with --via HOST:PORT, keeping this name as --host"
+                    "endpoints in private subnets resolve only inside their VPC: connect through a tunnel, \
+                     --via ssh://BASTION (or socks5h://PROXY, or HOST:PORT of your own forward), keeping \
+                     this name as --host"
                         .into(),
                 )
             }
-            Self::AuthMethod { hint, .. } => hint.clone(),
+            Self::AuthMethod { hint, .. } | Self::Tunnel { hint, .. } => hint.clone(),
             Self::Timeout { .. } => Some("raise --connect-timeout, or check security groups / the tunnel".into()),
             _ => None,
         }
@@ -246,9 +260,69 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Co
     Ok(addrs)
 }
 
+/// A connection on the dial path: TCP, or a tunnel's private unix socket
+/// (`--via ssh://…`). The endpoint's TLS runs inside either.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl From<TcpStream> for Stream {
+    fn from(s: TcpStream) -> Self {
+        Self::Tcp(s)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The first two stages of every connect, timed.
 pub(crate) struct Dialed {
-    pub stream: tokio::net::TcpStream,
+    pub stream: Stream,
     /// When the connect began (DNS).
     pub start: Instant,
     pub dns_ms: f64,
@@ -259,11 +333,22 @@ pub(crate) struct Dialed {
 /// accepts, naming each stage for the timeout.
 pub(crate) async fn dial(target: &Target, stage: &Stage) -> Result<Dialed, ConnectError> {
     let start = Instant::now();
+    if target.tunnel().is_some() {
+        // The tunnel resolves and connects at its far end.
+        stage.set("tunnel");
+        let stream = tunnel::connect(target).await?;
+        return Ok(Dialed {
+            stream,
+            start,
+            dns_ms: 0.0,
+            connect_ms: ms(start),
+        });
+    }
     let addrs = resolve_dial(target).await?;
     let dns_ms = ms(start);
     stage.set("TCP connect");
     let t = Instant::now();
-    let stream = tcp_connect(&addrs).await?;
+    let stream = Stream::Tcp(tcp_connect(&addrs).await?);
     Ok(Dialed {
         stream,
         start,
@@ -361,7 +446,7 @@ pub(crate) struct TlsSummary {
 }
 
 impl TlsSummary {
-    pub(crate) fn of(stream: &TlsStream<TcpStream>, peer: &PeerChain) -> Self {
+    pub(crate) fn of(stream: &TlsStream<Stream>, peer: &PeerChain) -> Self {
         let (_, session) = stream.get_ref();
         Self {
             leaf: peer.get().first().and_then(|c| CertSummary::from_der(c)),
@@ -380,11 +465,11 @@ impl TlsSummary {
 /// The TLS handshake with rdsconn's verifier, once the engine's protocol
 /// has agreed to TLS.
 pub(crate) async fn tls_handshake(
-    stream: TcpStream,
+    stream: Stream,
     server_name: &str,
     tls: &TlsPolicy,
     peer: &Arc<PeerChain>,
-) -> Result<(TlsStream<TcpStream>, TlsSummary), ConnectError> {
+) -> Result<(TlsStream<Stream>, TlsSummary), ConnectError> {
     let config = tls
         .client_config(Arc::clone(peer))
         .map_err(|e| ConnectError::Tls(TlsFailure::Other(e.to_string())))?;

@@ -1,0 +1,355 @@
+//! The tunnels behind `--via ssh://…` and `--via socks5[h]://…`: only the
+//! dial path. Whatever runs through them is the endpoint's own TLS,
+//! verified against the endpoint name as on a direct connection.
+//!
+//! SSH: one system `ssh` per rdsconn run and endpoint (`~/.ssh/config`,
+//! the agent, `ProxyJump` and `known_hosts` work as for the user's ssh),
+//! forwarding a unix socket in a private 0700 directory to the endpoint
+//! as the bastion resolves it (`ssh -N -L SOCKET:ENDPOINT:PORT`). Every
+//! connection of the run (the session, a cancel request, each of the
+//! proxy's clients) is a channel of that one ssh; a socket, unlike a
+//! loopback port, no other local user can use. A dead ssh is started
+//! again for the next connection, after a back-off. The ssh process is
+//! killed and the directory removed when the run ends ([`close_all`]).
+//!
+//! SOCKS5: a connection through the proxy per connection; with `socks5h`
+//! the proxy resolves the endpoint name, with `socks5` rdsconn does.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+use super::{ConnectError, Stream};
+use crate::target::{Target, Via};
+
+/// A tunnel's key: its dial path and the endpoint at its far end.
+type Key = (Via, String, u16);
+
+/// Every tunnel of this run.
+static TUNNELS: LazyLock<Mutex<HashMap<Key, Arc<Tunnel>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// One tunnel to one endpoint.
+struct Tunnel {
+    via: Via,
+    endpoint: (String, u16),
+    ssh: tokio::sync::Mutex<SshState>,
+}
+
+#[derive(Default)]
+struct SshState {
+    forward: Option<SshForward>,
+    /// Failed starts in a row, and when the last one ended (back-off).
+    failures: u32,
+    last_failure: Option<Instant>,
+}
+
+/// A running `ssh -N -L socket:endpoint`.
+struct SshForward {
+    child: Child,
+    socket: PathBuf,
+    /// Removed (with the socket) when the forward is dropped.
+    _dir: tempfile::TempDir,
+    /// ssh's last lines on stderr, for errors.
+    said: Arc<Mutex<Vec<String>>>,
+}
+
+/// A connection to `target`'s endpoint through its tunnel.
+pub(crate) async fn connect(target: &Target) -> Result<Stream, ConnectError> {
+    let Some(via) = target.tunnel() else {
+        return Err(ConnectError::Server("no tunnel for this target".into()));
+    };
+    tunnel(via, target).connect().await
+}
+
+/// Starts `target`'s tunnel if it is not running (the `tunnel` stage of
+/// `check`); for SOCKS5 there is nothing to start.
+pub(crate) async fn ensure(target: &Target) -> Result<Option<String>, ConnectError> {
+    let Some(via) = target.tunnel() else {
+        return Ok(None);
+    };
+    let tunnel = tunnel(via, target);
+    match &tunnel.via {
+        Via::Ssh { .. } => {
+            let mut state = tunnel.ssh.lock().await;
+            let socket = tunnel.running_ssh(&mut state).await?;
+            Ok(Some(format!("ssh forwarding {}", socket.display())))
+        }
+        _ => Ok(Some(format!("{via}"))),
+    }
+}
+
+/// Ends every tunnel of this run: the ssh processes are killed and their
+/// directories removed.
+pub(crate) fn close_all() {
+    let tunnels: Vec<Arc<Tunnel>> = TUNNELS
+        .lock()
+        .map(|mut t| t.drain().map(|(_, v)| v).collect())
+        .unwrap_or_default();
+    for tunnel in tunnels {
+        if let Ok(mut state) = tunnel.ssh.try_lock()
+            && let Some(mut forward) = state.forward.take()
+        {
+            let _ = forward.child.start_kill();
+        }
+    }
+}
+
+fn tunnel(via: &Via, target: &Target) -> Arc<Tunnel> {
+    let key = (via.clone(), target.host.as_str().to_string(), target.port);
+    let mut all = TUNNELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(all.entry(key).or_insert_with(|| {
+        Arc::new(Tunnel {
+            via: via.clone(),
+            endpoint: (target.host.as_str().to_string(), target.port),
+            ssh: tokio::sync::Mutex::default(),
+        })
+    }))
+}
+
+impl Tunnel {
+    async fn connect(&self) -> Result<Stream, ConnectError> {
+        match &self.via {
+            Via::Ssh { .. } => {
+                let mut state = self.ssh.lock().await;
+                let socket = self.running_ssh(&mut state).await?;
+                match tokio::net::UnixStream::connect(&socket).await {
+                    Ok(s) => Ok(Stream::Unix(s)),
+                    Err(e) => {
+                        // ssh went away between the check and the connect.
+                        state.forward = None;
+                        Err(self.ssh_error(&format!("the forward's socket: {e}"), &[]))
+                    }
+                }
+            }
+            Via::Socks {
+                host,
+                port,
+                remote_dns,
+                auth,
+            } => self.socks(host, *port, *remote_dns, auth.as_ref()).await,
+            Via::Addr(..) => Err(ConnectError::Server("HOST:PORT is not a tunnel".into())),
+        }
+    }
+
+    /// The running ssh's socket, starting ssh (again) when needed.
+    async fn running_ssh(&self, state: &mut SshState) -> Result<PathBuf, ConnectError> {
+        if let Some(forward) = &mut state.forward {
+            if let Ok(None) = forward.child.try_wait() {
+                return Ok(forward.socket.clone());
+            }
+            let said = lines(&forward.said);
+            tracing::warn!(
+                "the ssh tunnel to {} ended{}; starting it again",
+                self.via,
+                said.last().map(|l| format!(" ({l})")).unwrap_or_default()
+            );
+            state.forward = None;
+        }
+        if let Some(last) = state.last_failure {
+            let pause = super::doubling(
+                Duration::from_millis(250),
+                state.failures,
+                Duration::from_secs(5),
+            );
+            if let Some(left) = pause.checked_sub(last.elapsed()) {
+                tokio::time::sleep(left).await;
+            }
+        }
+        match self.start_ssh().await {
+            Ok(forward) => {
+                let socket = forward.socket.clone();
+                state.forward = Some(forward);
+                state.failures = 0;
+                state.last_failure = None;
+                Ok(socket)
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                state.last_failure = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts `ssh -N -L SOCKET:ENDPOINT:PORT BASTION` and waits for the
+    /// socket (the caller's connect timeout bounds the wait).
+    async fn start_ssh(&self) -> Result<SshForward, ConnectError> {
+        let Via::Ssh { user, host, port } = &self.via else {
+            return Err(ConnectError::Server("not an ssh tunnel".into()));
+        };
+        let dir = crate::files::private_dir().map_err(|e| ConnectError::Server(e.to_string()))?;
+        let socket = dir.path().join("tunnel.sock");
+        let (endpoint, endpoint_port) = &self.endpoint;
+        let far = if endpoint.contains(':') {
+            format!("[{endpoint}]:{endpoint_port}")
+        } else {
+            format!("{endpoint}:{endpoint_port}")
+        };
+        let (program, fixed) = ssh_command();
+        let mut cmd = Command::new(&program);
+        cmd.args(&fixed)
+            .args([
+                "-N",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "StreamLocalBindUnlink=yes",
+            ])
+            .args([
+                "-o",
+                "ServerAliveInterval=15",
+                "-o",
+                "ServerAliveCountMax=3",
+            ]);
+        // ssh's own questions (host key, passphrase) need a terminal.
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            cmd.args(["-o", "BatchMode=yes"]);
+        }
+        cmd.arg("-L").arg(format!("{}:{far}", socket.display()));
+        if let Some(p) = port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        if let Some(u) = user {
+            cmd.arg("-l").arg(u);
+        }
+        cmd.arg("--").arg(host);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            self.ssh_error(
+                &format!("running {}: {e}", program.to_string_lossy()),
+                &["install OpenSSH's client (Debian/Ubuntu: apt-get install openssh-client), or set RDSCONN_SSH_COMMAND"],
+            )
+        })?;
+        let said = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let said = Arc::clone(&said);
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!("ssh: {}", crate::text::Untrusted(&line));
+                    if let Ok(mut said) = said.lock() {
+                        said.push(line);
+                        let excess = said.len().saturating_sub(20);
+                        said.drain(..excess);
+                    }
+                }
+            });
+        }
+        let started = Instant::now();
+        loop {
+            if socket.exists() {
+                tracing::debug!(
+                    "ssh tunnel to {} ready in {:.0} ms",
+                    self.via,
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                return Ok(SshForward {
+                    child,
+                    socket,
+                    _dir: dir,
+                    said,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Let the reader take ssh's last words.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let said = lines(&said);
+                let message = said
+                    .iter()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| format!("ssh exited ({status})"));
+                return Err(self.ssh_error(&message, &[]));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn ssh_error(&self, message: &str, hints: &[&str]) -> ConnectError {
+        let Via::Ssh { host, .. } = &self.via else {
+            return ConnectError::Server(message.to_string());
+        };
+        ConnectError::Tunnel {
+            layer: format!("ssh to bastion {host}"),
+            message: message.to_string(),
+            hint: hints.first().map(|h| (*h).to_string()),
+        }
+    }
+
+    async fn socks(
+        &self,
+        host: &str,
+        port: u16,
+        remote_dns: bool,
+        auth: Option<&(String, String)>,
+    ) -> Result<Stream, ConnectError> {
+        let layer = format!("SOCKS5 proxy {host}:{port}");
+        let err = |message: String| ConnectError::Tunnel {
+            layer: layer.clone(),
+            message,
+            hint: None,
+        };
+        let proxy = super::resolve(host, port).await?;
+        let proxy = proxy
+            .first()
+            .copied()
+            .ok_or_else(|| err("no address".into()))?;
+        let (endpoint, endpoint_port) = &self.endpoint;
+        let target = if remote_dns {
+            tokio_socks::TargetAddr::Domain(endpoint.clone().into(), *endpoint_port)
+        } else {
+            let addrs = super::resolve(endpoint, *endpoint_port).await?;
+            let first = addrs
+                .first()
+                .copied()
+                .ok_or_else(|| err("no address".into()))?;
+            tokio_socks::TargetAddr::Ip(first)
+        };
+        let connected = match auth {
+            Some((user, password)) => {
+                tokio_socks::tcp::Socks5Stream::connect_with_password(proxy, target, user, password)
+                    .await
+            }
+            None => tokio_socks::tcp::Socks5Stream::connect(proxy, target).await,
+        };
+        match connected {
+            Ok(s) => {
+                let tcp = s.into_inner();
+                let _ = tcp.set_nodelay(true);
+                Ok(Stream::Tcp(tcp))
+            }
+            Err(e) => Err(err(format!(
+                "connecting to {endpoint}:{endpoint_port}: {e}"
+            ))),
+        }
+    }
+}
+
+/// `RDSCONN_SSH_COMMAND` (a program and its fixed arguments, split on
+/// blanks, as `GIT_SSH_COMMAND`), else `ssh`.
+fn ssh_command() -> (std::ffi::OsString, Vec<String>) {
+    match std::env::var("RDSCONN_SSH_COMMAND") {
+        Ok(c) if !c.trim().is_empty() => {
+            let mut words = c.split_whitespace().map(str::to_string);
+            let program = words.next().unwrap_or_else(|| "ssh".into());
+            (program.into(), words.collect())
+        }
+        _ => ("ssh".into(), Vec::new()),
+    }
+}
+
+fn lines(said: &Mutex<Vec<String>>) -> Vec<String> {
+    said.lock().map(|s| s.clone()).unwrap_or_default()
+}

@@ -1,0 +1,452 @@
+//! `--via ssh://` and `--via socks5h://` against a real sshd bastion (its
+//! own /etc/hosts says where the endpoint is, as inside a VPC): SQL, IAM,
+//! the hand-off, `check`'s tunnel stage, the proxy with 50 clients through
+//! one ssh, ssh's own failures as exit 4 with its message, a tunnel killed
+//! mid-session, and never an ssh process left behind.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::pki::ENDPOINT;
+use crate::support::proxy::ProxyProc;
+use crate::support::server::free_port;
+use crate::support::server::{
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, pki,
+};
+use crate::support::sshd::{ssh_processes, sshd};
+use crate::support::{Run, TestEnv, Watched};
+
+fn ca() -> String {
+    pki().ca_file.display().to_string()
+}
+
+/// `rdsconn --ca-bundle CA ENGINE -h ENDPOINT USER app DB appdb --via
+/// ssh://… EXTRA…` with the test's ssh configuration and the password.
+fn through_ssh(env: &TestEnv, engine: &str, ssh: &str, extra: &[&str]) -> Command {
+    let ca = ca();
+    let via = sshd().url();
+    let (user_flag, db_flag) = if engine == "postgres" {
+        ("-U", "-d")
+    } else {
+        ("-u", "-D")
+    };
+    let mut args = vec![
+        "--ca-bundle",
+        &ca,
+        engine,
+        "-h",
+        ENDPOINT,
+        user_flag,
+        "app",
+        db_flag,
+        "appdb",
+        "--via",
+        &via,
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = env.cmd(&args);
+    cmd.env("RDSCONN_SSH_COMMAND", ssh)
+        .env("PGPASSWORD", APP_PASSWORD)
+        .env("MYSQL_PWD", APP_PASSWORD);
+    cmd
+}
+
+fn run(mut cmd: Command) -> Run {
+    Run::from(cmd.output().unwrap())
+}
+
+/// No ssh started with this test's configuration is still running.
+fn assert_no_ssh_left(env: &TestEnv) {
+    let marker = env.root.path().join("ssh").join("config");
+    let left = ssh_processes(&marker.display().to_string());
+    assert!(left.is_empty(), "ssh left running: {left:?}");
+}
+
+const PG_TLS: &str =
+    "SELECT current_user AS u, ssl AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+const MY_TLS: &str = "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AS u, \
+     (SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+      WHERE VARIABLE_NAME = 'Ssl_cipher') <> '' AS tls";
+
+#[test]
+fn sql_and_iam_through_an_ssh_bastion() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let r = run(through_ssh(&env, "postgres", &ssh, &["-c", PG_TLS]));
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
+    let r = run(through_ssh(&env, "mysql", &ssh, &["-e", MY_TLS]));
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\t1\n", "{}", r.stderr);
+    // --info: verified for the endpoint name, through the tunnel.
+    let r = run(through_ssh(
+        &env,
+        "postgres",
+        &ssh,
+        &["--info", "--output", "json"],
+    ));
+    r.assert_code(0);
+    let info = r.json();
+    assert_eq!(info["endpoint"], format!("{ENDPOINT}:5432"), "{info}");
+    assert!(
+        info["tls"]["certificate"]["sans"]
+            .to_string()
+            .contains(ENDPOINT),
+        "{info}"
+    );
+
+    // IAM: the token is signed for the endpoint and its port.
+    for (engine, user_flag) in [("postgres", "-U"), ("mysql", "-u")] {
+        let ca = ca();
+        let via = sshd().url();
+        let mut cmd = env.cmd(&[
+            "--ca-bundle",
+            &ca,
+            engine,
+            "-h",
+            ENDPOINT,
+            user_flag,
+            IAM_USER,
+            "--iam",
+            "--via",
+            &via,
+            if engine == "postgres" { "-d" } else { "-D" },
+            "appdb",
+            if engine == "postgres" { "-c" } else { "-e" },
+            "SELECT 1 AS one",
+        ]);
+        cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+            .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+            .env("AWS_REGION", IAM_REGION);
+        let r = run(cmd);
+        r.assert_code(0);
+        assert_eq!(r.stdout, "one\n1\n", "{engine}: {}", r.stderr);
+    }
+    assert_no_ssh_left(&env);
+}
+
+#[test]
+fn the_hand_off_goes_through_the_tunnel() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let r = run(through_ssh(
+        &env,
+        "postgres",
+        &ssh,
+        &["--", "-At", "-c", "SELECT current_user"],
+    ));
+    r.assert_code(0);
+    assert_eq!(r.stdout, "app\n", "{}", r.stderr);
+    let r = run(through_ssh(
+        &env,
+        "mysql",
+        &ssh,
+        &[
+            "--client",
+            "mariadb",
+            "--",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT CURRENT_USER()",
+        ],
+    ));
+    r.assert_code(0);
+    assert!(r.stdout.starts_with("app@"), "{}{}", r.stdout, r.stderr);
+    assert_no_ssh_left(&env);
+}
+
+#[test]
+fn check_reports_the_tunnel_stage() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let ca = ca();
+    let via = sshd().url();
+    let url = format!("postgres://app@{ENDPOINT}/appdb");
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "--output",
+        "json",
+        "check",
+        &url,
+        "--via",
+        &via,
+    ]);
+    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+        .env("PGPASSWORD", APP_PASSWORD);
+    let r = run(cmd);
+    r.assert_code(0);
+    let t = &r.json()["targets"][0];
+    let stages: Vec<(String, String)> = t["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("tunnel", "ok"),
+            ("dns", "skipped"),
+            ("tcp", "ok"),
+            ("tls", "ok"),
+            ("auth", "ok"),
+            ("query", "ok")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{t:#}"
+    );
+    assert!(t["stages"][0]["duration_ms"].as_f64().is_some(), "{t:#}");
+    assert_no_ssh_left(&env);
+}
+
+/// ssh's own failures: exit 4, ssh's message, the layer named.
+#[test]
+fn ssh_failures_are_network_errors_with_sshs_message() {
+    let env = TestEnv::new();
+    let wrong_key = sshd().client(&env, "other_key", true);
+    let r = run(through_ssh(
+        &env,
+        "postgres",
+        &wrong_key,
+        &["-c", "SELECT 1"],
+    ));
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains("ssh to bastion 127.0.0.1") && r.stderr.contains("Permission denied"),
+        "{}",
+        r.stderr
+    );
+    assert_no_ssh_left(&env);
+
+    let env = TestEnv::new();
+    let unknown_host = sshd().client(&env, "user_key", false);
+    let r = run(through_ssh(
+        &env,
+        "postgres",
+        &unknown_host,
+        &["-c", "SELECT 1"],
+    ));
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains("Host key verification failed"),
+        "{}",
+        r.stderr
+    );
+    assert_no_ssh_left(&env);
+
+    // A bastion that is not there.
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let ca = ca();
+    let down = format!("ssh://root@127.0.0.1:{}", free_port());
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "postgres",
+        "-h",
+        ENDPOINT,
+        "-U",
+        "app",
+        "--via",
+        &down,
+        "-c",
+        "SELECT 1",
+    ]);
+    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+        .env("PGPASSWORD", APP_PASSWORD);
+    let r = run(cmd);
+    r.assert_code(4);
+    assert!(r.stderr.contains("Connection refused"), "{}", r.stderr);
+    assert_no_ssh_left(&env);
+}
+
+/// The tunnel dies mid-session: the session ends with an error, and
+/// nothing is left behind.
+#[test]
+fn a_tunnel_killed_mid_session_ends_it_cleanly() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let (ca, via) = (ca(), sshd().url());
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "-vv",
+        "postgres",
+        "-h",
+        ENDPOINT,
+        "-U",
+        "app",
+        "-d",
+        "appdb",
+        "--via",
+        &via,
+        "-c",
+        "SELECT pg_sleep(120)",
+    ]);
+    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+        .env("PGPASSWORD", APP_PASSWORD);
+    let mut watched = Watched::spawn(cmd);
+    watched.wait_for("ssh tunnel to");
+    // The session is running its statement: end the tunnel under it.
+    let marker = env
+        .root
+        .path()
+        .join("ssh")
+        .join("config")
+        .display()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while ssh_processes(&marker).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no ssh to kill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("pkill")
+        .args(["-f", &marker])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let r = watched.finish();
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("error:"), "{}", r.stderr);
+    assert_no_ssh_left(&env);
+}
+
+/// One ssh for all of the proxy's clients.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_shares_one_ssh_among_fifty_clients() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let via = sshd().url();
+    let proxy = ProxyProc::start(
+        &env,
+        &["postgres", "-h", ENDPOINT, "--via", &via],
+        &[("RDSCONN_SSH_COMMAND", &ssh), ("PGPASSWORD", APP_PASSWORD)],
+    );
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(proxy.port())
+        .user("app")
+        .dbname("appdb")
+        .password("ignored: the proxy logs in with its own")
+        .ssl_mode(tokio_postgres::config::SslMode::Disable)
+        .connect_timeout(Duration::from_mins(1));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await?
+                .get(0);
+            Ok::<_, tokio_postgres::Error>((client, pid))
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log())),
+        );
+    }
+    let mut pids: Vec<i32> = clients.iter().map(|(_, p)| *p).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 50);
+    let marker = env
+        .root
+        .path()
+        .join("ssh")
+        .join("config")
+        .display()
+        .to_string();
+    assert_eq!(
+        ssh_processes(&marker).len(),
+        1,
+        "{:?}",
+        ssh_processes(&marker)
+    );
+    drop(clients);
+    drop(proxy);
+}
+
+/// SOCKS5 from the same bastion (`ssh -D`): socks5h resolves the endpoint
+/// name at the proxy, as `ALL_PROXY` does too; socks5 resolves it here,
+/// where it does not resolve.
+#[test]
+fn socks5h_resolves_at_the_proxy() {
+    let env = TestEnv::new();
+    let (mut socks, port) = sshd().socks(&env);
+    let ca = ca();
+    let pg = |via: Option<String>, all_proxy: Option<String>| {
+        let mut args = vec![
+            "--ca-bundle".to_string(),
+            ca.clone(),
+            "postgres".into(),
+            "-h".into(),
+            ENDPOINT.into(),
+            "-U".into(),
+            "app".into(),
+            "-d".into(),
+            "appdb".into(),
+        ];
+        if let Some(v) = via {
+            args.extend(["--via".to_string(), v]);
+        }
+        args.extend([
+            "--connect-timeout".to_string(),
+            "20s".into(),
+            "-c".into(),
+            PG_TLS.into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = env.cmd(&args);
+        cmd.env("PGPASSWORD", APP_PASSWORD);
+        if let Some(a) = all_proxy {
+            cmd.env("ALL_PROXY", a);
+        }
+        run(cmd)
+    };
+    let r = pg(Some(format!("socks5h://127.0.0.1:{port}")), None);
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
+    let r = pg(None, Some(format!("socks5h://127.0.0.1:{port}")));
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
+    let r = pg(Some(format!("socks5://127.0.0.1:{port}")), None);
+    r.assert_code(4);
+    assert!(r.stderr.contains(ENDPOINT), "{}", r.stderr);
+    // A password for the proxy only from the environment.
+    let r = pg(Some(format!("socks5h://u:secret@127.0.0.1:{port}")), None);
+    r.assert_code(2);
+    assert!(!r.stderr.contains("secret"), "{}", r.stderr);
+    socks.kill().unwrap();
+    socks.wait().unwrap();
+}
+
+/// `env` cannot hand a tunnel that ends with rdsconn to another program.
+#[test]
+fn env_with_a_tunnel_is_refused_with_the_proxy_hint() {
+    let env = TestEnv::new();
+    let via = sshd().url();
+    let r = env.run_with(
+        &[
+            "env", "postgres", "-h", ENDPOINT, "-U", "app", "--via", &via,
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    r.assert_code(2);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(r.stderr.contains("rdsconn proxy postgres"), "{}", r.stderr);
+}
