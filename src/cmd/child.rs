@@ -18,7 +18,7 @@ pub(crate) async fn env(global: &GlobalArgs, args: &EnvArgs) -> Result<u8> {
         OutputFormat::Json => Shell::Json,
         OutputFormat::Text => Shell::Sh,
     });
-    let prepared = prepare(global, &args.target).await?;
+    let prepared = prepare(global, &args.target, false).await?;
     let vars = prepared.vars();
     output::raw(native::render(&vars, shell)?.as_bytes())?;
     Ok(0)
@@ -33,7 +33,10 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
     if let Some(family) = crate::clientargs::Family::of_program(std::path::Path::new(program)) {
         crate::clientargs::check(family, rest)?;
     }
-    let prepared = prepare(global, &args.target).await?;
+    let prepared = prepare(global, &args.target, true).await?;
+    if prepared.target.tunnel().is_some() {
+        return through_tunnel(global, prepared, program, rest).await;
+    }
     let mut launch = Launch {
         program: program.into(),
         args: rest.to_vec(),
@@ -52,9 +55,57 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
     native::run(launch)
 }
 
+/// `exec` through a tunnel rdsconn opens: the command talks to rdsconn's
+/// proxy on a private unix socket (the variables say where, with a
+/// one-time password), which logs in upstream through the tunnel with
+/// the endpoint verified, a fresh token per connection for IAM; tunnel
+/// and proxy live as long as the command.
+async fn through_tunnel(
+    global: &GlobalArgs,
+    prepared: Prepared,
+    program: &std::ffi::OsString,
+    rest: &[std::ffi::OsString],
+) -> Result<u8> {
+    let kind = prepared.kind;
+    let secrets = match prepared.minted {
+        Some(m) => crate::proxy::Secrets::Iam(Box::new(crate::iam::TokenCache::new(
+            prepared.target.host.clone(),
+            prepared.target.port,
+            m.region,
+            global.profile.clone(),
+            m.credentials,
+        ))),
+        None => crate::proxy::Secrets::Password(prepared.secret.clone()),
+    };
+    let policy = crate::tls::TlsPolicy {
+        mode: prepared.tls,
+        roots: crate::resolve::roots(global, &prepared.target.host)?,
+    };
+    let client = prepared.client;
+    let is_mysql_tool = crate::clientargs::Family::of_program(std::path::Path::new(program))
+        == Some(crate::clientargs::Family::Mysql);
+    crate::proxy::serving(kind, &prepared.target, policy, secrets, |conn| {
+        let mut launch = Launch {
+            program: program.into(),
+            args: rest.to_vec(),
+            env: client.socket_env(conn),
+            env_remove: &[],
+            secret_file: None,
+        };
+        if is_mysql_tool {
+            native::mysql_tool(&mut launch, conn)?;
+        }
+        Ok(launch)
+    })
+    .await
+}
+
 /// What `env` and `exec` hand on: the target with its password or a
 /// freshly minted token, the CA file, and where the password came from.
 struct Prepared {
+    kind: crate::target::EngineKind,
+    /// The token's signing details, for the tunnel's proxy to mint more.
+    minted: Option<crate::iam::Minted>,
     client: &'static dyn native::Client,
     target: crate::target::Target,
     secret: Secret,
@@ -93,8 +144,9 @@ impl Prepared {
     }
 }
 
-/// The target, with a freshly minted token (`--iam`) or the password.
-async fn prepare(global: &GlobalArgs, args: &ChildArgs) -> Result<Prepared> {
+/// The target, with a freshly minted token (`--iam`) or the password;
+/// a tunnel only when `tunnel_ok` (`exec`).
+async fn prepare(global: &GlobalArgs, args: &ChildArgs, tunnel_ok: bool) -> Result<Prepared> {
     let (kind, flags) = (args.engine, &args.target);
     let ask = Ask {
         kind: Some(kind),
@@ -116,24 +168,29 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs) -> Result<Prepared> {
         tls,
         ..
     } = request(global, ask).await?;
-    if let Some(via) = target.tunnel() {
+    if let Some(via) = target.tunnel().filter(|_| !tunnel_ok) {
         // The tunnel is rdsconn's and ends with it: `env` would print
         // settings for a tunnel that is gone.
         return Err(crate::error::Error::usage(format!(
-            "--via {via}: the tunnel lives only while rdsconn runs, so `env` and `exec` cannot hand it to another program"
+            "--via {via}: the tunnel lives only while rdsconn runs, so `env` cannot hand it to another program"
         ))
         .with_hint(format!(
-            "run `rdsconn proxy {} … --via {via}` and point the program at the proxy",
+            "run the program under `rdsconn exec {0} … --via {via} -- PROGRAM`, or point it at `rdsconn proxy {0} … --via {via}`",
             kind.name()
         )));
     }
     let client = native::for_kind(kind);
-    client.check(&target, tls)?;
+    if target.tunnel().is_none() {
+        client.check(&target, tls)?;
+    }
     // Where the password came from, for scripts (never the value).
     let mut source = None;
+    let mut minted = None;
     let secret = if iam {
-        let minted = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
-        Secret::new(minted.token)
+        let m = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
+        let token = Secret::new(m.token.clone());
+        minted = Some(m);
+        token
     } else if let Some(p) = url_password {
         p
     } else if let Some(s) = from_secret {
@@ -154,8 +211,12 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs) -> Result<Prepared> {
     let ca_file = ca_file(global, &target.host)?;
     let rds_bundle = global.ca_bundle.is_none()
         && crate::ca::Trust::for_host(&target.host) == crate::ca::Trust::RdsBundle;
-    let via_addr = via_addr(&target).await?;
-    if target.via.is_some() {
+    let via_addr = if target.tunnel().is_some() {
+        None
+    } else {
+        via_addr(&target).await?
+    };
+    if target.via.is_some() && target.tunnel().is_none() {
         output::warn(format!(
             "through --via only the client's own variables are set ({}): other drivers \
              cannot dial the tunnel while verifying {}; for them, run `rdsconn proxy` and \
@@ -169,6 +230,8 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs) -> Result<Prepared> {
         ));
     }
     Ok(Prepared {
+        kind,
+        minted,
         client,
         target,
         secret,

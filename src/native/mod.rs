@@ -49,6 +49,10 @@ pub trait Client: Send + Sync {
     /// names the clients read, `DATABASE_URL` last.
     fn env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar>;
 
+    /// The variables for rdsconn's proxy on a private unix socket
+    /// (`conn.socket`, one-time password): `exec` through a tunnel.
+    fn socket_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar>;
+
     /// The installed client, or `given` (`--client`).
     fn find(&self, given: Option<&Path>) -> Result<NativeClient>;
 
@@ -135,6 +139,25 @@ pub fn database_url(
         enc(conn.secret.expose()),
         url_host(host),
         conn.dial_port(),
+        conn.target.database.as_deref().map(enc).unwrap_or_default()
+    );
+    push_params(&mut url, params);
+    url
+}
+
+/// `scheme://user:password@host/database?k=v&…` without a port: for
+/// rdsconn's proxy on a unix socket, which the parameters name.
+pub fn socket_url(
+    scheme: &str,
+    conn: &ClientConn<'_>,
+    host: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
+    let mut url = format!(
+        "{scheme}://{}:{}@{host}/{}",
+        enc(&conn.target.user),
+        enc(conn.secret.expose()),
         conn.target.database.as_deref().map(enc).unwrap_or_default()
     );
     push_params(&mut url, params);

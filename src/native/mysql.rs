@@ -109,6 +109,32 @@ impl Client for Mysql {
         vars
     }
 
+    fn socket_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
+        let socket = conn.socket.unwrap_or(Path::new("")).to_string_lossy();
+        let mut vars = vec![
+            // The mysql client takes the socket for host `localhost`.
+            EnvVar::new("MYSQL_HOST", "localhost"),
+            EnvVar::new("MYSQL_UNIX_PORT", socket.as_ref()),
+            EnvVar::new("MYSQL_USER", &conn.target.user),
+        ];
+        if let Some(db) = &conn.target.database {
+            vars.push(EnvVar::new("MYSQL_DATABASE", db));
+        }
+        vars.push(EnvVar::new("MYSQL_PWD", conn.secret.expose()));
+        // sqlx reads `socket`, mysql2 `socketPath`; no TLS on the socket
+        // (the proxy verifies upstream).
+        vars.push(EnvVar::new(
+            "DATABASE_URL",
+            super::socket_url(
+                "mysql",
+                conn,
+                "localhost",
+                &[("socket", socket.as_ref()), ("socketPath", socket.as_ref())],
+            ),
+        ));
+        vars
+    }
+
     fn find(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
         let program = super::find_client(
             given,
@@ -225,6 +251,27 @@ fn is_mariadb(program: &Path) -> Result<bool, Error> {
 pub(super) fn tool(launch: &mut Launch, conn: &ClientConn<'_>) -> Result<(), Error> {
     let program = which::which(&launch.program).unwrap_or_else(|_| launch.program.clone());
     let mariadb = is_mariadb(&program)?;
+    if let Some(socket) = conn.socket {
+        // rdsconn's proxy on a private socket: TLS is the proxy's, upstream.
+        let file = format!(
+            "[client]\nprotocol=SOCKET\nsocket={}\nuser={}\npassword={}\n{}\n",
+            option_value(&socket.to_string_lossy()),
+            option_value(&conn.target.user),
+            option_value(conn.secret.expose()),
+            if mariadb {
+                "skip-ssl"
+            } else {
+                "ssl-mode=DISABLED"
+            },
+        );
+        let file = super::secret_file("rdsconn-mysql-", &file)?;
+        launch.args.insert(
+            0,
+            format!("--defaults-extra-file={}", file.path().display()).into(),
+        );
+        launch.secret_file = Some(file);
+        return Ok(());
+    }
     let (host, port) = conn.target.dial();
     let ca = conn.ca_file.to_string_lossy();
     let mut file = format!(

@@ -55,6 +55,22 @@ impl Client for Postgres {
         vars
     }
 
+    fn socket_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
+        let mut vars = proxy_socket_env(conn, conn.socket.unwrap_or(Path::new("")));
+        // libpq's URI names a socket directory in `host=`; asyncpg and
+        // node-pg read it too.
+        let dir = vars[0].value.clone();
+        let port = vars[1].value.clone();
+        let url = super::socket_url(
+            "postgresql",
+            conn,
+            "",
+            &[("host", &dir), ("port", &port), ("sslmode", "disable")],
+        );
+        vars.push(EnvVar::new("DATABASE_URL", url));
+        vars
+    }
+
     fn find(&self, given: Option<&Path>) -> Result<NativeClient, Error> {
         let program = super::find_client(
             given,

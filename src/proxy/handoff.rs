@@ -28,6 +28,22 @@ pub(crate) async fn through_proxy(
     secrets: Secrets,
     client_args: &[OsString],
 ) -> Result<u8> {
+    serving(kind, target, policy, secrets, |conn| {
+        native_client.launch(client, conn, client_args)
+    })
+    .await
+}
+
+/// Runs the program `launch` makes for rdsconn's proxy on a private unix
+/// socket (`ClientConn::socket`, with the proxy's one-time password as the
+/// secret), serving it until the program exits; its exit status.
+pub(crate) async fn serving(
+    kind: EngineKind,
+    target: &Target,
+    policy: TlsPolicy,
+    secrets: Secrets,
+    launch: impl FnOnce(&ClientConn<'_>) -> Result<native::Launch>,
+) -> Result<u8> {
     let policy_mode = policy.mode;
     let dir = crate::files::private_dir().map_err(|e| ConnectError::Server(e.to_string()))?;
     // libpq finds a socket by directory and port.
@@ -67,7 +83,7 @@ pub(crate) async fn through_proxy(
         rds_bundle: false,
         socket: Some(&socket),
     };
-    let launch = native_client.launch(client, &conn, client_args)?;
+    let launch = launch(&conn)?;
     let code = tokio::task::spawn_blocking(move || native::run(launch))
         .await
         .map_err(|e| Error::new(crate::error::Category::Runtime, e))??;

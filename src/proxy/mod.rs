@@ -14,7 +14,7 @@ mod handoff;
 mod mysql;
 mod postgres;
 
-pub(crate) use handoff::through_proxy;
+pub(crate) use handoff::{serving, through_proxy};
 
 use std::fmt::Write as _;
 use std::future::Future;

@@ -450,3 +450,142 @@ fn env_with_a_tunnel_is_refused_with_the_proxy_hint() {
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.contains("rdsconn proxy postgres"), "{}", r.stderr);
 }
+
+/// `exec` through a tunnel: the command reaches the endpoint through
+/// rdsconn's proxy on a private socket for as long as it runs.
+#[test]
+fn exec_runs_tools_and_drivers_through_the_tunnel() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let via = sshd().url();
+    let py = crate::support::python().display().to_string();
+    let node_modules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules");
+    let ca = ca();
+    let exec = |engine: &str, program: &[&str]| {
+        let mut args = vec![
+            "--ca-bundle",
+            &ca,
+            "exec",
+            engine,
+            "-h",
+            ENDPOINT,
+            "-u",
+            "app",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "--",
+        ];
+        args.extend_from_slice(program);
+        let mut cmd = env.cmd(&args);
+        cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+            .env("PGPASSWORD", APP_PASSWORD)
+            .env("MYSQL_PWD", APP_PASSWORD)
+            .env(
+                "NODE_PATH",
+                std::env::var_os("RDSCONN_TEST_NODE_MODULES")
+                    .unwrap_or(node_modules.clone().into()),
+            );
+        run(cmd)
+    };
+    let r = exec("postgres", &["psql", "-At", "-c", "SELECT current_user"]);
+    r.assert_code(0);
+    assert_eq!(r.stdout, "app\n", "{}", r.stderr);
+    let asyncpg = "import asyncio, os, asyncpg\n\
+                   async def main():\n    c = await asyncpg.connect(os.environ['DATABASE_URL'])\n    \
+                   print(await c.fetchval('SELECT current_user'))\n    await c.close()\n\
+                   asyncio.run(main())";
+    let r = exec("postgres", &[&py, "-c", asyncpg]);
+    r.assert_code(0);
+    assert_eq!(r.stdout, "app\n", "{}", r.stderr);
+    let r = exec("mysql", &["mariadb-admin", "ping"]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("alive"), "{}{}", r.stdout, r.stderr);
+    let mysql2 = "const m = require('mysql2/promise'); (async () => { \
+                  const c = await m.createConnection(process.env.DATABASE_URL); \
+                  const [r] = await c.query('SELECT CURRENT_USER() AS u'); \
+                  console.log(r[0].u.split('@')[0]); await c.end(); })()\
+                  .catch((e) => { console.error(e.message); process.exit(3); });";
+    let r = exec("mysql", &["node", "-e", mysql2]);
+    r.assert_code(0);
+    assert_eq!(r.stdout, "app\n", "{}", r.stderr);
+    assert_no_ssh_left(&env);
+}
+
+/// `--connect-timeout` bounds the tunnel's set-up: a bastion that accepts
+/// TCP and never speaks SSH ends the run as a timeout (exit 4), and the
+/// ssh started for it is gone.
+#[test]
+fn the_connect_timeout_bounds_the_tunnel_set_up() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let via = format!("ssh://root@{}", silent.local_addr().unwrap());
+    let ca = ca();
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "postgres",
+        "-h",
+        ENDPOINT,
+        "-U",
+        "app",
+        "--via",
+        &via,
+        "--connect-timeout",
+        "2s",
+        "-c",
+        "SELECT 1",
+    ]);
+    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+        .env("PGPASSWORD", APP_PASSWORD);
+    let r = run(cmd);
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains("timed out") && r.stderr.contains("tunnel"),
+        "{}",
+        r.stderr
+    );
+    assert_no_ssh_left(&env);
+    drop(silent);
+}
+
+/// doctor's connection lines go through the tunnel too.
+#[test]
+fn doctor_checks_through_the_tunnel() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let (ca, via) = (ca(), sshd().url());
+    let url = format!("postgres://app@{ENDPOINT}/appdb");
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "--output",
+        "json",
+        "doctor",
+        &url,
+        "--via",
+        &via,
+    ]);
+    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
+        .env("PGPASSWORD", APP_PASSWORD);
+    let r = run(cmd);
+    r.assert_code(0);
+    let j = r.json();
+    let status = |name: &str| {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .map_or_else(
+                || panic!("no {name}: {j}"),
+                |c| c["status"].as_str().unwrap().to_string(),
+            )
+    };
+    assert_eq!(status("connect: tunnel"), "ok", "{j}");
+    assert_eq!(status("connect: query"), "ok", "{j}");
+    assert_no_ssh_left(&env);
+}
