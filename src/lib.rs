@@ -100,7 +100,8 @@ async fn command(cli: &Cli) -> Result<u8> {
         Command::Env(args) => cmd::child::env(global, args).await,
         Command::Exec(args) => cmd::child::exec(global, args).await,
         Command::Ls(args) => cmd::ls::run(global, args).await,
-        Command::Doctor(args) => cmd::doctor::run(global, args).await,
+        // Boxed: the checklist with its connection check is a large future.
+        Command::Doctor(args) => Box::pin(cmd::doctor::run(global, args)).await,
         Command::Proxy(args) => cmd::proxy::run(global, args).await,
     }
 }

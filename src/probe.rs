@@ -233,7 +233,7 @@ async fn through_tunnel(
         detail: Some("resolved at the tunnel's far end".into()),
     });
     let t = Instant::now();
-    let connect = crate::net::tunnel::connect(target);
+    let connect = Box::pin(crate::net::tunnel::connect(target));
     match within(remaining(), "TCP connect through the tunnel", connect).await {
         Ok(s) => {
             run.ok(

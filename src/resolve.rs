@@ -486,7 +486,8 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         .or(url_via.as_deref())
         .map(|raw| parse_via(raw, false))
         .transpose()?
-        .map_or_else(all_proxy, |v| Ok(Some(v)))?;
+        .map_or_else(all_proxy, |v| Ok(Some(v)))?
+        .map(|via| ssm_signing(via, global, &host));
     if connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }
@@ -775,6 +776,22 @@ fn dsql_defaults(
 }
 
 /// `HOST:PORT` or `[IPv6]:PORT`.
+/// An SSM session is started in the region `--region` names, else the
+/// endpoint's, else the configuration's; with `--profile`'s credentials.
+fn ssm_signing(via: Via, global: &GlobalArgs, host: &Host) -> Via {
+    match via {
+        Via::Ssm { target, .. } => Via::Ssm {
+            target,
+            region: global
+                .region
+                .clone()
+                .or_else(|| host.rds_region().ok().flatten()),
+            profile: global.profile.clone(),
+        },
+        other => other,
+    }
+}
+
 /// `ALL_PROXY` / `all_proxy` as the dial path when it is a SOCKS5 proxy
 /// (as cloud-sql-proxy reads it); other proxies are for HTTP, not for
 /// database connections.

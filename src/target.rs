@@ -678,6 +678,15 @@ pub enum Via {
         host: String,
         port: Option<u16>,
     },
+    /// `ssm://TARGET` (an instance id, or `tag:Name=VALUE`): an AWS
+    /// Systems Manager port-forwarding session through that instance,
+    /// run by `session-manager-plugin`; the region and profile sign the
+    /// SSM calls.
+    Ssm {
+        target: String,
+        region: Option<String>,
+        profile: Option<String>,
+    },
     /// `socks5://HOST:PORT` (the endpoint name resolved here) or
     /// `socks5h://` (resolved by the proxy); also from `ALL_PROXY`.
     Socks {
@@ -693,9 +702,16 @@ impl Via {
     /// Parses `--via` (or `ALL_PROXY`, `from_env`): `HOST:PORT` or one of
     /// the tunnel URLs. A password is accepted only from the environment.
     pub fn parse(raw: &str, from_env: bool) -> Result<Self, String> {
-        let Some((scheme, _)) = raw.split_once("://") else {
+        let Some((scheme, rest)) = raw.split_once("://") else {
             return parse_host_port(raw).map(|(h, p)| Self::Addr(h, p));
         };
+        if scheme == "ssm" {
+            return parse_ssm_target(rest).map(|target| Self::Ssm {
+                target,
+                region: None,
+                profile: None,
+            });
+        }
         let url = url::Url::parse(raw).map_err(|e| format!("{e}"))?;
         let host = match url.host() {
             Some(url::Host::Domain(d)) => Host::parse(&decode(d)).map_err(|e| e.to_string())?,
@@ -739,7 +755,7 @@ impl Via {
                 })
             }
             other => Err(format!(
-                "unknown scheme {other}:// (expected HOST:PORT, ssh://, socks5:// or socks5h://)"
+                "unknown scheme {other}:// (expected HOST:PORT, ssh://, ssm://, socks5:// or socks5h://)"
             )),
         }
     }
@@ -776,6 +792,7 @@ impl fmt::Display for Via {
                     None => Ok(()),
                 }
             }
+            Self::Ssm { target, .. } => write!(f, "ssm://{target}"),
             // Never the proxy's password.
             Self::Socks {
                 host: h,
@@ -790,6 +807,27 @@ impl fmt::Display for Via {
             ),
         }
     }
+}
+
+/// An SSM target: an instance id (`i-…`, a managed instance's `mi-…`) or
+/// `tag:KEY=VALUE` (the one running managed instance with that tag).
+fn parse_ssm_target(raw: &str) -> Result<String, String> {
+    let raw = raw.strip_suffix('/').unwrap_or(raw);
+    let id = |s: &str, prefix: &str| {
+        s.strip_prefix(prefix).is_some_and(|h| {
+            (8..=17).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+        })
+    };
+    if id(raw, "i-") || id(raw, "mi-") {
+        return Ok(raw.to_string());
+    }
+    if let Some((key, value)) = raw.strip_prefix("tag:").and_then(|t| t.split_once('=')) {
+        let fine = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+        if fine(key) && fine(value) {
+            return Ok(raw.to_string());
+        }
+    }
+    Err("expected ssm://INSTANCE-ID (i-0123456789abcdef0) or ssm://tag:Name=VALUE".into())
 }
 
 /// `HOST:PORT` (`[v6]:PORT`).

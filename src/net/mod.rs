@@ -4,6 +4,7 @@
 //! time, classifying I/O failures, and the TLS handshake with rdsconn's
 //! verifier once a protocol has agreed to TLS.
 
+mod ssm;
 pub(crate) mod tunnel;
 
 use std::future::Future;
@@ -336,7 +337,8 @@ pub(crate) async fn dial(target: &Target, stage: &Stage) -> Result<Dialed, Conne
     if target.tunnel().is_some() {
         // The tunnel resolves and connects at its far end.
         stage.set("tunnel");
-        let stream = tunnel::connect(target).await?;
+        // Boxed: a tunnel's set-up (SSM's calls) is a large future.
+        let stream = Box::pin(tunnel::connect(target)).await?;
         return Ok(Dialed {
             stream,
             start,

@@ -38,25 +38,43 @@ static TUNNELS: LazyLock<Mutex<HashMap<Key, Arc<Tunnel>>>> =
 struct Tunnel {
     via: Via,
     endpoint: (String, u16),
-    ssh: tokio::sync::Mutex<SshState>,
+    ssh: tokio::sync::Mutex<ForwardState>,
 }
 
 #[derive(Default)]
-struct SshState {
-    forward: Option<SshForward>,
+struct ForwardState {
+    forward: Option<Forward>,
     /// Failed starts in a row, and when the last one ended (back-off).
     failures: u32,
     last_failure: Option<Instant>,
 }
 
-/// A running `ssh -N -L socket:endpoint`.
-struct SshForward {
+/// A running forwarding process: `ssh -N -L socket:endpoint`, or
+/// `session-manager-plugin` listening on a loopback port.
+struct Forward {
     child: Child,
-    socket: PathBuf,
-    /// Removed (with the socket) when the forward is dropped.
-    _dir: tempfile::TempDir,
-    /// ssh's last lines on stderr, for errors.
+    at: ForwardAt,
+    /// Removed (with ssh's socket) when the forward is dropped.
+    _dir: Option<tempfile::TempDir>,
+    /// The process's last lines (stderr; the plugin's stdout too), for
+    /// errors.
     said: Arc<Mutex<Vec<String>>>,
+}
+
+/// Where a forward listens.
+#[derive(Clone, Debug)]
+enum ForwardAt {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+impl std::fmt::Display for ForwardAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(p) => write!(f, "{}", p.display()),
+            Self::Tcp(a) => write!(f, "{a}"),
+        }
+    }
 }
 
 /// A connection to `target`'s endpoint through its tunnel.
@@ -75,10 +93,10 @@ pub(crate) async fn ensure(target: &Target) -> Result<Option<String>, ConnectErr
     };
     let tunnel = tunnel(via, target);
     match &tunnel.via {
-        Via::Ssh { .. } => {
+        Via::Ssh { .. } | Via::Ssm { .. } => {
             let mut state = tunnel.ssh.lock().await;
-            let socket = tunnel.running_ssh(&mut state).await?;
-            Ok(Some(format!("ssh forwarding {}", socket.display())))
+            let at = tunnel.running(&mut state).await?;
+            Ok(Some(format!("{via} forwarding on {at}")))
         }
         _ => Ok(Some(format!("{via}"))),
     }
@@ -117,17 +135,23 @@ fn tunnel(via: &Via, target: &Target) -> Arc<Tunnel> {
 impl Tunnel {
     async fn connect(&self) -> Result<Stream, ConnectError> {
         match &self.via {
-            Via::Ssh { .. } => {
+            Via::Ssh { .. } | Via::Ssm { .. } => {
                 let mut state = self.ssh.lock().await;
-                let socket = self.running_ssh(&mut state).await?;
-                match tokio::net::UnixStream::connect(&socket).await {
-                    Ok(s) => Ok(Stream::Unix(s)),
-                    Err(e) => {
-                        // ssh went away between the check and the connect.
-                        state.forward = None;
-                        Err(self.ssh_error(&format!("the forward's socket: {e}"), &[]))
+                let at = self.running(&mut state).await?;
+                let connected = match &at {
+                    ForwardAt::Unix(p) => {
+                        tokio::net::UnixStream::connect(p).await.map(Stream::Unix)
                     }
-                }
+                    ForwardAt::Tcp(a) => tokio::net::TcpStream::connect(a).await.map(|s| {
+                        let _ = s.set_nodelay(true);
+                        Stream::Tcp(s)
+                    }),
+                };
+                connected.map_err(|e| {
+                    // The process went away between the check and the connect.
+                    state.forward = None;
+                    self.error(&format!("the forward on {at}: {e}"), None)
+                })
             }
             Via::Socks {
                 host,
@@ -139,15 +163,15 @@ impl Tunnel {
         }
     }
 
-    /// The running ssh's socket, starting ssh (again) when needed.
-    async fn running_ssh(&self, state: &mut SshState) -> Result<PathBuf, ConnectError> {
+    /// Where the running forward listens, starting it (again) when needed.
+    async fn running(&self, state: &mut ForwardState) -> Result<ForwardAt, ConnectError> {
         if let Some(forward) = &mut state.forward {
             if let Ok(None) = forward.child.try_wait() {
-                return Ok(forward.socket.clone());
+                return Ok(forward.at.clone());
             }
             let said = lines(&forward.said);
             tracing::warn!(
-                "the ssh tunnel to {} ended{}; starting it again",
+                "the tunnel {} ended{}; starting it again",
                 self.via,
                 said.last().map(|l| format!(" ({l})")).unwrap_or_default()
             );
@@ -163,13 +187,24 @@ impl Tunnel {
                 tokio::time::sleep(left).await;
             }
         }
-        match self.start_ssh().await {
+        let started = match &self.via {
+            Via::Ssm {
+                target,
+                region,
+                profile,
+            } => {
+                self.start_ssm(target, region.as_deref(), profile.as_deref())
+                    .await
+            }
+            _ => self.start_ssh().await,
+        };
+        match started {
             Ok(forward) => {
-                let socket = forward.socket.clone();
+                let at = forward.at.clone();
                 state.forward = Some(forward);
                 state.failures = 0;
                 state.last_failure = None;
-                Ok(socket)
+                Ok(at)
             }
             Err(e) => {
                 state.failures = state.failures.saturating_add(1);
@@ -181,7 +216,7 @@ impl Tunnel {
 
     /// Starts `ssh -N -L SOCKET:ENDPOINT:PORT BASTION` and waits for the
     /// socket (the caller's connect timeout bounds the wait).
-    async fn start_ssh(&self) -> Result<SshForward, ConnectError> {
+    async fn start_ssh(&self) -> Result<Forward, ConnectError> {
         let Via::Ssh { user, host, port } = &self.via else {
             return Err(ConnectError::Server("not an ssh tunnel".into()));
         };
@@ -225,66 +260,134 @@ impl Tunnel {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            self.ssh_error(
+        let child = cmd.spawn().map_err(|e| {
+            self.error(
                 &format!("running {}: {e}", program.to_string_lossy()),
-                &["install OpenSSH's client (Debian/Ubuntu: apt-get install openssh-client), or set RDSCONN_SSH_COMMAND"],
+                Some("install OpenSSH's client (Debian/Ubuntu: apt-get install openssh-client), or set RDSCONN_SSH_COMMAND"),
             )
         })?;
+        let ready = socket.clone();
+        self.wait_ready(child, ForwardAt::Unix(socket), Some(dir), move |_| {
+            ready.exists()
+        })
+        .await
+    }
+
+    /// Starts an SSM port-forwarding session and `session-manager-plugin`
+    /// for it, listening on a loopback port; ready when the plugin says it
+    /// is waiting for connections.
+    async fn start_ssm(
+        &self,
+        target: &str,
+        region: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Forward, ConnectError> {
+        let plugin = which::which("session-manager-plugin").map_err(|_| {
+            self.error(
+                "session-manager-plugin is not installed (not in PATH)",
+                Some("install AWS's Session Manager plugin: https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html"),
+            )
+        })?;
+        // A free loopback port for the plugin to listen on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(super::io_err("choosing a local port"))?
+            .port();
+        let (host, endpoint_port) = &self.endpoint;
+        let session =
+            super::ssm::start(target, region, profile, (host, *endpoint_port), port).await?;
+        let mut cmd = Command::new(&plugin);
+        // As the AWS CLI runs it.
+        cmd.arg(session.response.to_string())
+            .arg(&session.region)
+            .arg("StartSession")
+            .arg(profile.unwrap_or(""))
+            .arg(session.request.to_string())
+            .arg(&session.endpoint_url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| self.error(&format!("running {}: {e}", plugin.display()), None))?;
         let said = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            collect(stdout, Arc::clone(&said));
+        }
+        tracing::debug!("SSM session through {} started", session.target);
+        let at = ForwardAt::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        self.wait_ready_with(child, at, None, said, |said| {
+            said.iter().any(|l| l.contains("Waiting for connections"))
+        })
+        .await
+    }
+
+    /// Waits until `ready` holds (or the process ends: its last line is
+    /// the error); the caller's connect timeout bounds the wait.
+    async fn wait_ready(
+        &self,
+        child: Child,
+        at: ForwardAt,
+        dir: Option<tempfile::TempDir>,
+        ready: impl Fn(&[String]) -> bool,
+    ) -> Result<Forward, ConnectError> {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        self.wait_ready_with(child, at, dir, said, ready).await
+    }
+
+    async fn wait_ready_with(
+        &self,
+        mut child: Child,
+        at: ForwardAt,
+        dir: Option<tempfile::TempDir>,
+        said: Arc<Mutex<Vec<String>>>,
+        ready: impl Fn(&[String]) -> bool,
+    ) -> Result<Forward, ConnectError> {
         if let Some(stderr) = child.stderr.take() {
-            let said = Arc::clone(&said);
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!("ssh: {}", crate::text::Untrusted(&line));
-                    if let Ok(mut said) = said.lock() {
-                        said.push(line);
-                        let excess = said.len().saturating_sub(20);
-                        said.drain(..excess);
-                    }
-                }
-            });
+            collect(stderr, Arc::clone(&said));
         }
         let started = Instant::now();
         loop {
-            if socket.exists() {
+            if ready(&lines(&said)) {
                 tracing::debug!(
-                    "ssh tunnel to {} ready in {:.0} ms",
+                    "tunnel {} ready on {at} in {:.0} ms",
                     self.via,
                     started.elapsed().as_secs_f64() * 1000.0
                 );
-                return Ok(SshForward {
+                return Ok(Forward {
                     child,
-                    socket,
+                    at,
                     _dir: dir,
                     said,
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {
-                // Let the reader take ssh's last words.
+                // Let the readers take its last words.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let said = lines(&said);
-                let message = said
+                let message = lines(&said)
                     .iter()
                     .rev()
                     .find(|l| !l.trim().is_empty())
                     .cloned()
-                    .unwrap_or_else(|| format!("ssh exited ({status})"));
-                return Err(self.ssh_error(&message, &[]));
+                    .unwrap_or_else(|| format!("exited ({status})"));
+                return Err(self.error(&message, None));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    fn ssh_error(&self, message: &str, hints: &[&str]) -> ConnectError {
-        let Via::Ssh { host, .. } = &self.via else {
-            return ConnectError::Server(message.to_string());
+    /// The tunnel's failure, naming its layer.
+    fn error(&self, message: &str, hint: Option<&str>) -> ConnectError {
+        let layer = match &self.via {
+            Via::Ssh { host, .. } => format!("ssh to bastion {host}"),
+            Via::Ssm { target, .. } => format!("SSM session through {target}"),
+            other => format!("{other}"),
         };
         ConnectError::Tunnel {
-            layer: format!("ssh to bastion {host}"),
+            layer,
             message: message.to_string(),
-            hint: hints.first().map(|h| (*h).to_string()),
+            hint: hint.map(str::to_string),
         }
     }
 
@@ -348,6 +451,24 @@ fn ssh_command() -> (std::ffi::OsString, Vec<String>) {
         }
         _ => ("ssh".into(), Vec::new()),
     }
+}
+
+/// Keeps a process's last 20 lines from `stream` in `said`.
+fn collect(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    said: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!("tunnel: {}", crate::text::Untrusted(&line));
+            if let Ok(mut said) = said.lock() {
+                said.push(line);
+                let excess = said.len().saturating_sub(20);
+                said.drain(..excess);
+            }
+        }
+    });
 }
 
 fn lines(said: &Mutex<Vec<String>>) -> Vec<String> {

@@ -294,7 +294,7 @@ fn a_tunnel_killed_mid_session_ends_it_cleanly() {
     cmd.env("RDSCONN_SSH_COMMAND", &ssh)
         .env("PGPASSWORD", APP_PASSWORD);
     let mut watched = Watched::spawn(cmd);
-    watched.wait_for("ssh tunnel to");
+    watched.wait_for("ready on");
     // The session is running its statement: end the tunnel under it.
     let marker = env
         .root
@@ -588,4 +588,209 @@ fn doctor_checks_through_the_tunnel() {
     assert_eq!(status("connect: tunnel"), "ok", "{j}");
     assert_eq!(status("connect: query"), "ok", "{j}");
     assert_no_ssh_left(&env);
+}
+
+/// The SSM stand-ins: the API stub (its request log) and the directory of
+/// the stand-in `session-manager-plugin`.
+struct Ssm {
+    stub: std::process::Child,
+    url: String,
+    log: std::path::PathBuf,
+    plugin_log: std::path::PathBuf,
+}
+
+impl Ssm {
+    fn start(env: &TestEnv) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/ssm");
+        let log = env.root.path().join("ssm-api.jsonl");
+        let instances = r#"{"i-0123456789abcdef0": {"Name": "bastion"},
+            "i-0aaaaaaaabbbbbbbb": {"Name": "twin"}, "i-0ccccccccdddddddd": {"Name": "twin"}}"#;
+        let mut stub = Command::new("python3")
+            .arg(dir.join("ssm_stub.py"))
+            .arg(&log)
+            .arg(instances)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(stub.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("stub said {line:?}"));
+        Self {
+            stub,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            plugin_log: env.root.path().join("ssm-plugin.jsonl"),
+        }
+    }
+
+    /// `rdsconn ARGS` with the stubs: the API, the plugin first in PATH
+    /// (unless `plugin` is false), AWS credentials, the plugin's far end.
+    fn cmd(&self, env: &TestEnv, args: &[&str], plugin: bool) -> Command {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/ssm");
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut cmd = env.cmd(args);
+        if plugin {
+            cmd.env("PATH", format!("{}:{path}", dir.display()));
+        }
+        cmd.env("AWS_ENDPOINT_URL_SSM", &self.url)
+            .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+            .env("AWS_REGION", IAM_REGION)
+            .env("SSM_PLUGIN_LOG", &self.plugin_log)
+            .env(
+                "SSM_PLUGIN_FORWARD",
+                format!(
+                    "127.0.0.1:{}",
+                    crate::support::pg::server(crate::support::server::Variant::Good).port
+                ),
+            )
+            .env("PGPASSWORD", APP_PASSWORD);
+        cmd
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        read_jsonl(&self.log)
+    }
+
+    fn plugin_runs(&self) -> Vec<serde_json::Value> {
+        read_jsonl(&self.plugin_log)
+    }
+
+    /// Stand-in plugins still running for this stub.
+    fn plugins_left(&self) -> Vec<String> {
+        crate::support::sshd::processes(&self.url)
+    }
+}
+
+impl Drop for Ssm {
+    fn drop(&mut self) {
+        let _ = self.stub.kill();
+        let _ = self.stub.wait();
+    }
+}
+
+fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `--via ssm://tag:Name=VALUE`: the instance from
+/// `DescribeInstanceInformation`, `StartSession` with the port-forwarding
+/// document for the endpoint, the
+/// plugin run as the AWS CLI runs it; then SQL through it, verified.
+#[test]
+fn ssm_sessions_forward_to_the_endpoint() {
+    let env = TestEnv::new();
+    let ssm = Ssm::start(&env);
+    let ca = ca();
+    let pg = |via: &str, plugin: bool| {
+        run(ssm.cmd(
+            &env,
+            &[
+                "--ca-bundle",
+                &ca,
+                "postgres",
+                "-h",
+                ENDPOINT,
+                "-U",
+                "app",
+                "-d",
+                "appdb",
+                "--via",
+                via,
+                "-c",
+                PG_TLS,
+            ],
+            plugin,
+        ))
+    };
+    let r = pg("ssm://tag:Name=bastion", true);
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
+    let calls = ssm.requests();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0]["target"], "AmazonSSM.DescribeInstanceInformation");
+    assert_eq!(calls[0]["body"]["Filters"][0]["Key"], "tag:Name");
+    assert_eq!(calls[0]["body"]["Filters"][0]["Values"][0], "bastion");
+    assert_eq!(calls[1]["target"], "AmazonSSM.StartSession");
+    assert!(calls.iter().all(|c| c["signed"] == true), "{calls:#?}");
+    let start = &calls[1]["body"];
+    assert_eq!(start["Target"], "i-0123456789abcdef0");
+    assert_eq!(
+        start["DocumentName"],
+        "AWS-StartPortForwardingSessionToRemoteHost"
+    );
+    assert_eq!(start["Parameters"]["host"], serde_json::json!([ENDPOINT]));
+    assert_eq!(
+        start["Parameters"]["portNumber"],
+        serde_json::json!(["5432"])
+    );
+    let runs = ssm.plugin_runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["operation"], "StartSession");
+    assert_eq!(runs[0]["region"], IAM_REGION);
+    assert_eq!(runs[0]["endpoint"], ssm.url);
+    assert_eq!(runs[0]["request"], *start);
+    assert_eq!(runs[0]["response"]["SessionId"], "rdsconn-test-0123456789");
+    assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
+
+    // An instance id goes straight to StartSession.
+    let r = pg("ssm://i-0123456789abcdef0", true);
+    r.assert_code(0);
+    assert_eq!(ssm.requests().len(), 3);
+
+    // Two instances with the tag: name one.
+    let r = pg("ssm://tag:Name=twin", true);
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains("2 instances") && r.stderr.contains("ssm://INSTANCE-ID"),
+        "{}",
+        r.stderr
+    );
+
+    // No plugin installed: the install hint.
+    let r = pg("ssm://i-0123456789abcdef0", false);
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains("session-manager-plugin") && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
+
+    // check names the tunnel stage.
+    let mut cmd = ssm.cmd(
+        &env,
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "check",
+            &format!("postgres://app@{ENDPOINT}/appdb"),
+            "--via",
+            "ssm://i-0123456789abcdef0",
+        ],
+        true,
+    );
+    cmd.env("PGPASSWORD", APP_PASSWORD);
+    let r = run(cmd);
+    r.assert_code(0);
+    assert_eq!(
+        r.json()["targets"][0]["stages"][0]["name"],
+        "tunnel",
+        "{}",
+        r.stdout
+    );
+    assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
 }

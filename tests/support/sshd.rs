@@ -215,13 +215,22 @@ impl Sshd {
 /// The ssh processes still running whose command line names `marker`
 /// (a test's own ssh configuration).
 pub fn ssh_processes(marker: &str) -> Vec<String> {
+    processes(marker)
+        .into_iter()
+        .filter(|l| l.contains("ssh "))
+        .collect()
+}
+
+/// The processes still running whose command line names `marker`.
+pub fn processes(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
     let out = Command::new("pgrep")
         .args(["-a", "-f", marker])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains("ssh ") && !l.contains("pgrep"))
+        .filter(|l| !l.contains("pgrep") && l.split_whitespace().next() != Some(me.as_str()))
         .map(str::to_string)
         .collect()
 }
