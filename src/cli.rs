@@ -78,6 +78,7 @@ Examples:
   rdsconn mysql --instance prod-db -u app --iam -f report.sql
   rdsconn mysql --cluster orders --master-secret -e 'SHOW PROCESSLIST'
   rdsconn mysql --secret prod/app --via 127.0.0.1:13306           # an RDS-style secret is the target
+  rdsconn mysql -h mydb… -u app --iam --via ssm://tag:Name=bastion # through an SSM-managed instance
 
 Exit codes: 0 ok, 1 the SQL failed, 2 usage, 3 AWS, 4 network, 5 TLS, 6 authentication rejected;
 130 after Ctrl-C (the statement is cancelled on the server).";
@@ -88,6 +89,7 @@ Examples:
   rdsconn psql -h mydb…rds.amazonaws.com -U app -W prod          # ask for the password, then psql
   rdsconn pg --proxy app-proxy -U app --iam -c 'SELECT 1'         # RDS Proxy: Amazon Trust roots
   rdsconn pg -h abc123.dsql.us-east-1.on.aws -U admin --iam       # Aurora DSQL
+  rdsconn psql -h mydb… -U app --iam --via ssh://ec2-user@bastion.example.com   # a private database
   printf '%s\\n' \"$PW\" | rdsconn pg -h mydb… -U app --password-stdin -f migration.sql
 
 Exit codes: 0 ok, 1 the SQL failed, 2 usage, 3 AWS, 4 network, 5 TLS, 6 authentication rejected;
@@ -648,9 +650,12 @@ pub struct CheckArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
     pub tls: crate::tls::TlsMode,
 
-    /// Dial this address for the (single) target while verifying and
-    /// signing for its endpoint name.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The dial path, while signing and verifying for the endpoint name:
+    /// HOST:PORT (a forward of your own), ssh://[USER@]BASTION[:PORT]
+    /// (the system ssh, your ~/.ssh/config), ssm://INSTANCE-ID or
+    /// ssm://tag:Name=VALUE (session-manager-plugin), socks5h://HOST:PORT
+    /// (ALL_PROXY too). A single target only.
+    #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 
     /// Bound on each attempt's DNS + TCP + TLS + authentication.
@@ -706,9 +711,12 @@ pub struct ConnectArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
     pub tls: crate::tls::TlsMode,
 
-    /// Dial this address (an SSH/SSM tunnel, a bastion port-forward)
-    /// while signing and verifying for the endpoint.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The dial path, while signing and verifying for the endpoint name:
+    /// HOST:PORT (a forward of your own), ssh://[USER@]BASTION[:PORT]
+    /// (the system ssh, your ~/.ssh/config), ssm://INSTANCE-ID or
+    /// ssm://tag:Name=VALUE (session-manager-plugin), socks5h://HOST:PORT
+    /// (ALL_PROXY too).
+    #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 
     /// Bound on DNS + TCP + TLS + authentication.
@@ -904,11 +912,12 @@ pub struct TargetFlags {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
     pub tls: crate::tls::TlsMode,
 
-    /// Dial this address (a tunnel) while verifying and signing for the
-    /// endpoint name (PostgreSQL tools: PGHOSTADDR). MySQL clients cannot
-    /// do this, so for them it needs --tls verify-ca; no URL variables are
-    /// set (drivers would dial the endpoint name): use `rdsconn proxy`.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The dial path. HOST:PORT: PostgreSQL tools get PGHOSTADDR; MySQL
+    /// clients verify the name they dial, so they need --tls verify-ca; no
+    /// URL variables are set (drivers would dial the endpoint name). A
+    /// tunnel (ssh://, ssm://, socks5h://) works with `exec` only: the
+    /// command reaches it through rdsconn's proxy on a private socket.
+    #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 
     /// Print help (-h is --host here).
@@ -1006,9 +1015,12 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
     pub tls: crate::tls::TlsMode,
 
-    /// Dial this address (an SSH/SSM tunnel, a bastion port-forward) while
-    /// signing and verifying for the endpoint.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The dial path, while signing and verifying for the endpoint name:
+    /// HOST:PORT (a forward of your own), ssh://[USER@]BASTION[:PORT]
+    /// (the system ssh, your ~/.ssh/config), ssm://INSTANCE-ID or
+    /// ssm://tag:Name=VALUE (session-manager-plugin), socks5h://HOST:PORT
+    /// (ALL_PROXY too). One tunnel serves every client.
+    #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 
     /// Bound on each upstream DNS + TCP + TLS + authentication.

@@ -67,6 +67,15 @@ async fn through_tunnel(
     rest: &[std::ffi::OsString],
 ) -> Result<u8> {
     let kind = prepared.kind;
+    // The tunnel first: a bastion that cannot be reached is rdsconn's
+    // error (exit 4, ssh's words), not the command's.
+    let target = &prepared.target;
+    let set_up = Box::pin(crate::net::tunnel::ensure(target));
+    crate::net::within(target.connect_timeout, "tunnel set-up", set_up)
+        .await
+        .map_err(|e| {
+            crate::error::Error::from(e).context(format!("connecting to {}", target.describe()))
+        })?;
     let secrets = match prepared.minted {
         Some(m) => crate::proxy::Secrets::Iam(Box::new(crate::iam::TokenCache::new(
             prepared.target.host.clone(),

@@ -51,6 +51,7 @@ const RULES: &[(&str, Expect)] = &[
     ("rdsconn token --output", Expect::Exit(0, "")),
     ("rdsconn env postgres", Expect::Exit(0, "")),
     ("rdsconn env mysql", Expect::Exit(0, "")),
+    ("--via ssh://bastion -- ./migrate", Expect::Offline),
     ("rdsconn exec postgres", Expect::Exit(0, "")),
     (
         "rdsconn exec mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app --iam -- node",
