@@ -373,7 +373,7 @@ impl Tunnel {
                     .unwrap_or_else(|| format!("exited ({status})"));
                 return Err(self.error(&message, None));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
