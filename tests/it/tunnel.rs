@@ -47,19 +47,34 @@ fn through_ssh(env: &TestEnv, engine: &str, ssh: &str, extra: &[&str]) -> Comman
     let mut cmd = env.cmd(&args);
     cmd.env("RDSCONN_SSH_COMMAND", ssh)
         .env("PGPASSWORD", APP_PASSWORD)
-        .env("MYSQL_PWD", APP_PASSWORD);
+        .env("MYSQL_PWD", APP_PASSWORD)
+        .env("XDG_RUNTIME_DIR", runtime_dir(env));
     cmd
+}
+
+/// The test's own runtime directory, where rdsconn makes the tunnel's
+/// private socket directory.
+fn runtime_dir(env: &TestEnv) -> std::path::PathBuf {
+    let dir = env.root.path().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn run(mut cmd: Command) -> Run {
     Run::from(cmd.output().unwrap())
 }
 
-/// No ssh started with this test's configuration is still running.
+/// No ssh started with this test's configuration is still running, and
+/// no socket (or its directory) is left in the test's runtime directory.
 fn assert_no_ssh_left(env: &TestEnv) {
     let marker = env.root.path().join("ssh").join("config");
     let left = ssh_processes(&marker.display().to_string());
     assert!(left.is_empty(), "ssh left running: {left:?}");
+    let files: Vec<_> = std::fs::read_dir(runtime_dir(env))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.is_empty(), "left behind: {files:?}");
 }
 
 const PG_TLS: &str =
@@ -293,6 +308,7 @@ fn a_tunnel_killed_mid_session_ends_it_cleanly() {
     ]);
     cmd.env("RDSCONN_SSH_COMMAND", &ssh)
         .env("PGPASSWORD", APP_PASSWORD);
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir(&env));
     let mut watched = Watched::spawn(cmd);
     watched.wait_for("ready on");
     // The session is running its statement: end the tunnel under it.
@@ -378,6 +394,33 @@ async fn the_proxy_shares_one_ssh_among_fifty_clients() {
         ssh_processes(&marker)
     );
     drop(clients);
+
+    // The ssh dies: the next client gets a new one (after a back-off).
+    assert!(
+        Command::new("pkill")
+            .args(["-f", &marker])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while !ssh_processes(&marker).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "ssh did not die");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    tokio::spawn(conn);
+    client.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(
+        ssh_processes(&marker).len(),
+        1,
+        "{:?}",
+        ssh_processes(&marker)
+    );
+    drop(client);
     drop(proxy);
 }
 
