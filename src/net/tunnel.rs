@@ -27,6 +27,10 @@ use tokio::process::{Child, Command};
 use super::{ConnectError, Stream};
 use crate::target::{Target, Via};
 
+/// The variable `session-manager-plugin` reads `StartSession`'s response
+/// from when its first argument names it (AWS CLI v2's way).
+const SSM_RESPONSE_VAR: &str = "AWS_SSM_START_SESSION_RESPONSE";
+
 /// A tunnel's key: its dial path and the endpoint at its far end.
 type Key = (Via, String, u16);
 
@@ -297,8 +301,10 @@ impl Tunnel {
         let session =
             super::ssm::start(target, region, profile, (host, *endpoint_port), port).await?;
         let mut cmd = Command::new(&plugin);
-        // As the AWS CLI runs it.
-        cmd.arg(session.response.to_string())
+        // As the AWS CLI runs it; the response (with the session's token)
+        // in the environment, never in argv where `ps` shows it.
+        cmd.env(SSM_RESPONSE_VAR, session.response.to_string())
+            .arg(SSM_RESPONSE_VAR)
             .arg(&session.region)
             .arg("StartSession")
             .arg(profile.unwrap_or(""))

@@ -786,6 +786,13 @@ fn ssm_sessions_forward_to_the_endpoint() {
     assert_eq!(runs[0]["endpoint"], ssm.url);
     assert_eq!(runs[0]["request"], *start);
     assert_eq!(runs[0]["response"]["SessionId"], "rdsconn-test-0123456789");
+    // The session's token never in the plugin's argv (`ps` shows argv).
+    assert_eq!(runs[0]["argv1"], "AWS_SSM_START_SESSION_RESPONSE");
+    assert!(
+        !runs[0]["argv"].to_string().contains("stand-in-token"),
+        "{}",
+        runs[0]
+    );
     assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
 
     // An instance id goes straight to StartSession.
