@@ -81,7 +81,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs one parsed command line; returns the process exit code on success.
 pub async fn run(cli: Cli) -> Result<u8> {
-    let result = command(&cli).await;
+    let mut result = command(&cli).await;
+    // A session that broke because its tunnel ended says so.
+    if let Err(e) = &mut result
+        && e.hint().is_none()
+        && e.category() == error::Category::Network
+        && let Some(why) = net::tunnel::ended().await
+    {
+        *e = std::mem::replace(e, error::Error::usage("")).with_hint(why);
+    }
     // The tunnels (`--via ssh://`) end with the command.
     net::tunnel::close_all();
     result

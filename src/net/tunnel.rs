@@ -106,6 +106,40 @@ pub(crate) async fn ensure(target: &Target) -> Result<Option<String>, ConnectErr
     }
 }
 
+/// A tunnel of this run whose process has ended, and its last words:
+/// why a session through it broke. A process that is still ending (ssh
+/// closes its channels before it exits) gets half a second.
+pub(crate) async fn ended() -> Option<String> {
+    let tunnels: Vec<Arc<Tunnel>> = TUNNELS
+        .lock()
+        .map(|t| t.values().cloned().collect())
+        .unwrap_or_default();
+    for tunnel in tunnels {
+        // Never wait long on a connection that holds the tunnel.
+        let Ok(mut state) = tokio::time::timeout(Duration::from_secs(1), tunnel.ssh.lock()).await
+        else {
+            continue;
+        };
+        let Some(forward) = state.forward.as_mut() else {
+            continue;
+        };
+        let waited = tokio::time::timeout(Duration::from_millis(500), forward.child.wait()).await;
+        if let Ok(Ok(status)) = waited {
+            let said = lines(&forward.said);
+            let last = said.iter().rev().find(|l| !l.trim().is_empty());
+            return Some(format!(
+                "the tunnel {} ended ({})",
+                tunnel.via,
+                last.map_or_else(
+                    || status.to_string(),
+                    |l| crate::text::escape(l).into_owned()
+                )
+            ));
+        }
+    }
+    None
+}
+
 /// Ends every tunnel of this run: the ssh processes are killed and their
 /// directories removed.
 pub(crate) fn close_all() {

@@ -325,13 +325,15 @@ fn a_tunnel_killed_mid_session_ends_it_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let killed = Command::new("pkill")
-        .args(["-f", &marker])
+        // SIGKILL: ssh is gone before its socket closes under the session.
+        .args(["-KILL", "-f", &marker])
         .status()
         .unwrap();
     assert!(killed.success());
     let r = watched.finish();
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("error:"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: the tunnel ssh://"), "{}", r.stderr);
     assert_no_ssh_left(&env);
 }
 
