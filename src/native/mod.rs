@@ -132,17 +132,8 @@ pub fn database_url(
     host: &str,
     params: &[(&str, &str)],
 ) -> String {
-    let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
-    let mut url = format!(
-        "{scheme}://{}:{}@{}:{}/{}",
-        enc(&conn.target.user),
-        enc(conn.secret.expose()),
-        url_host(host),
-        conn.dial_port(),
-        conn.target.database.as_deref().map(enc).unwrap_or_default()
-    );
-    push_params(&mut url, params);
-    url
+    let authority = format!("{}:{}", url_host(host), conn.dial_port());
+    url_at(scheme, conn, &authority, params)
 }
 
 /// `scheme://user:password@host/database?k=v&…` without a port: for
@@ -153,9 +144,13 @@ pub fn socket_url(
     host: &str,
     params: &[(&str, &str)],
 ) -> String {
+    url_at(scheme, conn, host, params)
+}
+
+fn url_at(scheme: &str, conn: &ClientConn<'_>, authority: &str, params: &[(&str, &str)]) -> String {
     let enc = |s: &str| utf8_percent_encode(s, RFC3986).to_string();
     let mut url = format!(
-        "{scheme}://{}:{}@{host}/{}",
+        "{scheme}://{}:{}@{authority}/{}",
         enc(&conn.target.user),
         enc(conn.secret.expose()),
         conn.target.database.as_deref().map(enc).unwrap_or_default()
