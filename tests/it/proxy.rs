@@ -296,27 +296,7 @@ async fn two_hundred_concurrent_clients() {
     let proxy = pg_proxy(&env, &[], &[]);
     let mut config = pg_config(&proxy, "app");
     config.password("ignored: the proxy logs in with its own");
-    let mut tasks = Vec::new();
-    for _ in 0..200 {
-        let config = config.clone();
-        tasks.push(tokio::spawn(async move {
-            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            let pid: i32 = client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await?
-                .get(0);
-            Ok::<_, tokio_postgres::Error>((client, pid))
-        }));
-    }
-    let mut clients = Vec::new();
-    for t in tasks {
-        clients.push(
-            t.await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log())),
-        );
-    }
+    let clients = crate::support::proxy::concurrent_sessions(&proxy, &config, 200).await;
     let mut pids: Vec<i32> = clients.iter().map(|(_, p)| *p).collect();
     pids.sort_unstable();
     pids.dedup();

@@ -357,27 +357,7 @@ async fn the_proxy_shares_one_ssh_among_fifty_clients() {
         .password("ignored: the proxy logs in with its own")
         .ssl_mode(tokio_postgres::config::SslMode::Disable)
         .connect_timeout(Duration::from_mins(1));
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let config = config.clone();
-        tasks.push(tokio::spawn(async move {
-            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            let pid: i32 = client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await?
-                .get(0);
-            Ok::<_, tokio_postgres::Error>((client, pid))
-        }));
-    }
-    let mut clients = Vec::new();
-    for t in tasks {
-        clients.push(
-            t.await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log())),
-        );
-    }
+    let clients = crate::support::proxy::concurrent_sessions(&proxy, &config, 50).await;
     let mut pids: Vec<i32> = clients.iter().map(|(_, p)| *p).collect();
     pids.sort_unstable();
     pids.dedup();

@@ -241,3 +241,34 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         let _ = to.shutdown(Shutdown::Write);
     });
 }
+
+/// `n` clients of `proxy` connected at once with `config`, each with its
+/// server session's backend pid.
+pub async fn concurrent_sessions(
+    proxy: &ProxyProc,
+    config: &tokio_postgres::Config,
+    n: usize,
+) -> Vec<(tokio_postgres::Client, i32)> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await?
+                .get(0);
+            Ok::<_, tokio_postgres::Error>((client, pid))
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log())),
+        );
+    }
+    clients
+}
