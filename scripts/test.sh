@@ -36,6 +36,11 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
+# pgrep/pkill: the tunnel tests check that no ssh is left behind.
+command -v pgrep >/dev/null || need_pkgs+=(procps)
+# script (a pseudo-terminal for ls), unshare (network/mount namespaces).
+command -v script >/dev/null || need_pkgs+=(bsdutils)
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
 # Node drivers (node-pg, mysql2, postgres.js) read rdsconn env's settings.
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
