@@ -91,7 +91,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         *e = std::mem::replace(e, error::Error::usage("")).with_hint(why);
     }
     // The tunnels (`--via ssh://`) end with the command.
-    net::tunnel::close_all();
+    net::tunnel::close_all().await;
     result
 }
 

@@ -261,7 +261,7 @@ async fn connection_lines(
         login,
         policy,
     };
-    let report = probe::check_once(&item, &settings).await;
+    let report = Box::pin(probe::check_once(&item, &settings)).await;
     for stage in &report.stages {
         let detail = stage.detail.clone().unwrap_or_default();
         let timed = stage.duration_ms.map_or(detail.clone(), |ms| {

@@ -26,6 +26,25 @@ pub(super) struct Session {
     pub response: Value,
     /// `StartSession`'s request.
     pub request: Value,
+    /// For `TerminateSession` when the tunnel ends.
+    api: Api,
+}
+
+impl Session {
+    /// Ends the session on the service side (as the AWS CLI does when
+    /// the plugin exits); a failure is only logged.
+    pub(super) async fn terminate(&self) {
+        let Some(id) = self.response["SessionId"].as_str() else {
+            return;
+        };
+        let body = json!({"SessionId": id});
+        let call = self.api.call("TerminateSession", &body);
+        match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
+            Ok(Ok(_)) => tracing::debug!("SSM session {id} terminated"),
+            Ok(Err(e)) => tracing::warn!("ending the SSM session {id}: {e}"),
+            Err(_) => tracing::warn!("ending the SSM session {id}: no answer in 5s"),
+        }
+    }
 }
 
 /// Where SSM calls go, and how they are signed.
@@ -115,9 +134,10 @@ pub(super) async fn start(
     Ok(Session {
         target: instance,
         region,
-        endpoint_url: api.url,
+        endpoint_url: api.url.clone(),
         response,
         request,
+        api,
     })
 }
 

@@ -63,6 +63,8 @@ struct Forward {
     /// The process's last lines (stderr; the plugin's stdout too), for
     /// errors.
     said: Arc<Mutex<Vec<String>>>,
+    /// The SSM session behind the plugin, ended with the tunnel.
+    session: Option<super::ssm::Session>,
 }
 
 /// Where a forward listens.
@@ -140,9 +142,9 @@ pub(crate) async fn ended() -> Option<String> {
     None
 }
 
-/// Ends every tunnel of this run: the ssh processes are killed and their
-/// directories removed.
-pub(crate) fn close_all() {
+/// Ends every tunnel of this run: the processes are killed, ssh's
+/// directories removed, SSM sessions terminated.
+pub(crate) async fn close_all() {
     let tunnels: Vec<Arc<Tunnel>> = TUNNELS
         .lock()
         .map(|mut t| t.drain().map(|(_, v)| v).collect())
@@ -152,6 +154,9 @@ pub(crate) fn close_all() {
             && let Some(mut forward) = state.forward.take()
         {
             let _ = forward.child.start_kill();
+            if let Some(session) = &forward.session {
+                session.terminate().await;
+            }
         }
     }
 }
@@ -357,10 +362,21 @@ impl Tunnel {
         }
         tracing::debug!("SSM session through {} started", session.target);
         let at = ForwardAt::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-        self.wait_ready_with(child, at, None, said, |said| {
-            said.iter().any(|l| l.contains("Waiting for connections"))
-        })
-        .await
+        let ready = self
+            .wait_ready_with(child, at, None, said, |said| {
+                said.iter().any(|l| l.contains("Waiting for connections"))
+            })
+            .await;
+        match ready {
+            Ok(mut forward) => {
+                forward.session = Some(session);
+                Ok(forward)
+            }
+            Err(e) => {
+                session.terminate().await;
+                Err(e)
+            }
+        }
     }
 
     /// Waits until `ready` holds (or the process ends: its last line is
@@ -400,6 +416,7 @@ impl Tunnel {
                     at,
                     _dir: dir,
                     said,
+                    session: None,
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {

@@ -744,12 +744,15 @@ fn ssm_sessions_forward_to_the_endpoint() {
     r.assert_code(0);
     assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
     let calls = ssm.requests();
-    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls.len(), 3, "{calls:#?}");
     assert_eq!(calls[0]["target"], "AmazonSSM.DescribeInstanceInformation");
     assert_eq!(calls[0]["body"]["Filters"][0]["Key"], "tag:Name");
     assert_eq!(calls[0]["body"]["Filters"][0]["Values"][0], "bastion");
     assert_eq!(calls[1]["target"], "AmazonSSM.StartSession");
     assert!(calls.iter().all(|c| c["signed"] == true), "{calls:#?}");
+    // The session is ended when rdsconn ends, as the AWS CLI ends it.
+    assert_eq!(calls[2]["target"], "AmazonSSM.TerminateSession");
+    assert_eq!(calls[2]["body"]["SessionId"], "rdsconn-test-0123456789");
     let start = &calls[1]["body"];
     assert_eq!(start["Target"], "i-0123456789abcdef0");
     assert_eq!(
@@ -780,7 +783,9 @@ fn ssm_sessions_forward_to_the_endpoint() {
     // An instance id goes straight to StartSession.
     let r = pg("ssm://i-0123456789abcdef0", true);
     r.assert_code(0);
-    assert_eq!(ssm.requests().len(), 3);
+    let calls = ssm.requests();
+    assert_eq!(calls.len(), 5, "{calls:#?}");
+    assert_eq!(calls[3]["target"], "AmazonSSM.StartSession");
 
     // Two instances with the tag: name one.
     let r = pg("ssm://tag:Name=twin", true);
@@ -800,7 +805,15 @@ fn ssm_sessions_forward_to_the_endpoint() {
         r.stderr
     );
 
-    // check names the tunnel stage.
+    assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
+}
+
+/// `check` through an SSM session names the tunnel stage.
+#[test]
+fn ssm_check_reports_the_tunnel_stage() {
+    let env = TestEnv::new();
+    let ssm = Ssm::start(&env);
+    let ca = ca();
     let mut cmd = ssm.cmd(
         &env,
         &[

@@ -3,7 +3,8 @@
 Usage: ssm_stub.py LOG INSTANCES_JSON
 INSTANCES_JSON: {"i-0123456789abcdef0": {"Name": "bastion"}, ...} (tags)
 Prints the port it listens on (127.0.0.1) and answers
-DescribeInstanceInformation (tag:KEY filters) and StartSession; every
+DescribeInstanceInformation (tag:KEY filters), StartSession and
+TerminateSession; every
 request (its X-Amz-Target, whether it carried a SigV4 Authorization
 header, and its JSON body) is appended to LOG as one JSON line. Exits when
 stdin closes.
@@ -64,6 +65,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, answer = describe(body or {})
         elif action == "AmazonSSM.StartSession":
             status, answer = start(body or {})
+        elif action == "AmazonSSM.TerminateSession":
+            status, answer = 200, {"SessionId": (body or {}).get("SessionId", "")}
         else:
             status, answer = 400, {"__type": "UnknownOperationException", "message": action}
         data = json.dumps(answer).encode()
