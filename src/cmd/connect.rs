@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, PostgresArgs, RdsSelector};
+use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs, RdsSelector};
 use crate::clientargs;
 use crate::engine;
 use crate::error::{Error, Result};
@@ -188,9 +188,9 @@ async fn run(
     let result = match &statements(args)? {
         Some(sql) => {
             let mut stop = StopSignals::install()?;
-            let canceller = session.canceller();
+            let (canceller, json) = (session.canceller(), global.output == OutputFormat::Json);
             tokio::select! {
-                done = session.execute(sql) => output::print_outcome(global.output, done),
+                done = crate::engine::run(&mut *session, sql, json) => output::print_outcome(global.output, done),
                 // Ctrl-C (or SIGTERM) cancels the statement on the server
                 // before rdsconn exits: an UPDATE must not go on unseen.
                 signal = stop.recv() => {

@@ -109,6 +109,20 @@ impl Categorized for QueryError {
     }
 }
 
+/// Runs `sql` on `session`; with `typed` (JSON output), with the column
+/// types the results lack.
+pub(crate) async fn run(
+    session: &mut dyn Session,
+    sql: &str,
+    typed: bool,
+) -> Result<Vec<ResultSet>, QueryError> {
+    let mut sets = session.execute(sql).await?;
+    if typed {
+        session.describe_types(sql, &mut sets).await;
+    }
+    Ok(sets)
+}
+
 /// A database engine.
 pub(crate) trait Engine: Send + Sync {
     /// Connects over verified TLS and authenticates, within
@@ -131,6 +145,18 @@ pub(crate) trait Session: Send {
     /// would, returning one result per statement.
     fn execute<'a>(&'a mut self, sql: &'a str)
     -> BoxFuture<'a, Result<Vec<ResultSet>, QueryError>>;
+
+    /// Learns the column types of `sets` (the results of `sql`) where the
+    /// results did not carry them: PostgreSQL's simple-query protocol does
+    /// not, and describing costs a round trip per statement, so only JSON
+    /// output asks. MySQL's results carry their types.
+    fn describe_types<'a>(
+        &'a mut self,
+        _sql: &'a str,
+        _sets: &'a mut [ResultSet],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 
     /// Ends the session politely.
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;

@@ -296,9 +296,16 @@ impl Session for PgSession {
                     _ => {}
                 }
             }
-            describe_types(&self.client, sql, &mut sets).await;
             Ok(sets)
         })
+    }
+
+    fn describe_types<'a>(
+        &'a mut self,
+        sql: &'a str,
+        sets: &'a mut [ResultSet],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(describe_types(&self.client, sql, sets))
     }
 
     fn canceller(&self) -> super::Canceller {
