@@ -76,16 +76,12 @@ async fn through_tunnel(
         .map_err(|e| {
             crate::error::Error::from(e).context(format!("connecting to {}", target.describe()))
         })?;
-    let secrets = match prepared.minted {
-        Some(m) => crate::proxy::Secrets::Iam(Box::new(crate::iam::TokenCache::new(
-            prepared.target.host.clone(),
-            prepared.target.port,
-            m.region,
-            global.profile.clone(),
-            m.credentials,
-        ))),
-        None => crate::proxy::Secrets::Password(prepared.secret.clone()),
-    };
+    let secrets = crate::proxy::Secrets::minted_or(
+        prepared.minted,
+        prepared.secret.clone(),
+        &prepared.target,
+        global.profile.clone(),
+    );
     let policy = crate::tls::TlsPolicy {
         mode: prepared.tls,
         roots: crate::resolve::roots(global, &prepared.target.host)?,

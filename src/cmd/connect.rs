@@ -7,7 +7,6 @@ use crate::cli::{ConnectArgs, GlobalArgs, MysqlArgs, OutputFormat, PostgresArgs,
 use crate::clientargs;
 use crate::engine;
 use crate::error::{Error, Result};
-use crate::iam::TokenCache;
 use crate::native::{self, ClientConn};
 use crate::net::ConnectError;
 use crate::output::{self, print_info};
@@ -150,16 +149,12 @@ async fn run(
             Err(e) => return Err(Error::from(e).context(context())),
         }
         if native_client.through_proxy(&target) {
-            let secrets = match minted {
-                Some(m) => Secrets::Iam(Box::new(TokenCache::new(
-                    target.host.clone(),
-                    target.port,
-                    m.region,
-                    global.profile.clone(),
-                    m.credentials,
-                ))),
-                None => Secrets::Password(auth.secret().clone()),
-            };
+            let secrets = Secrets::minted_or(
+                minted,
+                auth.secret().clone(),
+                &target,
+                global.profile.clone(),
+            );
             return proxy::through_proxy(
                 native_client,
                 client,

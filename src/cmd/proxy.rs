@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat, ProxyArgs};
 use crate::error::{Error, Result};
-use crate::iam::TokenCache;
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets};
 use crate::resolve::{Ask, Given, Request, Users, env, password, request};
@@ -144,13 +143,7 @@ async fn secrets(
     if args.iam || url_iam {
         let region = crate::iam::signing_region(global, &target.host).await?;
         let creds = crate::aws::credentials(global.profile.as_deref(), &region).await?;
-        return Ok(Secrets::Iam(Box::new(TokenCache::new(
-            target.host.clone(),
-            target.port,
-            region,
-            global.profile.clone(),
-            creds,
-        ))));
+        return Ok(Secrets::iam(target, region, global.profile.clone(), creds));
     }
     Ok(Secrets::Password(password(
         args.password_stdin,

@@ -184,6 +184,37 @@ pub(crate) enum Secrets {
 }
 
 impl Secrets {
+    /// IAM tokens for `target`'s endpoint, minted per user as needed,
+    /// signed in `region` with `credentials` (refreshed through `profile`).
+    pub(crate) fn iam(
+        target: &Target,
+        region: String,
+        profile: Option<String>,
+        credentials: aws_credential_types::Credentials,
+    ) -> Self {
+        Self::Iam(Box::new(crate::iam::TokenCache::new(
+            target.host.clone(),
+            target.port,
+            region,
+            profile,
+            credentials,
+        )))
+    }
+
+    /// For rdsconn's own proxy behind a hand-off or `exec`: more tokens
+    /// like the one already `minted`, else `password`.
+    pub(crate) fn minted_or(
+        minted: Option<crate::iam::Minted>,
+        password: Secret,
+        target: &Target,
+        profile: Option<String>,
+    ) -> Self {
+        match minted {
+            Some(m) => Self::iam(target, m.region, profile, m.credentials),
+            None => Self::Password(password),
+        }
+    }
+
     /// After the database refused a login that started at `tried_at`:
     /// whether a fresh password is there to try once more (a secret that
     /// was rotated since it was read).
