@@ -42,7 +42,8 @@ static TUNNELS: LazyLock<Mutex<HashMap<Key, Arc<Tunnel>>>> =
 struct Tunnel {
     via: Via,
     endpoint: (String, u16),
-    ssh: tokio::sync::Mutex<ForwardState>,
+    /// The running process (SSH, SSM); SOCKS5 has none.
+    process: tokio::sync::Mutex<ForwardState>,
 }
 
 #[derive(Default)]
@@ -100,7 +101,7 @@ pub(crate) async fn ensure(target: &Target) -> Result<Option<String>, ConnectErr
     let tunnel = tunnel(via, target);
     match &tunnel.via {
         Via::Ssh { .. } | Via::Ssm { .. } => {
-            let mut state = tunnel.ssh.lock().await;
+            let mut state = tunnel.process.lock().await;
             let at = tunnel.running(&mut state).await?;
             Ok(Some(format!("{via} forwarding on {at}")))
         }
@@ -118,7 +119,8 @@ pub(crate) async fn ended() -> Option<String> {
         .unwrap_or_default();
     for tunnel in tunnels {
         // Never wait long on a connection that holds the tunnel.
-        let Ok(mut state) = tokio::time::timeout(Duration::from_secs(1), tunnel.ssh.lock()).await
+        let Ok(mut state) =
+            tokio::time::timeout(Duration::from_secs(1), tunnel.process.lock()).await
         else {
             continue;
         };
@@ -127,14 +129,12 @@ pub(crate) async fn ended() -> Option<String> {
         };
         let waited = tokio::time::timeout(Duration::from_millis(500), forward.child.wait()).await;
         if let Ok(Ok(status)) = waited {
-            let said = lines(&forward.said);
-            let last = said.iter().rev().find(|l| !l.trim().is_empty());
             return Some(format!(
                 "the tunnel {} ended ({})",
                 tunnel.via,
-                last.map_or_else(
+                last_words(&forward.said).map_or_else(
                     || status.to_string(),
-                    |l| crate::text::escape(l).into_owned()
+                    |l| crate::text::escape(&l).into_owned()
                 )
             ));
         }
@@ -150,7 +150,7 @@ pub(crate) async fn close_all() {
         .map(|mut t| t.drain().map(|(_, v)| v).collect())
         .unwrap_or_default();
     for tunnel in tunnels {
-        if let Ok(mut state) = tunnel.ssh.try_lock()
+        if let Ok(mut state) = tunnel.process.try_lock()
             && let Some(mut forward) = state.forward.take()
         {
             let _ = forward.child.start_kill();
@@ -170,7 +170,7 @@ fn tunnel(via: &Via, target: &Target) -> Arc<Tunnel> {
         Arc::new(Tunnel {
             via: via.clone(),
             endpoint: (target.host.as_str().to_string(), target.port),
-            ssh: tokio::sync::Mutex::default(),
+            process: tokio::sync::Mutex::default(),
         })
     }))
 }
@@ -179,7 +179,7 @@ impl Tunnel {
     async fn connect(&self) -> Result<Stream, ConnectError> {
         match &self.via {
             Via::Ssh { .. } | Via::Ssm { .. } => {
-                let mut state = self.ssh.lock().await;
+                let mut state = self.process.lock().await;
                 let at = self.running(&mut state).await?;
                 let connected = match &at {
                     ForwardAt::Unix(p) => {
@@ -212,11 +212,12 @@ impl Tunnel {
             if let Ok(None) = forward.child.try_wait() {
                 return Ok(forward.at.clone());
             }
-            let said = lines(&forward.said);
             tracing::warn!(
                 "the tunnel {} ended{}; starting it again",
                 self.via,
-                said.last().map(|l| format!(" ({l})")).unwrap_or_default()
+                last_words(&forward.said)
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default()
             );
             state.forward = None;
         }
@@ -310,7 +311,8 @@ impl Tunnel {
             )
         })?;
         let ready = socket.clone();
-        self.wait_ready(child, ForwardAt::Unix(socket), Some(dir), move |_| {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        self.wait_ready(child, ForwardAt::Unix(socket), Some(dir), said, move |_| {
             ready.exists()
         })
         .await
@@ -363,7 +365,7 @@ impl Tunnel {
         tracing::debug!("SSM session through {} started", session.target);
         let at = ForwardAt::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         let ready = self
-            .wait_ready_with(child, at, None, said, |said| {
+            .wait_ready(child, at, None, said, |said| {
                 said.iter().any(|l| l.contains("Waiting for connections"))
             })
             .await;
@@ -379,20 +381,10 @@ impl Tunnel {
         }
     }
 
-    /// Waits until `ready` holds (or the process ends: its last line is
-    /// the error); the caller's connect timeout bounds the wait.
+    /// Waits until `ready` holds for the process's lines so far (or the
+    /// process ends: its last line is the error); the caller's connect
+    /// timeout bounds the wait.
     async fn wait_ready(
-        &self,
-        child: Child,
-        at: ForwardAt,
-        dir: Option<tempfile::TempDir>,
-        ready: impl Fn(&[String]) -> bool,
-    ) -> Result<Forward, ConnectError> {
-        let said = Arc::new(Mutex::new(Vec::new()));
-        self.wait_ready_with(child, at, dir, said, ready).await
-    }
-
-    async fn wait_ready_with(
         &self,
         mut child: Child,
         at: ForwardAt,
@@ -405,7 +397,7 @@ impl Tunnel {
         }
         let started = Instant::now();
         loop {
-            if ready(&lines(&said)) {
+            if said.lock().is_ok_and(|lines| ready(&lines)) {
                 tracing::debug!(
                     "tunnel {} ready on {at} in {:.0} ms",
                     self.via,
@@ -422,12 +414,7 @@ impl Tunnel {
             if let Ok(Some(status)) = child.try_wait() {
                 // Let the readers take its last words.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let message = lines(&said)
-                    .iter()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .cloned()
-                    .unwrap_or_else(|| format!("exited ({status})"));
+                let message = last_words(&said).unwrap_or_else(|| format!("exited ({status})"));
                 return Err(self.error(&message, None));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -528,6 +515,12 @@ fn collect(
     });
 }
 
-fn lines(said: &Mutex<Vec<String>>) -> Vec<String> {
-    said.lock().map(|s| s.clone()).unwrap_or_default()
+/// A process's last non-blank line.
+fn last_words(said: &Mutex<Vec<String>>) -> Option<String> {
+    said.lock()
+        .ok()?
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .cloned()
 }
