@@ -216,7 +216,7 @@ impl Tunnel {
                 "the tunnel {} ended{}; starting it again",
                 self.via,
                 last_words(&forward.said)
-                    .map(|l| format!(" ({l})"))
+                    .map(|l| format!(" ({})", crate::text::Untrusted(&l)))
                     .unwrap_or_default()
             );
             state.forward = None;

@@ -839,3 +839,34 @@ fn ssm_check_reports_the_tunnel_stage() {
     );
     assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
 }
+
+/// What ssh (or a bastion through it) writes is never printed raw: an
+/// `ssh` that says terminal escapes and exits is reported escaped.
+#[test]
+fn a_hostile_ssh_message_is_escaped() {
+    let env = TestEnv::new();
+    let script = env.root.path().join("fake-ssh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'Received disconnect: \\033[2K\\033]0;pwned\\007 bye\\n' >&2\nexit 255\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = run(through_ssh(
+        &env,
+        "postgres",
+        &script.display().to_string(),
+        &["-c", "SELECT 1"],
+    ));
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains(r"\x1b[2K") && r.stderr.contains("bye"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}') && !r.stderr.contains('\u{7}'),
+        "{:?}",
+        r.stderr
+    );
+}
