@@ -377,12 +377,7 @@ impl UrlTarget {
                 "a password in the URL would be visible in the process list; use --password-stdin or an environment variable".into(),
             ));
         }
-        let host_raw = match url.host() {
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Domain(d)) => decode(d),
-            None => return Err(bad("no host".into())),
-        };
+        let host_raw = url_host(&url).ok_or_else(|| bad("no host".into()))?;
         let host = Host::parse(&host_raw)?;
         let user = Some(decode(url.username())).filter(|u| !u.is_empty());
         let database = url
@@ -595,6 +590,16 @@ impl Params {
     }
 }
 
+/// A URL's host as written (percent-decoded; an IPv6 address without
+/// its brackets).
+fn url_host(url: &url::Url) -> Option<String> {
+    Some(match url.host()? {
+        url::Host::Ipv6(ip) => ip.to_string(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Domain(d) => decode(d),
+    })
+}
+
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -713,13 +718,11 @@ impl Via {
             });
         }
         let url = url::Url::parse(raw).map_err(|e| format!("{e}"))?;
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) => Host::parse(&decode(d)).map_err(|e| e.to_string())?,
-            Some(url::Host::Ipv4(ip)) => Host::parse(&ip.to_string()).map_err(|e| e.to_string())?,
-            Some(url::Host::Ipv6(ip)) => Host::parse(&ip.to_string()).map_err(|e| e.to_string())?,
-            None => return Err("no host".into()),
-        };
-        let host = host.as_str().to_string();
+        let host = url_host(&url).ok_or("no host")?;
+        let host = Host::parse(&host)
+            .map_err(|e| e.to_string())?
+            .as_str()
+            .to_string();
         if url.path().len() > 1 || url.query().is_some() || url.fragment().is_some() {
             return Err("expected no path or query".into());
         }
