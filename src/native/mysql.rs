@@ -155,16 +155,12 @@ impl Client for Mysql {
         extra: &[OsString],
     ) -> Result<Launch, Error> {
         let target = conn.target;
-        let file = super::secret_file(
-            "rdsconn-mysql-",
-            &format!(
-                "[client]\npassword={}\n",
-                option_value(conn.secret.expose())
-            ),
-        )?;
+        let (arg, file) = defaults_file(&format!(
+            "[client]\npassword={}\n",
+            option_value(conn.secret.expose())
+        ))?;
         // The defaults file must come first.
-        let mut args: Vec<OsString> =
-            vec![format!("--defaults-extra-file={}", file.path().display()).into()];
+        let mut args: Vec<OsString> = vec![arg];
         if let Some(socket) = conn.socket {
             // rdsconn's proxy: TLS and the endpoint name are verified
             // upstream; the socket is private to this user.
@@ -251,51 +247,57 @@ fn is_mariadb(program: &Path) -> Result<bool, Error> {
 pub(super) fn tool(launch: &mut Launch, conn: &ClientConn<'_>) -> Result<(), Error> {
     let program = which::which(&launch.program).unwrap_or_else(|_| launch.program.clone());
     let mariadb = is_mariadb(&program)?;
+    let mut file = String::from("[client]\n");
     if let Some(socket) = conn.socket {
-        // rdsconn's proxy on a private socket: TLS is the proxy's, upstream.
-        let file = format!(
-            "[client]\nprotocol=SOCKET\nsocket={}\nuser={}\npassword={}\n{}\n",
-            option_value(&socket.to_string_lossy()),
-            option_value(&conn.target.user),
-            option_value(conn.secret.expose()),
-            if mariadb {
-                "skip-ssl"
-            } else {
-                "ssl-mode=DISABLED"
-            },
-        );
-        let file = super::secret_file("rdsconn-mysql-", &file)?;
-        launch.args.insert(
-            0,
-            format!("--defaults-extra-file={}", file.path().display()).into(),
-        );
-        launch.secret_file = Some(file);
-        return Ok(());
-    }
-    let (host, port) = conn.target.dial();
-    let ca = conn.ca_file.to_string_lossy();
-    let mut file = format!(
-        "[client]\nprotocol=TCP\nhost={}\nport={port}\nuser={}\npassword={}\nssl-ca={}\n",
-        option_value(&host),
-        option_value(&conn.target.user),
-        option_value(conn.secret.expose()),
-        option_value(&ca),
-    );
-    if mariadb {
-        file.push_str("ssl\n");
-        if conn.mode == TlsMode::VerifyFull {
-            file.push_str("ssl-verify-server-cert\n");
-        }
+        let socket = socket.to_string_lossy();
+        let _ = writeln!(file, "protocol=SOCKET\nsocket={}", option_value(&socket));
     } else {
-        let _ = writeln!(file, "ssl-mode={}", ssl_mode(conn.mode));
+        let (host, port) = conn.target.dial();
+        let _ = writeln!(
+            file,
+            "protocol=TCP\nhost={}\nport={port}",
+            option_value(&host)
+        );
     }
-    let file = super::secret_file("rdsconn-mysql-", &file)?;
-    launch.args.insert(
-        0,
-        format!("--defaults-extra-file={}", file.path().display()).into(),
+    let _ = writeln!(
+        file,
+        "user={}\npassword={}",
+        option_value(&conn.target.user),
+        option_value(conn.secret.expose())
     );
+    if conn.socket.is_some() {
+        // rdsconn's proxy on a private socket: TLS is the proxy's, upstream.
+        file.push_str(if mariadb {
+            "skip-ssl\n"
+        } else {
+            "ssl-mode=DISABLED\n"
+        });
+    } else {
+        let _ = writeln!(
+            file,
+            "ssl-ca={}",
+            option_value(&conn.ca_file.to_string_lossy())
+        );
+        if !mariadb {
+            let _ = writeln!(file, "ssl-mode={}", ssl_mode(conn.mode));
+        } else if conn.mode == TlsMode::VerifyFull {
+            file.push_str("ssl\nssl-verify-server-cert\n");
+        } else {
+            file.push_str("ssl\n");
+        }
+    }
+    let (arg, file) = defaults_file(&file)?;
+    launch.args.insert(0, arg);
     launch.secret_file = Some(file);
     Ok(())
+}
+
+/// A 0600 option file holding `contents` and the `--defaults-extra-file`
+/// argument naming it (which must come first on the command line).
+fn defaults_file(contents: &str) -> Result<(OsString, tempfile::NamedTempFile), Error> {
+    let file = super::secret_file("rdsconn-mysql-", contents)?;
+    let arg = format!("--defaults-extra-file={}", file.path().display()).into();
+    Ok((arg, file))
 }
 
 /// Largest CA file put whole into mysql2's `ssl` option (an environment
