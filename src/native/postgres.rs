@@ -56,11 +56,10 @@ impl Client for Postgres {
     }
 
     fn socket_env(&self, conn: &ClientConn<'_>) -> Vec<EnvVar> {
-        let mut vars = proxy_socket_env(conn, conn.socket.unwrap_or(Path::new("")));
+        let mut vars = proxy_socket_env(conn);
         // libpq's URI names a socket directory in `host=`; asyncpg and
         // node-pg read it too.
-        let dir = vars[0].value.clone();
-        let port = vars[1].value.clone();
+        let (dir, port) = (socket_dir(conn), conn.target.port.to_string());
         let url = super::socket_url(
             "postgresql",
             conn,
@@ -95,7 +94,7 @@ impl Client for Postgres {
         // Everything through libpq's variables, so a `-d DB` after `--`
         // changes the database but not the TLS settings.
         let env = match conn.socket {
-            Some(socket) => proxy_socket_env(conn, socket),
+            Some(_) => proxy_socket_env(conn),
             None => self
                 .env(conn)
                 .into_iter()
@@ -117,16 +116,10 @@ impl Client for Postgres {
 /// `.s.PGSQL.PORT`, as libpq looks for it in the directory `PGHOST`):
 /// no TLS on the socket (the proxy verifies upstream), the proxy's
 /// one-time password.
-fn proxy_socket_env(conn: &ClientConn<'_>, socket: &Path) -> Vec<EnvVar> {
-    let dir = socket.parent().unwrap_or(socket);
-    let port = socket
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix(".s.PGSQL."))
-        .unwrap_or("5432");
+fn proxy_socket_env(conn: &ClientConn<'_>) -> Vec<EnvVar> {
     let mut vars = vec![
-        EnvVar::new("PGHOST", dir.to_string_lossy()),
-        EnvVar::new("PGPORT", port),
+        EnvVar::new("PGHOST", socket_dir(conn)),
+        EnvVar::new("PGPORT", conn.target.port.to_string()),
         EnvVar::new("PGUSER", &conn.target.user),
         EnvVar::new("PGSSLMODE", "disable"),
         EnvVar::new("PGPASSWORD", conn.secret.expose()),
@@ -135,4 +128,13 @@ fn proxy_socket_env(conn: &ClientConn<'_>, socket: &Path) -> Vec<EnvVar> {
         vars.push(EnvVar::new("PGDATABASE", db));
     }
     vars
+}
+
+/// The directory of rdsconn's proxy socket (named `.s.PGSQL.PORT` after
+/// the endpoint's port, where libpq looks for it).
+fn socket_dir(conn: &ClientConn<'_>) -> String {
+    conn.socket
+        .and_then(Path::parent)
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
