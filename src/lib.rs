@@ -81,15 +81,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs one parsed command line; returns the process exit code on success.
 pub async fn run(cli: Cli) -> Result<u8> {
-    let mut result = command(&cli).await;
-    // A session that broke because its tunnel ended says so.
-    if let Err(e) = &mut result
-        && e.hint().is_none()
-        && e.category() == error::Category::Network
-        && let Some(why) = net::tunnel::ended().await
-    {
-        *e = std::mem::replace(e, error::Error::usage("")).with_hint(why);
-    }
+    let result = match command(&cli).await {
+        // A session that broke because its tunnel ended says so.
+        Err(e) if e.hint().is_none() && e.category() == error::Category::Network => {
+            match net::tunnel::ended().await {
+                Some(why) => Err(e.with_hint(why)),
+                None => Err(e),
+            }
+        }
+        other => other,
+    };
     // The tunnels (`--via ssh://`) end with the command.
     net::tunnel::close_all().await;
     result
