@@ -44,7 +44,13 @@ fn through_ssh(env: &TestEnv, engine: &str, ssh: &str, extra: &[&str]) -> Comman
         &via,
     ];
     args.extend_from_slice(extra);
-    let mut cmd = env.cmd(&args);
+    tunneled(env, ssh, &args)
+}
+
+/// `rdsconn ARGS` with the test's ssh command, the passwords, and the
+/// test's own runtime directory.
+fn tunneled(env: &TestEnv, ssh: &str, args: &[&str]) -> Command {
+    let mut cmd = env.cmd(args);
     cmd.env("RDSCONN_SSH_COMMAND", ssh)
         .env("PGPASSWORD", APP_PASSWORD)
         .env("MYSQL_PWD", APP_PASSWORD)
@@ -179,18 +185,20 @@ fn check_reports_the_tunnel_stage() {
     let ca = ca();
     let via = sshd().url();
     let url = format!("postgres://app@{ENDPOINT}/appdb");
-    let mut cmd = env.cmd(&[
-        "--ca-bundle",
-        &ca,
-        "--output",
-        "json",
-        "check",
-        &url,
-        "--via",
-        &via,
-    ]);
-    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
-        .env("PGPASSWORD", APP_PASSWORD);
+    let cmd = tunneled(
+        &env,
+        &ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "check",
+            &url,
+            "--via",
+            &via,
+        ],
+    );
     let r = run(cmd);
     r.assert_code(0);
     let t = &r.json()["targets"][0];
@@ -262,21 +270,23 @@ fn ssh_failures_are_network_errors_with_sshs_message() {
     let ssh = sshd().client(&env, "user_key", true);
     let ca = ca();
     let down = format!("ssh://root@127.0.0.1:{}", free_port());
-    let mut cmd = env.cmd(&[
-        "--ca-bundle",
-        &ca,
-        "postgres",
-        "-h",
-        ENDPOINT,
-        "-U",
-        "app",
-        "--via",
-        &down,
-        "-c",
-        "SELECT 1",
-    ]);
-    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
-        .env("PGPASSWORD", APP_PASSWORD);
+    let cmd = tunneled(
+        &env,
+        &ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-U",
+            "app",
+            "--via",
+            &down,
+            "-c",
+            "SELECT 1",
+        ],
+    );
     let r = run(cmd);
     r.assert_code(4);
     assert!(r.stderr.contains("Connection refused"), "{}", r.stderr);
@@ -290,25 +300,26 @@ fn a_tunnel_killed_mid_session_ends_it_cleanly() {
     let env = TestEnv::new();
     let ssh = sshd().client(&env, "user_key", true);
     let (ca, via) = (ca(), sshd().url());
-    let mut cmd = env.cmd(&[
-        "--ca-bundle",
-        &ca,
-        "-vv",
-        "postgres",
-        "-h",
-        ENDPOINT,
-        "-U",
-        "app",
-        "-d",
-        "appdb",
-        "--via",
-        &via,
-        "-c",
-        "SELECT pg_sleep(120)",
-    ]);
-    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
-        .env("PGPASSWORD", APP_PASSWORD);
-    cmd.env("XDG_RUNTIME_DIR", runtime_dir(&env));
+    let cmd = tunneled(
+        &env,
+        &ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "-vv",
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "--via",
+            &via,
+            "-c",
+            "SELECT pg_sleep(120)",
+        ],
+    );
     let mut watched = Watched::spawn(cmd);
     watched.wait_for("ready on");
     // The session is running its statement: end the tunnel under it.
@@ -549,23 +560,25 @@ fn the_connect_timeout_bounds_the_tunnel_set_up() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let via = format!("ssh://root@{}", silent.local_addr().unwrap());
     let ca = ca();
-    let mut cmd = env.cmd(&[
-        "--ca-bundle",
-        &ca,
-        "postgres",
-        "-h",
-        ENDPOINT,
-        "-U",
-        "app",
-        "--via",
-        &via,
-        "--connect-timeout",
-        "2s",
-        "-c",
-        "SELECT 1",
-    ]);
-    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
-        .env("PGPASSWORD", APP_PASSWORD);
+    let cmd = tunneled(
+        &env,
+        &ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-U",
+            "app",
+            "--via",
+            &via,
+            "--connect-timeout",
+            "2s",
+            "-c",
+            "SELECT 1",
+        ],
+    );
     let r = run(cmd);
     r.assert_code(4);
     assert!(
@@ -584,18 +597,20 @@ fn doctor_checks_through_the_tunnel() {
     let ssh = sshd().client(&env, "user_key", true);
     let (ca, via) = (ca(), sshd().url());
     let url = format!("postgres://app@{ENDPOINT}/appdb");
-    let mut cmd = env.cmd(&[
-        "--ca-bundle",
-        &ca,
-        "--output",
-        "json",
-        "doctor",
-        &url,
-        "--via",
-        &via,
-    ]);
-    cmd.env("RDSCONN_SSH_COMMAND", &ssh)
-        .env("PGPASSWORD", APP_PASSWORD);
+    let cmd = tunneled(
+        &env,
+        &ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "doctor",
+            &url,
+            "--via",
+            &via,
+        ],
+    );
     let r = run(cmd);
     r.assert_code(0);
     let j = r.json();
