@@ -75,6 +75,19 @@ enum ForwardAt {
     Tcp(std::net::SocketAddr),
 }
 
+impl ForwardAt {
+    async fn connect(&self) -> std::io::Result<Stream> {
+        match self {
+            Self::Unix(p) => tokio::net::UnixStream::connect(p).await.map(Stream::Unix),
+            Self::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a).await?;
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tcp(s))
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for ForwardAt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -181,20 +194,26 @@ impl Tunnel {
             Via::Ssh { .. } | Via::Ssm { .. } => {
                 let mut state = self.process.lock().await;
                 let at = self.running(&mut state).await?;
-                let connected = match &at {
-                    ForwardAt::Unix(p) => {
-                        tokio::net::UnixStream::connect(p).await.map(Stream::Unix)
+                loop {
+                    let error = match at.connect().await {
+                        Ok(stream) => return Ok(stream),
+                        Err(e) => e,
+                    };
+                    // ssh makes its socket file a moment before it listens
+                    // on it: refused while the process runs is "not yet"
+                    // (the caller's connect timeout bounds the wait).
+                    let running = state
+                        .forward
+                        .as_mut()
+                        .is_some_and(|f| matches!(f.child.try_wait(), Ok(None)));
+                    if running && error.kind() == std::io::ErrorKind::ConnectionRefused {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
                     }
-                    ForwardAt::Tcp(a) => tokio::net::TcpStream::connect(a).await.map(|s| {
-                        let _ = s.set_nodelay(true);
-                        Stream::Tcp(s)
-                    }),
-                };
-                connected.map_err(|e| {
                     // The process went away between the check and the connect.
                     state.forward = None;
-                    self.error(&format!("the forward on {at}: {e}"), None)
-                })
+                    return Err(self.error(&format!("the forward on {at}: {error}"), None));
+                }
             }
             Via::Socks {
                 host,

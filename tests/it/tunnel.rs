@@ -885,3 +885,28 @@ fn a_hostile_ssh_message_is_escaped() {
         r.stderr
     );
 }
+
+/// ssh makes its forward's socket file a moment before it listens on it:
+/// a connection in that moment waits instead of failing ("Connection
+/// refused"). The stand-in ssh here keeps that moment open for 300 ms.
+#[test]
+fn a_forward_socket_that_is_not_listening_yet_is_waited_for() {
+    let env = TestEnv::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/slow_listen_ssh.py");
+    let ssh = format!("python3 {}", script.display());
+    let mut cmd = through_ssh(&env, "postgres", &ssh, &["-c", PG_TLS]);
+    cmd.env(
+        "SLOW_SSH_FORWARD",
+        crate::support::pg::server(crate::support::server::Variant::Good)
+            .port
+            .to_string(),
+    );
+    let r = run(cmd);
+    r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
+    assert!(
+        crate::support::sshd::processes(&script.display().to_string()).is_empty(),
+        "the stand-in ssh was left running"
+    );
+}
