@@ -741,17 +741,7 @@ fn doctor_checks_a_password_user_without_aws() {
     );
     run.assert_code(0);
     let j = run.json();
-    let status = |name: &str| {
-        j["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .map_or_else(
-                || panic!("no {name} line: {j}"),
-                |c| c["status"].as_str().unwrap().to_string(),
-            )
-    };
+    let status = |name: &str| crate::support::doctor_line(&j, name)["status"].clone();
     assert_eq!(status("region"), "skipped", "{j}");
     assert_eq!(status("credentials"), "skipped", "{j}");
     for stage in [

@@ -10,7 +10,7 @@ use crate::support::pki::ENDPOINT;
 use crate::support::server::{
     APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, Variant, pki,
 };
-use crate::support::{Run, TestEnv, moto, pg, run_with_stdin};
+use crate::support::{Run, TestEnv, doctor_line, moto, pg, run_with_stdin};
 
 /// The instances and clusters in us-east-1 that these tests share.
 fn shared() -> Value {
@@ -452,15 +452,6 @@ fn statuses(j: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn check<'a>(j: &'a Value, name: &str) -> &'a Value {
-    j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == name)
-        .unwrap_or_else(|| panic!("no {name} check in {j}"))
-}
-
 #[test]
 fn doctor_passes_a_good_iam_target_and_names_the_policy_arn() {
     let moto = shared();
@@ -504,16 +495,16 @@ fn doctor_passes_a_good_iam_target_and_names_the_policy_arn() {
     }
     // doctor cannot read IAM policies: the line says what they must allow,
     // never OK.
-    assert_eq!(check(&j, "iam policy")["status"], "not_checked");
+    assert_eq!(doctor_line(&j, "iam policy")["status"], "not_checked");
     // moto's CA identifier is not a real one: a warning, not a failure.
-    assert_eq!(check(&j, "ca")["status"], "warn");
+    assert_eq!(doctor_line(&j, "ca")["status"], "warn");
     // moto's fixed account (GetCallerIdentity) and the instance's resource id.
     let arn = format!(
         "arn:aws:rds-db:us-east-1:123456789012:dbuser:{}/{IAM_USER}",
         moto["mydb"]["resource_id"].as_str().unwrap()
     );
     assert!(
-        check(&j, "iam policy")["detail"]
+        doctor_line(&j, "iam policy")["detail"]
             .as_str()
             .unwrap()
             .contains(&arn),
@@ -531,7 +522,7 @@ fn doctor_reports_iam_disabled_with_the_fix_and_skips_the_connection() {
         IAM_REGION,
     );
     run.assert_code(3);
-    let line = check(&j, "iam auth");
+    let line = doctor_line(&j, "iam auth");
     assert_eq!(line["status"], "fail");
     assert!(
         line["fix"]
@@ -540,7 +531,7 @@ fn doctor_reports_iam_disabled_with_the_fix_and_skips_the_connection() {
             .contains("modify-db-instance --db-instance-identifier mysql-noiam"),
         "{j}"
     );
-    assert_eq!(check(&j, "connection")["status"], "skipped");
+    assert_eq!(doctor_line(&j, "connection")["status"], "skipped");
 }
 
 #[test]
@@ -557,7 +548,7 @@ fn doctor_warns_about_a_configured_region_other_than_the_endpoints() {
         "eu-west-1",
     );
     run.assert_code(0);
-    let region = check(&j, "region");
+    let region = doctor_line(&j, "region");
     assert_eq!(region["status"], "warn");
     let detail = region["detail"].as_str().unwrap();
     assert!(
@@ -565,8 +556,8 @@ fn doctor_warns_about_a_configured_region_other_than_the_endpoints() {
         "{detail}"
     );
     // The instance is found by its endpoint in the endpoint's region.
-    assert_eq!(check(&j, "database")["status"], "ok", "{j}");
-    assert_eq!(check(&j, "connect: auth")["status"], "ok", "{j}");
+    assert_eq!(doctor_line(&j, "database")["status"], "ok", "{j}");
+    assert_eq!(doctor_line(&j, "connect: auth")["status"], "ok", "{j}");
 }
 
 /// Regression: doctor re-implemented the region rule and accepted an
@@ -592,7 +583,7 @@ fn doctor_refuses_an_invalid_region_as_every_command_does() {
         IAM_REGION,
     );
     assert_ne!(run.code, 0);
-    let region = check(&j, "region");
+    let region = doctor_line(&j, "region");
     assert_eq!(region["status"], "fail", "{j}");
     assert!(
         region["detail"]
@@ -856,7 +847,7 @@ fn doctor_knows_a_proxys_rules() {
     );
     // The harness certificate is not an ACM one: the TLS stage fails.
     run.assert_code(5);
-    let db = check(&j, "database");
+    let db = doctor_line(&j, "database");
     assert_eq!(db["status"], "ok", "{j}");
     assert!(
         db["detail"]
@@ -865,19 +856,19 @@ fn doctor_knows_a_proxys_rules() {
             .contains("proxy pgproxy (postgresql, available, TLS required)"),
         "{j}"
     );
-    assert_eq!(check(&j, "iam auth")["status"], "ok", "{j}");
+    assert_eq!(doctor_line(&j, "iam auth")["status"], "ok", "{j}");
     let arn = moto["pgproxy"]["arn"].as_str().unwrap();
     let prx = arn.rsplit(':').next().unwrap();
     assert!(
-        check(&j, "iam policy")["detail"]
+        doctor_line(&j, "iam policy")["detail"]
             .as_str()
             .unwrap()
             .contains(&format!(":dbuser:{prx}/app")),
         "{j}"
     );
-    assert_eq!(check(&j, "proxy role")["status"], "ok", "{j}");
-    assert_eq!(check(&j, "ca")["status"], "ok", "{j}");
-    assert_eq!(check(&j, "connect: tls")["status"], "fail", "{j}");
+    assert_eq!(doctor_line(&j, "proxy role")["status"], "ok", "{j}");
+    assert_eq!(doctor_line(&j, "ca")["status"], "ok", "{j}");
+    assert_eq!(doctor_line(&j, "connect: tls")["status"], "fail", "{j}");
 }
 
 /// `DescribeDBProxyEndpoints` (missing from moto) answered by a stand-in in

@@ -614,17 +614,7 @@ fn doctor_checks_through_the_tunnel() {
     let r = run(cmd);
     r.assert_code(0);
     let j = r.json();
-    let status = |name: &str| {
-        j["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .map_or_else(
-                || panic!("no {name}: {j}"),
-                |c| c["status"].as_str().unwrap().to_string(),
-            )
-    };
+    let status = |name: &str| crate::support::doctor_line(&j, name)["status"].clone();
     assert_eq!(status("connect: tunnel"), "ok", "{j}");
     assert_eq!(status("connect: query"), "ok", "{j}");
     assert_no_ssh_left(&env);

@@ -271,3 +271,13 @@ impl Watched {
         }
     }
 }
+
+/// The line `name` of doctor's JSON checklist (`{"checks":[…]}`).
+pub fn doctor_line<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    j["checks"]
+        .as_array()
+        .expect("doctor's JSON has checks")
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {j}"))
+}
