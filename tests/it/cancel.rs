@@ -3,73 +3,10 @@
 //! verified connection) before rdsconn exits 130.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use crate::support::pki::ENDPOINT;
-use crate::support::server::{APP_PASSWORD, Variant, pki};
+use crate::support::activity::{cmd, running, wait_for};
+use crate::support::server::Variant;
 use crate::support::{Run, TestEnv, maria, pg};
-
-/// `rdsconn ENGINE … --via PORT ARGS` with the app password.
-fn cmd(env: &TestEnv, engine: &str, port: u16, args: &[&str]) -> std::process::Command {
-    let ca = pki().ca_file.display().to_string();
-    let via = format!("127.0.0.1:{port}");
-    let (user, db) = if engine == "postgres" {
-        ("-U", "-d")
-    } else {
-        ("-u", "-D")
-    };
-    let mut all = vec![
-        "--ca-bundle",
-        &ca,
-        engine,
-        "-h",
-        ENDPOINT,
-        user,
-        "app",
-        db,
-        "appdb",
-        "--via",
-        &via,
-    ];
-    all.extend_from_slice(args);
-    let mut c = env.cmd(&all);
-    c.env("PGPASSWORD", APP_PASSWORD)
-        .env("MYSQL_PWD", APP_PASSWORD);
-    c
-}
-
-/// How many sessions run a statement containing `marker`, as the server
-/// reports them.
-fn running(env: &TestEnv, engine: &str, port: u16, marker: &str) -> u64 {
-    let sql = if engine == "postgres" {
-        format!(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
-        )
-    } else {
-        format!(
-            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{marker}%' AND ID <> CONNECTION_ID()"
-        )
-    };
-    let flag = if engine == "postgres" { "-c" } else { "-e" };
-    let run = Run::from(cmd(env, engine, port, &[flag, &sql]).output().unwrap());
-    run.assert_code(0);
-    run.stdout
-        .lines()
-        .nth(1)
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{}", run.stdout))
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_mins(2),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn ctrl_c_cancels_the_running_statement_on_the_server() {

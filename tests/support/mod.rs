@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod activity;
 pub mod bench;
 pub mod hostile;
 pub mod http;
