@@ -91,21 +91,52 @@ pub(crate) struct ResultSet {
     pub affected: Option<u64>,
 }
 
-/// A statement failed on the server.
-#[derive(Debug, thiserror::Error)]
-#[error("{message} ({code})")]
+/// A statement failed on the server, or the connection under it did.
+#[derive(Debug)]
 pub(crate) struct QueryError {
     pub message: String,
-    /// SQLSTATE (PostgreSQL) or `ERROR n (SQLSTATE)` (MySQL).
-    pub code: String,
+    /// SQLSTATE (PostgreSQL) or `ERROR n (SQLSTATE)` (MySQL); `Lost` when
+    /// the connection was reset or closed under the statement.
+    pub code: QueryCode,
     /// Results of the statements before the failing one, which the native
     /// client would have printed (mysql does; psql -c does not).
     pub completed: Vec<ResultSet>,
 }
 
+/// Where a statement's failure came from.
+#[derive(Debug)]
+pub(crate) enum QueryCode {
+    /// The server's own error code.
+    Server(String),
+    /// The driver gave up on the server's answer (e.g. out of sync).
+    Driver,
+    /// The connection was reset or closed during the statement: a network
+    /// failure (exit 4), e.g. a `--via` tunnel that ended.
+    Lost,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.code {
+            QueryCode::Server(code) => write!(f, "{} ({code})", self.message),
+            QueryCode::Driver => write!(f, "{}", self.message),
+            QueryCode::Lost => write!(
+                f,
+                "the connection to the server was lost during the statement: {}",
+                self.message
+            ),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
 impl Categorized for QueryError {
     fn category(&self) -> Category {
-        Category::Runtime
+        match self.code {
+            QueryCode::Lost => Category::Network,
+            QueryCode::Server(_) | QueryCode::Driver => Category::Runtime,
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{SimpleQueryMessage, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Auth, Column, Engine, Kind, QueryError, ResultSet, Session, SessionInfo, Timings};
+use super::{
+    Auth, Column, Engine, Kind, QueryCode, QueryError, ResultSet, Session, SessionInfo, Timings,
+};
 use crate::BoxFuture;
 use crate::error::error_line;
 use crate::net::{ConnectError, Stage, ms};
@@ -137,22 +139,10 @@ fn classify(
     }
     // Reset, or closed before the login finished ("early eof",
     // "connection closed"): the network or the peer went away.
-    let io_kind = std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .find_map(|e| e.downcast_ref::<std::io::Error>())
-    .map(std::io::Error::kind);
-    let io = io_kind.map(|k| std::io::Error::new(k, text.clone()));
-    if let Some(io) = io.filter(crate::net::is_network_io) {
+    if let Some(source) = lost(err, &text) {
         return ConnectError::Network {
             what: "talking to the server",
-            source: io,
-        };
-    }
-    if err.is_closed() {
-        return ConnectError::Network {
-            what: "talking to the server",
-            source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, text),
+            source,
         };
     }
     // tokio-postgres's words for GSSAPI, SSPI, Kerberos V5 and SCM
@@ -171,6 +161,43 @@ fn classify(
         };
     }
     ConnectError::Server(text)
+}
+
+/// A statement's failure: the server's error and its SQLSTATE, or the
+/// connection lost under it.
+fn query_error(e: &tokio_postgres::Error) -> QueryError {
+    if let Some(db) = e.as_db_error() {
+        return QueryError {
+            message: db.message().to_string(),
+            code: QueryCode::Server(format!("SQLSTATE {}", db.code().code())),
+            completed: Vec::new(),
+        };
+    }
+    let message = error_line(e);
+    QueryError {
+        code: if lost(e, &message).is_some() {
+            QueryCode::Lost
+        } else {
+            QueryCode::Driver
+        },
+        message,
+        completed: Vec::new(),
+    }
+}
+
+/// The connection was reset or closed under `err` (the network or the
+/// peer went away): the I/O error, with `text` as its message.
+fn lost(err: &tokio_postgres::Error, text: &str) -> Option<std::io::Error> {
+    let io_kind = std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|e| e.downcast_ref::<std::io::Error>())
+    .map(std::io::Error::kind);
+    let io = io_kind.map(|k| std::io::Error::new(k, text));
+    io.filter(crate::net::is_network_io).or_else(|| {
+        err.is_closed()
+            .then(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, text))
+    })
 }
 
 /// rdsconn's verifier as tokio-postgres' TLS connector for the endpoint
@@ -250,22 +277,11 @@ impl Session for PgSession {
         sql: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ResultSet>, QueryError>> {
         Box::pin(async move {
-            let messages =
-                self.client
-                    .simple_query(sql)
-                    .await
-                    .map_err(|e| match e.as_db_error() {
-                        Some(db) => QueryError {
-                            message: db.message().to_string(),
-                            code: format!("SQLSTATE {}", db.code().code()),
-                            completed: Vec::new(),
-                        },
-                        None => QueryError {
-                            message: error_line(&e),
-                            code: "connection".into(),
-                            completed: Vec::new(),
-                        },
-                    })?;
+            let messages = self
+                .client
+                .simple_query(sql)
+                .await
+                .map_err(|e| query_error(&e))?;
             let mut sets = Vec::new();
             let mut current = ResultSet::default();
             for m in messages {

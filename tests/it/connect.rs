@@ -3,9 +3,11 @@
 //! verifying (and signing for) the RDS-like endpoint name. Every behaviour
 //! the two commands share is checked on both engines.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
+use crate::support::activity;
 use crate::support::pki::ENDPOINT;
+use crate::support::proxy::Cutter;
 use crate::support::server::{
     APP_PASSWORD, IAM_ACCESS_KEY, IAM_SECRET_KEY, IAM_USER, Server, Variant, free_port, pam_log,
     pki,
@@ -391,6 +393,41 @@ fn sql_error_is_exit_1_with_the_server_code() {
             "{}",
             run.stderr
         );
+    }
+}
+
+/// The connection breaks while a statement runs (a crashed server, a
+/// dropped link): a network failure, exit 4, never "the SQL failed".
+#[test]
+fn a_connection_lost_during_a_statement_is_exit_4() {
+    for db in BOTH {
+        let env = TestEnv::new();
+        let port = (db.server)(Variant::Good).port;
+        let cutter = Cutter::new(port);
+        let marker = format!("rdsconn-lost-{}", db.command);
+        let sleep = if db.command == "postgres" {
+            format!("SELECT pg_sleep(300) /* {marker} */")
+        } else {
+            format!("SELECT SLEEP(300) /* {marker} */")
+        };
+        let child = activity::cmd(&env, db.command, cutter.port, &["-e", &sleep])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        activity::wait_for("the statement to run", || {
+            activity::running(&env, db.command, port, &marker) == 1
+        });
+        cutter.cut();
+        let run = Run::from(child.wait_with_output().unwrap());
+        run.assert_code(4);
+        assert!(
+            run.stderr
+                .starts_with("error: the connection to the server was lost during the statement"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "{}", db.command);
     }
 }
 

@@ -15,7 +15,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, Row, ServerError, Value};
 
 use super::{
-    Auth, Column, Engine, Kind, QueryError, ResultSet, Secret, Session, SessionInfo, Timings,
+    Auth, Column, Engine, Kind, QueryCode, QueryError, ResultSet, Secret, Session, SessionInfo,
+    Timings,
 };
 use crate::BoxFuture;
 use crate::error::error_line;
@@ -307,8 +308,15 @@ fn query_error(e: mysql_async::Error, completed: Vec<ResultSet>) -> QueryError {
             code,
             message,
             state,
-        }) => (message, format!("ERROR {code} ({state})")),
-        other => (error_line(&other), "connection".into()),
+        }) => (
+            message,
+            QueryCode::Server(format!("ERROR {code} ({state})")),
+        ),
+        mysql_async::Error::Io(_)
+        | mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => {
+            (error_line(&e), QueryCode::Lost)
+        }
+        other => (error_line(&other), QueryCode::Driver),
     };
     QueryError {
         message,
