@@ -358,8 +358,14 @@ impl Tunnel {
             .map_err(super::io_err("choosing a local port"))?
             .port();
         let (host, endpoint_port) = &self.endpoint;
-        let session =
-            super::ssm::start(target, region, profile, (host, *endpoint_port), port).await?;
+        let session = Box::pin(super::ssm::start(
+            target,
+            region,
+            profile,
+            (host, *endpoint_port),
+            port,
+        ))
+        .await?;
         let mut cmd = Command::new(&plugin);
         // As the AWS CLI runs it; the response (with the session's token)
         // in the environment, never in argv where `ps` shows it.

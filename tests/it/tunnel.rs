@@ -632,24 +632,47 @@ fn doctor_checks_through_the_tunnel() {
 }
 
 /// The SSM stand-ins: the API stub (its request log) and the directory of
-/// the stand-in `session-manager-plugin`.
+/// the stand-in `session-manager-plugin`; EC2 is moto's, with a running
+/// and a stopped `Name=bastion` and two running `Name=twin`.
 struct Ssm {
     stub: std::process::Child,
     url: String,
     log: std::path::PathBuf,
     plugin_log: std::path::PathBuf,
+    /// The running `Name=bastion` instance.
+    bastion: String,
 }
 
 impl Ssm {
     fn start(env: &TestEnv) -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/ssm");
         let log = env.root.path().join("ssm-api.jsonl");
-        let instances = r#"{"i-0123456789abcdef0": {"Name": "bastion"},
-            "i-0aaaaaaaabbbbbbbb": {"Name": "twin"}, "i-0ccccccccdddddddd": {"Name": "twin"}}"#;
+        let ec2 = crate::support::moto::ec2(
+            IAM_REGION,
+            &serde_json::json!([
+                {"tags": {"Name": "bastion"}},
+                {"tags": {"Name": "bastion"}, "state": "stopped"},
+                {"tags": {"Name": "twin"}, "count": 2},
+            ]),
+        );
+        let instances = ec2.as_object().unwrap();
+        let bastion = instances
+            .iter()
+            .find(|(_, i)| i["tags"]["Name"] == "bastion" && i["state"] == "running")
+            .map_or_else(
+                || panic!("no running bastion in {ec2}"),
+                |(id, _)| id.clone(),
+            );
+        // SSM knows the running instances.
+        let managed: serde_json::Map<String, serde_json::Value> = instances
+            .iter()
+            .filter(|(_, i)| i["state"] == "running")
+            .map(|(id, i)| (id.clone(), i["tags"].clone()))
+            .collect();
         let mut stub = Command::new("python3")
             .arg(dir.join("ssm_stub.py"))
             .arg(&log)
-            .arg(instances)
+            .arg(serde_json::Value::Object(managed).to_string())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -669,6 +692,7 @@ impl Ssm {
             url: format!("http://127.0.0.1:{port}"),
             log,
             plugin_log: env.root.path().join("ssm-plugin.jsonl"),
+            bastion,
         }
     }
 
@@ -682,6 +706,7 @@ impl Ssm {
             cmd.env("PATH", format!("{}:{path}", dir.display()));
         }
         cmd.env("AWS_ENDPOINT_URL_SSM", &self.url)
+            .env("AWS_ENDPOINT_URL_EC2", crate::support::moto::url())
             .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
             .env("AWS_REGION", IAM_REGION)
@@ -726,10 +751,10 @@ fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `--via ssm://tag:Name=VALUE`: the instance from
-/// `DescribeInstanceInformation`, `StartSession` with the port-forwarding
-/// document for the endpoint, the
-/// plugin run as the AWS CLI runs it; then SQL through it, verified.
+/// `--via ssm://tag:Name=VALUE`: the running instance from EC2's
+/// `DescribeInstances`, `StartSession` with the port-forwarding document
+/// for the endpoint, the plugin run as the AWS CLI runs it; then SQL
+/// through it, verified.
 #[test]
 fn ssm_sessions_forward_to_the_endpoint() {
     let env = TestEnv::new();
@@ -760,17 +785,15 @@ fn ssm_sessions_forward_to_the_endpoint() {
     r.assert_code(0);
     assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
     let calls = ssm.requests();
-    assert_eq!(calls.len(), 3, "{calls:#?}");
-    assert_eq!(calls[0]["target"], "AmazonSSM.DescribeInstanceInformation");
-    assert_eq!(calls[0]["body"]["Filters"][0]["Key"], "tag:Name");
-    assert_eq!(calls[0]["body"]["Filters"][0]["Values"][0], "bastion");
-    assert_eq!(calls[1]["target"], "AmazonSSM.StartSession");
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0]["target"], "AmazonSSM.StartSession");
     assert!(calls.iter().all(|c| c["signed"] == true), "{calls:#?}");
     // The session is ended when rdsconn ends, as the AWS CLI ends it.
-    assert_eq!(calls[2]["target"], "AmazonSSM.TerminateSession");
-    assert_eq!(calls[2]["body"]["SessionId"], "rdsconn-test-0123456789");
-    let start = &calls[1]["body"];
-    assert_eq!(start["Target"], "i-0123456789abcdef0");
+    assert_eq!(calls[1]["target"], "AmazonSSM.TerminateSession");
+    assert_eq!(calls[1]["body"]["SessionId"], "rdsconn-test-0123456789");
+    let start = &calls[0]["body"];
+    // The running bastion, not the stopped one.
+    assert_eq!(start["Target"], ssm.bastion.as_str());
     assert_eq!(
         start["DocumentName"],
         "AWS-StartPortForwardingSessionToRemoteHost"
@@ -797,23 +820,35 @@ fn ssm_sessions_forward_to_the_endpoint() {
     assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
 
     // An instance id goes straight to StartSession.
-    let r = pg("ssm://i-0123456789abcdef0", true);
+    let r = pg(&format!("ssm://{}", ssm.bastion), true);
     r.assert_code(0);
     let calls = ssm.requests();
-    assert_eq!(calls.len(), 5, "{calls:#?}");
-    assert_eq!(calls[3]["target"], "AmazonSSM.StartSession");
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    assert_eq!(calls[2]["target"], "AmazonSSM.StartSession");
+    assert_eq!(calls[2]["body"]["Target"], ssm.bastion.as_str());
 
     // Two instances with the tag: name one.
     let r = pg("ssm://tag:Name=twin", true);
     r.assert_code(4);
     assert!(
-        r.stderr.contains("2 instances") && r.stderr.contains("ssm://INSTANCE-ID"),
+        r.stderr.contains("2 running instances") && r.stderr.contains("ssm://INSTANCE-ID"),
         "{}",
         r.stderr
     );
+    // No running instance with the tag.
+    let r = pg("ssm://tag:Name=nowhere", true);
+    r.assert_code(4);
+    assert!(
+        r.stderr
+            .contains("no running EC2 instance in us-east-1 has the tag Name=nowhere"),
+        "{}",
+        r.stderr
+    );
+    // Neither reached StartSession.
+    assert_eq!(ssm.requests().len(), 4);
 
     // No plugin installed: the install hint.
-    let r = pg("ssm://i-0123456789abcdef0", false);
+    let r = pg(&format!("ssm://{}", ssm.bastion), false);
     r.assert_code(4);
     assert!(
         r.stderr.contains("session-manager-plugin") && r.stderr.contains("hint:"),
@@ -840,7 +875,7 @@ fn ssm_check_reports_the_tunnel_stage() {
             "check",
             &format!("postgres://app@{ENDPOINT}/appdb"),
             "--via",
-            "ssm://i-0123456789abcdef0",
+            &format!("ssm://{}", ssm.bastion),
         ],
         true,
     );

@@ -1,4 +1,4 @@
-//! A moto server (the RDS API, locally) shared by the tests of this
+//! A moto server (the RDS and EC2 APIs, locally) shared by the tests of this
 //! process, and boto3-driven setup of instances and clusters in it.
 //!
 //! moto keeps state per region, so tests that list everything use their
@@ -49,6 +49,12 @@ pub fn url() -> &'static str {
 /// and returns what moto reports for the whole region, per identifier.
 pub fn setup(region: &str, spec: &serde_json::Value) -> serde_json::Value {
     run_script("moto_setup.py", &[region], spec)
+}
+
+/// Creates the tagged EC2 instances `spec` lists in `region` (see
+/// `tests/oracle/moto_ec2.py`); every instance of the region, per id.
+pub fn ec2(region: &str, spec: &serde_json::Value) -> serde_json::Value {
+    run_script("moto_ec2.py", &[region], spec)
 }
 
 /// Secrets and RDS-managed master secrets (see

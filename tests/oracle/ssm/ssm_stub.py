@@ -1,10 +1,10 @@
 """A stand-in for the AWS Systems Manager API (JSON 1.1), for --via ssm://.
 
 Usage: ssm_stub.py LOG INSTANCES_JSON
-INSTANCES_JSON: {"i-0123456789abcdef0": {"Name": "bastion"}, ...} (tags)
-Prints the port it listens on (127.0.0.1) and answers
-DescribeInstanceInformation (tag:KEY filters), StartSession and
-TerminateSession; every
+INSTANCES_JSON: {"i-0123456789abcdef0": {"Name": "bastion"}, ...} (the
+instances SSM manages, with their tags)
+Prints the port it listens on (127.0.0.1) and answers StartSession (for the
+instances it manages) and TerminateSession; every
 request (its X-Amz-Target, whether it carried a SigV4 Authorization
 header, and its JSON body) is appended to LOG as one JSON line. Exits when
 stdin closes.
@@ -18,19 +18,6 @@ import threading
 LOG = sys.argv[1]
 INSTANCES = json.loads(sys.argv[2])
 LOCK = threading.Lock()
-
-
-def describe(body):
-    found = []
-    for iid, tags in INSTANCES.items():
-        ok = True
-        for f in body.get("Filters", []):
-            key = f.get("Key", "")
-            if key.startswith("tag:") and tags.get(key[4:]) not in f.get("Values", []):
-                ok = False
-        if ok:
-            found.append({"InstanceId": iid, "PingStatus": "Online"})
-    return 200, {"InstanceInformationList": found}
 
 
 def start(body):
@@ -61,9 +48,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "signed": self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"),
                 "body": body,
             }) + "\n")
-        if action == "AmazonSSM.DescribeInstanceInformation":
-            status, answer = describe(body or {})
-        elif action == "AmazonSSM.StartSession":
+        if action == "AmazonSSM.StartSession":
             status, answer = start(body or {})
         elif action == "AmazonSSM.TerminateSession":
             status, answer = 200, {"SessionId": (body or {}).get("SessionId", "")}
