@@ -294,6 +294,33 @@ fn ssh_failures_are_network_errors_with_sshs_message() {
     assert_no_ssh_left(&env);
 }
 
+/// On a terminal, ssh asks its own questions there (no `BatchMode`): an
+/// unknown bastion's host key is shown, and "yes" lets the run go on and
+/// records the key, as the user's ssh would.
+#[test]
+fn ssh_asks_its_host_key_question_on_the_terminal() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", false);
+    let config = env.root.path().join("ssh").join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("StrictHostKeyChecking yes", "StrictHostKeyChecking ask"),
+    )
+    .unwrap();
+    let inner = through_ssh(&env, "postgres", &ssh, &["-c", "SELECT 42 AS answer"]);
+    let r = run(crate::support::on_a_terminal(&inner, "(yes/no", "yes"));
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("authenticity of host") && r.stdout.contains("42"),
+        "{}",
+        r.stdout
+    );
+    let known = std::fs::read_to_string(env.root.path().join("ssh").join("known_hosts")).unwrap();
+    assert!(known.contains("127.0.0.1"), "{known}");
+    assert_no_ssh_left(&env);
+}
+
 /// The tunnel dies mid-session: the session ends with an error, and
 /// nothing is left behind.
 #[test]

@@ -110,6 +110,26 @@ pub fn run_with_stdin(mut cmd: Command, input: &str) -> Run {
     Run::from(child.wait_with_output().unwrap())
 }
 
+/// `cmd` (its program, arguments and environment) on a new
+/// pseudo-terminal that types `answer` when `prompt` appears
+/// (`tests/oracle/pty_answer.py`): stdout is the terminal's transcript.
+pub fn on_a_terminal(cmd: &Command, prompt: &str, answer: &str) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/pty_answer.py");
+    let mut outer = Command::new("python3");
+    outer
+        .arg(script)
+        .args([prompt, answer, "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            outer.env(k, v);
+        }
+    }
+    outer
+}
+
 /// A finished run of the binary.
 #[derive(Debug)]
 pub struct Run {
