@@ -15,7 +15,7 @@ use crate::support::server::{
     APP_PASSWORD, DIRECTORY_PASSWORD, DIRECTORY_USER, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY,
     IAM_USER, KERBEROS_USER, TWO_FACTOR_CODE, TWO_FACTOR_USER, Variant, directory_log, pki,
 };
-use crate::support::{Run, TestEnv, maria, pg};
+use crate::support::{Run, TestEnv, maria, on_a_terminal, pg, wrapped};
 
 fn ca() -> String {
     pki().ca_file.display().to_string()
@@ -63,16 +63,6 @@ fn directory(env: &TestEnv, user: &str, extra: &[&str], password: &str) -> Run {
         mysql(env, Variant::Directory, user, extra),
         password,
     ))
-}
-
-/// `wrapper` running `inner` (its arguments and environment).
-fn wrapped(mut wrapper: Command, inner: &Command) -> Command {
-    wrapper
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-    wrapper
 }
 
 /// The password checks the PAM stack of the server on `port` logged for `user`.
@@ -282,13 +272,7 @@ fn a_second_question_is_asked_on_the_terminal() {
         TWO_FACTOR_USER,
         &["-e", "SELECT CURRENT_USER()"],
     );
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/pty_answer.py");
-    let mut python = Command::new("python3");
-    python
-        .arg(script)
-        .args(["Verification code:", TWO_FACTOR_CODE, "--"]);
-    let mut cmd = wrapped(python, &inner);
+    let mut cmd = on_a_terminal(&inner, "Verification code:", TWO_FACTOR_CODE);
     cmd.env("MYSQL_PWD", DIRECTORY_PASSWORD);
     let run = output(cmd);
     run.assert_code(0);

@@ -32,20 +32,16 @@ fn target(engine: &str) -> (String, Vec<String>) {
 /// rdsconn ARGS on a new pseudo-terminal that answers `answer` to the
 /// password question (`tests/oracle/pty_answer.py`).
 fn on_a_terminal(env: &TestEnv, args: &[String], answer: &str, vars: &[(&str, &str)]) -> Run {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/pty_answer.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args(["Password for", answer, "--", BINARY])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.home())
-        .env("RDSCONN_CACHE_DIR", env.cache_dir());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = env.cmd(&args);
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    Run::from(cmd.output().unwrap())
+    Run::from(
+        crate::support::on_a_terminal(&cmd, "Password for", answer)
+            .output()
+            .unwrap(),
+    )
 }
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -115,19 +115,20 @@ pub fn run_with_stdin(mut cmd: Command, input: &str) -> Run {
 /// (`tests/oracle/pty_answer.py`): stdout is the terminal's transcript.
 pub fn on_a_terminal(cmd: &Command, prompt: &str, answer: &str) -> Command {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/pty_answer.py");
-    let mut outer = Command::new("python3");
-    outer
-        .arg(script)
-        .args([prompt, answer, "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear();
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            outer.env(k, v);
-        }
-    }
-    outer
+    let mut python = Command::new("python3");
+    python.arg(script).args([prompt, answer, "--"]);
+    wrapped(python, cmd)
+}
+
+/// `wrapper ARGS… PROGRAM ARGS…` with `inner`'s program, arguments and
+/// environment (e.g. `setsid`, the pty answerer).
+pub fn wrapped(mut wrapper: Command, inner: &Command) -> Command {
+    wrapper
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    wrapper
 }
 
 /// A finished run of the binary.
