@@ -12,19 +12,13 @@ instance id -> {"state": STATE, "tags": {KEY: VALUE}}.
 import json
 import sys
 
-import boto3
+from motoclient import client
 
 
 def main():
     url, region = sys.argv[1:3]
     spec = json.load(sys.stdin)
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ec2 = client("ec2", url, region)
 
     def region_instances():
         found = {}

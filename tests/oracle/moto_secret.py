@@ -15,17 +15,7 @@ as DescribeDBInstances / DescribeDBClusters and GetSecretValue report them.
 import json
 import sys
 
-import boto3
-
-
-def client(service, url, region):
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+from motoclient import client
 
 
 def main():

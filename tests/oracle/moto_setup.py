@@ -18,19 +18,13 @@ the region, from DescribeDBInstances / DescribeDBClusters, and for proxies (Desc
 import json
 import sys
 
-import boto3
+from motoclient import client
 
 
 def main():
     url, region = sys.argv[1:3]
     spec = json.load(sys.stdin)
-    rds = boto3.client(
-        "rds",
-        endpoint_url=url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    rds = client("rds", url, region)
 
     def instance(ident, engine, iam=False, version=None, member_of=None):
         extra = {"EngineVersion": version} if version else {}
@@ -54,13 +48,7 @@ def main():
 
     def proxy(item):
         if not subnets:
-            ec2 = boto3.client(
-                "ec2",
-                endpoint_url=url,
-                region_name=region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
+            ec2 = client("ec2", url, region)
             vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
             subnets.append(ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"])
         try:
