@@ -294,6 +294,7 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
             run.ok(Step::Tls, t, detail);
         }
         Err(e) => {
+            let e = crate::net::tunnel::explained(target, e).await;
             run.fail(Step::Tls, t, &e.into());
             return run.finish(settings);
         }

@@ -334,12 +334,12 @@ pub(crate) async fn connect_rereading(
     ),
     SecretError,
 > {
-    let connected = engine.connect(target, auth, tls).await;
+    let connected = crate::engine::connect(engine, target, auth, tls).await;
     match (&connected, secret) {
         (Err(crate::net::ConnectError::Auth { .. }), Some(s)) => {
             tracing::info!(secret = %s.source.id, "the server refused the secret's password; reading the secret again");
             *auth = crate::secret::Auth::Password(s.reread(global).await?);
-            let again = engine.connect(target, auth, tls).await;
+            let again = crate::engine::connect(engine, target, auth, tls).await;
             Ok((
                 again,
                 " (the secret was read again after the first refusal)",

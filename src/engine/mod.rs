@@ -166,6 +166,22 @@ pub(crate) trait Engine: Send + Sync {
     ) -> BoxFuture<'a, Result<Box<dyn Session>, ConnectError>>;
 }
 
+/// Logs in to `target` with `engine`. A network failure through an ssh
+/// tunnel whose bastion would not open the channel to the endpoint is
+/// ssh's own reason instead (the connection closed before the server's
+/// first byte says nothing).
+pub(crate) async fn connect(
+    engine: &dyn Engine,
+    target: &Target,
+    auth: &Auth,
+    tls: &TlsPolicy,
+) -> Result<Box<dyn Session>, ConnectError> {
+    match engine.connect(target, auth, tls).await {
+        Err(e) if target.tunnel().is_some() => Err(crate::net::tunnel::explained(target, e).await),
+        other => other,
+    }
+}
+
 /// An authenticated session.
 pub(crate) trait Session: Send {
     /// What was verified and negotiated; may ask the server (for `--info`,

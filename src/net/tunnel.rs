@@ -155,6 +155,57 @@ pub(crate) async fn ended() -> Option<String> {
     None
 }
 
+/// `error` of a connection through `target`'s tunnel, or ssh's own
+/// reason when that connection was accepted but the bastion would not
+/// open its channel to the endpoint ("open failed": forwarding refused,
+/// the endpoint's port closed or unreachable from the bastion): the
+/// connection closed before the server's first byte says nothing.
+pub(crate) async fn explained(target: &Target, error: ConnectError) -> ConnectError {
+    match error {
+        ConnectError::Network { .. } => channel_refused(target).await.unwrap_or(error),
+        other => other,
+    }
+}
+
+/// ssh's "open failed" line for `target`'s ssh tunnel, as an error. ssh
+/// says it on stderr as it closes the connection, so the line gets up to
+/// two seconds to be read (only a connection that broke waits); without
+/// one, `None`.
+async fn channel_refused(target: &Target) -> Option<ConnectError> {
+    let via @ Via::Ssh { .. } = target.tunnel()? else {
+        return None;
+    };
+    let tunnel = tunnel(via, target);
+    let said = {
+        let state = tokio::time::timeout(Duration::from_secs(1), tunnel.process.lock())
+            .await
+            .ok()?;
+        Arc::clone(&state.forward.as_ref()?.said)
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        // Taken out, so that a later failure is not blamed on it.
+        let refused = {
+            let mut lines = said.lock().ok()?;
+            let at = lines.iter().rposition(|l| l.contains("open failed"));
+            at.map(|i| lines.remove(i))
+        };
+        if let Some(line) = refused {
+            let (endpoint, port) = &tunnel.endpoint;
+            let hint = format!(
+                "the bastion did not open a channel to {endpoint}:{port}: is it the endpoint's \
+                 port, may the bastion reach it (security groups), and may your ssh user forward \
+                 (AllowTcpForwarding)?"
+            );
+            return Some(tunnel.error(&line, Some(&hint)));
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Ends every tunnel of this run: the processes are killed, ssh's
 /// directories removed, SSM sessions terminated.
 pub(crate) async fn close_all() {

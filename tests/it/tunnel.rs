@@ -294,6 +294,87 @@ fn ssh_failures_are_network_errors_with_sshs_message() {
     assert_no_ssh_left(&env);
 }
 
+/// The bastion lets ssh in but will not open the channel to the endpoint
+/// (forwarding refused for the user; nothing on the endpoint's port as
+/// the bastion sees it): exit 4 with ssh's own words and the layer, not
+/// a connection closed for no reason.
+#[test]
+fn a_channel_the_bastion_will_not_open_is_sshs_own_error() {
+    let env = TestEnv::new();
+    let restricted = sshd().client(&env, "restricted_key", true);
+    let r = run(through_ssh(
+        &env,
+        "postgres",
+        &restricted,
+        &["-c", "SELECT 1"],
+    ));
+    r.assert_code(4);
+    assert!(
+        r.stderr
+            .starts_with(&format!("error: connecting to {ENDPOINT}:5432 via ssh://"))
+            && r.stderr
+                .contains("caused by: ssh to bastion 127.0.0.1: channel ")
+            && r.stderr
+                .contains("open failed: administratively prohibited"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "hint: the bastion did not open a channel to {ENDPOINT}:5432"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_no_ssh_left(&env);
+
+    // The endpoint's port is closed where the bastion is; both engines.
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    for (engine, port_flag) in [("postgres", "-p"), ("mysql", "-P")] {
+        let r = run(through_ssh(
+            &env,
+            engine,
+            &ssh,
+            &[port_flag, "1", "-e", "SELECT 1"],
+        ));
+        r.assert_code(4);
+        assert!(
+            r.stderr
+                .contains("caused by: ssh to bastion 127.0.0.1: channel ")
+                && r.stderr
+                    .contains("open failed: connect failed: Connection refused"),
+            "{engine}: {}",
+            r.stderr
+        );
+    }
+    // `check` reports it with ssh's words.
+    let (ca, via) = (ca(), sshd().url());
+    let url = format!("postgres://app@{ENDPOINT}:1/appdb");
+    let r = run(tunneled(
+        &env,
+        &ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "check",
+            &url,
+            "--via",
+            &via,
+        ],
+    ));
+    r.assert_code(4);
+    let t = &r.json()["targets"][0];
+    assert!(
+        t.to_string()
+            .contains("open failed: connect failed: Connection refused"),
+        "{t:#}"
+    );
+    assert_no_ssh_left(&env);
+}
+
 /// On a terminal, ssh asks its own questions there (no `BatchMode`): an
 /// unknown bastion's host key is shown, and "yes" lets the run go on and
 /// records the key, as the user's ssh would.

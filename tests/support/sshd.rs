@@ -63,7 +63,18 @@ fn start() -> Sshd {
     keygen(&dir.join("host_key"));
     keygen(&dir.join("user_key"));
     keygen(&dir.join("other_key"));
-    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+    keygen(&dir.join("restricted_key"));
+    // `restricted_key` logs in but may not forward (`restrict`).
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    std::fs::write(
+        dir.join("authorized_keys"),
+        format!(
+            "{}restrict {}",
+            read("user_key.pub"),
+            read("restricted_key.pub")
+        ),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("hosts"),
         format!("127.0.0.1 localhost\n{FAR_END} {ENDPOINT}\n"),
@@ -137,8 +148,9 @@ impl Sshd {
     }
 
     /// Writes an ssh client configuration into `env` and returns the
-    /// `RDSCONN_SSH_COMMAND` that uses it: `key` is `user_key` (accepted)
-    /// or `other_key` (refused); `known` whether the host key is known.
+    /// `RDSCONN_SSH_COMMAND` that uses it: `key` is `user_key` (accepted),
+    /// `restricted_key` (accepted, may not forward) or `other_key`
+    /// (refused); `known` whether the host key is known.
     pub fn client(&self, env: &TestEnv, key: &str, known: bool) -> String {
         let dir = env.root.path().join("ssh");
         std::fs::create_dir_all(&dir).unwrap();
