@@ -34,7 +34,10 @@ struct Dialed {
 async fn dial(target: &Target) -> Result<Dialed, ConnectError> {
     let dialed = crate::net::dial(target, &Stage::default()).await?;
     let mut packets = wire::Packets::new(dialed.stream);
-    let greeting = wire::greeting(&mut packets).await?;
+    let greeting = match wire::greeting(&mut packets).await {
+        Ok(g) => g,
+        Err(e) => return Err(crate::net::tunnel::explained(target, e).await),
+    };
     Ok(Dialed {
         packets,
         greeting,
@@ -260,12 +263,13 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Answers a client in place of a greeting (as a server that refuses a
-/// connection does).
+/// connection does): without a SQL state, which only clients that have
+/// said they speak protocol 4.1 (in their handshake answer) read.
 pub(super) async fn refuse_early<S: AsyncRead + AsyncWrite + Unpin>(
     client: S,
     code: u16,
     message: &str,
 ) {
     let mut packets = wire::Packets::new(client);
-    let _ = relay::send_error(&mut packets, code, *b"HY000", message).await;
+    let _ = relay::send_error(&mut packets, code, None, message).await;
 }

@@ -314,7 +314,9 @@ async fn upgrade(
     let dialed = crate::net::dial(target, &Stage::default()).await?;
     let t = Instant::now();
     let mut stream = dialed.stream;
-    crate::wire::postgres::postgres_ssl_request(&mut stream).await?;
+    if let Err(e) = crate::wire::postgres::postgres_ssl_request(&mut stream).await {
+        return Err(crate::net::tunnel::explained(target, e).await);
+    }
     let peer = std::sync::Arc::new(PeerChain::default());
     let (tls, _) =
         crate::net::tls_handshake(stream, target.host.as_str(), &config.policy, &peer).await?;

@@ -348,6 +348,27 @@ fn a_channel_the_bastion_will_not_open_is_sshs_own_error() {
             r.stderr
         );
     }
+    // The hand-off: the native clients get ssh's words from rdsconn's
+    // proxy.
+    for (engine, port_flag, client) in [
+        ("postgres", "-p", vec!["--", "-c", "SELECT 1"]),
+        (
+            "mysql",
+            "-P",
+            vec!["--client", "mariadb", "--", "-e", "SELECT 1"],
+        ),
+    ] {
+        let mut args = vec![port_flag, "1"];
+        args.extend(client);
+        let r = run(through_ssh(&env, engine, &ssh, &args));
+        assert_ne!(r.code, 0, "{engine}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("open failed: connect failed: Connection refused"),
+            "{engine}: {}",
+            r.stderr
+        );
+    }
     // `check` reports it with ssh's words.
     let (ca, via) = (ca(), sshd().url());
     let url = format!("postgres://app@{ENDPOINT}:1/appdb");
@@ -465,6 +486,65 @@ fn a_tunnel_killed_mid_session_ends_it_cleanly() {
     );
     assert!(r.stderr.contains("hint: the tunnel ssh://"), "{}", r.stderr);
     assert_no_ssh_left(&env);
+}
+
+/// The proxy's client whose channel the bastion will not open gets ssh's
+/// words in its error, as a direct session does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_passes_on_why_the_bastion_refused_the_channel() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let via = sshd().url();
+    let proxy = ProxyProc::start(
+        &env,
+        &["postgres", "-h", ENDPOINT, "-p", "1", "--via", &via],
+        &[("RDSCONN_SSH_COMMAND", &ssh), ("PGPASSWORD", APP_PASSWORD)],
+    );
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(proxy.port())
+        .user("app")
+        .dbname("appdb")
+        .password("ignored: the proxy logs in with its own")
+        .ssl_mode(tokio_postgres::config::SslMode::Disable)
+        .connect_timeout(Duration::from_mins(1));
+    let Err(e) = config.connect(tokio_postgres::NoTls).await else {
+        panic!("connected to a closed port\n{}", proxy.log());
+    };
+    let said = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        said.contains("open failed: connect failed: Connection refused"),
+        "{e}: {said}\n{}",
+        proxy.log()
+    );
+
+    let proxy = ProxyProc::start(
+        &env,
+        &["mysql", "-h", ENDPOINT, "-P", "1", "--via", &via],
+        &[("RDSCONN_SSH_COMMAND", &ssh), ("MYSQL_PWD", APP_PASSWORD)],
+    );
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(proxy.port())
+        .user(Some("app"))
+        .pass(Some("ignored: the proxy logs in with its own"))
+        .db_name(Some("appdb"))
+        .prefer_socket(false);
+    let Err(e) = mysql_async::Conn::new(opts).await else {
+        panic!("connected to a closed port\n{}", proxy.log());
+    };
+    assert!(
+        e.to_string()
+            .contains("open failed: connect failed: Connection refused"),
+        "{e}\n{}",
+        proxy.log()
+    );
+    // Refused in place of a greeting: no SQL state in the message.
+    assert!(!e.to_string().contains("#HY000"), "{e}");
 }
 
 /// One ssh for all of the proxy's clients.

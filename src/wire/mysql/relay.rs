@@ -609,16 +609,17 @@ fn nonce() -> Result<[u8; 20], ConnectError> {
     Ok(bytes)
 }
 
-/// Sends an error packet.
+/// Sends an error packet; with a SQL state after the greeting (protocol
+/// 4.1 clients), without one in place of the greeting.
 pub(crate) async fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
     front: &mut Packets<S>,
     code: u16,
-    state: [u8; 5],
+    state: impl Into<Option<[u8; 5]>>,
     message: &str,
 ) -> std::io::Result<()> {
     let packet = ErrPacket::Error(ServerError::new(
         code,
-        Some(SqlState::new(state)),
+        state.into().map(SqlState::new),
         message.as_bytes(),
     ));
     front.send(&packet).await
