@@ -811,18 +811,33 @@ fn all_proxy() -> Result<Option<Via>> {
 }
 
 fn parse_via(raw: &str, from_env: bool) -> Result<Via> {
-    Via::parse(raw, from_env).map_err(|why| {
-        // Never a password from the URL in the message.
-        let shown = match url::Url::parse(raw) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("REDACTED"));
-                u.to_string()
-            }
-            Err(_) if raw.contains('@') => "(the URL)".to_string(),
-            Ok(_) | Err(_) => raw.to_string(),
-        };
-        Error::usage(format!("invalid --via {shown:?}: {why}"))
-    })
+    Via::parse(raw, from_env)
+        .map_err(|why| Error::usage(format!("invalid --via {:?}: {why}", redacted(raw))))
+}
+
+/// `raw` for an error message, never with the password of a URL's
+/// `USER:PASSWORD@` (also when the URL does not parse).
+fn redacted(raw: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(raw) {
+        if u.password().is_some() {
+            let _ = u.set_password(Some("REDACTED"));
+            return u.to_string();
+        }
+        return raw.to_string();
+    }
+    let (scheme, rest) = raw.split_once("://").map_or(("", raw), |(s, r)| (s, r));
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let scheme = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{scheme}{user}:REDACTED@{host}")
+        }
+        _ => raw.to_string(),
+    }
 }
 
 /// Target URLs from a file (`-` for stdin), one a line; blank lines and
@@ -1029,5 +1044,18 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         assert!(parse_via("socks5://u:pw@p:1080", true).is_ok());
         assert!(parse_via("ssh://u:pw@h", false).is_err());
+        assert!(parse_via("ssh://h:0", false).is_err());
+        // Messages show the value as given, without a password even when
+        // the URL does not parse.
+        let message = |raw| parse_via(raw, false).unwrap_err().to_string();
+        assert_eq!(
+            message("ssh://user@"),
+            r#"invalid --via "ssh://user@": empty host"#
+        );
+        let e = message("socks5://u:hunter2@[bad");
+        assert!(
+            e.starts_with(r#"invalid --via "socks5://u:REDACTED@[bad""#) && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 }

@@ -726,6 +726,9 @@ impl Via {
         if url.path().len() > 1 || url.query().is_some() || url.fragment().is_some() {
             return Err("expected no path or query".into());
         }
+        if url.port() == Some(0) {
+            return Err("port 0 is not a port".into());
+        }
         let user = Some(decode(url.username())).filter(|u| !u.is_empty());
         if let Some(u) = &user {
             validate_user(u).map_err(|e| e.to_string())?;
