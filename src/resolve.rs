@@ -487,7 +487,8 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         .map(|raw| parse_via(raw, false))
         .transpose()?
         .map_or_else(all_proxy, |v| Ok(Some(v)))?
-        .map(|via| ssm_signing(via, global, &host));
+        .map(|via| ssm_signing(via, global, &host))
+        .transpose()?;
     if connect_timeout.is_zero() {
         return Err(Error::usage("--connect-timeout must be more than 0s"));
     }
@@ -775,20 +776,33 @@ fn dsql_defaults(
     Ok(Some(EngineKind::Postgres))
 }
 
-/// `HOST:PORT` or `[IPv6]:PORT`.
-/// An SSM session is started in the region `--region` names, else the
+/// An SSM session is started in the region `--region` names (which must
+/// be a region's name: it becomes the API's host name), else the
 /// endpoint's, else the configuration's; with `--profile`'s credentials.
-fn ssm_signing(via: Via, global: &GlobalArgs, host: &Host) -> Via {
+fn ssm_signing(via: Via, global: &GlobalArgs, host: &Host) -> Result<Via> {
     match via {
-        Via::Ssm { target, .. } => Via::Ssm {
-            target,
-            region: global
+        Via::Ssm { target, .. } => {
+            if let Some(r) = global
                 .region
-                .clone()
-                .or_else(|| host.rds_region().ok().flatten()),
-            profile: global.profile.clone(),
-        },
-        other => other,
+                .as_deref()
+                .filter(|r| !crate::aws::is_valid_region(r))
+            {
+                return Err(crate::aws::AwsError::BadRegion {
+                    region: r.to_string(),
+                    from: "--region",
+                }
+                .into());
+            }
+            Ok(Via::Ssm {
+                target,
+                region: global
+                    .region
+                    .clone()
+                    .or_else(|| host.rds_region().ok().flatten()),
+                profile: global.profile.clone(),
+            })
+        }
+        other => Ok(other),
     }
 }
 

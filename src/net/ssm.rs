@@ -85,6 +85,13 @@ pub(super) async fn start(
                 )
             })?,
     };
+    // The region becomes the API's host name: a region's name only.
+    if !crate::aws::is_valid_region(&region) {
+        return Err(fail(
+            format!("{region:?} is not an AWS region name"),
+            Some("set AWS_REGION or pass --region (e.g. us-east-1)"),
+        ));
+    }
     let credentials = crate::aws::credentials(profile, &region)
         .await
         .map_err(|e| {

@@ -1035,6 +1035,36 @@ fn ssm_sessions_forward_to_the_endpoint() {
     // Neither reached StartSession.
     assert_eq!(ssm.requests().len(), 4);
 
+    // The region becomes the API's host name: a region's name only.
+    let via = format!("ssm://{}", ssm.bastion);
+    let r = run(ssm.cmd(
+        &env,
+        &[
+            "--ca-bundle",
+            &ca,
+            "--region",
+            "evil.example/#",
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "-U",
+            "app",
+            "--via",
+            &via,
+            "-c",
+            "SELECT 1",
+        ],
+        true,
+    ));
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains(r#"invalid region "evil.example/#" from --region"#),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(ssm.requests().len(), 4);
+
     // No plugin installed: the install hint.
     let r = pg(&format!("ssm://{}", ssm.bastion), false);
     r.assert_code(4);
