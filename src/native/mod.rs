@@ -329,6 +329,11 @@ fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
     };
     // Registered before the spawn, so no signal falls between the two.
     let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED).map_err(spawn_err)?;
+    let _handling = crate::signals::Handling::new(&[
+        crate::signals::SIGINT,
+        crate::signals::SIGTERM,
+        crate::signals::SIGHUP,
+    ]);
     let handle = signals.handle();
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let pid = rustix::process::Pid::from_child(&child);

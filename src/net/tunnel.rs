@@ -57,10 +57,8 @@ struct ForwardState {
 /// A running forwarding process: `ssh -N -L socket:endpoint`, or
 /// `session-manager-plugin` listening on a loopback port.
 struct Forward {
-    child: Child,
+    child: Proc,
     at: ForwardAt,
-    /// Removed (with ssh's socket) when the forward is dropped.
-    _dir: Option<tempfile::TempDir>,
     /// The process's last lines (stderr; the plugin's stdout too), for
     /// errors.
     said: Arc<Mutex<Vec<String>>>,
@@ -223,6 +221,81 @@ pub(crate) async fn close_all() {
             }
         }
     }
+    // Those a start or a connection still holds (a signal ends the run
+    // under them): killed by their pid, their directories removed.
+    let live: Vec<(u32, Option<PathBuf>)> = LIVE
+        .lock()
+        .map(|mut l| l.drain().collect())
+        .unwrap_or_default();
+    for (pid, dir) in live {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid.cast_signed()) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Every tunnel process of this run from its spawn until it is reaped
+/// (pid → its private directory), for [`close_all`].
+static LIVE: LazyLock<Mutex<HashMap<u32, Option<PathBuf>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A tunnel's process and its private directory (ssh's socket), known to
+/// [`close_all`] from spawn to reaping even while its tunnel is busy.
+/// Dropped: killed (`kill_on_drop`) and the directory removed.
+struct Proc {
+    child: Child,
+    pid: Option<u32>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    fn new(child: Child, dir: Option<tempfile::TempDir>) -> Self {
+        let pid = child.id();
+        if let (Some(p), Ok(mut live)) = (pid, LIVE.lock()) {
+            live.insert(p, dir.as_ref().map(|d| d.path().to_path_buf()));
+        }
+        Self {
+            child,
+            pid,
+            _dir: dir,
+        }
+    }
+
+    /// Once reaped, its pid may be another process's: forgotten.
+    fn forget(&mut self) {
+        if let (Some(p), Ok(mut live)) = (self.pid.take(), LIVE.lock()) {
+            live.remove(&p);
+        }
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let status = self.child.try_wait();
+        if matches!(status, Ok(Some(_))) {
+            self.forget();
+        }
+        status
+    }
+
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await;
+        if status.is_ok() {
+            self.forget();
+        }
+        status
+    }
+
+    fn start_kill(&mut self) -> std::io::Result<()> {
+        self.child.start_kill()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.forget();
+    }
 }
 
 fn tunnel(via: &Via, target: &Target) -> Arc<Tunnel> {
@@ -278,6 +351,9 @@ impl Tunnel {
 
     /// Where the running forward listens, starting it (again) when needed.
     async fn running(&self, state: &mut ForwardState) -> Result<ForwardAt, ConnectError> {
+        // A stop signal nothing else handles ends the run without leaving
+        // the process behind.
+        crate::signals::last_resort(|| Box::pin(close_all()));
         if let Some(forward) = &mut state.forward {
             if let Ok(None) = forward.child.try_wait() {
                 return Ok(forward.at.clone());
@@ -382,7 +458,8 @@ impl Tunnel {
         })?;
         let ready = socket.clone();
         let said = Arc::new(Mutex::new(Vec::new()));
-        self.wait_ready(child, ForwardAt::Unix(socket), Some(dir), said, move |_| {
+        let child = Proc::new(child, Some(dir));
+        self.wait_ready(child, ForwardAt::Unix(socket), said, move |_| {
             ready.exists()
         })
         .await
@@ -441,7 +518,7 @@ impl Tunnel {
         tracing::debug!("SSM session through {} started", session.target);
         let at = ForwardAt::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         let ready = self
-            .wait_ready(child, at, None, said, |said| {
+            .wait_ready(Proc::new(child, None), at, said, |said| {
                 said.iter().any(|l| l.contains("Waiting for connections"))
             })
             .await;
@@ -462,13 +539,12 @@ impl Tunnel {
     /// timeout bounds the wait.
     async fn wait_ready(
         &self,
-        mut child: Child,
+        mut child: Proc,
         at: ForwardAt,
-        dir: Option<tempfile::TempDir>,
         said: Arc<Mutex<Vec<String>>>,
         ready: impl Fn(&[String]) -> bool,
     ) -> Result<Forward, ConnectError> {
-        if let Some(stderr) = child.stderr.take() {
+        if let Some(stderr) = child.child.stderr.take() {
             collect(stderr, Arc::clone(&said));
         }
         let started = Instant::now();
@@ -482,7 +558,6 @@ impl Tunnel {
                 return Ok(Forward {
                     child,
                     at,
-                    _dir: dir,
                     said,
                     session: None,
                 });

@@ -749,6 +749,99 @@ fn exec_runs_tools_and_drivers_through_the_tunnel() {
     assert_no_ssh_left(&env);
 }
 
+/// `kill PID` (SIGTERM to rdsconn alone, as a CI runner or a supervisor
+/// sends it) while the tunnel is being set up, while a statement runs,
+/// while psql or an `exec` command runs through it: rdsconn ends and its
+/// ssh with it.
+#[test]
+fn sigterm_to_rdsconn_leaves_no_ssh_behind() {
+    let ca = ca();
+    let pg_port = crate::support::pg::server(crate::support::server::Variant::Good).port;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_via = format!("ssh://root@{}", silent.local_addr().unwrap());
+    let bastion = sshd().url();
+    let target = |via: &str| {
+        vec![
+            "--ca-bundle".to_string(),
+            ca.clone(),
+            "-v".into(),
+            "postgres".into(),
+            "-h".into(),
+            ENDPOINT.into(),
+            "-U".into(),
+            "app".into(),
+            "-d".into(),
+            "appdb".into(),
+            "--via".into(),
+            via.to_string(),
+        ]
+    };
+    // (what runs, its extra arguments, what shows it is under way)
+    let cases: [(&str, Vec<&str>, Option<&str>); 4] = [
+        ("set-up", vec!["-c", "SELECT 1"], None),
+        (
+            "statement",
+            vec!["-c", "SELECT pg_sleep(120) /* rdsconn-term-c */"],
+            Some("rdsconn-term-c"),
+        ),
+        (
+            "psql",
+            vec!["--", "-c", "SELECT pg_sleep(120) /* rdsconn-term-psql */"],
+            Some("rdsconn-term-psql"),
+        ),
+        ("exec", vec![], None),
+    ];
+    for (what, extra, marker) in cases {
+        let env = TestEnv::new();
+        let ssh = sshd().client(&env, "user_key", true);
+        let mut args = target(if what == "set-up" {
+            &silent_via
+        } else {
+            &bastion
+        });
+        if what == "exec" {
+            args.insert(2, "exec".into());
+            args.extend(["--", "sleep", "120"].map(String::from));
+        }
+        args.extend(extra.iter().map(|a| (*a).to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let watched = Watched::spawn(tunneled(&env, &ssh, &args));
+        // ssh runs: the tunnel is being set up (or is up).
+        let ssh_marker = env.root.path().join("ssh").join("config");
+        activity::wait_for("ssh to start", || {
+            !ssh_processes(&ssh_marker.display().to_string()).is_empty()
+        });
+        match (what, marker) {
+            (_, Some(m)) => activity::wait_for("the statement to run", || {
+                activity::running(&env, "postgres", pg_port, m) == 1
+            }),
+            ("exec", None) => {
+                // The command runs under rdsconn.
+                let parent = watched.id().to_string();
+                activity::wait_for("the exec command to run", || {
+                    Command::new("pgrep")
+                        .args(["-P", &parent, "-x", "sleep"])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                });
+            }
+            _ => {}
+        }
+        let killed = Command::new("kill")
+            .args(["-TERM", &watched.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "{what}");
+        let code = watched.exit_code();
+        assert_eq!(code, Some(143), "{what}: {code:?}");
+        activity::wait_for("ssh to end", || {
+            ssh_processes(&ssh_marker.display().to_string()).is_empty()
+        });
+        assert_no_ssh_left(&env);
+    }
+    drop(silent);
+}
+
 /// `--connect-timeout` bounds the tunnel's set-up: a bastion that accepts
 /// TCP and never speaks SSH ends the run as a timeout (exit 4), and the
 /// ssh started for it is gone.

@@ -277,6 +277,11 @@ impl Watched {
         }
     }
 
+    /// Waits for the exit: its code, `None` when a signal ended it.
+    pub fn exit_code(mut self) -> Option<i32> {
+        self.child.wait().unwrap().code()
+    }
+
     /// Waits for the exit; stdout and the whole stderr.
     pub fn finish(mut self) -> Run {
         let mut stdout = String::new();
