@@ -419,7 +419,14 @@ impl Tunnel {
             format!("{endpoint}:{endpoint_port}")
         };
         let (program, fixed) = ssh_command();
-        let mut cmd = Command::new(&program);
+        let missing = |e: &dyn std::fmt::Display| {
+            self.error(
+                &format!("running {}: {e}", program.to_string_lossy()),
+                Some("install OpenSSH's client (Debian/Ubuntu: apt-get install openssh-client), or set RDSCONN_SSH_COMMAND"),
+            )
+        };
+        let found = which::which(&program).map_err(|e| missing(&e))?;
+        let mut cmd = bound_to_this_run(&found);
         cmd.args(&fixed)
             .args([
                 "-N",
@@ -450,12 +457,7 @@ impl Tunnel {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| {
-            self.error(
-                &format!("running {}: {e}", program.to_string_lossy()),
-                Some("install OpenSSH's client (Debian/Ubuntu: apt-get install openssh-client), or set RDSCONN_SSH_COMMAND"),
-            )
-        })?;
+        let child = cmd.spawn().map_err(|e| missing(&e))?;
         let ready = socket.clone();
         let said = Arc::new(Mutex::new(Vec::new()));
         let child = Proc::new(child, Some(dir));
@@ -494,7 +496,7 @@ impl Tunnel {
             port,
         ))
         .await?;
-        let mut cmd = Command::new(&plugin);
+        let mut cmd = bound_to_this_run(&plugin);
         // As the AWS CLI runs it; the response (with the session's token)
         // in the environment, never in argv where `ps` shows it.
         cmd.env(SSM_RESPONSE_VAR, session.response.to_string())
@@ -632,6 +634,23 @@ impl Tunnel {
                 "connecting to {endpoint}:{endpoint_port}: {e}"
             ))),
         }
+    }
+}
+
+/// A command for `program` (found already) that the kernel kills when
+/// rdsconn ends, even by `kill -9`: run under util-linux's `setpriv
+/// --pdeathsig KILL` where there is one (every Debian/Ubuntu; elsewhere
+/// the program runs as it is, and only a signal rdsconn can handle ends
+/// it with the run). The parent that counts is the runtime thread that
+/// spawns it, which lives as long as the run.
+fn bound_to_this_run(program: &std::path::Path) -> Command {
+    match which::which("setpriv") {
+        Ok(setpriv) => {
+            let mut cmd = Command::new(setpriv);
+            cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            cmd
+        }
+        Err(_) => Command::new(program),
     }
 }
 

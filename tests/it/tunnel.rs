@@ -842,6 +842,40 @@ fn sigterm_to_rdsconn_leaves_no_ssh_behind() {
     drop(silent);
 }
 
+/// Even `kill -9` of rdsconn takes its ssh with it (the kernel's parent
+/// death signal, set through util-linux's setpriv).
+#[test]
+fn kill_9_of_rdsconn_takes_its_ssh_with_it() {
+    let env = TestEnv::new();
+    let ssh = sshd().client(&env, "user_key", true);
+    let pg_port = crate::support::pg::server(crate::support::server::Variant::Good).port;
+    let cmd = through_ssh(
+        &env,
+        "postgres",
+        &ssh,
+        &["-c", "SELECT pg_sleep(120) /* rdsconn-kill-9 */"],
+    );
+    let watched = Watched::spawn(cmd);
+    activity::wait_for("the statement to run", || {
+        activity::running(&env, "postgres", pg_port, "rdsconn-kill-9") == 1
+    });
+    let marker = env
+        .root
+        .path()
+        .join("ssh")
+        .join("config")
+        .display()
+        .to_string();
+    assert_eq!(ssh_processes(&marker).len(), 1);
+    let killed = Command::new("kill")
+        .args(["-KILL", &watched.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(watched.exit_code(), None);
+    activity::wait_for("ssh to end", || ssh_processes(&marker).is_empty());
+}
+
 /// `--connect-timeout` bounds the tunnel's set-up: a bastion that accepts
 /// TCP and never speaks SSH ends the run as a timeout (exit 4), and the
 /// ssh started for it is gone.
