@@ -93,6 +93,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
     };
     // The tunnels (`--via ssh://`) end with the command.
     net::tunnel::close_all().await;
+    // A signal is ending the run (and broke the command's tunnel): its code.
+    if let Some(code) = signals::stopped() {
+        return Ok(code);
+    }
     result
 }
 

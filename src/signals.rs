@@ -4,11 +4,11 @@
 //!
 //! And a last resort for runs that hold something a default death would
 //! leave behind (a tunnel's ssh): [`last_resort`] ends the run as the
-//! signal would have (exit 128+N), after its clean-up, whenever nothing
-//! else handles that signal at that moment ([`Handling`]).
+//! signal would have (exit 128+N), after its clean-up, as long as no
+//! command has taken that signal over ([`taken_over`]).
 
 use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -19,43 +19,38 @@ use crate::error::{Category, Error, Result};
 /// The signals the last resort stands in for: SIGINT, SIGTERM, SIGHUP.
 const WATCHED: [(i32, &str); 3] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")];
 
-/// How many handlers take care of each of [`WATCHED`] right now.
-static HANDLED: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+/// Which of [`WATCHED`] a command has taken over for the rest of the run.
+static TAKEN: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
 
-/// While alive, the signals it names are someone's to handle (a command's
-/// own handler, a child they are forwarded to): the last resort leaves
-/// them alone.
-pub(crate) struct Handling {
-    signals: &'static [i32],
-}
-
-impl Handling {
-    /// `signals` (of SIGINT, SIGTERM, SIGHUP) are handled until the value
-    /// is dropped.
-    pub(crate) fn new(signals: &'static [i32]) -> Self {
-        for (i, (n, _)) in WATCHED.iter().enumerate() {
-            if signals.contains(n) {
-                HANDLED[i].fetch_add(1, Ordering::SeqCst);
-            }
+/// From now on until the run ends, `signals` (of SIGINT, SIGTERM, SIGHUP)
+/// are the command's to handle (its own handler, a child they are
+/// forwarded to): the last resort leaves them alone. For the rest of the
+/// run, not only while the handler lives: a signal the handler took must
+/// not also end the run while the command cleans up after it.
+pub(crate) fn taken_over(signals: &[i32]) {
+    for (i, (n, _)) in WATCHED.iter().enumerate() {
+        if signals.contains(n) {
+            TAKEN[i].store(true, Ordering::SeqCst);
         }
-        Self { signals }
     }
 }
 
-impl Drop for Handling {
-    fn drop(&mut self) {
-        for (i, (n, _)) in WATCHED.iter().enumerate() {
-            if self.signals.contains(n) {
-                HANDLED[i].fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-    }
+/// The exit code of the signal the last resort is ending the run for
+/// (0: none).
+static STOPPED: AtomicI32 = AtomicI32::new(0);
+
+/// When the last resort is ending the run: the exit code for it (128+N),
+/// whatever the command itself returns now.
+pub(crate) fn stopped() -> Option<u8> {
+    u8::try_from(STOPPED.load(Ordering::SeqCst))
+        .ok()
+        .filter(|c| *c != 0)
 }
 
 /// Installs (once per run) the last resort: SIGINT, SIGTERM or SIGHUP
-/// that no [`Handling`] covers runs `cleanup`, then ends the process
-/// with 128+N, as the default action would have ended it (minus what it
-/// would have left behind). Needs a tokio runtime.
+/// that no command has [`taken_over`] runs `cleanup`, then ends the
+/// process with 128+N, as the default action would have ended it (minus
+/// what it would have left behind). Needs a tokio runtime.
 pub(crate) fn last_resort(cleanup: fn() -> BoxFuture<'static, ()>) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -69,11 +64,14 @@ pub(crate) fn last_resort(cleanup: fn() -> BoxFuture<'static, ()>) {
         for (i, n, name, mut stream) in streams {
             tokio::spawn(async move {
                 while stream.recv().await.is_some() {
-                    if HANDLED[i].load(Ordering::SeqCst) > 0 {
+                    if TAKEN[i].load(Ordering::SeqCst) {
                         continue;
                     }
-                    cleanup().await;
+                    // First, so that a command the clean-up breaks ends
+                    // with this code too (see `stopped`), not its error.
+                    STOPPED.store(128 + n, Ordering::SeqCst);
                     eprintln!("rdsconn: stopped by {name}");
+                    cleanup().await;
                     std::process::exit(128 + n);
                 }
             });
@@ -109,17 +107,17 @@ impl Stop {
 pub(crate) struct StopSignals {
     int: Signal,
     term: Signal,
-    _handling: Handling,
 }
 
 impl StopSignals {
     pub(crate) fn install() -> Result<Self> {
         let failed = |e| Error::new(Category::Runtime, e).context("installing signal handlers");
-        Ok(Self {
+        let installed = Self {
             int: signal(SignalKind::interrupt()).map_err(failed)?,
             term: signal(SignalKind::terminate()).map_err(failed)?,
-            _handling: Handling::new(&[SIGINT, SIGTERM]),
-        })
+        };
+        taken_over(&[SIGINT, SIGTERM]);
+        Ok(installed)
     }
 
     /// The first signal to come.

@@ -329,7 +329,7 @@ fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
     };
     // Registered before the spawn, so no signal falls between the two.
     let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED).map_err(spawn_err)?;
-    let _handling = crate::signals::Handling::new(&[
+    crate::signals::taken_over(&[
         crate::signals::SIGINT,
         crate::signals::SIGTERM,
         crate::signals::SIGHUP,
