@@ -486,7 +486,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         .or(url_via.as_deref())
         .map(|raw| parse_via(raw, false))
         .transpose()?
-        .map_or_else(all_proxy, |v| Ok(Some(v)))?
+        .map_or_else(|| all_proxy(&host), |v| Ok(Some(v)))?
         .map(|via| ssm_signing(via, global, &host))
         .transpose()?;
     if connect_timeout.is_zero() {
@@ -807,21 +807,60 @@ fn ssm_signing(via: Via, global: &GlobalArgs, host: &Host) -> Result<Via> {
 }
 
 /// `ALL_PROXY` / `all_proxy` as the dial path when it is a SOCKS5 proxy
-/// (as cloud-sql-proxy reads it); other proxies are for HTTP, not for
-/// database connections.
-fn all_proxy() -> Result<Option<Via>> {
+/// (as cloud-sql-proxy reads it) and `NO_PROXY` does not exempt `host`;
+/// other proxies are for HTTP, not for database connections.
+fn all_proxy(host: &Host) -> Result<Option<Via>> {
     let Some((name, raw)) = ["ALL_PROXY", "all_proxy"]
         .into_iter()
         .find_map(|n| env(n).map(|v| (n, v)))
     else {
         return Ok(None);
     };
+    let exempt = ["NO_PROXY", "no_proxy"].into_iter().find_map(env);
+    if exempt.is_some_and(|list| no_proxy_matches(&list, host.as_str())) {
+        tracing::debug!("NO_PROXY exempts {host}: not through {name}");
+        return Ok(None);
+    }
     if !(raw.starts_with("socks5://") || raw.starts_with("socks5h://")) {
         return Ok(None);
     }
     Via::parse(&raw, true)
         .map(Some)
         .map_err(|why| Error::usage(format!("invalid {name}: {why}")))
+}
+
+/// Whether the `NO_PROXY` list exempts `host`, by the rules of curl and
+/// Go's proxy package: `*` exempts everything; a name exempts itself and
+/// its subdomains (with or without a leading `.`); an IP address or CIDR
+/// block exempts the addresses in it. Case does not matter; a `:PORT`
+/// on an entry is ignored.
+fn no_proxy_matches(list: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let ip: Option<std::net::IpAddr> = host.parse().ok();
+    list.split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            if let Some(ip) = ip {
+                if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+                    return net.contains(&ip);
+                }
+                let bare = entry.strip_prefix('[').map_or(entry.as_str(), |e| {
+                    e.split_once(']').map_or(e, |(addr, _)| addr)
+                });
+                let bare = bare.parse::<std::net::IpAddr>().map_or_else(
+                    |_| bare.rsplit_once(':').map_or(bare, |(addr, _)| addr),
+                    |_| bare,
+                );
+                return bare.parse::<std::net::IpAddr>().is_ok_and(|e| e == ip);
+            }
+            let name = entry.split_once(':').map_or(entry.as_str(), |(n, _)| n);
+            let name = name.trim_start_matches("*.").trim_start_matches('.');
+            !name.is_empty() && (host == name || host.ends_with(&format!(".{name}")))
+        })
 }
 
 fn parse_via(raw: &str, from_env: bool) -> Result<Via> {
@@ -1002,6 +1041,32 @@ pub(crate) fn password_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_proxy_rules() {
+        use super::no_proxy_matches as exempt;
+        let rds = "mydb.abc.us-east-1.rds.amazonaws.com";
+        assert!(exempt("*", rds));
+        assert!(exempt("localhost, .amazonaws.com", rds));
+        assert!(exempt("amazonaws.com", rds));
+        assert!(exempt("*.rds.amazonaws.com", rds));
+        assert!(exempt("RDS.AmazonAWS.com:5432", rds));
+        assert!(exempt(rds, &format!("{rds}.")));
+        assert!(!exempt("zonaws.com", rds));
+        assert!(!exempt("example.com,,", rds));
+        assert!(!exempt("", rds));
+        assert!(exempt("10.0.0.0/8", "10.1.2.3"));
+        assert!(!exempt("10.0.0.0/8", "11.1.2.3"));
+        assert!(exempt("127.0.0.1", "127.0.0.1"));
+        assert!(exempt("127.0.0.1:5432", "127.0.0.1"));
+        assert!(exempt("[::1]:5432", "::1"));
+        assert!(exempt("::1", "::1"));
+        assert!(exempt("fd00::/8", "fd12::1"));
+        assert!(!exempt("127.0.0.1", "127.0.0.2"));
+        // A name entry never matches an address, nor the reverse.
+        assert!(!exempt("localhost", "127.0.0.1"));
+        assert!(!exempt("127.0.0.1", "localhost"));
+    }
 
     #[test]
     fn via_forms() {

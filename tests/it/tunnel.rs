@@ -624,7 +624,7 @@ fn socks5h_resolves_at_the_proxy() {
     let env = TestEnv::new();
     let (mut socks, port) = sshd().socks(&env);
     let ca = ca();
-    let pg = |via: Option<String>, all_proxy: Option<String>| {
+    let pg = |via: Option<String>, all_proxy: Option<String>, no_proxy: &str| {
         let mut args = vec![
             "--ca-bundle".to_string(),
             ca.clone(),
@@ -651,19 +651,39 @@ fn socks5h_resolves_at_the_proxy() {
         if let Some(a) = all_proxy {
             cmd.env("ALL_PROXY", a);
         }
+        if !no_proxy.is_empty() {
+            cmd.env("NO_PROXY", no_proxy);
+        }
         run(cmd)
     };
-    let r = pg(Some(format!("socks5h://127.0.0.1:{port}")), None);
+    let r = pg(Some(format!("socks5h://127.0.0.1:{port}")), None, "");
     r.assert_code(0);
     assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
-    let r = pg(None, Some(format!("socks5h://127.0.0.1:{port}")));
+    let all_proxy = Some(format!("socks5h://127.0.0.1:{port}"));
+    let r = pg(None, all_proxy.clone(), "");
     r.assert_code(0);
     assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
-    let r = pg(Some(format!("socks5://127.0.0.1:{port}")), None);
+    // NO_PROXY names another domain: still through the proxy.
+    let r = pg(None, all_proxy.clone(), "localhost,example.com");
+    r.assert_code(0);
+    // NO_PROXY exempts the endpoint's domain: dialed directly, where the
+    // name does not resolve.
+    let r = pg(None, all_proxy, "localhost, .amazonaws.com");
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains(&format!("resolving {ENDPOINT}")),
+        "{}",
+        r.stderr
+    );
+    let r = pg(Some(format!("socks5://127.0.0.1:{port}")), None, "");
     r.assert_code(4);
     assert!(r.stderr.contains(ENDPOINT), "{}", r.stderr);
     // A password for the proxy only from the environment.
-    let r = pg(Some(format!("socks5h://u:secret@127.0.0.1:{port}")), None);
+    let r = pg(
+        Some(format!("socks5h://u:secret@127.0.0.1:{port}")),
+        None,
+        "",
+    );
     r.assert_code(2);
     assert!(!r.stderr.contains("secret"), "{}", r.stderr);
     socks.kill().unwrap();
