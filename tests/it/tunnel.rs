@@ -67,6 +67,25 @@ fn runtime_dir(env: &TestEnv) -> std::path::PathBuf {
     dir
 }
 
+/// `rdsconn --output json check URL --via ssh://…` with the test's ssh.
+fn check_json(env: &TestEnv, ssh: &str, url: &str) -> Run {
+    let (ca, via) = (ca(), sshd().url());
+    run(tunneled(
+        env,
+        ssh,
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "check",
+            url,
+            "--via",
+            &via,
+        ],
+    ))
+}
+
 fn run(mut cmd: Command) -> Run {
     Run::from(cmd.output().unwrap())
 }
@@ -183,24 +202,7 @@ fn the_hand_off_goes_through_the_tunnel() {
 fn check_reports_the_tunnel_stage() {
     let env = TestEnv::new();
     let ssh = sshd().client(&env, "user_key", true);
-    let ca = ca();
-    let via = sshd().url();
-    let url = format!("postgres://app@{ENDPOINT}/appdb");
-    let cmd = tunneled(
-        &env,
-        &ssh,
-        &[
-            "--ca-bundle",
-            &ca,
-            "--output",
-            "json",
-            "check",
-            &url,
-            "--via",
-            &via,
-        ],
-    );
-    let r = run(cmd);
+    let r = check_json(&env, &ssh, &format!("postgres://app@{ENDPOINT}/appdb"));
     r.assert_code(0);
     let t = &r.json()["targets"][0];
     let stages: Vec<(String, String)> = t["stages"]
@@ -370,22 +372,7 @@ fn a_channel_the_bastion_will_not_open_is_sshs_own_error() {
         );
     }
     // `check` reports it with ssh's words.
-    let (ca, via) = (ca(), sshd().url());
-    let url = format!("postgres://app@{ENDPOINT}:1/appdb");
-    let r = run(tunneled(
-        &env,
-        &ssh,
-        &[
-            "--ca-bundle",
-            &ca,
-            "--output",
-            "json",
-            "check",
-            &url,
-            "--via",
-            &via,
-        ],
-    ));
+    let r = check_json(&env, &ssh, &format!("postgres://app@{ENDPOINT}:1/appdb"));
     r.assert_code(4);
     let t = &r.json()["targets"][0];
     assert!(
@@ -1059,14 +1046,19 @@ impl Ssm {
 
     /// `rdsconn [GLOBAL…] postgres … --via VIA -c PG_TLS` with the stubs
     /// (the plugin on PATH if `plugin`).
-    fn pg(&self, env: &TestEnv, via: &str, plugin: bool, global: &[&str]) -> Run {
+    fn pg_cmd(&self, env: &TestEnv, via: &str, plugin: bool, global: &[&str]) -> Command {
         let ca = ca();
         let mut args = vec!["--ca-bundle", &ca];
         args.extend_from_slice(global);
         args.extend([
             "postgres", "-h", ENDPOINT, "-U", "app", "-d", "appdb", "--via", via, "-c", PG_TLS,
         ]);
-        run(self.cmd(env, &args, plugin))
+        self.cmd(env, &args, plugin)
+    }
+
+    /// [`Ssm::pg_cmd`], run.
+    fn pg(&self, env: &TestEnv, via: &str, plugin: bool, global: &[&str]) -> Run {
+        run(self.pg_cmd(env, via, plugin, global))
     }
 
     fn requests(&self) -> Vec<serde_json::Value> {
