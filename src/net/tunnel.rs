@@ -520,8 +520,11 @@ impl Tunnel {
         tracing::debug!("SSM session through {} started", session.target);
         let at = ForwardAt::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         let ready = self
-            .wait_ready(Proc::new(child, None), at, said, |said| {
-                said.iter().any(|l| l.contains("Waiting for connections"))
+            .wait_ready(Proc::new(child, None), at, said, move |said| {
+                // The plugin says so; a plugin that words it otherwise is
+                // ready when its port listens (seen without connecting: a
+                // probe connection would be forwarded to the database).
+                said.iter().any(|l| l.contains("Waiting for connections")) || listening(port)
             })
             .await;
         match ready {
@@ -637,6 +640,23 @@ impl Tunnel {
     }
 }
 
+/// Whether a socket listens on TCP `port` on this machine, from Linux's
+/// `/proc/net/tcp` and `tcp6` (state `0A`); `false` where they cannot be
+/// read.
+fn listening(port: u16) -> bool {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let mut fields = line.split_whitespace();
+                let local = fields.nth(1).unwrap_or("");
+                let state = fields.nth(1).unwrap_or("");
+                local.ends_with(&port) && state == "0A"
+            })
+        })
+    })
+}
+
 /// A command for `program` (found already) that the kernel kills when
 /// rdsconn ends, even by `kill -9`: run under util-linux's `setpriv
 /// --pdeathsig KILL` where there is one (every Debian/Ubuntu; elsewhere
@@ -693,4 +713,21 @@ fn last_words(said: &Mutex<Vec<String>>) -> Option<String> {
         .rev()
         .find(|l| !l.trim().is_empty())
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening;
+
+    #[test]
+    fn a_listening_port_is_seen_without_connecting() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listening(port));
+        // Bound but not listening (held, so that no one else takes it).
+        let bound = tokio::net::TcpSocket::new_v4().unwrap();
+        bound.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(!listening(bound.local_addr().unwrap().port()));
+        drop(listener);
+    }
 }

@@ -1137,9 +1137,14 @@ fn ssm_sessions_forward_to_the_endpoint() {
     );
     assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
 
-    // An instance id goes straight to StartSession.
-    let r = pg(&format!("ssm://{}", ssm.bastion));
+    // An instance id goes straight to StartSession; a plugin that never
+    // says "Waiting for connections" is ready when its port listens.
+    let via = format!("ssm://{}", ssm.bastion);
+    let mut quiet = ssm.pg_cmd(&env, &via, true, &[]);
+    quiet.env("SSM_PLUGIN_QUIET", "1");
+    let r = run(quiet);
     r.assert_code(0);
+    assert_eq!(r.stdout, "u\ttls\napp\tt\n", "{}", r.stderr);
     let calls = ssm.requests();
     assert_eq!(calls.len(), 4, "{calls:#?}");
     assert_eq!(calls[2]["target"], "AmazonSSM.StartSession");
