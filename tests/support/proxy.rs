@@ -80,7 +80,12 @@ impl ProxyProc {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
+        // Its private sockets (a tunnel's) go with this directory, also
+        // when the proxy is killed.
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
         let mut cmd = env.cmd_of(program, all);
+        cmd.env("XDG_RUNTIME_DIR", &run);
         for (k, v) in vars {
             cmd.env(k, v);
         }
