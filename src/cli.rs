@@ -654,7 +654,7 @@ pub struct CheckArgs {
     /// HOST:PORT (a forward of your own), ssh://[USER@]BASTION[:PORT]
     /// (the system ssh, your ~/.ssh/config), ssm://INSTANCE-ID or
     /// ssm://tag:Name=VALUE (session-manager-plugin), socks5h://HOST:PORT
-    /// (ALL_PROXY too). A single target only.
+    /// (ALL_PROXY too, unless NO_PROXY exempts the endpoint). A single target only.
     #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 
@@ -715,7 +715,7 @@ pub struct ConnectArgs {
     /// HOST:PORT (a forward of your own), ssh://[USER@]BASTION[:PORT]
     /// (the system ssh, your ~/.ssh/config), ssm://INSTANCE-ID or
     /// ssm://tag:Name=VALUE (session-manager-plugin), socks5h://HOST:PORT
-    /// (ALL_PROXY too).
+    /// (ALL_PROXY too, unless NO_PROXY exempts the endpoint).
     #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 
@@ -1019,7 +1019,7 @@ pub struct ProxyArgs {
     /// HOST:PORT (a forward of your own), ssh://[USER@]BASTION[:PORT]
     /// (the system ssh, your ~/.ssh/config), ssm://INSTANCE-ID or
     /// ssm://tag:Name=VALUE (session-manager-plugin), socks5h://HOST:PORT
-    /// (ALL_PROXY too). One tunnel serves every client.
+    /// (ALL_PROXY too, unless NO_PROXY exempts the endpoint). One tunnel serves every client.
     #[arg(long, value_name = "VIA")]
     pub via: Option<String>,
 

@@ -609,7 +609,7 @@ async fn the_proxy_shares_one_ssh_among_fifty_clients() {
 #[test]
 fn socks5h_resolves_at_the_proxy() {
     let env = TestEnv::new();
-    let (mut socks, port) = sshd().socks(&env);
+    let (socks, port) = sshd().socks(&env);
     let ca = ca();
     let pg = |via: Option<String>, all_proxy: Option<String>, no_proxy: &str| {
         let mut args = vec![
@@ -673,8 +673,7 @@ fn socks5h_resolves_at_the_proxy() {
     );
     r.assert_code(2);
     assert!(!r.stderr.contains("secret"), "{}", r.stderr);
-    socks.kill().unwrap();
-    socks.wait().unwrap();
+    drop(socks);
 }
 
 /// `env` cannot hand a tunnel that ends with rdsconn to another program.

@@ -186,8 +186,8 @@ impl Sshd {
     }
 
     /// A SOCKS5 proxy on the bastion (`ssh -D`), alive while the returned
-    /// child is; its port.
-    pub fn socks(&self, env: &TestEnv) -> (Child, u16) {
+    /// [`Socks`] is; its port.
+    pub fn socks(&self, env: &TestEnv) -> (Socks, u16) {
         let command = self.client(env, "user_key", true);
         let port = free_port();
         let mut words = command.split_whitespace();
@@ -220,7 +220,18 @@ impl Sshd {
             }
         }
         std::thread::spawn(move || for _ in lines {});
-        (child, port)
+        (Socks(child), port)
+    }
+}
+
+/// The `ssh -D` of [`Sshd::socks`]: killed when dropped, also when the
+/// test fails first.
+pub struct Socks(Child);
+
+impl Drop for Socks {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
