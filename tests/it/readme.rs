@@ -160,6 +160,9 @@ fn command(env: &TestEnv, dir: &Path, example: &str) -> Command {
 /// process runs; kills it. Panics if it exits first or after a minute (a
 /// real hang).
 fn wait_running(mut cmd: Command, needle: &str, example: &str) {
+    // Its own process group: `sh -c` may fork rdsconn rather than exec it,
+    // and the whole example must end with the test.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -191,7 +194,12 @@ fn wait_running(mut cmd: Command, needle: &str, example: &str) {
         }
     }
     assert!(child.try_wait().unwrap().is_none(), "{example}: ended");
-    child.kill().unwrap();
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "{example}: kill {group}");
     child.wait().unwrap();
 }
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use super::pki::ENDPOINT;
-use super::server::{Variant, free_port};
+use super::server::{Variant, free_port, spawn_watchdog};
 use super::{LateServer, TestEnv, line_channel, maria, pg};
 
 /// The bastion: its port, host key and the user key it accepts.
@@ -134,6 +134,17 @@ fn start() -> Sshd {
     }
     // Keep draining its log so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
+    // It serves this test process only: gone with it, and its keys too
+    // (`unshare` and `sh` exec, so the child's pid is sshd's).
+    spawn_watchdog(
+        &format!(
+            "while [ -d /proc/{me} ]; do sleep 0.3; done; kill {sshd} 2>/dev/null; rm -rf '{dir}'",
+            me = std::process::id(),
+            sshd = child.id(),
+            dir = dir.display()
+        ),
+        None,
+    );
     Sshd {
         port,
         dir,
