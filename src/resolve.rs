@@ -848,14 +848,13 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
                 if let Ok(net) = entry.parse::<ipnet::IpNet>() {
                     return net.contains(&ip);
                 }
-                let bare = entry.strip_prefix('[').map_or(entry.as_str(), |e| {
-                    e.split_once(']').map_or(e, |(addr, _)| addr)
-                });
-                let bare = bare.parse::<std::net::IpAddr>().map_or_else(
-                    |_| bare.rsplit_once(':').map_or(bare, |(addr, _)| addr),
-                    |_| bare,
-                );
-                return bare.parse::<std::net::IpAddr>().is_ok_and(|e| e == ip);
+                // An address, `ADDR:PORT`, `[V6]:PORT` or `[V6]`.
+                let addr = entry
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+                    .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok());
+                return addr == Some(ip);
             }
             let name = entry.split_once(':').map_or(entry.as_str(), |(n, _)| n);
             let name = name.trim_start_matches("*.").trim_start_matches('.');
@@ -878,15 +877,10 @@ fn redacted(raw: &str) -> String {
         }
         return raw.to_string();
     }
-    let (scheme, rest) = raw.split_once("://").map_or(("", raw), |(s, r)| (s, r));
+    let (scheme, rest) = raw.split_at(raw.find("://").map_or(0, |i| i + 3));
     match rest.rsplit_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or("");
-            let scheme = if scheme.is_empty() {
-                String::new()
-            } else {
-                format!("{scheme}://")
-            };
             format!("{scheme}{user}:REDACTED@{host}")
         }
         _ => raw.to_string(),

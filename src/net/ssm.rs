@@ -290,7 +290,7 @@ impl Api {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("{what}: {}", chain(&e)))?;
+            .map_err(|e| format!("{what}: {}", crate::error::error_line(&e)))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| format!("{what}: {e}"))?;
         if status.is_success() {
@@ -356,18 +356,6 @@ fn xml_texts(xml: &str, path: &[&str]) -> Vec<String> {
     let mut doc = aws_smithy_xml::decode::Document::new(xml);
     if let Ok(mut root) = doc.root_element() {
         walk(&mut root, path, &mut out);
-    }
-    out
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
     }
     out
 }

@@ -143,10 +143,8 @@ pub(crate) async fn ended() -> Option<String> {
             return Some(format!(
                 "the tunnel {} ended ({})",
                 tunnel.via,
-                last_words(&forward.said).map_or_else(
-                    || status.to_string(),
-                    |l| crate::text::escape(&l).into_owned()
-                )
+                // Escaped where the hint is printed, as all of them.
+                last_words(&forward.said).unwrap_or_else(|| status.to_string())
             ));
         }
     }
