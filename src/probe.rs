@@ -258,16 +258,13 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     let budget = target.connect_timeout;
     let remaining = || budget.saturating_sub(start.elapsed());
 
-    let stream = if target.tunnel().is_some() {
-        match through_tunnel(target, &mut run, remaining).await {
-            Some(s) => s,
-            None => return run.finish(settings),
-        }
+    let dialed = if target.tunnel().is_some() {
+        through_tunnel(target, &mut run, remaining).await
     } else {
-        match direct(target, &mut run, remaining).await {
-            Some(s) => s,
-            None => return run.finish(settings),
-        }
+        direct(target, &mut run, remaining).await
+    };
+    let Some(stream) = dialed else {
+        return run.finish(settings);
     };
 
     // TLS, with rdsconn's verifier

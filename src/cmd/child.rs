@@ -30,12 +30,17 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
         .split_first()
         .ok_or_else(|| crate::error::Error::usage("a command is required after --"))?;
     // A known client is held to the same rules as the hand-off's.
-    if let Some(family) = crate::clientargs::Family::of_program(std::path::Path::new(program)) {
+    let family = crate::clientargs::Family::of_program(std::path::Path::new(program));
+    if let Some(family) = family {
         crate::clientargs::check(family, rest)?;
     }
+    // MariaDB's tools read neither MYSQL_HOST nor MYSQL_USER, and each
+    // flavour knows only its own TLS options: an option file in the
+    // program's own dialect says it all.
+    let mysql_tool = family == Some(crate::clientargs::Family::Mysql);
     let prepared = prepare(global, &args.target, true).await?;
     if prepared.target.tunnel().is_some() {
-        return through_tunnel(global, prepared, program, rest).await;
+        return through_tunnel(global, prepared, (program, rest), mysql_tool).await;
     }
     let mut launch = Launch {
         program: program.into(),
@@ -44,12 +49,7 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
         env_remove: &[],
         secret_file: None,
     };
-    if crate::clientargs::Family::of_program(std::path::Path::new(program))
-        == Some(crate::clientargs::Family::Mysql)
-    {
-        // MariaDB's tools read neither MYSQL_HOST nor MYSQL_USER, and
-        // each flavour knows only its own TLS options: an option file in
-        // the program's own dialect says it all.
+    if mysql_tool {
         native::mysql_tool(&mut launch, &prepared.conn())?;
     }
     native::run(launch)
@@ -63,8 +63,8 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
 async fn through_tunnel(
     global: &GlobalArgs,
     prepared: Prepared,
-    program: &std::ffi::OsString,
-    rest: &[std::ffi::OsString],
+    (program, rest): (&std::ffi::OsString, &[std::ffi::OsString]),
+    mysql_tool: bool,
 ) -> Result<u8> {
     let kind = prepared.kind;
     // The tunnel first: a bastion that cannot be reached is rdsconn's
@@ -87,8 +87,6 @@ async fn through_tunnel(
         roots: crate::resolve::roots(global, &prepared.target.host)?,
     };
     let client = prepared.client;
-    let is_mysql_tool = crate::clientargs::Family::of_program(std::path::Path::new(program))
-        == Some(crate::clientargs::Family::Mysql);
     crate::proxy::serving(kind, &prepared.target, policy, secrets, |conn| {
         let mut launch = Launch {
             program: program.into(),
@@ -97,7 +95,7 @@ async fn through_tunnel(
             env_remove: &[],
             secret_file: None,
         };
-        if is_mysql_tool {
+        if mysql_tool {
             native::mysql_tool(&mut launch, conn)?;
         }
         Ok(launch)
