@@ -24,26 +24,25 @@ fn ca() -> String {
 /// `rdsconn --ca-bundle CA ENGINE -h ENDPOINT USER app DB appdb --via
 /// ssh://… EXTRA…` with the test's ssh configuration and the password.
 fn through_ssh(env: &TestEnv, engine: &str, ssh: &str, extra: &[&str]) -> Command {
+    through(env, ssh, &sshd().url(), &[engine], extra)
+}
+
+/// `rdsconn --ca-bundle CA COMMAND… -h ENDPOINT USER app DB appdb --via
+/// VIA EXTRA…` (the engine last in `command`, e.g. `["exec", "postgres"]`)
+/// with the test's ssh configuration and the password.
+fn through(env: &TestEnv, ssh: &str, via: &str, command: &[&str], extra: &[&str]) -> Command {
     let ca = ca();
-    let via = sshd().url();
+    let engine = command.last().copied().unwrap_or("postgres");
     let (user_flag, db_flag) = if engine == "postgres" {
         ("-U", "-d")
     } else {
         ("-u", "-D")
     };
-    let mut args = vec![
-        "--ca-bundle",
-        &ca,
-        engine,
-        "-h",
-        ENDPOINT,
-        user_flag,
-        "app",
-        db_flag,
-        "appdb",
-        "--via",
-        &via,
-    ];
+    let mut args = vec!["--ca-bundle", &ca];
+    args.extend_from_slice(command);
+    args.extend([
+        "-h", ENDPOINT, user_flag, "app", db_flag, "appdb", "--via", via,
+    ]);
     args.extend_from_slice(extra);
     tunneled(env, ssh, &args)
 }
@@ -67,8 +66,9 @@ fn runtime_dir(env: &TestEnv) -> std::path::PathBuf {
     dir
 }
 
-/// `rdsconn --output json check URL --via ssh://…` with the test's ssh.
-fn check_json(env: &TestEnv, ssh: &str, url: &str) -> Run {
+/// `rdsconn --output json COMMAND URL --via ssh://…` (`check`, `doctor`)
+/// with the test's ssh.
+fn json_of(env: &TestEnv, ssh: &str, command: &str, url: &str) -> Run {
     let (ca, via) = (ca(), sshd().url());
     run(tunneled(
         env,
@@ -78,7 +78,7 @@ fn check_json(env: &TestEnv, ssh: &str, url: &str) -> Run {
             &ca,
             "--output",
             "json",
-            "check",
+            command,
             url,
             "--via",
             &via,
@@ -202,7 +202,12 @@ fn the_hand_off_goes_through_the_tunnel() {
 fn check_reports_the_tunnel_stage() {
     let env = TestEnv::new();
     let ssh = sshd().client(&env, "user_key", true);
-    let r = check_json(&env, &ssh, &format!("postgres://app@{ENDPOINT}/appdb"));
+    let r = json_of(
+        &env,
+        &ssh,
+        "check",
+        &format!("postgres://app@{ENDPOINT}/appdb"),
+    );
     r.assert_code(0);
     let t = &r.json()["targets"][0];
     let stages: Vec<(String, String)> = t["stages"]
@@ -271,26 +276,14 @@ fn ssh_failures_are_network_errors_with_sshs_message() {
     // A bastion that is not there.
     let env = TestEnv::new();
     let ssh = sshd().client(&env, "user_key", true);
-    let ca = ca();
     let down = format!("ssh://root@127.0.0.1:{}", free_port());
-    let cmd = tunneled(
+    let r = run(through(
         &env,
         &ssh,
-        &[
-            "--ca-bundle",
-            &ca,
-            "postgres",
-            "-h",
-            ENDPOINT,
-            "-U",
-            "app",
-            "--via",
-            &down,
-            "-c",
-            "SELECT 1",
-        ],
-    );
-    let r = run(cmd);
+        &down,
+        &["postgres"],
+        &["-c", "SELECT 1"],
+    ));
     r.assert_code(4);
     assert!(r.stderr.contains("Connection refused"), "{}", r.stderr);
     assert_no_ssh_left(&env);
@@ -372,7 +365,12 @@ fn a_channel_the_bastion_will_not_open_is_sshs_own_error() {
         );
     }
     // `check` reports it with ssh's words.
-    let r = check_json(&env, &ssh, &format!("postgres://app@{ENDPOINT}:1/appdb"));
+    let r = json_of(
+        &env,
+        &ssh,
+        "check",
+        &format!("postgres://app@{ENDPOINT}:1/appdb"),
+    );
     r.assert_code(4);
     let t = &r.json()["targets"][0];
     assert!(
@@ -416,23 +414,12 @@ fn ssh_asks_its_host_key_question_on_the_terminal() {
 fn a_tunnel_killed_mid_session_ends_it_cleanly() {
     let env = TestEnv::new();
     let ssh = sshd().client(&env, "user_key", true);
-    let (ca, via) = (ca(), sshd().url());
-    let cmd = tunneled(
+    let cmd = through_ssh(
         &env,
+        "postgres",
         &ssh,
         &[
-            "--ca-bundle",
-            &ca,
             "-vv",
-            "postgres",
-            "-h",
-            ENDPOINT,
-            "-U",
-            "app",
-            "-d",
-            "appdb",
-            "--via",
-            &via,
             "-c",
             "SELECT pg_sleep(120) /* rdsconn-tunnel-killed */",
         ],
@@ -761,27 +748,10 @@ fn exec_runs_tools_and_drivers_through_the_tunnel() {
 /// ssh with it.
 #[test]
 fn sigterm_to_rdsconn_leaves_no_ssh_behind() {
-    let ca = ca();
     let pg_port = crate::support::pg::server(crate::support::server::Variant::Good).port;
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_via = format!("ssh://root@{}", silent.local_addr().unwrap());
     let bastion = sshd().url();
-    let target = |via: &str| {
-        vec![
-            "--ca-bundle".to_string(),
-            ca.clone(),
-            "-v".into(),
-            "postgres".into(),
-            "-h".into(),
-            ENDPOINT.into(),
-            "-U".into(),
-            "app".into(),
-            "-d".into(),
-            "appdb".into(),
-            "--via".into(),
-            via.to_string(),
-        ]
-    };
     // (what runs, its extra arguments, what shows it is under way)
     let cases: [(&str, Vec<&str>, Option<&str>); 4] = [
         ("set-up", vec!["-c", "SELECT 1"], None),
@@ -800,18 +770,17 @@ fn sigterm_to_rdsconn_leaves_no_ssh_behind() {
     for (what, extra, marker) in cases {
         let env = TestEnv::new();
         let ssh = sshd().client(&env, "user_key", true);
-        let mut args = target(if what == "set-up" {
+        let via = if what == "set-up" {
             &silent_via
         } else {
             &bastion
-        });
-        if what == "exec" {
-            args.insert(2, "exec".into());
-            args.extend(["--", "sleep", "120"].map(String::from));
-        }
-        args.extend(extra.iter().map(|a| (*a).to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let watched = Watched::spawn(tunneled(&env, &ssh, &args));
+        };
+        let (command, extra) = if what == "exec" {
+            (&["exec", "postgres"][..], vec!["-v", "--", "sleep", "120"])
+        } else {
+            (&["postgres"][..], [&["-v"][..], &extra].concat())
+        };
+        let watched = Watched::spawn(through(&env, &ssh, via, command, &extra));
         // ssh runs: the tunnel is being set up (or is up).
         let ssh_marker = env.root.path().join("ssh").join("config");
         activity::wait_for("ssh to start", || {
@@ -891,27 +860,13 @@ fn the_connect_timeout_bounds_the_tunnel_set_up() {
     let ssh = sshd().client(&env, "user_key", true);
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let via = format!("ssh://root@{}", silent.local_addr().unwrap());
-    let ca = ca();
-    let cmd = tunneled(
+    let r = run(through(
         &env,
         &ssh,
-        &[
-            "--ca-bundle",
-            &ca,
-            "postgres",
-            "-h",
-            ENDPOINT,
-            "-U",
-            "app",
-            "--via",
-            &via,
-            "--connect-timeout",
-            "2s",
-            "-c",
-            "SELECT 1",
-        ],
-    );
-    let r = run(cmd);
+        &via,
+        &["postgres"],
+        &["--connect-timeout", "2s", "-c", "SELECT 1"],
+    ));
     r.assert_code(4);
     assert!(
         r.stderr.contains("timed out") && r.stderr.contains("tunnel"),
@@ -927,23 +882,12 @@ fn the_connect_timeout_bounds_the_tunnel_set_up() {
 fn doctor_checks_through_the_tunnel() {
     let env = TestEnv::new();
     let ssh = sshd().client(&env, "user_key", true);
-    let (ca, via) = (ca(), sshd().url());
-    let url = format!("postgres://app@{ENDPOINT}/appdb");
-    let cmd = tunneled(
+    let r = json_of(
         &env,
         &ssh,
-        &[
-            "--ca-bundle",
-            &ca,
-            "--output",
-            "json",
-            "doctor",
-            &url,
-            "--via",
-            &via,
-        ],
+        "doctor",
+        &format!("postgres://app@{ENDPOINT}/appdb"),
     );
-    let r = run(cmd);
     r.assert_code(0);
     let j = r.json();
     let status = |name: &str| crate::support::doctor_line(&j, name)["status"].clone();
