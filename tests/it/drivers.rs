@@ -111,70 +111,45 @@ with engine.connect() as c:
 print(user.split('@')[0], cipher != '')
 "#;
 
-#[test]
-fn asyncpg_and_node_pg_connect_verified_with_database_url() {
-    let env = TestEnv::new();
-    let py = python().display().to_string();
-    for user in [("app", APP_PASSWORD), (ODD_USER, ODD_PASSWORD)] {
-        let r = run(exec(
-            &env,
-            "postgres",
-            user.0,
-            user.1,
-            &[&py, "-c", ASYNCPG],
-        ));
+/// `program` under `exec ENGINE`, as each of the two password users (one
+/// with every quote and `%` in its password), prints `USER TLS` with TLS
+/// on: `truth` is the language's true (`True`, `true`).
+fn each_user_connects_verified(
+    env: &TestEnv,
+    (engine, label): (&str, &str),
+    program: &[&str],
+    truth: &str,
+) {
+    for (user, password) in [("app", APP_PASSWORD), (ODD_USER, ODD_PASSWORD)] {
+        let r = run(exec(env, engine, user, password, program));
         r.assert_code(0);
         assert_eq!(
             r.stdout,
-            format!("{} True\n", user.0),
-            "asyncpg: {}",
-            r.stderr
-        );
-        let r = run(exec(
-            &env,
-            "postgres",
-            user.0,
-            user.1,
-            &["node", "-e", NODE_PG],
-        ));
-        r.assert_code(0);
-        assert_eq!(
-            r.stdout,
-            format!("{} true\n", user.0),
-            "node-pg: {}",
+            format!("{user} {truth}\n"),
+            "{label}: {}",
             r.stderr
         );
     }
 }
 
 #[test]
+fn asyncpg_and_node_pg_connect_verified_with_database_url() {
+    let env = TestEnv::new();
+    let py = python().display().to_string();
+    let asyncpg = [py.as_str(), "-c", ASYNCPG];
+    each_user_connects_verified(&env, ("postgres", "asyncpg"), &asyncpg, "True");
+    let node_pg = ["node", "-e", NODE_PG];
+    each_user_connects_verified(&env, ("postgres", "node-pg"), &node_pg, "true");
+}
+
+#[test]
 fn mysql2_and_sqlalchemy_pymysql_connect_verified() {
     let env = TestEnv::new();
     let py = python().display().to_string();
-    for user in [("app", APP_PASSWORD), (ODD_USER, ODD_PASSWORD)] {
-        let r = run(exec(&env, "mysql", user.0, user.1, &["node", "-e", MYSQL2]));
-        r.assert_code(0);
-        assert_eq!(
-            r.stdout,
-            format!("{} true\n", user.0),
-            "mysql2: {}",
-            r.stderr
-        );
-        let r = run(exec(
-            &env,
-            "mysql",
-            user.0,
-            user.1,
-            &[&py, "-c", SQLALCHEMY],
-        ));
-        r.assert_code(0);
-        assert_eq!(
-            r.stdout,
-            format!("{} True\n", user.0),
-            "SQLAlchemy: {}",
-            r.stderr
-        );
-    }
+    let mysql2 = ["node", "-e", MYSQL2];
+    each_user_connects_verified(&env, ("mysql", "mysql2"), &mysql2, "true");
+    let sqlalchemy = [py.as_str(), "-c", SQLALCHEMY];
+    each_user_connects_verified(&env, ("mysql", "SQLAlchemy"), &sqlalchemy, "True");
 }
 
 /// An IAM token through mysql2 needs its cleartext plugin switched on;
