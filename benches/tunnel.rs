@@ -72,23 +72,12 @@ fn must(mut cmd: Command) {
 /// `ssh -N -L 127.0.0.1:PORT:ENDPOINT:5432` through the bench bastion,
 /// once the port accepts.
 fn hand_made_tunnel(ssh: &str, port: u16) -> std::process::Child {
-    let mut words = ssh.split_whitespace();
-    let mut cmd = Command::new(words.next().unwrap_or("ssh"));
-    cmd.args(words)
-        .args([
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "BatchMode=yes",
-            "-L",
-        ])
-        .arg(format!("127.0.0.1:{port}:{ENDPOINT}:5432"))
-        .args(["-p", &sshd().port.to_string(), "root@127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = cmd.spawn().expect("ssh runs");
+    let spec = format!("127.0.0.1:{port}:{ENDPOINT}:5432");
+    let child = sshd()
+        .forwarding(ssh, "-L", &spec)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh runs");
     let deadline = Instant::now() + Duration::from_mins(1);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

@@ -196,13 +196,12 @@ impl Sshd {
         format!("ssh -F {}", config.display())
     }
 
-    /// A SOCKS5 proxy on the bastion (`ssh -D`), alive while the returned
-    /// [`Socks`] is; its port.
-    pub fn socks(&self, env: &TestEnv) -> (Socks, u16) {
-        let command = self.client(env, "user_key", true);
-        let port = free_port();
-        let mut words = command.split_whitespace();
-        let mut cmd = Command::new(words.next().unwrap());
+    /// `SSH -N FLAG SPEC` to root on the bastion, in `BatchMode` (`SSH` is
+    /// [`Sshd::client`]'s command; `-L` / `-D` and their spec), with no
+    /// stdin or stdout.
+    pub fn forwarding(&self, ssh: &str, flag: &str, spec: &str) -> Command {
+        let mut words = ssh.split_whitespace();
+        let mut cmd = Command::new(words.next().unwrap_or("ssh"));
         cmd.args(words)
             .args([
                 "-N",
@@ -210,13 +209,21 @@ impl Sshd {
                 "ExitOnForwardFailure=yes",
                 "-o",
                 "BatchMode=yes",
-                "-D",
             ])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-p", &self.port.to_string(), "root@127.0.0.1", "-v"])
+            .args([flag, spec])
+            .args(["-p", &self.port.to_string(), "root@127.0.0.1"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// A SOCKS5 proxy on the bastion (`ssh -D`), alive while the returned
+    /// [`Socks`] is; its port.
+    pub fn socks(&self, env: &TestEnv) -> (Socks, u16) {
+        let port = free_port();
+        let ssh = self.client(env, "user_key", true);
+        let mut cmd = self.forwarding(&ssh, "-D", &format!("127.0.0.1:{port}"));
+        cmd.arg("-v").stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let lines = line_channel(child.stderr.take().unwrap());
         let mut seen = String::new();
