@@ -248,14 +248,11 @@ impl Api {
         headers: &[(&str, &str)],
         body: String,
     ) -> Result<(bool, String), String> {
+        // `host[:port]` as the URL has it: what the service signs.
         let host = url::Url::parse(&self.url)
             .ok()
-            .and_then(|u| {
-                u.host_str().map(|h| {
-                    u.port()
-                        .map_or_else(|| h.to_string(), |p| format!("{h}:{p}"))
-                })
-            })
+            .filter(url::Url::has_host)
+            .map(|u| u[url::Position::BeforeHost..url::Position::AfterPort].to_string())
             .ok_or_else(|| format!("invalid {} endpoint URL {:?}", self.service, self.url))?;
         let signed: Vec<(&str, &str)> = std::iter::once(("host", host.as_str()))
             .chain(headers.iter().copied())
