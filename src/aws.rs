@@ -44,6 +44,94 @@ pub(crate) fn is_valid_region(s: &str) -> bool {
         && last.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Every region rdsconn knows, in every partition (botocore's partitions
+/// data; a test compares the two). A region newer than this build is
+/// accepted with `--allow-unknown-region` / `RDSCONN_ALLOW_UNKNOWN_REGION`.
+pub(crate) const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "me-west-1",
+    "mx-central-1",
+    "sa-east-1",
+    "sa-west-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eusc-de-east-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "eu-isoe-west-1",
+    "us-isof-east-1",
+    "us-isof-south-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+];
+
+static ALLOW_UNKNOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--allow-unknown-region`: a well-formed region that is not in
+/// [`KNOWN_REGIONS`] is accepted for the rest of the run.
+pub(crate) fn allow_unknown_regions(allow: bool) {
+    ALLOW_UNKNOWN.store(allow, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A region `from` names, checked: its shape, and that rdsconn knows it
+/// (a typo such as `eu-wset-1` would sign for a region that does not
+/// exist), unless unknown regions are allowed.
+pub(crate) fn check_region(region: &str, from: &'static str) -> Result<(), AwsError> {
+    if !is_valid_region(region) {
+        return Err(AwsError::BadRegion {
+            region: region.to_string(),
+            from,
+        });
+    }
+    if KNOWN_REGIONS.contains(&region) || ALLOW_UNKNOWN.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let suggestion = KNOWN_REGIONS
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(region, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.to_string());
+    Err(AwsError::UnknownRegion {
+        region: region.to_string(),
+        from,
+        suggestion,
+    })
+}
+
 /// Where the signing region came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +159,12 @@ pub(crate) struct ResolvedRegion {
 pub(crate) enum AwsError {
     #[error("invalid region {region:?} from {from} (expected e.g. us-east-1)")]
     BadRegion { region: String, from: &'static str },
+    #[error("unknown region {region:?} from {from}{}", suggestion.as_ref().map(|s| format!(": did you mean {s}?")).unwrap_or_default())]
+    UnknownRegion {
+        region: String,
+        from: &'static str,
+        suggestion: Option<String>,
+    },
     #[error("no AWS region: the endpoint name does not carry one and none is configured")]
     NoRegion,
     #[error("no AWS credentials found")]
@@ -95,7 +189,7 @@ container credentials (AWS_CONTAINER_CREDENTIALS_*), EC2 instance metadata (IMDS
 impl crate::error::Categorized for AwsError {
     fn category(&self) -> Category {
         match self {
-            Self::BadRegion { .. } => Category::Usage,
+            Self::BadRegion { .. } | Self::UnknownRegion { .. } => Category::Usage,
             _ => Category::Aws,
         }
     }
@@ -116,6 +210,11 @@ impl crate::error::Categorized for AwsError {
                 "check [profile {profile}] in ~/.aws/config or [{profile}] in ~/.aws/credentials (for SSO: `aws sso login --profile {profile}`)"
             )),
             Self::BadRegion { .. } => None,
+            Self::UnknownRegion { .. } => Some(
+                "a region newer than this rdsconn: pass --allow-unknown-region \
+                 (or set RDSCONN_ALLOW_UNKNOWN_REGION=1)"
+                    .into(),
+            ),
         }
     }
 }
@@ -142,12 +241,7 @@ pub(crate) fn resolve_region(
     configured: Option<(String, RegionSource)>,
 ) -> Result<ResolvedRegion, AwsError> {
     if let Some(r) = flag {
-        if !is_valid_region(r) {
-            return Err(AwsError::BadRegion {
-                region: r.to_string(),
-                from: "--region",
-            });
-        }
+        check_region(r, "--region")?;
         let warning = endpoint.filter(|e| *e != r).map(|e| {
             format!("--region {r} differs from the endpoint's region {e}; signing for {r} as asked")
         });
@@ -158,6 +252,7 @@ pub(crate) fn resolve_region(
         });
     }
     if let Some(e) = endpoint {
+        check_region(e, "the endpoint name")?;
         let warning = configured.filter(|(c, _)| c != e).map(|(c, source)| {
             let from = match source {
                 RegionSource::Environment => "AWS_REGION",
@@ -172,19 +267,21 @@ pub(crate) fn resolve_region(
         });
     }
     match configured {
-        Some((c, source)) if is_valid_region(&c) => Ok(ResolvedRegion {
-            region: c,
-            source,
-            warning: None,
-        }),
-        Some((c, source)) => Err(AwsError::BadRegion {
-            region: c,
-            from: if source == RegionSource::Environment {
-                "AWS_REGION"
-            } else {
-                "the AWS profile"
-            },
-        }),
+        Some((c, source)) => {
+            check_region(
+                &c,
+                if source == RegionSource::Environment {
+                    "AWS_REGION"
+                } else {
+                    "the AWS profile"
+                },
+            )?;
+            Ok(ResolvedRegion {
+                region: c,
+                source,
+                warning: None,
+            })
+        }
         None => Err(AwsError::NoRegion),
     }
 }

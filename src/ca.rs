@@ -148,6 +148,15 @@ pub(crate) fn amazon_trust() -> Result<Bundle, InvalidBundle> {
     })
 }
 
+/// Whether `roots` hold a public root: one of the Amazon Trust Services
+/// roots, which sign every AWS customer's ACM certificates, so a chain to
+/// them says nothing about *which* endpoint answered.
+pub(crate) fn holds_public_roots(roots: &Roots) -> bool {
+    static PUBLIC: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    let public = PUBLIC.get_or_init(|| validate(AMAZON_TRUST_PEM.as_bytes()).unwrap_or_default());
+    roots.certs.iter().any(|c| public.contains(c))
+}
+
 /// The roots for `trust`: `--ca-bundle` (`file`) whatever the class, else
 /// the RDS bundle ([`roots`]) or the embedded Amazon Trust roots; built
 /// once per process.
@@ -407,7 +416,7 @@ pub(crate) const FILE_ROOTS: &str = "the --ca-bundle file";
 /// rustls configs, and the same certificates as DER for drivers that build
 /// their own configuration (`mysql_async`).
 #[derive(Debug)]
-pub struct Roots {
+pub(crate) struct Roots {
     pub store: Arc<rustls::RootCertStore>,
     pub certs: Vec<CertificateDer<'static>>,
     /// Which set this is, for error messages ("the RDS CA bundle", "the

@@ -168,6 +168,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
 
+    /// Accept a region this rdsconn does not know (newer than its table);
+    /// without it an unknown region such as a typo is refused.
+    #[arg(long, global = true, env = "RDSCONN_ALLOW_UNKNOWN_REGION")]
+    pub allow_unknown_region: bool,
+
     /// AWS shared-config profile to take credentials and region from.
     #[arg(long, global = true, value_name = "PROFILE")]
     pub profile: Option<String>,
@@ -1103,13 +1108,21 @@ pub fn has_argv_password(args: &[std::ffi::OsString]) -> bool {
         .any(|w| w.starts_with("-p") && w.len() > 2)
 }
 
-/// `token --expires-in`: 1 s to one week, Aurora DSQL's bounds.
+/// `token --expires-in`: whole seconds from 1 s to one week, Aurora
+/// DSQL's bounds; a bare number is seconds, as `aws dsql
+/// generate-db-connect-auth-token --expires-in 3600` takes it.
 fn dsql_lifetime(raw: &str) -> Result<humantime::Duration, String> {
-    let d: humantime::Duration = raw
-        .parse()
-        .map_err(|e| format!("{e} (expected e.g. 15m, 1h, 7days)"))?;
-    if d.is_zero() || *d > crate::token::DSQL_MAX_LIFETIME {
+    let d: humantime::Duration = match raw.trim().parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs).into(),
+        Err(_) => raw
+            .parse()
+            .map_err(|e| format!("{e} (expected seconds, or e.g. 15m, 1h, 7days)"))?,
+    };
+    if d.as_secs() < 1 || *d > crate::token::DSQL_MAX_LIFETIME {
         return Err("a DSQL token lives 1s to 604800s (one week)".into());
+    }
+    if d.subsec_nanos() != 0 {
+        return Err("whole seconds only: the token counts its lifetime in seconds".into());
     }
     Ok(d)
 }

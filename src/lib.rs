@@ -51,7 +51,7 @@ pub(crate) mod engine;
 pub mod error;
 pub(crate) mod files;
 pub(crate) mod iam;
-pub mod native;
+pub(crate) mod native;
 pub(crate) mod net;
 pub(crate) mod output;
 pub(crate) mod passfile;
@@ -65,7 +65,7 @@ pub(crate) mod secrets;
 pub(crate) mod signals;
 pub mod target;
 pub(crate) mod text;
-pub mod tls;
+pub(crate) mod tls;
 pub mod token;
 pub(crate) mod wire;
 
@@ -102,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
 
 async fn command(cli: &Cli) -> Result<u8> {
     let global = &cli.global;
+    aws::allow_unknown_regions(global.allow_unknown_region);
     match &cli.command {
         Command::Ca(args) => cmd::ca::run(global, args).await,
         Command::Completions(args) => cmd::completions::run(args),

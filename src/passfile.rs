@@ -57,33 +57,58 @@ pub(crate) fn pgpass(target: &Target) -> Option<Secret> {
                 .iter()
                 .zip(wanted)
                 .enumerate()
-                .all(|(i, (field, want))| {
-                    field == "*" || field == want || (i == 0 && field.eq_ignore_ascii_case(want))
+                .all(|(i, (field, want))| match field {
+                    Field::Any => true,
+                    Field::Value(v) => v == want || (i == 0 && v.eq_ignore_ascii_case(want)),
                 });
-            matches.then(|| Secret::new(fields[4].clone()))
+            matches.then(|| {
+                Secret::new(match &fields[4] {
+                    Field::Any => "*".to_string(),
+                    Field::Value(v) => v.clone(),
+                })
+            })
         })
 }
 
+/// A `.pgpass` field: a bare `*` matches anything; `\*` (like any escaped
+/// character) is itself, as libpq reads it.
+#[derive(Debug, PartialEq, Eq)]
+enum Field {
+    Any,
+    Value(String),
+}
+
 /// One `.pgpass` line into its fields (`:` separates, `\` escapes).
-fn split_pgpass(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
+fn split_pgpass(line: &str) -> Vec<Field> {
+    let mut fields = vec![(String::new(), false)];
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let (Some(next), Some(f)) = (chars.next(), fields.last_mut()) {
-                    f.push(next);
-                }
+        if c == ':' && fields.len() < 5 {
+            fields.push((String::new(), false));
+            continue;
+        }
+        let Some((field, escaped)) = fields.last_mut() else {
+            break;
+        };
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                field.push(next);
+                *escaped = true;
             }
-            ':' if fields.len() < 5 => fields.push(String::new()),
-            c => {
-                if let Some(f) = fields.last_mut() {
-                    f.push(c);
-                }
-            }
+        } else {
+            field.push(c);
         }
     }
     fields
+        .into_iter()
+        .map(|(v, escaped)| {
+            if v == "*" && !escaped {
+                Field::Any
+            } else {
+                Field::Value(v)
+            }
+        })
+        .collect()
 }
 
 /// The `password` of the `[client]` or `[mysql]` group of the MySQL option
@@ -149,11 +174,20 @@ mod tests {
 
     #[test]
     fn pgpass_fields_and_escapes() {
+        let v = |s: &str| Field::Value(s.to_string());
         assert_eq!(
             split_pgpass("h:5432:db:u:p\\:w\\\\d"),
-            ["h", "5432", "db", "u", "p:w\\d"]
+            [v("h"), v("5432"), v("db"), v("u"), v("p:w\\d")]
         );
-        assert_eq!(split_pgpass("*:*:*:u:a:b"), ["*", "*", "*", "u", "a:b"]);
+        assert_eq!(
+            split_pgpass("*:*:*:u:a:b"),
+            [Field::Any, Field::Any, Field::Any, v("u"), v("a:b")]
+        );
+        // An escaped star is a literal star, not a wildcard (libpq).
+        assert_eq!(
+            split_pgpass("h:5432:\\*:u:pw"),
+            [v("h"), v("5432"), v("*"), v("u"), v("pw")]
+        );
     }
 
     #[test]

@@ -472,6 +472,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     let user = user_for(user, ask.users, from.as_ref())?;
     let url_iam = url.as_ref().is_some_and(|u| u.iam);
     let tls = url_tls(global, ask.tls, url.as_ref(), &host)?;
+    refuse_chain_only_on_public_roots(global, tls, &host)?;
     let connect_timeout = url
         .as_ref()
         .and_then(|u| u.connect_timeout)
@@ -595,6 +596,32 @@ fn url_tls(
         }
     }
     Ok(mode)
+}
+
+/// `verify-ca` checks the chain only, which proves nothing where the roots
+/// are public: the Amazon Trust Services roots (RDS Proxy and Aurora DSQL
+/// names, or a `--ca-bundle` holding them) sign every AWS customer's ACM
+/// certificates, so any of them would receive the password or token.
+/// Refused (exit 2) in every command, before anything is dialed.
+fn refuse_chain_only_on_public_roots(
+    global: &GlobalArgs,
+    mode: TlsMode,
+    host: &Host,
+) -> Result<()> {
+    if mode != TlsMode::VerifyCa {
+        return Ok(());
+    }
+    let why = if ca::Trust::for_host(host) == ca::Trust::AmazonTrust {
+        "its certificate chains to public roots (the Amazon Trust Services roots)"
+    } else if global.ca_bundle.is_some() && ca::holds_public_roots(&*roots(global, host)?) {
+        "the --ca-bundle file holds public roots (the Amazon Trust Services roots)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::usage(format!(
+        "verify-ca (chain only) is refused for {host}: {why}, which sign every AWS customer's certificates; \
+         use verify-full, which also checks the name"
+    )))
 }
 
 /// `--secret` (which may fill the target), then the RDS API
@@ -1016,7 +1043,10 @@ pub(crate) fn password_with(
             .map_err(|e| Error::usage(format!("reading the password: {e}")));
     }
     if let Ok(pw) = std::env::var(env_var) {
-        return Ok(Secret::new(pw));
+        // libpq takes an empty PGPASSWORD as unset, so ~/.pgpass applies.
+        if !(pw.is_empty() && env_var == "PGPASSWORD") {
+            return Ok(Secret::new(pw));
+        }
     }
     if let Some(pw) = from_file() {
         return Ok(pw);

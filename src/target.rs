@@ -152,6 +152,10 @@ impl Host {
         if raw.split('.').any(str::is_empty) {
             return Err(bad("empty label (leading, trailing or double dot)"));
         }
+        if raw.split('.').any(|label| label.starts_with('-')) {
+            // Also what keeps a host from reading as an option to ssh.
+            return Err(bad("a label cannot start with '-'"));
+        }
         Ok(Self(raw.to_string(), None))
     }
 
@@ -670,6 +674,26 @@ fn no_control(what: &'static str, name: &str) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// An ssh login name: rdsconn checks it itself rather than rely on the
+/// ssh build (OpenSSH refuses shell metacharacters only since 9.6, after
+/// CVE-2023-51385, and `%u` reaches `ProxyCommand` / `Match exec`).
+fn validate_ssh_user(user: &str) -> Result<(), String> {
+    if user.starts_with('-') {
+        return Err("the ssh user cannot start with '-'".into());
+    }
+    if user.len() > 256
+        || !user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'))
+    {
+        return Err(format!(
+            "the ssh user {} may hold only letters, digits, '.', '_', '-', '@' and '+'",
+            crate::text::escape(user)
+        ));
+    }
+    Ok(())
+}
+
 /// `--via`: the dial path. The token is still signed for, and TLS still
 /// verified against, the endpoint name, end to end through any of these.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -737,6 +761,9 @@ impl Via {
             "ssh" => {
                 if url.password().is_some() {
                     return Err("ssh passwords are ssh's to ask for; drop it from the URL".into());
+                }
+                if let Some(u) = &user {
+                    validate_ssh_user(u)?;
                 }
                 Ok(Self::Ssh {
                     user,

@@ -40,18 +40,18 @@ impl TlsMode {
 
 /// Roots plus mode: everything needed to build a verifying client config.
 #[derive(Clone, Debug)]
-pub struct TlsPolicy {
+pub(crate) struct TlsPolicy {
     pub mode: TlsMode,
     pub roots: Arc<crate::ca::Roots>,
 }
 
 /// The certificate chain a server presented, as seen by the verifier.
 #[derive(Debug, Default)]
-pub struct PeerChain(Mutex<Vec<CertificateDer<'static>>>);
+pub(crate) struct PeerChain(Mutex<Vec<CertificateDer<'static>>>);
 
 impl PeerChain {
     /// The chain of the last handshake (leaf first); empty before one.
-    pub fn get(&self) -> Vec<CertificateDer<'static>> {
+    pub(crate) fn get(&self) -> Vec<CertificateDer<'static>> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -62,7 +62,7 @@ impl PeerChain {
 impl TlsPolicy {
     /// A rustls config enforcing the policy; `peer` receives the chain the
     /// server presents (verified or not, for error messages).
-    pub fn client_config(
+    pub(crate) fn client_config(
         &self,
         peer: Arc<PeerChain>,
     ) -> Result<rustls::ClientConfig, rustls::Error> {
@@ -148,7 +148,7 @@ impl ServerCertVerifier for Verifier {
 
 /// What `--info` reports about a server certificate.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct CertSummary {
+pub(crate) struct CertSummary {
     pub subject: String,
     pub sans: Vec<String>,
     pub issuer: String,
@@ -160,7 +160,7 @@ pub struct CertSummary {
 
 impl CertSummary {
     /// Parses a DER certificate; `None` if it is not X.509.
-    pub fn from_der(der: &[u8]) -> Option<Self> {
+    pub(crate) fn from_der(der: &[u8]) -> Option<Self> {
         use x509_parser::extensions::GeneralName;
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let sans = cert
@@ -203,7 +203,7 @@ fn ip_string(raw: &[u8]) -> Option<String> {
 
 /// What a verified TLS session looked like.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct TlsInfo {
+pub(crate) struct TlsInfo {
     pub mode: Option<TlsMode>,
     /// e.g. `TLSv1.3`, as the server reports it.
     pub protocol: Option<String>,
@@ -213,7 +213,7 @@ pub struct TlsInfo {
 
 /// A TLS failure, classified for the one-line error and its hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsFailure {
+pub(crate) enum TlsFailure {
     /// The certificate is not valid for the endpoint name.
     WrongName {
         expected: String,
@@ -236,7 +236,7 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Classifies a rustls error; `expected` is the endpoint name.
-    pub fn from_rustls(
+    pub(crate) fn from_rustls(
         err: &rustls::Error,
         expected: &str,
         peer: &[CertificateDer<'_>],
@@ -276,7 +276,7 @@ impl TlsFailure {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         match self {
             Self::WrongName { expected, presented } if class_of(expected) == EndpointClass::Other => {
                 let rds_name = presented

@@ -15,8 +15,8 @@ use crate::output;
 
 pub(crate) async fn run(global: &GlobalArgs, args: &CaArgs) -> Result<u8> {
     let region = global.region.as_deref();
-    if let Some(r) = region.filter(|r| !crate::aws::is_valid_region(r)) {
-        return Err(CaError::BadRegion(r.to_string()).into());
+    if let Some(r) = region {
+        crate::aws::check_region(r, "--region")?;
     }
     let opts = LoadOptions {
         file: global.ca_bundle.as_deref(),

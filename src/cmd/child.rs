@@ -39,8 +39,8 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
     // program's own dialect says it all.
     let mysql_tool = family == Some(crate::clientargs::Family::Mysql);
     let prepared = prepare(global, &args.target, true).await?;
-    if prepared.target.tunnel().is_some() {
-        return through_tunnel(global, prepared, (program, rest), mysql_tool).await;
+    if prepared.target.via.is_some() {
+        return through_proxy(global, prepared, (program, rest), mysql_tool).await;
     }
     let mut launch = Launch {
         program: program.into(),
@@ -55,12 +55,14 @@ pub(crate) async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<u8> {
     native::run(launch)
 }
 
-/// `exec` through a tunnel rdsconn opens: the command talks to rdsconn's
-/// proxy on a private unix socket (the variables say where, with a
-/// one-time password), which logs in upstream through the tunnel with
-/// the endpoint verified, a fresh token per connection for IAM; tunnel
-/// and proxy live as long as the command.
-async fn through_tunnel(
+/// `exec` with any `--via` (a tunnel rdsconn opens, or a port-forward
+/// made by hand): the command talks to rdsconn's proxy on a private unix
+/// socket (the variables say where, with a one-time password), which logs
+/// in upstream through the dial path with the endpoint verified, a fresh
+/// token per connection for IAM. Every driver can use that socket, where
+/// none but libpq can dial a port-forward while verifying the endpoint's
+/// name. Tunnel and proxy live as long as the command.
+async fn through_proxy(
     global: &GlobalArgs,
     prepared: Prepared,
     (program, rest): (&std::ffi::OsString, &[std::ffi::OsString]),
@@ -148,8 +150,9 @@ impl Prepared {
 }
 
 /// The target, with a freshly minted token (`--iam`) or the password;
-/// a tunnel only when `tunnel_ok` (`exec`).
-async fn prepare(global: &GlobalArgs, args: &ChildArgs, tunnel_ok: bool) -> Result<Prepared> {
+/// a tunnel only when `served` (`exec`: any `--via` is served through
+/// rdsconn's proxy).
+async fn prepare(global: &GlobalArgs, args: &ChildArgs, served: bool) -> Result<Prepared> {
     let (kind, flags) = (args.engine, &args.target);
     let ask = Ask {
         kind: Some(kind),
@@ -171,7 +174,7 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs, tunnel_ok: bool) -> Resu
         tls,
         ..
     } = request(global, ask).await?;
-    if let Some(via) = target.tunnel().filter(|_| !tunnel_ok) {
+    if let Some(via) = target.tunnel().filter(|_| !served) {
         // The tunnel is rdsconn's and ends with it: `env` would print
         // settings for a tunnel that is gone.
         return Err(crate::error::Error::usage(format!(
@@ -183,7 +186,8 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs, tunnel_ok: bool) -> Resu
         )));
     }
     let client = native::for_kind(kind);
-    if target.tunnel().is_none() {
+    let served = served && target.via.is_some();
+    if !served {
         client.check(&target, tls)?;
     }
     // Where the password came from, for scripts (never the value).
@@ -214,16 +218,16 @@ async fn prepare(global: &GlobalArgs, args: &ChildArgs, tunnel_ok: bool) -> Resu
     let ca_file = ca_file(global, &target.host)?;
     let rds_bundle = global.ca_bundle.is_none()
         && crate::ca::Trust::for_host(&target.host) == crate::ca::Trust::RdsBundle;
-    let via_addr = if target.tunnel().is_some() {
+    let via_addr = if served {
         None
     } else {
         via_addr(&target).await?
     };
-    if target.via.is_some() && target.tunnel().is_none() {
+    if target.via.is_some() && !served {
         output::warn(format!(
             "through --via only the client's own variables are set ({}): other drivers \
-             cannot dial the tunnel while verifying {}; for them, run `rdsconn proxy` and \
-             point them at it",
+             cannot dial the tunnel while verifying {}; for them, run the program under \
+             `rdsconn exec … --via …`, or point them at `rdsconn proxy`",
             if kind == crate::target::EngineKind::Postgres {
                 "libpq's PGHOSTADDR"
             } else {

@@ -30,7 +30,7 @@ use crate::token::RFC3986;
 
 /// A native client family: what `env`/`exec` export for it, and how it is
 /// found and started with a connection rdsconn verified.
-pub trait Client: Send + Sync {
+pub(crate) trait Client: Send + Sync {
     /// Refuses, before any I/O, to hand a connection to a child process
     /// (native client, `env`, `exec`) that could not verify what rdsconn
     /// verifies.
@@ -68,7 +68,7 @@ pub trait Client: Send + Sync {
 }
 
 /// The client family of an engine.
-pub fn for_kind(kind: EngineKind) -> &'static dyn Client {
+pub(crate) fn for_kind(kind: EngineKind) -> &'static dyn Client {
     match kind {
         EngineKind::Mysql => &mysql::Mysql,
         EngineKind::Postgres => &postgres::Postgres,
@@ -76,7 +76,7 @@ pub fn for_kind(kind: EngineKind) -> &'static dyn Client {
 }
 
 /// Everything a child process needs to open the same verified connection.
-pub struct ClientConn<'a> {
+pub(crate) struct ClientConn<'a> {
     pub target: &'a Target,
     /// The password or IAM token.
     pub secret: &'a Secret,
@@ -97,14 +97,14 @@ pub struct ClientConn<'a> {
 
 impl ClientConn<'_> {
     /// The port the child dials: `--via`'s, else the endpoint's.
-    pub fn dial_port(&self) -> u16 {
+    pub(crate) fn dial_port(&self) -> u16 {
         self.target.dial().1
     }
 }
 
 /// One environment variable for a child. `Debug` never shows the value,
 /// which may be a password.
-pub struct EnvVar {
+pub(crate) struct EnvVar {
     pub name: &'static str,
     pub value: String,
 }
@@ -116,7 +116,7 @@ impl std::fmt::Debug for EnvVar {
 }
 
 impl EnvVar {
-    pub fn new(name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn new(name: &'static str, value: impl Into<String>) -> Self {
         Self {
             name,
             value: value.into(),
@@ -126,7 +126,7 @@ impl EnvVar {
 
 /// `scheme://user:password@host:port/database?k=v&…` with every part
 /// percent-encoded (RFC 3986), for `DATABASE_URL` and its kin.
-pub fn database_url(
+pub(crate) fn database_url(
     scheme: &str,
     conn: &ClientConn<'_>,
     host: &str,
@@ -138,7 +138,7 @@ pub fn database_url(
 
 /// `scheme://user:password@host/database?k=v&…` without a port: for
 /// rdsconn's proxy on a unix socket, which the parameters name.
-pub fn socket_url(
+pub(crate) fn socket_url(
     scheme: &str,
     conn: &ClientConn<'_>,
     host: &str,
@@ -162,7 +162,7 @@ fn url_at(scheme: &str, conn: &ClientConn<'_>, authority: &str, params: &[(&str,
 /// `jdbc:SUBPROTOCOL://host:port/database?k=v&…&user=…&password=…`: the
 /// form `DriverManager.getConnection(url)` takes whole (JDBC has no
 /// userinfo part).
-pub fn jdbc_url(
+pub(crate) fn jdbc_url(
     subprotocol: &str,
     conn: &ClientConn<'_>,
     host: &str,
@@ -200,17 +200,17 @@ fn push_params(url: &mut String, params: &[(&str, &str)]) {
 /// Names of the URL variables, which only work where the driver dials the
 /// endpoint itself: through `--via` they are left out (see
 /// [`Client::env`]).
-pub const URL_VARIABLES: &[&str] = &["DATABASE_URL", "SQLALCHEMY_URL", "JDBC_URL"];
+pub(crate) const URL_VARIABLES: &[&str] = &["DATABASE_URL", "SQLALCHEMY_URL", "JDBC_URL"];
 
 /// `rdsconn exec` of a MySQL-family tool: the connection in an option
 /// file in the tool's dialect (see the MySQL client's `tool`).
-pub fn mysql_tool(launch: &mut Launch, conn: &ClientConn<'_>) -> Result<()> {
+pub(crate) fn mysql_tool(launch: &mut Launch, conn: &ClientConn<'_>) -> Result<()> {
     mysql::tool(launch, conn)
 }
 
 /// A native client found on this machine.
 #[derive(Debug)]
-pub struct NativeClient {
+pub(crate) struct NativeClient {
     pub program: PathBuf,
     /// A MySQL client that is MariaDB's (`--ssl-verify-server-cert`), not
     /// Oracle's (`--ssl-mode=VERIFY_IDENTITY`); always false for psql.
@@ -220,7 +220,7 @@ pub struct NativeClient {
 /// `given` (`--client PATH`, or a name looked up in PATH), else the first
 /// of `names` found in PATH. Not found: a usage error saying `missing`,
 /// hinting at `install`, `--client` and the in-process `sql_flag`.
-pub fn find_client(
+pub(crate) fn find_client(
     given: Option<&Path>,
     names: &[&str],
     missing: &str,
@@ -245,7 +245,7 @@ pub fn find_client(
 
 /// A program with arguments and extra environment, ready to run. Owns the
 /// secret file (if any), which is removed when the `Launch` is dropped.
-pub struct Launch {
+pub(crate) struct Launch {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<EnvVar>,
@@ -257,7 +257,7 @@ pub struct Launch {
 
 /// A 0600 file holding `contents`, in `$XDG_RUNTIME_DIR` when there is one
 /// (a per-user tmpfs), else the temp directory. It is removed on drop.
-pub fn secret_file(prefix: &str, contents: &str) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn secret_file(prefix: &str, contents: &str) -> Result<tempfile::NamedTempFile> {
     let dir = crate::files::private_base();
     let io = |e: std::io::Error| {
         Error::new(Category::Runtime, e).context(format!(
@@ -278,7 +278,7 @@ pub fn secret_file(prefix: &str, contents: &str) -> Result<tempfile::NamedTempFi
 
 /// Runs the launch with the terminal, forwarding signals; returns the
 /// child's exit status (128 + N when signal N killed it).
-pub fn run(launch: Launch) -> Result<u8> {
+pub(crate) fn run(launch: Launch) -> Result<u8> {
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args);
     for name in launch.env_remove {
@@ -378,14 +378,15 @@ pub enum Shell {
 
 /// The variables as `shell` code for `eval`, a JSON object, or a `.env`
 /// file. A value a `.env` file cannot hold is a usage error.
-pub fn render(vars: &[EnvVar], shell: Shell) -> Result<String> {
+pub(crate) fn render(vars: &[EnvVar], shell: Shell) -> Result<String> {
     Ok(match shell {
         Shell::Dotenv => {
             let mut out = String::new();
             for v in vars {
                 let quoted = dotenv_quote(&v.value).ok_or_else(|| {
                     Error::usage(format!(
-                        "{}'s value holds both quote characters or a line break, which a .env file cannot hold",
+                        "{}'s value cannot be written to a .env file that python-dotenv and Node's dotenv \
+                         both read back unchanged (quotes with backslashes, `${{`, or a line break)",
                         v.name
                     ))
                     .with_hint("use --format json, or exec to hand the values to the program")
@@ -414,16 +415,22 @@ pub fn render(vars: &[EnvVar], shell: Shell) -> Result<String> {
     })
 }
 
-/// A `.env` value both python-dotenv and Node's dotenv read back as is:
-/// single quotes (nothing inside is special), or double quotes when the
-/// value has a `'` but no `"`, `\\`, `${` (python-dotenv's expansion) or
-/// line break.
+/// A `.env` value both python-dotenv and Node's dotenv read back byte for
+/// byte, or `None`. Values may come from a Secrets Manager secret, so
+/// every rule of both parsers counts:
+/// - python-dotenv expands `${NAME}` inside any quotes, with no escape;
+/// - neither holds a line break on one line;
+/// - in single quotes python-dotenv decodes `\\` and `\'` (Node keeps
+///   both), and a trailing `\` escapes the closing quote in both, which
+///   swallows the lines after it;
+/// - in double quotes python-dotenv decodes `\` escapes and Node `\n`
+///   and `\r`, so no backslash at all.
 fn dotenv_quote(s: &str) -> Option<String> {
-    if s.contains(['\n', '\r']) {
+    if s.contains(['\n', '\r']) || s.contains("${") {
         None
-    } else if !s.contains('\'') {
+    } else if !s.contains('\'') && !s.contains("\\\\") && !s.ends_with('\\') {
         Some(format!("'{s}'"))
-    } else if !s.contains(['"', '\\']) && !s.contains("${") {
+    } else if !s.contains(['"', '\\']) {
         Some(format!("\"{s}\""))
     } else {
         None

@@ -261,14 +261,17 @@ fn exec_runs_the_mariadb_tools_verified() {
     assert!(r.stdout.contains("Uptime"), "{}{}", r.stdout, r.stderr);
 }
 
-/// `env --format dotenv` is read back unchanged by python-dotenv, and a
-/// value a .env file cannot hold is one clear error.
+/// `env --format dotenv` is read back byte for byte by python-dotenv and
+/// Node's dotenv, with no line lost, or refused naming the variable: the
+/// values (a database name, a password from a secret) are hostile. A
+/// database name ending in `\` made python-dotenv swallow the next line
+/// (`PGSSLMODE` vanished).
 #[test]
 fn dotenv_format_round_trips_or_refuses() {
     let env = TestEnv::new();
     let ca = ca();
     let port = pg::server(Variant::Localhost).port.to_string();
-    let args = |format: &'static str| -> Vec<String> {
+    let args = |format: &str, db: &str| -> Vec<String> {
         [
             "--ca-bundle",
             &ca,
@@ -280,6 +283,8 @@ fn dotenv_format_round_trips_or_refuses() {
             &port,
             "-U",
             "app",
+            "-d",
+            db,
             "--format",
             format,
         ]
@@ -287,42 +292,118 @@ fn dotenv_format_round_trips_or_refuses() {
         .map(|a| (*a).to_string())
         .collect()
     };
-    let (json_args, dotenv_args) = (args("json"), args("dotenv"));
-    let pw = [("PGPASSWORD", "p'w $x")];
-    let json = env.run_with(&strs(&json_args), &pw);
-    json.assert_code(0);
-    let dotenv = env.run_with(&strs(&dotenv_args), &pw);
-    dotenv.assert_code(0);
-    let file = env.root.path().join(".env");
-    std::fs::write(&file, &dotenv.stdout).unwrap();
-    let read = Run::from(
-        Command::new(python())
-            .args([
-                "-c",
-                "import json, sys, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
-            ])
-            .arg(&file)
-            .output()
-            .unwrap(),
-    );
-    read.assert_code(0);
-    let back: serde_json::Value = serde_json::from_str(&read.stdout).unwrap();
-    assert_eq!(back, json.json(), "{}", dotenv.stdout);
-    assert_eq!(back["PGPASSWORD"], "p'w $x");
-
-    let bad = env.run_with(&strs(&dotenv_args), &[("PGPASSWORD", r#"both ' and ""#)]);
-    bad.assert_code(2);
-    assert_eq!(
-        bad.stderr
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .count(),
-        1,
-        "{}",
-        bad.stderr
-    );
-    assert!(bad.stderr.contains("--format json"), "{}", bad.stderr);
-    assert!(!bad.stderr.contains("both '"), "{}", bad.stderr);
+    let read_back = |file: &std::path::Path| -> (serde_json::Value, serde_json::Value) {
+        let py = Run::from(
+            Command::new(python())
+                .args([
+                    "-c",
+                    "import json, sys, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+                ])
+                .arg(file)
+                .env("HOME", "/expanded-home")
+                .output()
+                .unwrap(),
+        );
+        py.assert_code(0);
+        let node = Run::from(
+            Command::new("node")
+                .args([
+                    "-e",
+                    "const fs = require('fs'); \
+                     console.log(JSON.stringify(require('dotenv').parse(fs.readFileSync(process.argv[1]))))",
+                ])
+                .arg(file)
+                .env("NODE_PATH", node_modules())
+                .output()
+                .unwrap(),
+        );
+        node.assert_code(0);
+        (
+            serde_json::from_str(&py.stdout).unwrap(),
+            serde_json::from_str(&node.stdout).unwrap(),
+        )
+    };
+    let hostile = [
+        "plain",
+        "p'w $x",
+        "\\",
+        "\\\\",
+        "\\'",
+        "'",
+        "\"",
+        "${HOME}",
+        "$HOME",
+        "$(id)",
+        "`id`",
+        "a#b",
+        " #c",
+        "trail\\",
+        "C:\\dir",
+        "both ' and \"",
+        "\\n",
+        "a\\\"b",
+        "x=y",
+        " lead",
+        "tail ",
+    ];
+    let (mut written, mut refused) = (0, 0);
+    for value in hostile {
+        for (db, pw) in [(value, "pw"), ("appdb", value)] {
+            let what = format!("db {db:?} password {pw:?}");
+            let vars = [("PGPASSWORD", pw)];
+            let json = env.run_with(&strs(&args("json", db)), &vars);
+            json.assert_code(0);
+            let dotenv = env.run_with(&strs(&args("dotenv", db)), &vars);
+            if dotenv.code == 2 {
+                refused += 1;
+                let errors: Vec<&str> = dotenv
+                    .stderr
+                    .lines()
+                    .filter(|l| l.starts_with("error:"))
+                    .collect();
+                assert_eq!(errors.len(), 1, "{what}: {}", dotenv.stderr);
+                let var = if db == value {
+                    "PGDATABASE"
+                } else {
+                    "PGPASSWORD"
+                };
+                assert!(errors[0].contains(var), "{what}: {}", dotenv.stderr);
+                assert!(
+                    dotenv.stderr.contains("--format json"),
+                    "{what}: {}",
+                    dotenv.stderr
+                );
+                assert_eq!(dotenv.stdout, "", "{what}");
+                if pw == value && value.len() > 2 {
+                    assert!(
+                        !dotenv.stderr.contains(value),
+                        "{what}: the password was echoed"
+                    );
+                }
+                continue;
+            }
+            dotenv.assert_code(0);
+            written += 1;
+            let file = env.root.path().join(".env");
+            std::fs::write(&file, &dotenv.stdout).unwrap();
+            let (py, node) = read_back(&file);
+            assert_eq!(
+                py,
+                json.json(),
+                "{what}: python-dotenv read\n{}",
+                dotenv.stdout
+            );
+            assert_eq!(
+                node,
+                json.json(),
+                "{what}: Node's dotenv read\n{}",
+                dotenv.stdout
+            );
+        }
+    }
+    // Most values are written; only what no quoting holds in both is refused.
+    assert!(written >= 30, "{written} written, {refused} refused");
+    assert!(refused >= 4, "{written} written, {refused} refused");
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

@@ -14,7 +14,7 @@ use crate::support::{Run, TestEnv, maria, pg, python};
 use crate::token::{AKID, SECRET, SESSION, creds, oracle};
 
 const PROXY: &str = "myproxy.proxy-c9akciq32abc.us-east-1.rds.amazonaws.com";
-const DSQL: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+const DSQL: &str = crate::support::server::DSQL_NAME;
 const DB: &str = "mydb.c9akciq32abc.us-east-1.rds.amazonaws.com";
 
 fn creds_env(region: &str) -> Vec<(&'static str, String)> {
@@ -199,6 +199,19 @@ fn expires_in_is_for_dsql_tokens_within_a_week() {
             vec!["-h", DSQL, "-u", "app", "--expires-in", "8days"],
             "one week",
         ),
+        // Below one second was a token with X-Amz-Expires=0.
+        (
+            vec!["-h", DSQL, "-u", "app", "--expires-in", "500ms"],
+            "one week",
+        ),
+        (
+            vec!["-h", DSQL, "-u", "app", "--expires-in", "0"],
+            "one week",
+        ),
+        (
+            vec!["-h", DSQL, "-u", "app", "--expires-in", "1500ms"],
+            "whole seconds",
+        ),
         (
             vec!["mysql://app@x.dsql.us-east-1.on.aws"],
             "speaks PostgreSQL",
@@ -212,6 +225,20 @@ fn expires_in_is_for_dsql_tokens_within_a_week() {
         run.assert_code(2);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
         assert!(!run.stdout.contains("X-Amz"), "{}", run.stdout);
+    }
+    // Bare seconds, as the AWS CLI takes them.
+    for (raw, expires) in [("3600", "3600"), ("2h", "7200"), ("1", "1")] {
+        let run = run_token(
+            &env,
+            &["-h", DSQL, "-u", "admin", "--expires-in", raw],
+            "us-east-1",
+        );
+        run.assert_code(0);
+        assert!(
+            run.stdout.contains(&format!("&X-Amz-Expires={expires}&")),
+            "{raw}: {}",
+            run.stdout
+        );
     }
 }
 
@@ -385,24 +412,13 @@ fn a_trailing_dot_signs_connects_and_verifies_as_the_name() {
 fn proxy_and_dsql_names_get_the_amazon_trust_roots_and_db_names_do_not() {
     let env = TestEnv::new();
     let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
-    let connect = |host: &str, bundle: Option<&str>| {
+    let connect = |host: &str, bundle: Option<&str>, mode: &str| {
         let mut args = Vec::new();
         if let Some(b) = bundle {
             args.extend(["--ca-bundle", b]);
         }
         args.extend([
-            "postgres",
-            "-h",
-            host,
-            "-U",
-            "app",
-            "-d",
-            "appdb",
-            "--via",
-            &via,
-            "--tls",
-            "verify-ca",
-            "-c",
+            "postgres", "-h", host, "-U", "app", "-d", "appdb", "--via", &via, "--tls", mode, "-c",
             "SELECT 1",
         ]);
         env.run_with(&args, &[("PGPASSWORD", APP_PASSWORD)])
@@ -412,7 +428,7 @@ fn proxy_and_dsql_names_get_the_amazon_trust_roots_and_db_names_do_not() {
         (DSQL, "the Amazon Trust Services roots"),
         (DB, "the RDS CA bundle"),
     ] {
-        let run = connect(host, None);
+        let run = connect(host, None, "verify-full");
         run.assert_code(5);
         assert!(
             run.stderr.contains(&format!("outside {roots}")),
@@ -420,11 +436,14 @@ fn proxy_and_dsql_names_get_the_amazon_trust_roots_and_db_names_do_not() {
             run.stderr
         );
     }
-    let run = connect(PROXY, None);
+    let run = connect(PROXY, None, "verify-full");
     assert!(run.stderr.contains("ca show --for"), "{}", run.stderr);
+    // --ca-bundle replaces the roots of every class; chain-only is never
+    // allowed for the public roots' names (tests/it/publicroots.rs).
     let ca = pki().ca_file.display().to_string();
-    for host in [PROXY, DSQL, DB] {
-        connect(host, Some(&ca)).assert_code(0);
+    connect(DB, Some(&ca), "verify-ca").assert_code(0);
+    for host in [PROXY, DSQL] {
+        connect(host, Some(&ca), "verify-ca").assert_code(2);
     }
 
     // The file native clients get.
@@ -557,7 +576,7 @@ fn iam_to_a_dsql_name_uses_dsql_tokens_everywhere() {
     );
 
     let ca = pki().ca_file.display().to_string();
-    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Localhost).port);
     let run = with_creds(&[
         "--ca-bundle",
         &ca,
@@ -568,8 +587,6 @@ fn iam_to_a_dsql_name_uses_dsql_tokens_everywhere() {
         IAM_USER,
         "--via",
         &via,
-        "--tls",
-        "verify-ca",
         "--iam",
         "-c",
         "SELECT 1",

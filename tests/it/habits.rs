@@ -306,6 +306,18 @@ fn password_files_of_the_native_clients() {
     let file = elsewhere.display().to_string();
     let run = env.run_with(&pg_args, &[("PGPASSFILE", &file)]);
     run.assert_code(0);
+    // An empty PGPASSWORD is unset, as in libpq: the file still applies.
+    let run = env.run_with(&pg_args, &[("PGPASSFILE", &file), ("PGPASSWORD", "")]);
+    run.assert_code(0);
+    // An escaped star is a literal star, not a wildcard: the wrong line
+    // no longer matches the database appdb, the next one does.
+    write_private(
+        &elsewhere,
+        &format!("*:*:\\*:app:wrong\n*:*:appdb:app:{escaped}\n"),
+        0o600,
+    );
+    let run = env.run_with(&pg_args, &[("PGPASSFILE", &file)]);
+    run.assert_code(0);
     // Readable by others: ignored, with a warning.
     write_private(&elsewhere, &format!("*:*:*:app:{escaped}\n"), 0o644);
     let run = env.run_with(&pg_args, &[("PGPASSFILE", &file)]);

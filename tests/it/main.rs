@@ -15,6 +15,7 @@ mod habits;
 mod handoff;
 mod hostile;
 mod proxy;
+mod publicroots;
 mod rds;
 mod readme;
 mod secrets;

@@ -1233,3 +1233,57 @@ fn a_forward_socket_that_is_not_listening_yet_is_waited_for() {
         "the stand-in ssh was left running"
     );
 }
+
+/// A hostile `--via ssh://` user or host is refused by rdsconn itself
+/// (exit 2) before any ssh starts: rdsconn does not rely on the ssh
+/// build's own check (OpenSSH >= 9.6) to keep them from a shell.
+#[test]
+fn hostile_ssh_users_and_hosts_are_refused_before_ssh_starts() {
+    let env = TestEnv::new();
+    let marker = env.root.path().join("ssh-ran");
+    let ssh = format!("touch {}; exec ssh", marker.display());
+    for via in [
+        "ssh://-oProxyCommand=id@bastion.example",
+        "ssh://a;id@bastion.example",
+        "ssh://a%3Bid@bastion.example",
+        "ssh://%24(id)@bastion.example",
+        "ssh://a%60id%60@bastion.example",
+        "ssh://a%20b@bastion.example",
+        "ssh://a%27b@bastion.example",
+        "ssh://a%22b@bastion.example",
+        "ssh://a%0Ab@bastion.example",
+        "ssh://-oProxyCommand@bastion.example",
+        "ssh://user@-oProxyCommand",
+        "ssh://user@-bastion.example",
+        "ssh://user@bastion..example",
+    ] {
+        let run = Run::from(
+            tunneled(
+                &env,
+                &ssh,
+                &[
+                    "postgres", "-h", ENDPOINT, "-U", "app", "--via", via, "-c", "SELECT 1",
+                ],
+            )
+            .output()
+            .unwrap(),
+        );
+        run.assert_code(2);
+        assert!(run.stderr.contains("--via"), "{via}: {}", run.stderr);
+        assert_eq!(
+            run.stderr
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "{via}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains('\n') || !run.stderr.contains("a\nb"),
+            "{}",
+            run.stderr
+        );
+        assert!(!marker.exists(), "{via}: ssh was started");
+    }
+}

@@ -42,6 +42,11 @@ pub const KERBEROS_USER: &str = "krb_user";
 /// The region of [`ENDPOINT`], which tokens are signed for.
 pub const IAM_REGION: &str = "us-east-1";
 
+/// An Aurora DSQL name the `Localhost` certificate is also valid for, so
+/// that DSQL connections verify their name (chain-only is refused for
+/// DSQL's public roots).
+pub const DSQL_NAME: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
     /// Certificate for the endpoint name from the test CA.
@@ -54,8 +59,8 @@ pub enum Variant {
     Expired,
     /// TLS disabled on the server.
     NoTls,
-    /// Certificate for the endpoint name and `localhost` from the test CA,
-    /// for native clients that verify the name they dial.
+    /// Certificate for the endpoint name, `localhost` and [`DSQL_NAME`]
+    /// from the test CA, for native clients that verify the name they dial.
     Localhost,
     /// As `Localhost`, and (MariaDB) PAM asks through the `dialog` plugin,
     /// as for RDS directory (Kerberos) users.
@@ -101,7 +106,9 @@ pub fn leaf(variant: Variant) -> Leaf {
         ),
         Variant::OtherCa => pki.other_ca.leaf(&[ENDPOINT], false),
         Variant::Expired => pki.ca.leaf(&[ENDPOINT], true),
-        Variant::Localhost | Variant::Directory => pki.ca.leaf(&[ENDPOINT, "localhost"], false),
+        Variant::Localhost | Variant::Directory => {
+            pki.ca.leaf(&[ENDPOINT, "localhost", DSQL_NAME], false)
+        }
     }
 }
 
