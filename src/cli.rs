@@ -170,7 +170,13 @@ pub struct GlobalArgs {
 
     /// Accept a region this rdsconn does not know (newer than its table);
     /// without it an unknown region such as a typo is refused.
-    #[arg(long, global = true, env = "RDSCONN_ALLOW_UNKNOWN_REGION")]
+    #[arg(
+        long,
+        global = true,
+        env = "RDSCONN_ALLOW_UNKNOWN_REGION",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_unknown_region: bool,
 
     /// AWS shared-config profile to take credentials and region from.

@@ -648,6 +648,47 @@ fn bad_input_is_one_line_and_exit_2() {
             &["token", "-h", "h", "-P", "1", "-u", "a", "--region", "EU"],
             "invalid region \"EU\"",
         ),
+        // A typo signs for a region that does not exist.
+        (
+            &[
+                "token",
+                "-h",
+                "h",
+                "-P",
+                "1",
+                "-u",
+                "a",
+                "--region",
+                "eu-wset-1",
+            ],
+            "unknown region \"eu-wset-1\" from --region: did you mean eu-west-1?",
+        ),
+        (
+            &[
+                "token",
+                "-h",
+                "db.x.us-esat-1.rds.amazonaws.com",
+                "-P",
+                "1",
+                "-u",
+                "a",
+            ],
+            "did you mean us-east-1?",
+        ),
+        (
+            &[
+                "token",
+                "-h",
+                "h",
+                "-P",
+                "1",
+                "-u",
+                "a",
+                "--region",
+                "xx-nowhere-9",
+            ],
+            "--allow-unknown-region",
+        ),
         (&["token", "postgres://app:pw@h/db"], "password in the URL"),
         (&["token", "ftp://h"], "unknown scheme"),
         (
@@ -882,4 +923,60 @@ fn login_session_profiles_use_the_cached_login_token() {
         Some(SESSION),
     );
     assert!(!run.stderr.contains("cached-refresh-token"));
+}
+
+/// A region newer than rdsconn's table is accepted when asked for, by flag
+/// or environment, and the token is signed for it; AWS_REGION with a typo
+/// is refused as --region is.
+#[test]
+fn unknown_regions_need_allow_unknown_region() {
+    let env = TestEnv::new();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
+    ];
+    let args = [
+        "token",
+        "-h",
+        "h",
+        "-P",
+        "5432",
+        "-u",
+        "a",
+        "--region",
+        "xx-newplace-1",
+    ];
+    let run = env.run_with(&args, &creds);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("RDSCONN_ALLOW_UNKNOWN_REGION"),
+        "{}",
+        run.stderr
+    );
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-unknown-region");
+    let run = env.run_with(&allowed, &creds);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("%2Fxx-newplace-1%2Frds-db%2F"),
+        "{}",
+        run.stdout
+    );
+    let mut with_env = creds.to_vec();
+    with_env.push(("RDSCONN_ALLOW_UNKNOWN_REGION", "1"));
+    env.run_with(&args, &with_env).assert_code(0);
+
+    let mut typo = creds.to_vec();
+    typo.push(("AWS_REGION", "us-wset-2"));
+    let run = env.run_with(&["token", "-h", "h", "-P", "5432", "-u", "a"], &typo);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("unknown region \"us-wset-2\" from AWS_REGION: did you mean us-west-2?"),
+        "{}",
+        run.stderr
+    );
 }
