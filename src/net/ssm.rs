@@ -6,6 +6,8 @@
 //! with SigV4 over HTTPS: SSM's JSON 1.1 (`AWS_ENDPOINT_URL_SSM`), EC2's
 //! query API (`AWS_ENDPOINT_URL_EC2`); `AWS_ENDPOINT_URL` for both.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -37,6 +39,9 @@ impl Session {
         let Some(id) = self.response["SessionId"].as_str() else {
             return;
         };
+        if let Ok(mut open) = OPEN.lock() {
+            open.retain(|s| s.response["SessionId"].as_str() != Some(id));
+        }
         let body = json!({"SessionId": id});
         let call = self.api.call("TerminateSession", &body);
         match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
@@ -66,7 +71,7 @@ pub(super) async fn start(
     profile: Option<&str>,
     (host, port): (&str, u16),
     local_port: u16,
-) -> Result<Session, ConnectError> {
+) -> Result<Arc<Session>, ConnectError> {
     let layer = || format!("SSM session through {target}");
     let fail = |message: String, hint: Option<&str>| ConnectError::Tunnel {
         layer: layer(),
@@ -131,26 +136,75 @@ pub(super) async fn start(
             "localPortNumber": [local_port.to_string()],
         },
     });
-    let response = api.call("StartSession", &request).await.map_err(|m| {
+    // The call runs to its end and registers the session even when the
+    // run stops waiting for it (a connect timeout, a signal): a session
+    // the service started is always terminated (see `terminate_open`).
+    let starting = Starting::new();
+    let call = tokio::spawn(async move {
+        let _starting = starting;
+        let response = api.call("StartSession", &request).await?;
+        if response["SessionId"].as_str().is_none() {
+            return Err("StartSession answered without a SessionId".to_string());
+        }
+        let session = Arc::new(Session {
+            target: instance,
+            region,
+            endpoint_url: api.url.clone(),
+            response,
+            request,
+            api,
+        });
+        if let Ok(mut open) = OPEN.lock() {
+            open.push(Arc::clone(&session));
+        }
+        Ok(session)
+    });
+    let started = call.await.map_err(|e| e.to_string()).and_then(|r| r);
+    started.map_err(|m| {
         fail(
             m,
             Some("the identity needs ssm:StartSession on the instance and the document"),
         )
-    })?;
-    if response["SessionId"].as_str().is_none() {
-        return Err(fail(
-            "StartSession answered without a SessionId".into(),
-            None,
-        ));
-    }
-    Ok(Session {
-        target: instance,
-        region,
-        endpoint_url: api.url.clone(),
-        response,
-        request,
-        api,
     })
+}
+
+/// Sessions the service started that are not terminated yet.
+static OPEN: LazyLock<Mutex<Vec<Arc<Session>>>> = LazyLock::new(Mutex::default);
+
+/// `StartSession` calls still waiting for their answer.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one `StartSession` call in [`STARTING`] while it lives.
+struct Starting;
+
+impl Starting {
+    fn new() -> Self {
+        STARTING.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Terminates every session of this run still open, also those whose
+/// start the run stopped waiting for: a `StartSession` still in flight
+/// gets up to 5 s to answer, so that its session is ended too.
+pub(super) async fn terminate_open() {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while STARTING.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let open: Vec<Arc<Session>> = OPEN
+        .lock()
+        .map(|mut o| o.drain(..).collect())
+        .unwrap_or_default();
+    for session in open {
+        session.terminate().await;
+    }
 }
 
 impl Api {

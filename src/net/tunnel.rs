@@ -63,7 +63,7 @@ struct Forward {
     /// errors.
     said: Arc<Mutex<Vec<String>>>,
     /// The SSM session behind the plugin, ended with the tunnel.
-    session: Option<super::ssm::Session>,
+    session: Option<Arc<super::ssm::Session>>,
 }
 
 /// Where a forward listens.
@@ -219,6 +219,9 @@ pub(crate) async fn close_all() {
             }
         }
     }
+    // Sessions whose tunnel never became ready (a timeout or a signal
+    // ended the wait), or whose start was still in flight.
+    super::ssm::terminate_open().await;
     // Those a start or a connection still holds (a signal ends the run
     // under them): killed by their pid, their directories removed.
     let live: Vec<(u32, Option<PathBuf>)> = LIVE

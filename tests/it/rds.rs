@@ -766,10 +766,19 @@ fn proxy_targets_resolve_through_the_api_and_trust_the_amazon_roots() {
         "{}",
         run1.stderr
     );
+    // A proxy found through the API is a proxy whatever its name: its
+    // roots are public, so the chain alone is never enough.
     let ca = pki().ca_file.display().to_string();
     let run2 = connect(&["--ca-bundle", &ca], "verify-ca");
-    run2.assert_code(0);
-    assert_eq!(run2.stdout, "n\n7\n");
+    run2.assert_code(2);
+    assert!(
+        run2.stderr.contains("verify-ca (chain only) is refused"),
+        "{}",
+        run2.stderr
+    );
+    let run3 = connect(&["--ca-bundle", &ca], "verify-full");
+    run3.assert_code(5);
+    assert!(run3.stderr.contains("not valid for"), "{}", run3.stderr);
 }
 
 /// The proxy's IAM setting and engine family are checked before connecting.

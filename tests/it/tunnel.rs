@@ -1095,6 +1095,57 @@ fn ssm_sessions_forward_to_the_endpoint() {
     assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
 }
 
+/// A session the service started is terminated whatever ends the run
+/// while its tunnel is still starting: the connect timeout, or SIGTERM.
+#[test]
+fn an_ssm_session_is_terminated_when_the_start_is_cut_short() {
+    let env = TestEnv::new();
+    let ssm = Ssm::start(&env);
+    let via = format!("ssm://{}", ssm.bastion);
+    let terminated = |ssm: &Ssm| {
+        ssm.requests()
+            .iter()
+            .filter(|c| c["target"] == "AmazonSSM.TerminateSession")
+            .count()
+    };
+    let mut hang = ssm.pg_cmd(&env, &via, true, &[]);
+    hang.args(["--connect-timeout", "2s"])
+        .env("SSM_PLUGIN_HANG", "1");
+    let r = run(hang);
+    r.assert_code(4);
+    assert!(r.stderr.contains("timed out"), "{}", r.stderr);
+    assert_eq!(
+        ssm.plugin_runs().len(),
+        1,
+        "the plugin ran after StartSession"
+    );
+    assert_eq!(terminated(&ssm), 1, "{:#?}", ssm.requests());
+    assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
+
+    // SIGTERM once the plugin runs (StartSession has answered).
+    let mut hang = ssm.pg_cmd(&env, &via, true, &[]);
+    hang.args(["--connect-timeout", "60s"])
+        .env("SSM_PLUGIN_HANG", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = hang.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ssm.plugin_runs().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the plugin never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let r = Run::from(child.wait_with_output().unwrap());
+    r.assert_code(143);
+    assert_eq!(terminated(&ssm), 2, "{:#?}", ssm.requests());
+    assert!(ssm.plugins_left().is_empty(), "{:?}", ssm.plugins_left());
+}
+
 /// `ssm://` targets and settings that cannot work stop before any session
 /// is started: a tag on two running instances or on none, a region that
 /// is not a region's name, no plugin.
