@@ -238,6 +238,29 @@ pub(crate) async fn close_all() {
     }
 }
 
+/// The fix for ssh's commonest refusals: rdsconn runs ssh with
+/// `BatchMode=yes` when it has no terminal, so ssh cannot ask about an
+/// unknown host key or a passphrase.
+fn ssh_hint(message: &str, user: Option<&str>, host: &str, port: u16) -> Option<String> {
+    let login = user.map_or_else(|| host.to_string(), |u| format!("{u}@{host}"));
+    if message.contains("Host key verification failed") {
+        Some(format!(
+            "the bastion's host key is not in known_hosts, and without a terminal rdsconn runs ssh \
+             with BatchMode=yes, which cannot ask: connect once with `ssh -p {port} {login}` on a \
+             terminal, or add its key to ~/.ssh/known_hosts (`ssh-keyscan -p {port} {host}`, after \
+             checking the fingerprint)"
+        ))
+    } else if message.contains("Permission denied") {
+        Some(format!(
+            "the bastion accepted none of ssh's keys: load yours into the agent (`ssh-add ~/.ssh/KEY`), \
+             or name it with IdentityFile under `Host {host}` in ~/.ssh/config (or \
+             RDSCONN_SSH_COMMAND='ssh -i ~/.ssh/KEY'); check with `ssh -p {port} {login}`"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Every tunnel process of this run from its spawn until it is reaped
 /// (pid → its private directory), for [`close_all`].
 static LIVE: LazyLock<Mutex<HashMap<u32, Option<PathBuf>>>> =
@@ -580,15 +603,25 @@ impl Tunnel {
 
     /// The tunnel's failure, naming its layer.
     fn error(&self, message: &str, hint: Option<&str>) -> ConnectError {
+        let mut hint = hint.map(str::to_string);
         let layer = match &self.via {
-            Via::Ssh { host, .. } => format!("ssh to bastion {host}"),
+            Via::Ssh { user, host, port } => {
+                let port = port.unwrap_or(22);
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                hint = hint.or_else(|| ssh_hint(message, user.as_deref(), &host, port));
+                format!("ssh to bastion {host}:{port}")
+            }
             Via::Ssm { target, .. } => format!("SSM session through {target}"),
             other => format!("{other}"),
         };
         ConnectError::Tunnel {
             layer,
             message: message.to_string(),
-            hint: hint.map(str::to_string),
+            hint,
         }
     }
 

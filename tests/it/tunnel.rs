@@ -255,6 +255,17 @@ fn ssh_failures_are_network_errors_with_sshs_message() {
         "{}",
         r.stderr
     );
+    // The fix comes with it, and the bastion's port is in the message.
+    assert!(
+        r.stderr.contains(&format!("127.0.0.1:{}", sshd().port)),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("hint:") && r.stderr.contains("ssh-add"),
+        "{}",
+        r.stderr
+    );
     assert_no_ssh_left(&env);
 
     let env = TestEnv::new();
@@ -268,6 +279,13 @@ fn ssh_failures_are_network_errors_with_sshs_message() {
     r.assert_code(4);
     assert!(
         r.stderr.contains("Host key verification failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("ssh -p {} root@127.0.0.1", sshd().port))
+            && r.stderr.contains("known_hosts"),
         "{}",
         r.stderr
     );
