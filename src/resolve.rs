@@ -417,6 +417,8 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     let aws_ask = ask.rds_secret();
     let (mut kind, mut given) = (ask.kind, ask.given);
     let from = from_aws(global, &aws_ask, &mut kind, &mut given, typed_target).await?;
+    // The user typed or named by the secret: the proxy serves that one.
+    let typed_user = given.user.clone().or(typed_user);
     let from_env = ask.env && !typed_target && !ask.rds.is_set() && from.is_none();
     let (url, url_password) = url_for(&given, kind, from_env)?;
     let kind = match (kind, &url) {

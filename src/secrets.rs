@@ -359,7 +359,14 @@ pub(crate) struct SecretCache {
     global: GlobalArgs,
     secret: SecretRef,
     current: tokio::sync::Mutex<(Secret, Instant)>,
+    /// When a refusal last made it read the secret again.
+    refreshed: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// After a refusal the secret is read again at most this often, however
+/// many clients are refused (a wrong password must not become a storm of
+/// Secrets Manager calls).
+pub(crate) const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
 impl SecretCache {
     pub(crate) fn new(global: GlobalArgs, secret: SecretRef, password: Secret) -> Arc<Self> {
@@ -367,6 +374,7 @@ impl SecretCache {
             global,
             secret,
             current: tokio::sync::Mutex::new((password, Instant::now())),
+            refreshed: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -383,12 +391,17 @@ impl SecretCache {
     /// After the database refused a login that started at `tried_at`:
     /// whether there is a newer password to try. The secret is read again
     /// unless another client already did so since then (one read for a
-    /// burst of refusals).
+    /// burst of refusals), and at most once per [`REFRESH_AT_MOST_EVERY`].
     pub(crate) async fn refresh(&self, tried_at: Instant) -> Result<bool, SecretError> {
         let mut current = self.current.lock().await;
         if current.1 > tried_at {
             return Ok(true);
         }
+        let mut refreshed = self.refreshed.lock().await;
+        if refreshed.is_some_and(|t| t.elapsed() < REFRESH_AT_MOST_EVERY) {
+            return Ok(false);
+        }
+        *refreshed = Some(Instant::now());
         tracing::info!(secret = %self.secret.id, "the database refused the secret's password; reading it again");
         let fresh = fetch(&self.global, &self.secret).await?;
         let changed = fresh.password.expose() != current.0.expose();

@@ -706,3 +706,64 @@ fn token_takes_its_target_from_a_secret_and_a_missing_user_is_named() {
     assert_eq!(r.json()["targets"][0]["stage"], "auth");
     assert!(!r.stdout.contains("not-the-password") && !r.stderr.contains("not-the-password"));
 }
+
+/// A `--secret` proxy serves the secret's user only, as `-u` does: another
+/// user is refused naming the served one (the secret's password is never
+/// tried for it); and a password the database keeps refusing makes the
+/// proxy read the secret again at most once per 30 s, however many
+/// clients are refused.
+#[test]
+fn a_secret_proxy_serves_the_secrets_user_only_and_rereads_at_most_every_30s() {
+    put(
+        "it/only-user",
+        &json!({"username": "app", "password": "not-the-password"}),
+    );
+    let env = TestEnv::new();
+    let via = pg_via();
+    let vars: Vec<(&str, String)> = aws_env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxy = ProxyProc::start(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--via",
+            &via,
+            "--secret",
+            "it/only-user",
+        ],
+        &vars,
+    );
+    let r = psql(proxy.port(), "postgres", "SELECT 1");
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("serves the database user \"app\" only"),
+        "{}",
+        r.stderr
+    );
+    // Two bursts of refused clients: one re-read in all.
+    let port = proxy.port();
+    for _ in 0..2 {
+        let clients: Vec<_> = (0..5)
+            .map(|_| std::thread::spawn(move || psql(port, "app", "SELECT 2")))
+            .collect();
+        for c in clients {
+            let r = c.join().unwrap();
+            assert_ne!(r.code, 0, "{}", r.stdout);
+            assert!(
+                r.stderr.contains("28P01") || r.stderr.contains("password"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    let log = proxy.log();
+    assert_eq!(
+        log.matches("refused the secret's password; reading it again")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("not-the-password"), "{log}");
+}
