@@ -394,6 +394,9 @@ struct Shared {
     mysql: mysql::State,
     /// Connections being served.
     active: watch::Sender<usize>,
+    /// Set when the shutdown grace ends: the connections still open close,
+    /// each with its log line.
+    cut: watch::Sender<bool>,
     next_id: AtomicU64,
 }
 
@@ -431,6 +434,7 @@ impl Proxy {
                 config,
                 mysql: mysql::State::default(),
                 active: watch::channel(0).0,
+                cut: watch::channel(false).0,
                 next_id: AtomicU64::new(1),
             }),
             bound,
@@ -470,12 +474,19 @@ impl Proxy {
                 humantime::format_duration(grace)
             );
         }
-        let drained = tokio::time::timeout(grace, active.wait_for(|n| *n == 0)).await;
-        let cut = if drained.is_ok() {
+        let drained = tokio::time::timeout(grace, active.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        let cut = if drained {
             0
         } else {
             *self.shared.active.borrow()
         };
+        if cut > 0 {
+            // Each closes and logs its line; a moment for that.
+            let _ = self.shared.cut.send(true);
+            let _ = tokio::time::timeout(CUT_LOGGED, active.wait_for(|n| *n == 0)).await;
+        }
         Drained { cut }
     }
 }
@@ -619,6 +630,26 @@ where
     });
     let _counted = Counted(Arc::clone(&shared));
     let mut report = Report::default();
+    let mut cut = shared.cut.subscribe();
+    let served = serve_one(&shared, stream, open, &mut report);
+    let was_cut = tokio::select! {
+        () = served => false,
+        _ = cut.wait_for(|c| *c) => true,
+    };
+    if was_cut {
+        report.fail("closed: still open when the shutdown grace period ended (--shutdown-grace)");
+    }
+    log_connection(id, &peer, started, &report);
+}
+
+/// How long the connections cut at the end of the shutdown grace get to
+/// close and log their lines.
+const CUT_LOGGED: Duration = Duration::from_secs(2);
+
+async fn serve_one<S>(shared: &Shared, stream: S, open: usize, report: &mut Report)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config = &shared.config;
     match config.max_connections {
         Some(max) if open > max => {
@@ -633,11 +664,10 @@ where
             report.fail(why);
         }
         _ => match config.kind {
-            EngineKind::Postgres => postgres::serve(config, stream, &mut report).await,
-            EngineKind::Mysql => mysql::serve(config, &shared.mysql, stream, &mut report).await,
+            EngineKind::Postgres => postgres::serve(config, stream, report).await,
+            EngineKind::Mysql => mysql::serve(config, &shared.mysql, stream, report).await,
         },
     }
-    log_connection(id, &peer, started, &report);
 }
 
 fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {

@@ -207,6 +207,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     report.traffic = traffic;
     match ended {
         relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
+        dropped @ relay::Ended::Dropped(_) => report.fail(dropped),
         other => report.ended = other.to_string(),
     }
 }

@@ -91,10 +91,11 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = match to_client {
                 Some(raw) => client.write_all(&raw).await,
                 None => {
-                    send_error(&mut client, sqlstate(&error), &format!("rdsconn: {error}")).await
+                    let why = crate::error::error_line(&error);
+                    send_error(&mut client, sqlstate(&error), &format!("rdsconn: {why}")).await
                 }
             };
-            return report.fail(format!("upstream: {error}"));
+            return report.fail(format!("upstream: {}", crate::error::error_line(&error)));
         }
     };
     report.stages = Some(stages);
@@ -102,18 +103,67 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return report.fail(format!("client: {e}"));
     }
     let mut counted = super::Metered::new(&mut client);
-    let relayed =
-        tokio::io::copy_bidirectional_with_sizes(&mut counted, &mut upstream, BUFFER, BUFFER).await;
+    let ended = pump(&mut counted, &mut upstream).await;
     report.traffic = counted.traffic();
-    match relayed {
-        Ok(_) => report.ended = "closed".into(),
-        // A side that goes away abruptly (no Terminate, no TLS
-        // close_notify) ends the session normally.
-        Err(e) => match relay::ended_by(e, relay::Ended::Client) {
-            relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
-            _ => report.ended = "closed".into(),
-        },
+    match ended {
+        relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
+        dropped @ relay::Ended::Dropped(_) => report.fail(dropped),
+        relay::Ended::Client | relay::Ended::Server => report.ended = "closed".into(),
     }
+}
+
+/// `Terminate`: the client ends its session.
+const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+
+/// Relays bytes both ways until one side ends. A side that goes away
+/// abruptly (no `Terminate`, no TLS `close_notify`) ends the session
+/// normally when it is the client; the server ending a session the
+/// client did not end (a restart, a failover, `pg_terminate_backend`, a
+/// broken network) is a drop, said as such.
+async fn pump<C, U>(client: &mut C, upstream: &mut U) -> relay::Ended
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut up = vec![0_u8; BUFFER];
+    let mut down = vec![0_u8; BUFFER];
+    // The client's last bytes, to see its Terminate.
+    let mut tail = [0_u8; TERMINATE.len()];
+    let ended = loop {
+        tokio::select! {
+            read = client.read(&mut up) => match read {
+                Ok(0) => break relay::Ended::Client,
+                Ok(n) => {
+                    let keep = n.min(tail.len());
+                    tail.rotate_left(keep);
+                    let at = tail.len() - keep;
+                    tail[at..].copy_from_slice(&up[n - keep..n]);
+                    if let Err(e) = upstream.write_all(&up[..n]).await {
+                        break relay::Ended::by_server(Err(e), tail == TERMINATE);
+                    }
+                    if let Err(e) = upstream.flush().await {
+                        break relay::Ended::by_server(Err(e), tail == TERMINATE);
+                    }
+                }
+                Err(e) => break relay::ended_by(e, relay::Ended::Client),
+            },
+            read = upstream.read(&mut down) => match read {
+                Ok(0) => break relay::Ended::by_server(Ok(()), tail == TERMINATE),
+                Ok(n) => {
+                    if let Err(e) = client.write_all(&down[..n]).await {
+                        break relay::ended_by(e, relay::Ended::Client);
+                    }
+                    if let Err(e) = client.flush().await {
+                        break relay::ended_by(e, relay::Ended::Client);
+                    }
+                }
+                Err(e) => break relay::Ended::by_server(Err(e), tail == TERMINATE),
+            },
+        }
+    };
+    let _ = upstream.shutdown().await;
+    let _ = client.shutdown().await;
+    ended
 }
 
 /// Reads the client's first packet, answering TLS and GSS encryption
@@ -121,11 +171,19 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 async fn read_opening<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
 ) -> Result<Opening, String> {
+    let mut asked_tls = false;
     loop {
-        let len = client
-            .read_u32()
-            .await
-            .map_err(|e| format!("reading the startup packet: {e}"))?;
+        let len = client.read_u32().await.map_err(|e| {
+            if asked_tls && e.kind() == std::io::ErrorKind::UnexpectedEof {
+                // libpq with sslmode=require (or verify-*) hangs up here.
+                "the client asked for TLS and hung up when told no: this listener speaks plain \
+                 protocol (TLS is between rdsconn and the server): connect with sslmode=disable \
+                 or sslmode=prefer"
+                    .to_string()
+            } else {
+                format!("reading the startup packet: {e}")
+            }
+        })?;
         // A TLS record (0x16 0x03 …): the client opened with a TLS
         // handshake instead of a startup packet.
         if len >> 24 == 0x16 && (len >> 16) & 0xff == 0x03 {
@@ -148,6 +206,7 @@ async fn read_opening<S: AsyncRead + AsyncWrite + Unpin>(
         let code = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
         match code {
             SSL_REQUEST | GSSENC_REQUEST => {
+                asked_tls = true;
                 client
                     .write_all(b"N")
                     .await

@@ -915,3 +915,115 @@ async fn mysql_two_hundred_concurrent_clients_and_a_dying_server() {
     let one: Option<i64> = next.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
 }
+
+/// The client learns why, on one line with the layer and the cause (the
+/// PostgreSQL side showed only "connecting to 127.0.0.1:1"), and the log
+/// line says the same; a client that insists on TLS on the local hop is
+/// told what to change; a server that ends a session the client did not
+/// end is a warning with the cause, not a normal close.
+#[test]
+fn proxy_errors_carry_the_layer_and_the_cause() {
+    let env = TestEnv::new();
+    let proxy = ProxyProc::start(
+        &env,
+        &["postgres", "-h", ENDPOINT, "--via", "127.0.0.1:1"],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    let r = psql(&proxy, "app", None, "SELECT 1");
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("rdsconn: connecting to 127.0.0.1:1") && r.stderr.contains("refused"),
+        "{}",
+        r.stderr
+    );
+    let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+    let line = log.lines().find(|l| l.contains("connection 1 ")).unwrap();
+    assert!(line.contains("WARN") && line.contains("refused"), "{log}");
+
+    // sslmode=require on the local hop.
+    let proxy = pg_proxy(&env, &[], &[]);
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-c",
+            "SELECT 1",
+            &format!(
+                "host=127.0.0.1 port={} user=app dbname=appdb sslmode=require connect_timeout=60",
+                proxy.port()
+            ),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+    assert!(
+        log.contains("asked for TLS and hung up") && log.contains("sslmode=disable"),
+        "{log}"
+    );
+    assert!(!log.contains("unexpected end of file"), "{log}");
+
+    // The server ends the session (here: the session terminates its own
+    // backend, as pg_terminate_backend or a restart would).
+    let r = psql(
+        &proxy,
+        "app",
+        None,
+        "SELECT pg_terminate_backend(pg_backend_pid())",
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let log = proxy.wait_log("connection 2 ", Duration::from_mins(1));
+    let line = log.lines().find(|l| l.contains("connection 2 ")).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("the server ended the session"),
+        "{log}"
+    );
+    // A normal end stays a normal end.
+    psql(&proxy, "app", None, "SELECT 1").assert_code(0);
+    let log = proxy.wait_log("connection 3 ", Duration::from_mins(1));
+    let line = log.lines().find(|l| l.contains("connection 3 ")).unwrap();
+    assert!(line.contains("INFO") && line.ends_with("closed"), "{log}");
+
+    // MySQL: KILL of its own connection.
+    let proxy = maria_proxy(&env, &[]);
+    let r = mariadb(&proxy, "app", "KILL CONNECTION_ID()");
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let log = proxy.wait_log("connection 1 ", Duration::from_mins(1));
+    let line = log.lines().find(|l| l.contains("connection 1 ")).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("the server ended the session"),
+        "{log}"
+    );
+}
+
+/// A session still open when the shutdown grace period ends is closed
+/// with a log line of its own.
+#[test]
+fn a_session_cut_at_the_end_of_the_grace_period_is_logged() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy(&env, &["--shutdown-grace", "1s"], &[]);
+    let port = proxy.port();
+    let client = std::thread::spawn(move || {
+        Command::new("psql")
+            .args([
+                "-X",
+                "-c",
+                "SELECT pg_sleep(60)",
+                &format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap()
+    });
+    let pg_port = pg::server(Variant::Good).port;
+    crate::support::activity::wait_for("the statement to run", || {
+        crate::support::activity::running(&env, "postgres", pg_port, "pg_sleep(60)") > 0
+    });
+    proxy.signal("TERM");
+    let log = proxy.wait_log("shutdown grace period ended", Duration::from_mins(1));
+    assert!(log.contains("connection 1 "), "{log}");
+    let out = client.join().unwrap();
+    assert!(!out.status.success());
+}

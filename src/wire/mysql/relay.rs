@@ -77,6 +77,9 @@ pub(crate) struct Relayed<C> {
     nonce: [u8; 20],
     hello: ClientHello,
     local: Option<Secret>,
+    /// The client sent `COM_QUIT`: the server closing is then the
+    /// session's normal end.
+    quit: bool,
 }
 
 /// Greets `client` as the server of `greeting` would (its version and
@@ -207,6 +210,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
                     nonce: self.nonce,
                     hello: self.hello,
                     local: self.local,
+                    quit: false,
                 })
             }
             Err(e) => {
@@ -282,7 +286,29 @@ pub(crate) struct Traffic {
 pub(crate) enum Ended {
     Client,
     Server,
+    /// The server ended the session the client had not quit (a restart,
+    /// a failover, a killed session, a broken network): why.
+    Dropped(String),
     Failed(std::io::Error),
+}
+
+impl Ended {
+    /// How the server's side ended (`Ok(0)`: it closed; else the read's
+    /// error): a normal end after the client quit, else a drop.
+    pub(crate) fn by_server(read: std::io::Result<()>, client_quit: bool) -> Self {
+        let why = match read {
+            Ok(()) => "the server closed the connection".to_string(),
+            Err(e) => match ended_by(e, Self::Server) {
+                Self::Failed(e) => return Self::Failed(e),
+                _ => "the connection to the server was lost".to_string(),
+            },
+        };
+        if client_quit {
+            Self::Server
+        } else {
+            Self::Dropped(why)
+        }
+    }
 }
 
 impl std::fmt::Display for Ended {
@@ -290,6 +316,7 @@ impl std::fmt::Display for Ended {
         match self {
             Self::Client => f.write_str("client closed"),
             Self::Server => f.write_str("server closed"),
+            Self::Dropped(why) => write!(f, "the server ended the session: {why}"),
             Self::Failed(e) => write!(f, "{e}"),
         }
     }
@@ -348,7 +375,7 @@ pub(crate) async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
                 Err(e) => break ended_by(e, Ended::Client),
             },
             read = relayed.upstream.read(&mut from_server) => match read {
-                Ok(0) => break Ended::Server,
+                Ok(0) => break Ended::by_server(Ok(()), relayed.quit),
                 Ok(n) => {
                     let sent = async {
                         relayed.client.write_all(&from_server[..n]).await?;
@@ -359,7 +386,7 @@ pub(crate) async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
                     }
                     traffic.down += n as u64;
                 }
-                Err(e) => break ended_by(e, Ended::Server),
+                Err(e) => break Ended::by_server(Err(e), relayed.quit),
             },
         }
     };
@@ -386,6 +413,7 @@ pub(crate) fn ended_by(e: std::io::Error, side: Ended) -> Ended {
 /// `COM_CHANGE_USER`'s command byte.
 const COM_CHANGE_USER: u8 = 0x11;
 const COM_QUERY: u8 = 0x03;
+const COM_QUIT: u8 = 0x01;
 const COM_PROCESS_KILL: u8 = 0x0c;
 /// A `KILL` statement is short; longer queries are not looked at.
 const MAX_KILL: usize = 80;
@@ -417,6 +445,9 @@ async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
         // The first packet of a command has sequence id 0.
         if header[3] == 0 && len > 0 {
             let Some(&command) = buf.get(4) else { break };
+            if command == COM_QUIT {
+                relayed.quit = true;
+            }
             if command == COM_CHANGE_USER {
                 if buf.len() < 4 + len {
                     break;
