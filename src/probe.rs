@@ -92,6 +92,18 @@ pub(crate) struct Certificate {
     days_left: i64,
 }
 
+impl From<crate::tls::CertSummary> for Certificate {
+    fn from(c: crate::tls::CertSummary) -> Self {
+        Self {
+            days_left: days_left(c.not_after_unix),
+            subject: c.subject,
+            sans: c.sans,
+            issuer: c.issuer,
+            not_after: c.not_after,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Report {
     pub target: String,
@@ -275,13 +287,7 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
         Ok(p) => {
             run.report.tls_protocol.clone_from(&p.protocol);
             run.report.tls_cipher.clone_from(&p.cipher);
-            run.report.certificate = p.leaf.map(|c| Certificate {
-                days_left: days_left(c.not_after_unix),
-                subject: c.subject,
-                sans: c.sans,
-                issuer: c.issuer,
-                not_after: c.not_after,
-            });
+            run.report.certificate = p.leaf.map(Certificate::from);
             let detail = run.report.certificate.as_ref().map(|c| {
                 format!(
                     "{} (issuer {}, {} days left)",
@@ -291,6 +297,12 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
             run.ok(Step::Tls, t, detail);
         }
         Err(e) => {
+            // What the server presented, though it failed verification.
+            run.report.certificate = peer
+                .get()
+                .first()
+                .and_then(|c| crate::tls::CertSummary::from_der(c))
+                .map(Certificate::from);
             let e = crate::net::tunnel::explained(target, e).await;
             run.fail(Step::Tls, t, &e.into());
             return run.finish(settings);

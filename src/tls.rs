@@ -225,8 +225,14 @@ pub(crate) enum TlsFailure {
         expected: String,
         /// The roots that were trusted (`ca::Roots::name`).
         roots: &'static str,
+        /// Who issued the top of the chain the server sent (its text:
+        /// shown escaped).
+        issuer: Option<String>,
     },
-    Expired,
+    /// The certificate expired; its `notAfter` day (`2025-01-01`).
+    Expired {
+        on: Option<String>,
+    },
     NotYetValid,
     Revoked,
     /// The server does not offer TLS at all.
@@ -261,10 +267,19 @@ impl TlsFailure {
                     Self::UnknownCa {
                         expected: expected.to_string(),
                         roots,
+                        issuer: peer
+                            .last()
+                            .and_then(|c| CertSummary::from_der(c))
+                            .map(|s| s.issuer),
                     }
                 }
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    Self::Expired
+                    Self::Expired {
+                        on: peer
+                            .first()
+                            .and_then(|c| CertSummary::from_der(c))
+                            .and_then(|s| s.not_after.get(..10).map(str::to_string)),
+                    }
                 }
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                     Self::NotYetValid
@@ -293,7 +308,9 @@ impl TlsFailure {
                  --tls verify-ca skips only the name check"
                     .into(),
             ),
-            Self::UnknownCa { expected, roots } => Some(match *roots {
+            Self::UnknownCa {
+                expected, roots, ..
+            } => Some(match *roots {
                 crate::ca::FILE_ROOTS => {
                     "the --ca-bundle file does not hold the CA of the server's certificate".into()
                 }
@@ -309,7 +326,7 @@ impl TlsFailure {
                         .into()
                 }
             }),
-            Self::Expired => Some("the server certificate has expired; rotate it (RDS: modify the instance's CA)".into()),
+            Self::Expired { .. } => Some("the server certificate has expired; rotate it (RDS: modify the instance's CA)".into()),
             Self::NoTls => Some("enable TLS on the server (RDS always offers it); rdsconn never connects without it".into()),
             _ => None,
         }
@@ -333,11 +350,24 @@ impl fmt::Display for TlsFailure {
                 "server certificate is not valid for {expected:?} (it is for: {})",
                 presented.join(", ")
             ),
+            Self::UnknownCa {
+                roots,
+                issuer: Some(issuer),
+                ..
+            } => write!(
+                f,
+                "server certificate is not trusted: issued by \"{}\", a CA outside {roots}",
+                crate::text::Untrusted(issuer)
+            ),
             Self::UnknownCa { roots, .. } => write!(
                 f,
                 "server certificate is not trusted: issued by a CA outside {roots}"
             ),
-            Self::Expired => f.write_str("server certificate has expired"),
+            Self::Expired { on: Some(day) } => write!(
+                f,
+                "server certificate expired {day}; or check this machine's clock"
+            ),
+            Self::Expired { on: None } => f.write_str("server certificate has expired"),
             Self::NotYetValid => {
                 f.write_str("server certificate is not valid yet (check the local clock)")
             }

@@ -158,6 +158,11 @@ fn each_failing_stage_has_its_exit_code() {
                 .filter(|s| s["status"] == "fail")
                 .count();
             assert_eq!(failed, 1, "{t:#}");
+            // A certificate that failed verification is still described.
+            if needle == "not trusted" || needle == "not valid for" {
+                assert!(t["certificate"]["issuer"].is_string(), "{args:?}: {t:#}");
+                assert!(t["certificate"]["not_after"].is_string(), "{args:?}: {t:#}");
+            }
         }
         drop(hole);
     }

@@ -325,8 +325,10 @@ fn a_channel_the_bastion_will_not_open_is_sshs_own_error() {
     assert!(
         r.stderr
             .starts_with(&format!("error: connecting to {ENDPOINT}:5432 via ssh://"))
-            && r.stderr
-                .contains("caused by: ssh to bastion 127.0.0.1: channel ")
+            && r.stderr.contains(&format!(
+                "caused by: ssh to bastion 127.0.0.1:{}: channel ",
+                sshd().port
+            ))
             && r.stderr
                 .contains("open failed: administratively prohibited"),
         "{}",
@@ -353,10 +355,12 @@ fn a_channel_the_bastion_will_not_open_is_sshs_own_error() {
         ));
         r.assert_code(4);
         assert!(
-            r.stderr
-                .contains("caused by: ssh to bastion 127.0.0.1: channel ")
-                && r.stderr
-                    .contains("open failed: connect failed: Connection refused"),
+            r.stderr.contains(&format!(
+                "caused by: ssh to bastion 127.0.0.1:{}: channel ",
+                sshd().port
+            )) && r
+                .stderr
+                .contains("open failed: connect failed: Connection refused"),
             "{engine}: {}",
             r.stderr
         );
