@@ -22,6 +22,8 @@ pub(crate) struct Line {
     status: Status,
     detail: String,
     fix: Option<String>,
+    /// How long a timed check (a connection stage) took.
+    duration_ms: Option<f64>,
     #[serde(skip)]
     failure: Option<Category>,
 }
@@ -34,6 +36,8 @@ pub(crate) struct Lines {
     /// The target needs no AWS call (a password user with a host or URL):
     /// an AWS failure is then SKIP, not FAIL.
     aws_optional: bool,
+    /// The duration of the next line pushed ([`Lines::timed`]).
+    next_ms: Option<f64>,
 }
 
 impl Lines {
@@ -42,7 +46,14 @@ impl Lines {
             done: Vec::new(),
             format,
             aws_optional,
+            next_ms: None,
         }
+    }
+
+    /// The next line is a timed check that took `ms`.
+    pub(crate) fn timed(&mut self, ms: Option<f64>) -> &mut Self {
+        self.next_ms = ms;
+        self
     }
 
     /// What doctor could not check itself (an IAM policy): INFO with what
@@ -99,6 +110,7 @@ impl Lines {
                 status: Status::Skipped,
                 detail: format!("not needed without --iam or a secret ({detail})"),
                 fix: None,
+                duration_ms: self.next_ms.take(),
                 failure: None,
             }
         } else {
@@ -107,6 +119,7 @@ impl Lines {
                 status,
                 detail,
                 fix,
+                duration_ms: self.next_ms.take(),
                 failure,
             }
         };
@@ -153,12 +166,11 @@ impl Line {
     fn text(&self) -> String {
         // Details and fixes are escaped where they are made (an error's
         // one_line), as before.
-        let mut out = format!(
-            "{:<5} {:<15} {}\n",
-            self.status.label(),
-            self.check,
-            self.detail
-        );
+        let detail = match self.duration_ms {
+            Some(ms) => format!("{ms:.1} ms {}", self.detail).trim_end().to_string(),
+            None => self.detail.clone(),
+        };
+        let mut out = format!("{:<5} {:<15} {}\n", self.status.label(), self.check, detail);
         if let Some(fix) = &self.fix {
             let _ = writeln!(out, "{:<21} fix: {fix}", "");
         }

@@ -72,6 +72,9 @@ pub(crate) enum Login {
     Password(Secret),
     /// A password from Secrets Manager, read again once if refused.
     Secret(crate::secrets::FromSecret),
+    /// No password for this target: its `auth` stage fails with this
+    /// (exit 2), while the other targets still run.
+    Missing(String),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -141,13 +144,21 @@ pub(crate) struct Settings {
 }
 
 /// Checks a target, retrying transient failures until `--wait` ends.
-pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Report {
+pub(crate) async fn check_with_retries(
+    item: &Item,
+    settings: &Settings,
+    progress: &std::sync::Mutex<Option<Report>>,
+) -> Report {
     let started = Instant::now();
     let mut attempt = 0_u32;
     loop {
         attempt += 1;
         let mut report = check_once(item, settings).await;
         report.attempts = attempt;
+        // What an interrupted check reports for this target.
+        if let Ok(mut last) = progress.lock() {
+            *last = Some(report.clone());
+        }
         let Some(wait) = settings.wait else {
             return report;
         };
@@ -155,10 +166,11 @@ pub(crate) async fn check_with_retries(item: &Item, settings: &Settings) -> Repo
             return report;
         }
         let elapsed = started.elapsed();
-        let pause = backoff(attempt);
-        if elapsed + pause >= wait {
+        if elapsed >= wait {
             return report;
         }
+        // The last try comes at the deadline, not a back-off before it.
+        let pause = backoff(attempt).min(wait - elapsed);
         if settings.progress {
             crate::output::note(format!(
                 "{}: attempt {attempt} failed at {}: {}; next try in {}",
@@ -267,6 +279,11 @@ pub(crate) async fn check_once(item: &Item, settings: &Settings) -> Report {
     let start = Instant::now();
     let target = &item.target;
     let mut run = Run::new(item, start);
+    if let Login::Missing(why) = &item.login {
+        // Nothing to log in with: no connection is made for it.
+        run.fail(Step::Auth, start, &crate::error::Error::usage(why.clone()));
+        return run.finish(settings);
+    }
     let budget = target.connect_timeout;
     let remaining = || budget.saturating_sub(start.elapsed());
 
@@ -331,6 +348,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
         }
         Login::Password(p) => Auth::Password(p.clone()),
         Login::Secret(s) => Auth::Password(s.password.clone()),
+        Login::Missing(_) => return,
     };
     let mut bounded = target.clone();
     bounded.connect_timeout = remaining
@@ -487,6 +505,16 @@ impl Report {
             tls_cipher: None,
             certificate: None,
             stages: Vec::new(),
+        }
+    }
+
+    /// A target whose check a signal ended after `last`, its latest
+    /// attempt: what it learned (attempts, stages, the last error) stays.
+    pub(crate) fn interrupted_after(last: Self) -> Self {
+        Self {
+            status: Status::Interrupted,
+            exit_code: INTERRUPTED,
+            ..last
         }
     }
 

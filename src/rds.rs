@@ -502,21 +502,19 @@ pub(crate) struct Database {
     pub cluster: Option<String>,
     /// Proxies: the IAM authentication setting (`REQUIRED`, `ENABLED`,
     /// `DISABLED`; `REQUIRED` for end-to-end IAM).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iam_auth_setting: Option<String>,
     /// Proxies: whether clients must use TLS.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_tls: Option<bool>,
     /// Proxies: the IAM role the proxy logs in to the database with.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// The master user's name.
     pub master_username: Option<String>,
+    /// The database created with it (`DBName` / `DatabaseName`).
+    pub database_name: Option<String>,
     /// The ARN of the master user secret RDS manages in Secrets Manager
     /// (`ManageMasterUserPassword`), if it does.
     pub master_user_secret: Option<String>,
     /// That secret's status (`active`, `creating`, `rotating`…).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub master_user_secret_status: Option<String>,
 }
 
@@ -542,6 +540,7 @@ impl Database {
             require_tls: None,
             role_arn: None,
             master_username: i.master_username().map(str::to_string),
+            database_name: i.db_name().map(str::to_string),
             master_user_secret: i
                 .master_user_secret()
                 .and_then(|s| s.secret_arn())
@@ -571,6 +570,7 @@ impl Database {
             require_tls: None,
             role_arn: None,
             master_username: c.master_username().map(str::to_string),
+            database_name: c.database_name().map(str::to_string),
             master_user_secret: c
                 .master_user_secret()
                 .and_then(|s| s.secret_arn())
@@ -621,6 +621,7 @@ impl Database {
             require_tls: p.require_tls(),
             role_arn: p.role_arn().map(str::to_string),
             master_username: None,
+            database_name: None,
             master_user_secret: None,
             master_user_secret_status: None,
         }

@@ -251,6 +251,8 @@ pub(crate) struct Found {
     /// The RDS-managed master user secret's ARN, and the master user.
     pub master_secret: Option<String>,
     pub master_user: Option<String>,
+    /// The database created with the instance or cluster.
+    pub database: Option<String>,
 }
 
 impl Found {
@@ -265,6 +267,7 @@ impl Found {
             class: db.kind.is_proxy().then_some(EndpointClass::Proxy),
             master_secret: db.master_user_secret.clone(),
             master_user: db.master_username.clone(),
+            database: db.database_name.clone(),
         })
     }
 }
@@ -777,6 +780,10 @@ pub(crate) async fn master_secret(
     let read = secrets::fetch(global, &source).await?;
     if given.user.is_none() {
         given.user = found.master_user.clone().or(read.username);
+    }
+    // The master user's database, as the console's connect snippets use.
+    if given.database.is_none() && given.url.is_none() {
+        given.database.clone_from(&found.database);
     }
     Ok(FromSecret {
         source,

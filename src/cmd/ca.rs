@@ -123,7 +123,7 @@ fn path(format: OutputFormat, opts: &LoadOptions<'_>, trust: Option<&TrustFor>) 
 /// `ca show --output json`: field names are part of the documented interface.
 #[derive(Serialize)]
 struct ShowJson<'a> {
-    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "for")]
     for_host: Option<&'a TrustFor>,
     source: SourceJson<'a>,
     sha256: String,

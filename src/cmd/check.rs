@@ -29,10 +29,15 @@ use crate::tls::TlsPolicy;
 #[derive(Debug, Serialize)]
 struct Summary {
     targets: usize,
+    /// Passed, with or without warnings (`--strict` changes the exit
+    /// code, never the counts).
     passed: usize,
     warnings: usize,
     failed: usize,
     interrupted: bool,
+    /// How long the whole check took (retries under `--wait` included).
+    total_ms: f64,
+    #[serde(skip)]
     exit_code: u8,
 }
 
@@ -40,6 +45,8 @@ struct Summary {
 struct Document<'a> {
     targets: &'a [Report],
     summary: &'a Summary,
+    /// As in `doctor`'s document: the process's exit code.
+    exit_code: u8,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
@@ -58,13 +65,17 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     // A target without a result when Ctrl-C comes stays `interrupted`.
     let mut reports: Vec<Report> = items.iter().map(Report::interrupted).collect();
     let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let progress: Vec<Arc<std::sync::Mutex<Option<Report>>>> =
+        items.iter().map(|_| Arc::default()).collect();
     let mut set = JoinSet::new();
+    let started = std::time::Instant::now();
     for (index, item) in items.into_iter().enumerate() {
         let permits = Arc::clone(&permits);
         let settings = Arc::clone(&settings);
+        let progress = Arc::clone(&progress[index]);
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (index, check_with_retries(&item, &settings).await)
+            (index, check_with_retries(&item, &settings, &progress).await)
         });
     }
 
@@ -91,7 +102,16 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
             }
         }
     }
-    let summary = summarize(&reports, interrupted, args.strict);
+    if interrupted.is_some() {
+        for (report, last) in reports.iter_mut().zip(&progress) {
+            let last = last.lock().ok().and_then(|mut l| l.take());
+            if let (Status::Interrupted, Some(last)) = (report.status, last) {
+                *report = Report::interrupted_after(last);
+            }
+        }
+    }
+    let mut summary = summarize(&reports, interrupted, args.strict);
+    summary.total_ms = started.elapsed().as_secs_f64() * 1000.0;
     print(global.output, &reports, &summary)?;
     Ok(summary.exit_code)
 }
@@ -105,7 +125,11 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         urls.extend(target_lines(file)?);
     }
     let no_rds = RdsSelector::default();
-    let no_secret = SecretFlags::default();
+    // --master-secret belongs to the --instance / --cluster target.
+    let url_secret = SecretFlags {
+        master_secret: false,
+        ..args.secret.clone()
+    };
     let ask = |given, rds, secret| Ask {
         kind: args.engine,
         given,
@@ -119,15 +143,21 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         tls: args.tls,
     };
     let mut found = Vec::new();
+    let url_targets = !urls.is_empty();
     for url in urls {
+        // --secret fills what the URL leaves open (the user) and is its
+        // password, as for `psql`/`mysql`.
         let ask = Ask {
             kind: None,
-            ..ask(Given::url(url.clone()), &no_rds, &no_secret)
+            ..ask(Given::url(url.clone()), &no_rds, &url_secret)
         };
         found.push((url, request(global, ask).await?));
     }
-    // One target from --host (with --engine) or from the RDS API.
-    let single = args.host.is_some() || args.rds.is_set();
+    // One target from --host (with --engine), from the RDS API, or a
+    // whole target in an RDS-style secret.
+    let single = args.host.is_some()
+        || args.rds.is_set()
+        || (!url_targets && (args.secret.secret.is_some() || args.secret.master_secret));
     if !single && (args.user.is_some() || args.port.is_some() || args.database.is_some()) {
         return Err(Error::usage(
             "--user, --port and --database describe a --host, --instance or --cluster target",
@@ -170,20 +200,22 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     let from_secret = shared_secret(global, args, &found).await?;
     found
         .into_iter()
-        .map(|(label, Request { kind, target, iam, tls, .. })| {
+        .map(|(label, Request { kind, target, iam, tls, secret, .. })| {
             let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
             let login = if iam {
                 Login::Iam
-            } else if let Some(s) = &from_secret {
-                Login::Secret(s.clone())
+            } else if let Some(s) = secret.or_else(|| from_secret.clone()) {
+                Login::Secret(s)
             } else {
+                // Each engine's own variable: targets with different
+                // passwords check in one run; one without fails alone.
                 let var = kind.password_env();
-                let secret = stdin_password.clone().or_else(|| env(var).map(Secret::new));
-                Login::Password(secret.ok_or_else(|| {
-                    Error::usage(format!(
+                match stdin_password.clone().or_else(|| env(var).map(Secret::new)) {
+                    Some(p) => Login::Password(p),
+                    None => Login::Missing(format!(
                         "no password for {label}: pass --iam (or ?iam=true), --password-stdin, --secret ID, or set {var}"
-                    ))
-                })?)
+                    )),
+                }
             };
             let policy = TlsPolicy {
                 mode: tls,
@@ -237,10 +269,11 @@ fn summarize(reports: &[Report], interrupted: Option<u8>, strict: bool) -> Summa
     };
     Summary {
         targets: reports.len(),
-        passed: passed + if strict { 0 } else { warnings },
+        passed: passed + warnings,
         warnings,
         failed,
         interrupted: interrupted.is_some(),
+        total_ms: 0.0,
         exit_code,
     }
 }
@@ -250,6 +283,7 @@ fn print(format: OutputFormat, reports: &[Report], summary: &Summary) -> Result<
         return output::json(&Document {
             targets: reports,
             summary,
+            exit_code: summary.exit_code,
         });
     }
     let rows: Vec<Vec<String>> = reports
@@ -272,11 +306,14 @@ fn print(format: OutputFormat, reports: &[Report], summary: &Summary) -> Result<
     let mut text = output::grid(&["STATUS", "TARGET", "STAGE", "TIME", "REASON"], &rows);
     let _ = write!(
         text,
-        "{} target(s): {} passed, {} warning(s), {} failed{}",
+        "{} target(s): {} passed, {} warning(s), {} failed in {}{}",
         summary.targets,
         summary.passed,
         summary.warnings,
         summary.failed,
+        crate::text::seconds(std::time::Duration::from_secs_f64(
+            summary.total_ms / 1000.0
+        )),
         if summary.interrupted {
             " (interrupted)"
         } else {

@@ -145,6 +145,11 @@ impl Prepared {
                 .iter()
                 .map(|s| EnvVar::new(s.name, s.value.clone())),
         );
+        if let Some(m) = &self.minted {
+            // When the token in the password variable stops being accepted.
+            let expires = humantime::format_rfc3339_seconds(m.issued_at + m.lifetime);
+            vars.push(EnvVar::new("RDSCONN_TOKEN_EXPIRES_AT", expires.to_string()));
+        }
         vars
     }
 }

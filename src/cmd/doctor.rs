@@ -264,15 +264,12 @@ async fn connection_lines(
     let report = Box::pin(probe::check_once(&item, &settings)).await;
     for stage in &report.stages {
         let detail = stage.detail.clone().unwrap_or_default();
-        let timed = stage.duration_ms.map_or(detail.clone(), |ms| {
-            format!("{ms:.1} ms {detail}").trim_end().to_string()
-        });
         let check = stage_name(stage.name);
         match (stage.status, report.failure) {
-            (Status::Ok, _) => lines.ok(check, timed),
-            (Status::Fail, Some(failure)) => lines.fail(
+            (Status::Ok, _) => lines.timed(stage.duration_ms).ok(check, detail),
+            (Status::Fail, Some(failure)) => lines.timed(stage.duration_ms).fail(
                 check,
-                report.error.clone().unwrap_or(timed),
+                report.error.clone().unwrap_or(detail),
                 report.hint.clone(),
                 failure,
             ),

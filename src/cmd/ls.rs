@@ -48,7 +48,16 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
             return Ok(0);
         }
     }
-    output::emit(format, &dbs, || {
+    #[derive(serde::Serialize)]
+    struct Listed<'a> {
+        region: &'a str,
+        databases: &'a [crate::rds::Database],
+    }
+    let listed = Listed {
+        region: rds.region(),
+        databases: &dbs,
+    };
+    output::emit(format, &listed, || {
         let rows: Vec<Vec<String>> = dbs
             .iter()
             .map(|d| {

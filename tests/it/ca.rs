@@ -48,6 +48,7 @@ fn show_works_offline_on_first_run_from_the_embedded_bundle() {
     let env = TestEnv::new();
     let run = env.run(&["--output", "json", "ca", "show"]);
     run.assert_code(0);
+    crate::support::schema::assert_valid("ca-show", &run.stdout);
     let json = run.json();
     assert_eq!(json["source"]["kind"], "embedded");
     assert_eq!(json["summary"]["total"], 108);
@@ -163,6 +164,7 @@ fn path_writes_the_embedded_bundle_privately_without_network() {
     let ino = fs::metadata(path).unwrap().ino();
     let again = env.run(&["--output", "json", "ca", "path"]);
     again.assert_code(0);
+    crate::support::schema::assert_valid("ca-path", &again.stdout);
     assert_eq!(again.json()["path"], path.to_str().unwrap());
     assert_eq!(fs::metadata(path).unwrap().ino(), ino);
 }
@@ -242,6 +244,7 @@ fn fetch_then_conditional_get_leaves_the_file_untouched() {
     std::thread::sleep(Duration::from_millis(20));
     let second = env.run_with(&["--output", "json", "ca", "fetch"], &envs);
     second.assert_code(0);
+    crate::support::schema::assert_valid("ca-fetch", &second.stdout);
     let json = second.json();
     assert_eq!(json["status"], "unchanged");
     assert_eq!(json["certificates"], 108);

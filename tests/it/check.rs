@@ -44,10 +44,11 @@ fn url(mysql: bool, user: &str) -> String {
 #[track_caller]
 fn single(run: &Run, code: i32, stage: Option<&str>) -> serde_json::Value {
     run.assert_code(code);
+    crate::support::schema::assert_valid("check", &run.stdout);
     let json = run.json();
     let t = json["targets"][0].clone();
     assert_eq!(t["stage"].as_str(), stage, "{t:#}");
-    assert_eq!(json["summary"]["exit_code"], code, "{json:#}");
+    assert_eq!(json["exit_code"], code, "{json:#}");
     t
 }
 
@@ -355,10 +356,6 @@ fn check_usage_errors() {
     let cases: &[(&[&str], &str)] = &[
         (&["check"], "no targets"),
         (
-            &["check", "postgres://app@h/db"],
-            "no password for postgres://app@h/db",
-        ),
-        (
             &["check", "postgres://app@h?sslmode=disable"],
             "sslmode=disable is weaker",
         ),
@@ -454,4 +451,51 @@ fn expiring_certificate_is_a_warning_and_strict_makes_it_exit_5() {
     let run = check(&strict, &[]);
     run.assert_code(5);
     assert_eq!(run.json()["summary"]["warnings"], 1);
+}
+
+/// Targets with different passwords check in one run (each engine's own
+/// variable); a target without a password fails alone (exit 2), without
+/// a connection, and the others still run.
+#[test]
+fn a_target_without_a_password_fails_alone() {
+    let env = TestEnv::new();
+    let ca = ca();
+    let pg = format!(
+        "postgres://app@{ENDPOINT}:{}/appdb?hostaddr=127.0.0.1",
+        pg::server(Variant::Good).port
+    );
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "check",
+            "--output",
+            "json",
+            &pg,
+            "mysql://app@h.invalid/db",
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    run.assert_code(2);
+    crate::support::schema::assert_valid("check", &run.stdout);
+    let j = run.json();
+    assert_eq!(j["targets"][0]["status"], "ok", "{j:#}");
+    let alone = &j["targets"][1];
+    assert_eq!(alone["status"], "fail", "{j:#}");
+    assert_eq!(alone["stage"], "auth", "{j:#}");
+    assert_eq!(alone["exit_code"], 2, "{j:#}");
+    assert!(
+        alone["error"].as_str().unwrap().contains("no password for"),
+        "{j:#}"
+    );
+    // No connection was tried for it.
+    let tried = alone["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] != "skipped")
+        .count();
+    assert_eq!(tried, 1, "{j:#}");
+    assert_eq!(j["summary"]["passed"], 1);
+    assert_eq!(j["summary"]["failed"], 1);
 }

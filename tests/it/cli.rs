@@ -360,6 +360,7 @@ fn errors_are_one_json_line_on_stderr_with_output_json() {
         assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
         let j: serde_json::Value = serde_json::from_str(&run.stderr)
             .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", run.stderr));
+        crate::support::schema::assert_valid("error", &run.stderr);
         assert_eq!(j["error"]["exit_code"], *code, "{j}");
         assert_eq!(j["error"]["category"], *category, "{j}");
         assert!(

@@ -104,6 +104,7 @@ impl Db {
             Some(APP_PASSWORD),
         );
         run.assert_code(0);
+        crate::support::schema::assert_valid("query", &run.stdout);
         run.json()
     }
 

@@ -174,6 +174,7 @@ fn binary_dsql_tokens_match_botocore() {
     }
     let run = Run::from(cmd.output().unwrap());
     run.assert_code(0);
+    crate::support::schema::assert_valid("token", &run.stdout);
     let j = run.json();
     let issued = humantime::parse_rfc3339(j["issued_at"].as_str().unwrap()).unwrap();
     let expires = humantime::parse_rfc3339(j["expires_at"].as_str().unwrap()).unwrap();
@@ -555,7 +556,18 @@ fn iam_to_a_dsql_name_uses_dsql_tokens_everywhere() {
         "--output", "json", "env", "postgres", "-h", DSQL, "--user", "admin", "--iam",
     ]);
     run.assert_code(0);
+    crate::support::schema::assert_valid("env", &run.stdout);
     let j = run.json();
+    // When the token stops being accepted: 15 minutes from now.
+    let expires =
+        humantime::parse_rfc3339(j["RDSCONN_TOKEN_EXPIRES_AT"].as_str().unwrap()).unwrap();
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left > std::time::Duration::from_secs(800) && left <= std::time::Duration::from_secs(900),
+        "{left:?}"
+    );
     let token = j["PGPASSWORD"].as_str().unwrap_or_else(|| panic!("{j}"));
     assert!(
         token.starts_with(&format!("{DSQL}/?Action=DbConnectAdmin&")),

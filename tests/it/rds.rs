@@ -289,8 +289,10 @@ fn ls_lists_every_page_and_filters_by_engine() {
     let env = TestEnv::new();
     let all = run(&env, &["--region", region, "ls", "--output", "json"]);
     all.assert_code(0);
+    crate::support::schema::assert_valid("ls", &all.stdout);
     let listed = all.json();
-    let listed = listed.as_array().unwrap();
+    assert_eq!(listed["region"], region);
+    let listed = listed["databases"].as_array().unwrap();
     let mut ids: Vec<&str> = listed
         .iter()
         .map(|d| d["identifier"].as_str().unwrap())
@@ -321,8 +323,7 @@ fn ls_lists_every_page_and_filters_by_engine() {
         ],
     );
     filtered.assert_code(0);
-    let mut mysql: Vec<String> = filtered
-        .json()
+    let mut mysql: Vec<String> = filtered.json()["databases"]
         .as_array()
         .unwrap()
         .iter()
@@ -400,7 +401,10 @@ fn ls_is_narrow_on_a_terminal_and_says_when_a_region_is_empty() {
     assert_eq!(empty.stderr.trim(), "0 databases in ap-south-2");
     let json = run(&env, &["--region", "ap-south-2", "ls", "-o", "json"]);
     json.assert_code(0);
-    assert_eq!(json.json(), json!([]));
+    assert_eq!(
+        json.json(),
+        json!({"region": "ap-south-2", "databases": []})
+    );
 }
 
 #[test]
@@ -433,6 +437,7 @@ fn doctor(env: &TestEnv, args: &[&str], region: &str) -> (Run, Value) {
     c.env("AWS_ENDPOINT_URL", moto::url())
         .env("AWS_REGION", region);
     let run = Run::from(c.output().unwrap());
+    crate::support::schema::assert_valid("doctor", &run.stdout);
     let j = run.json();
     (run, j)
 }
@@ -640,7 +645,7 @@ fn ls_lists_proxies_with_engine_family_iam_and_tls() {
     ls.assert_code(0);
     let listed = ls.json();
     let find = |id: &str| {
-        listed
+        listed["databases"]
             .as_array()
             .unwrap()
             .iter()
@@ -679,8 +684,7 @@ fn ls_lists_proxies_with_engine_family_iam_and_tls() {
         ],
     );
     pg.assert_code(0);
-    let ids: Vec<String> = pg
-        .json()
+    let ids: Vec<String> = pg.json()["databases"]
         .as_array()
         .unwrap()
         .iter()

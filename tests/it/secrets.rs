@@ -390,7 +390,7 @@ fn ls_and_doctor_show_managed_master_secrets() {
     let r = run(&env, &["--output", "json", "ls"]);
     r.assert_code(0);
     let listed = r.json();
-    let inst = listed
+    let inst = listed["databases"]
         .as_array()
         .unwrap()
         .iter()

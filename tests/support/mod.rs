@@ -12,6 +12,7 @@ pub mod moto;
 pub mod pg;
 pub mod pki;
 pub mod proxy;
+pub mod schema;
 pub mod server;
 pub mod sshd;
 pub mod standin;
