@@ -451,6 +451,58 @@ fn expiring_certificate_is_a_warning_and_strict_makes_it_exit_5() {
     let run = check(&strict, &[]);
     run.assert_code(5);
     assert_eq!(run.json()["summary"]["warnings"], 1);
+    // --strict changes the exit code, not the counts.
+    assert_eq!(run.json()["summary"]["passed"], 1);
+    assert_eq!(run.json()["summary"]["failed"], 0);
+}
+
+/// An interrupted `--wait` keeps what it learned: each target's attempts
+/// and last error (it reported `attempts: 0` and no stages), and the time
+/// waited.
+#[test]
+fn an_interrupted_wait_keeps_the_attempts_and_the_last_error() {
+    let env = TestEnv::new();
+    let refused = format!("postgres://app@127.0.0.1:{}/appdb", free_port());
+    let mut run = watched_check(&env, &["--tls", "verify-ca", "--wait", "120s", &refused]);
+    run.wait_for("attempt 2 failed");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let run = run.finish();
+    run.assert_code(130);
+    crate::support::schema::assert_valid("check", &run.stdout);
+    let json = run.json();
+    let t = &json["targets"][0];
+    assert_eq!(t["status"], "interrupted", "{json:#}");
+    assert!(t["attempts"].as_u64().unwrap() >= 2, "{json:#}");
+    assert!(t["error"].as_str().unwrap().contains("refused"), "{json:#}");
+    assert_eq!(t["stage"], "tcp", "{json:#}");
+    assert!(
+        json["summary"]["total_ms"].as_f64().unwrap() > 0.0,
+        "{json:#}"
+    );
+}
+
+/// `--wait 3s` waits 3 s: the last try comes at the deadline (it gave up
+/// 2.1 s in, when the next back-off would have passed it).
+#[test]
+fn wait_tries_until_its_deadline() {
+    let refused = format!("postgres://app@127.0.0.1:{}/appdb", free_port());
+    let started = Instant::now();
+    let run = check(&["--tls", "verify-ca", "--wait", "3s", &refused], &[]);
+    run.assert_code(4);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let j = run.json();
+    assert!(
+        j["summary"]["total_ms"].as_f64().unwrap() >= 3000.0,
+        "{j:#}"
+    );
 }
 
 /// Targets with different passwords check in one run (each engine's own
