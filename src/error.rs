@@ -64,6 +64,9 @@ pub struct Error {
     category: Category,
     inner: anyhow::Error,
     hint: Option<String>,
+    /// An exit code of its own (`exec`'s 126 / 127, as shells use them),
+    /// else the category's.
+    exit: Option<u8>,
 }
 
 impl Error {
@@ -73,7 +76,21 @@ impl Error {
             category,
             inner: inner.into(),
             hint: None,
+            exit: None,
         }
+    }
+
+    /// Exits with `code` instead of the category's: a command that could
+    /// not be run is 127 (not found) or 126 (not executable), as in shells.
+    #[must_use]
+    pub fn with_exit_code(mut self, code: u8) -> Self {
+        self.exit = Some(code);
+        self
+    }
+
+    /// The process's exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        self.exit.unwrap_or(self.category.exit_code())
     }
 
     /// A usage error (exit 2) from a message.
@@ -145,7 +162,7 @@ impl Error {
                 "causes": chain.collect::<Vec<_>>(),
                 "hint": self.hint.as_deref().map(|h| escape(h).into_owned()),
                 "category": self.category,
-                "exit_code": self.category.exit_code(),
+                "exit_code": self.exit_code(),
             }
         });
         let _ = writeln!(w, "{value}");

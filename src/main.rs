@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             rdsconn::print_error(&e, json);
-            ExitCode::from(e.category().exit_code())
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -335,7 +335,19 @@ fn run_forwarding(cmd: &mut Command, program: &Path) -> Result<u8> {
         crate::signals::SIGHUP,
     ]);
     let handle = signals.handle();
-    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let mut child = cmd.spawn().map_err(|e| {
+        // As shells report a command they cannot run.
+        let code = match e.kind() {
+            std::io::ErrorKind::NotFound => Some(127),
+            std::io::ErrorKind::PermissionDenied => Some(126),
+            _ => None,
+        };
+        let err = spawn_err(e);
+        match code {
+            Some(c) => err.with_exit_code(c),
+            None => err,
+        }
+    })?;
     let pid = rustix::process::Pid::from_child(&child);
     let forwarder = std::thread::spawn(move || {
         for origin in signals.forever() {

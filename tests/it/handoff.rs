@@ -532,6 +532,19 @@ fn exec_returns_the_childs_status_and_forwards_sigint() {
     };
     output(with(&["true"])).assert_code(0);
     output(with(&["sh", "-c", "exit 3"])).assert_code(3);
+    // A command that cannot run: 127 not found, 126 not executable, as
+    // shells say; one error line either way.
+    let r = output(with(&["rdsconn-no-such-command"]));
+    r.assert_code(127);
+    assert!(
+        r.stderr.contains("starting rdsconn-no-such-command"),
+        "{}",
+        r.stderr
+    );
+    let plain = env.root.path().join("not-executable");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    let r = output(with(&[plain.to_str().unwrap()]));
+    r.assert_code(126);
     // The variables are in the child's environment, not in rdsconn's output.
     let run = output(with(&["sh", "-c", r#"printf %s "$PGPASSWORD""#]));
     run.assert_code(0);
