@@ -28,6 +28,23 @@ pub(crate) async fn through_proxy(
     secrets: Secrets,
     client_args: &[OsString],
 ) -> Result<u8> {
+    if kind == EngineKind::Mysql {
+        // The client's `status` says "SSL: Not in use": true of the
+        // private socket only.
+        crate::output::note(format!(
+            "rdsconn: {} talks to rdsconn's proxy on a private socket; the session upstream is TLS \
+             verified for {} ({}), though the client's `status` shows \"SSL: Not in use\" for the socket",
+            client
+                .program
+                .file_name()
+                .map_or_else(|| "the client".into(), |n| n.to_string_lossy()),
+            target.host,
+            match policy.mode {
+                crate::tls::TlsMode::VerifyFull => "VERIFY_IDENTITY",
+                crate::tls::TlsMode::VerifyCa => "VERIFY_CA",
+            }
+        ));
+    }
     serving(kind, target, policy, secrets, |conn| {
         native_client.launch(client, conn, client_args)
     })

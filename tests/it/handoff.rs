@@ -255,6 +255,16 @@ fn mysql_hand_off_through_via_goes_through_a_private_proxy() {
     let run = output(cmd);
     run.assert_code(0);
     assert_eq!(run.stdout, "app\t1\n");
+    // One line says the session upstream is verified TLS (the client's own
+    // `status` speaks of the local socket).
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the session upstream is TLS verified for {ENDPOINT} (VERIFY_IDENTITY)"
+        )),
+        "{}",
+        run.stderr
+    );
 
     let mut args = base.to_vec();
     args.extend(["-u", IAM_USER, "--iam", "--", "-N", "-B", "-e", MY_WHO]);
