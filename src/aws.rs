@@ -132,6 +132,24 @@ pub(crate) fn check_region(region: &str, from: &'static str) -> Result<(), AwsEr
     })
 }
 
+/// Where an AWS API's calls go, for error messages: `HOST (REGION)`, the
+/// host from `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, else
+/// the partition's `SERVICE.REGION.SUFFIX`.
+pub(crate) fn api_at((var_name, service): (&str, &str), region: &str) -> String {
+    let var = format!("AWS_ENDPOINT_URL_{var_name}");
+    let host = std::env::var(var)
+        .ok()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .filter(|u| !u.is_empty())
+        .and_then(|u| {
+            let url = url::Url::parse(&u).ok()?;
+            let host = url.host_str()?.to_string();
+            Some(url.port().map_or(host.clone(), |p| format!("{host}:{p}")))
+        })
+        .unwrap_or_else(|| format!("{service}.{region}.{}", partition_of(region).dns_suffix));
+    format!("{} ({region})", crate::text::escape(&host))
+}
+
 /// Where the signing region came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

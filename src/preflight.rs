@@ -260,7 +260,13 @@ pub(crate) async fn identity_and_clock(
         Err(e) => {
             lines.error(
                 "identity",
-                crate::rds::api_error("sts:GetCallerIdentity", &e),
+                crate::rds::api_error(
+                    "sts:GetCallerIdentity",
+                    config
+                        .region()
+                        .map_or_else(|| "STS".into(), |r| aws::api_at(("STS", "sts"), r.as_ref())),
+                    &e,
+                ),
             );
             None
         }

@@ -65,9 +65,11 @@ pub(crate) enum RdsError {
         id: String,
         region: String,
     },
-    #[error("the RDS API call {operation} failed: {message}")]
+    #[error("the API call {operation} to {at} failed: {message}")]
     Api {
         operation: &'static str,
+        /// `HOST (REGION)`.
+        at: String,
         message: String,
     },
     #[error(
@@ -170,6 +172,18 @@ impl Rds {
         Ok(Self::new(&config, region))
     }
 
+    /// An API failure of this client, naming where it called.
+    fn api_error<E>(&self, operation: &'static str, e: &SdkError<E, HttpResponse>) -> RdsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        api_error(
+            operation,
+            crate::aws::api_at(("RDS", "rds"), &self.region),
+            e,
+        )
+    }
+
     /// The region the client calls.
     pub(crate) fn region(&self) -> &str {
         &self.region
@@ -200,7 +214,7 @@ impl Rds {
                         region: self.region.clone(),
                     }
                 } else {
-                    api_error("DescribeDBInstances", &e)
+                    self.api_error("DescribeDBInstances", &e)
                 }
             })?;
         let mut db = out
@@ -238,7 +252,7 @@ impl Rds {
                         region: self.region.clone(),
                     }
                 } else {
-                    api_error("DescribeDBClusters", &e)
+                    self.api_error("DescribeDBClusters", &e)
                 }
             })?;
         out.db_clusters()
@@ -269,7 +283,7 @@ impl Rds {
                 {
                     not_found()
                 } else {
-                    api_error("DescribeDBProxies", &e)
+                    self.api_error("DescribeDBProxies", &e)
                 }
             })?;
         out.db_proxies()
@@ -297,7 +311,7 @@ impl Rds {
                 ) {
                     not_found()
                 } else {
-                    api_error("DescribeDBProxyEndpoints", &e)
+                    self.api_error("DescribeDBProxyEndpoints", &e)
                 }
             })?;
         let endpoint = out.db_proxy_endpoints().first().ok_or_else(not_found)?;
@@ -317,7 +331,7 @@ impl Rds {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| api_error("DescribeDBProxies", &e))?;
+            .map_err(|e| self.api_error("DescribeDBProxies", &e))?;
         Ok(proxies.iter().map(Database::from_proxy).collect())
     }
 
@@ -398,40 +412,49 @@ impl Rds {
                 .send()
                 .collect::<Result<Vec<_>, _>>(),
         );
-        let instances = instances.map_err(|e| api_error("DescribeDBInstances", &e))?;
-        let clusters = clusters.map_err(|e| api_error("DescribeDBClusters", &e))?;
+        let instances = instances.map_err(|e| self.api_error("DescribeDBInstances", &e))?;
+        let clusters = clusters.map_err(|e| self.api_error("DescribeDBClusters", &e))?;
         let mut all: Vec<Database> = clusters.iter().map(Database::from_cluster).collect();
         all.extend(instances.iter().map(Database::from_instance));
         Ok(all)
     }
 }
 
-pub(crate) fn api_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> RdsError
+pub(crate) fn api_error<E>(
+    operation: &'static str,
+    at: String,
+    e: &SdkError<E, HttpResponse>,
+) -> RdsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     RdsError::Api {
         operation,
+        at,
         message: api_message(e),
     }
 }
 
+type HttpResponse = aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
 /// An AWS API failure in one line: the service's code and message, a
 /// timeout with its bounds, or the transport error.
-pub(crate) fn api_message<E, R>(e: &SdkError<E, R>) -> String
+pub(crate) fn api_message<E>(e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     match e {
         SdkError::ServiceError(s) => {
             let err = s.err();
-            format!(
-                "{}: {}",
-                err.code().unwrap_or("error"),
-                err.message().unwrap_or("no message")
-            )
+            // A service that answers without a code or message (a proxy's
+            // error page, a stand-in) still has its HTTP status.
+            let status = s.raw().status().as_u16();
+            match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                (None, Some(message)) => format!("HTTP {status}: {message}"),
+                (None, None) => format!("HTTP {status} without an error code or message"),
+            }
         }
         SdkError::TimeoutError(_) => format!(
             "timed out (each attempt is bounded to {}s, the call to {}s)",

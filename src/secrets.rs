@@ -29,10 +29,12 @@ pub(crate) enum SecretError {
     NotFound { id: String, region: String },
     #[error("reading secret {id:?}: access denied ({code})")]
     Denied { id: String, code: String },
-    #[error("the Secrets Manager call {operation} for {id:?} failed: {message}")]
+    #[error("the Secrets Manager call {operation} for {id:?} to {at} failed: {message}")]
     Api {
         operation: &'static str,
         id: String,
+        /// `HOST (REGION)`.
+        at: String,
         message: String,
     },
     #[error("secret {id:?} holds SecretBinary; rdsconn reads a SecretString with JSON")]
@@ -170,15 +172,14 @@ pub(crate) async fn fetch(
     }
 }
 
-fn call_error<E, R>(
+fn call_error<E>(
     operation: &'static str,
     id: &str,
     region: &str,
-    e: &SdkError<E, R>,
+    e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
 ) -> SecretError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     if let SdkError::ServiceError(s) = e {
         let err = s.err();
@@ -203,6 +204,7 @@ where
     SecretError::Api {
         operation,
         id: id.to_string(),
+        at: crate::aws::api_at(("SECRETS_MANAGER", "secretsmanager"), region),
         message: crate::rds::api_message(e),
     }
 }

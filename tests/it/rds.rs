@@ -418,6 +418,30 @@ fn unreachable_rds_api_is_an_aws_error_not_a_hang() {
     let run = Run::from(c.output().unwrap());
     run.assert_code(3);
     assert!(run.stderr.contains("DescribeDB"), "{}", run.stderr);
+    // Where it called, and in which region.
+    assert!(
+        run.stderr.contains("to 127.0.0.1:1 (us-east-1) failed"),
+        "{}",
+        run.stderr
+    );
+
+    // An answer without an error code or message still says something.
+    let server = crate::support::http::Server::start(crate::support::http::Reply::Status(500));
+    let mut c = env.cmd(&["ls"]);
+    c.env("AWS_ENDPOINT_URL_RDS", server.base_url())
+        .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", IAM_REGION);
+    let run = Run::from(c.output().unwrap());
+    run.assert_code(3);
+    assert!(!run.stderr.contains("no message"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 500"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("to {} (us-east-1)", server.addr)),
+        "{}",
+        run.stderr
+    );
 
     // No region anywhere: exit 3 before any call.
     let mut c = env.cmd(&["ls"]);
