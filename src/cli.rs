@@ -22,7 +22,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 AWS (credentials, region, API), 
 
 const CA_AFTER_HELP: &str = "\
 Examples:
-  rdsconn ca show                         # the bundle in use: source, sha256, certificates, expiry
+  # the bundle in use: source, sha256, certificates, expiry
+  rdsconn ca show
   rdsconn ca fetch                        # refresh the cached bundle (conditional GET)
   psql \"sslrootcert=$(rdsconn ca path) sslmode=verify-full host=mydb… user=app\"
 
@@ -53,9 +54,10 @@ Exit codes: 0 ok, 2 usage, 5 invalid CA material.";
 
 const LS_AFTER_HELP: &str = "\
 Examples:
-  rdsconn ls                              # on a terminal: identifier, kind, engine, status, IAM, endpoint
+  # on a terminal: identifier, kind, engine, status, IAM, endpoint
+  rdsconn ls
   rdsconn ls -o wide                      # every column
-  rdsconn ls --engine postgres --output json | jq -r '.[].endpoint'
+  rdsconn ls --engine postgres --output json | jq -r '.databases[].endpoint'
   rdsconn --region eu-west-1 ls | cut -f1,7   # piped: tab-separated, header first
 
 Exit codes: 0 ok (also when the region has none), 2 usage, 3 AWS (credentials, region, API).";
@@ -73,23 +75,27 @@ Examples:
 
 const MYSQL_AFTER_HELP: &str = "\
 Examples:
-  MYSQL_PWD=… rdsconn mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app prod -e 'SELECT NOW()'
-  rdsconn mysql -h mydb…rds.amazonaws.com -u app -p prod          # ask for the password, then mysql
+  MYSQL_PWD=… rdsconn mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app -e 'SELECT NOW()'
+  # ask for the password, then mysql
+  rdsconn mysql -h mydb…rds.amazonaws.com -u app -p prod
   rdsconn mysql --instance prod-db -u app --iam -f report.sql
   rdsconn mysql --cluster orders --master-secret -e 'SHOW PROCESSLIST'
-  rdsconn mysql --secret prod/app --via 127.0.0.1:13306           # an RDS-style secret is the target
-  rdsconn mysql -h mydb… -u app --iam --via ssm://tag:Name=bastion # through an SSM-managed instance
+  # an RDS-style secret is the target
+  rdsconn mysql --secret prod/app --via 127.0.0.1:13306
+  # through an SSM-managed instance
+  rdsconn mysql -h mydb… -u app --iam --via ssm://tag:Name=bastion
 
 Exit codes: 0 ok, 1 the SQL failed, 2 usage, 3 AWS, 4 network, 5 TLS, 6 authentication rejected;
 130 after Ctrl-C (the statement is cancelled on the server).";
 
 const POSTGRES_AFTER_HELP: &str = "\
 Examples:
-  PGPASSWORD=… rdsconn psql -h mydb.abc123.eu-west-1.rds.amazonaws.com -U app prod -c 'SELECT now()'
+  PGPASSWORD=… rdsconn psql -h mydb.abc123.eu-west-1.rds.amazonaws.com -U app -c 'SELECT now()'
   rdsconn psql -h mydb…rds.amazonaws.com -U app -W prod          # ask for the password, then psql
   rdsconn pg --proxy app-proxy -U app --iam -c 'SELECT 1'         # RDS Proxy: Amazon Trust roots
   rdsconn pg -h abc123.dsql.us-east-1.on.aws -U admin --iam       # Aurora DSQL
-  rdsconn psql -h mydb… -U app --iam --via ssh://ec2-user@bastion.example.com   # a private database
+  # a private database
+  rdsconn psql -h mydb… -U app --iam --via ssh://ec2-user@bastion.example.com
   printf '%s\\n' \"$PW\" | rdsconn pg -h mydb… -U app --password-stdin -f migration.sql
 
 Exit codes: 0 ok, 1 the SQL failed, 2 usage, 3 AWS, 4 network, 5 TLS, 6 authentication rejected;
@@ -109,11 +115,11 @@ const CHECK_AFTER_HELP: &str = "\
 Examples:
   rdsconn check postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam --wait 120s
   rdsconn check --file targets.txt --output json
-  PGPASSWORD=… rdsconn check --engine postgres -h mydb…rds.amazonaws.com -u app --via 127.0.0.1:15432";
+  PGPASSWORD=… rdsconn check --engine postgres -h mydb… -u app --via 127.0.0.1:15432";
 
 const ENV_AFTER_HELP: &str = "\
 Examples:
-  eval \"$(rdsconn env postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam)\"
+  eval \"$(rdsconn env postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com --iam)\"
   rdsconn env mysql -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app --iam --format fish | source
   rdsconn env postgres -h mydb… -U app --format dotenv > .env
 
@@ -121,8 +127,9 @@ Exit codes: 0 ok, 2 usage, 3 AWS (token); the output is empty on failure.";
 
 const EXEC_AFTER_HELP: &str = "\
 Examples:
-  rdsconn exec postgres postgres://app@mydb.abc123.eu-west-1.rds.amazonaws.com/prod --iam -- ./migrate up
-  rdsconn exec mysql -h mydb… -u app -- mysqldump appdb      (an option file in the tool's dialect)
+  rdsconn exec postgres -h mydb.abc123.eu-west-1.rds.amazonaws.com -U app --iam -- ./migrate up
+  # an option file in the tool's dialect
+  rdsconn exec mysql -h mydb… -u app -- mysqldump appdb
   rdsconn exec mysql -h mydb… -u app --iam -- node app.js     (mysql2 reads DATABASE_URL)
 
 Exit codes: COMMAND's own status; 2 usage, 3 AWS before COMMAND starts.";
@@ -131,8 +138,9 @@ const PROXY_AFTER_HELP: &str = "\
 Examples:
   rdsconn proxy postgres mydb.abc123.eu-west-1.rds.amazonaws.com --iam --listen 127.0.0.1:6432
     then: psql \"host=127.0.0.1 port=6432 user=app dbname=prod sslmode=disable\"
-  rdsconn proxy mysql -h mydb… --iam --via 127.0.0.1:13306 --listen unix:$XDG_RUNTIME_DIR/rds/mysql.sock
-  RDSCONN_LOCAL_PASSWORD=… rdsconn proxy pg -h mydb… --iam --local-password --listen 0.0.0.0:6432 --allow-remote
+  rdsconn proxy mysql -h mydb… --iam --via 127.0.0.1:13306 --listen unix:$XDG_RUNTIME_DIR/my.sock
+  RDSCONN_LOCAL_PASSWORD=… rdsconn proxy pg -h mydb… --iam --local-password \\
+      --listen 0.0.0.0:6432 --allow-remote
 
 Exit codes: 0 after a shutdown by signal; 2 usage (bad flag, address in use), 3 AWS (credentials, region).";
 
@@ -332,13 +340,15 @@ pub enum Command {
     #[command(after_help = EXEC_AFTER_HELP, disable_help_flag = true)]
     Exec(ExecArgs),
 
-    /// List the region's RDS instances and clusters with their endpoints.
+    /// List the region's RDS instances, clusters and proxies with their endpoints.
     ///
-    /// For each DB instance and cluster (all pages of DescribeDBInstances
-    /// and DescribeDBClusters): identifier, kind, engine and version,
-    /// status, IAM database authentication, endpoint:port, the cluster's
-    /// reader endpoint, the CA certificate identifier and the resource id
-    /// (for `rds-db:connect` policies). Region: --region, else the AWS
+    /// For each DB instance, cluster, RDS Proxy and proxy endpoint (all
+    /// pages of DescribeDBInstances, DescribeDBClusters, DescribeDBProxies
+    /// and DescribeDBProxyEndpoints): identifier, kind, engine and version,
+    /// status, IAM database authentication, TLS required (proxies),
+    /// endpoint:port, the cluster's reader endpoint, the CA certificate
+    /// identifier, the managed master secret and the resource id (for
+    /// `rds-db:connect` policies). Region: --region, else the AWS
     /// configuration. AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_RDS select another
     /// RDS API endpoint (a VPC endpoint).
     #[command(after_help = LS_AFTER_HELP)]
@@ -526,8 +536,8 @@ pub struct MysqlArgs {
     /// Ask for the password on the terminal (as mysql's -p without a value).
     /// A password in argv (-pSECRET, --password=SECRET) is refused: other
     /// users can read it in the process list.
-    #[arg(short = 'p', long = "password", num_args = 0..=1, require_equals = true, value_name = "PASSWORD", conflicts_with = "password_stdin")]
-    pub password: Option<Option<String>>,
+    #[arg(short = 'p', long = "password", conflicts_with = "password_stdin")]
+    pub password: bool,
 
     /// The MySQL option file whose [client] password to use (as mysql's
     /// --defaults-file) [default: ~/.my.cnf]; only if it is private (0600).
@@ -1102,7 +1112,8 @@ pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_hours(24
 pub const ARGV_PASSWORD: &str = "a password on the command line is visible to other users: use MYSQL_PWD, --password-stdin or the prompt (-p alone)";
 
 /// Whether `args` (the whole command line) pass `rdsconn mysql` a password
-/// as mysql's `-pSECRET`: checked before parsing, so that the refusal is
+/// as mysql's `-pSECRET` or `--password=SECRET`: checked before parsing
+/// (clap would echo the value in its error), so that the refusal is
 /// the same for every spelling and no part of the password is echoed.
 pub fn has_argv_password(args: &[std::ffi::OsString]) -> bool {
     let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
@@ -1111,7 +1122,7 @@ pub fn has_argv_password(args: &[std::ffi::OsString]) -> bool {
     }
     words
         .take_while(|w| w != "--")
-        .any(|w| w.starts_with("-p") && w.len() > 2)
+        .any(|w| (w.starts_with("-p") && w.len() > 2) || w.starts_with("--password="))
 }
 
 /// `token --expires-in`: whole seconds from 1 s to one week, Aurora
@@ -1142,6 +1153,55 @@ fn duration(raw: &str) -> Result<humantime::Duration, String> {
     Ok(d)
 }
 
+/// The command line as users see it: [`Cli`] with each command's flags
+/// under headings (target, authentication, TLS, tunnel, output, and the
+/// command's own), the global flags last. Parsing, completions and the
+/// man page all use it.
+pub fn command() -> clap::Command {
+    with_headings(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses argv with [`command`].
+pub fn parse_from(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let mut matches = command().try_get_matches_from(args)?;
+    <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)
+}
+
+fn with_headings(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| match heading(&arg) {
+        Some(h) => arg.help_heading(h),
+        None => arg,
+    })
+    .mut_subcommands(with_headings)
+}
+
+/// The help heading of a flag, by its name.
+fn heading(arg: &clap::Arg) -> Option<&'static str> {
+    if arg.is_global_set() {
+        return Some("Global options");
+    }
+    Some(match arg.get_id().as_str() {
+        "url" | "urls" | "host" | "port" | "user" | "database" | "engine" | "instance"
+        | "cluster" | "reader" | "proxy" | "proxy_endpoint" | "dsql" => "Target",
+        "file" if arg.get_short().is_none() => "Target",
+        "iam" | "password" | "no_password" | "password_stdin" | "secret" | "secret_region"
+        | "master_secret" | "defaults_file" | "admin" | "expires_in" | "local_password" => {
+            "Authentication"
+        }
+        "tls" => "TLS",
+        "via" | "connect_timeout" => "Tunnel and network",
+        "execute" | "file" | "info" | "client" | "client_args" | "query" | "shell" | "format"
+        | "wide" => "Output",
+        "wait" | "wait_all" | "concurrency" | "warn_cert_days" | "strict" => "Checking",
+        "listen"
+        | "max_connections"
+        | "client_login_timeout"
+        | "shutdown_grace"
+        | "allow_remote" => "Proxy",
+        _ => return None,
+    })
+}
+
 impl Command {
     /// The subcommand's name as typed on the command line.
     pub fn name(&self) -> &'static str {
@@ -1170,6 +1230,7 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]

@@ -1,8 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use rdsconn::cli::Cli;
-
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = rdsconn::cli::wants_json(&args);
@@ -11,7 +8,7 @@ fn main() -> ExitCode {
         rdsconn::print_error(&e, json);
         return ExitCode::from(rdsconn::error::Category::Usage.exit_code());
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match rdsconn::cli::parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return rdsconn::report_parse_error(&e, json),
     };

@@ -38,13 +38,12 @@ pub(crate) async fn postgres(global: &GlobalArgs, args: &PostgresArgs) -> Result
 }
 
 pub(crate) async fn mysql(global: &GlobalArgs, args: &MysqlArgs) -> Result<u8> {
-    let prompt = match &args.password {
-        // A password in argv is in every user's process list.
-        Some(Some(_)) => {
-            return Err(Error::usage(crate::cli::ARGV_PASSWORD));
-        }
-        Some(None) => Prompt::Always,
-        None => Prompt::Auto,
+    // A password in argv (-pSECRET, --password=SECRET) was refused before
+    // parsing: it is in every user's process list.
+    let prompt = if args.password {
+        Prompt::Always
+    } else {
+        Prompt::Auto
     };
     let given = Given::try_from(args)?;
     let engine = Native {

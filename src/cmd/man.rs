@@ -1,14 +1,12 @@
 //! `rdsconn man`: the man page as roff, or one page per subcommand in a
 //! directory (for packagers).
 
-use clap::CommandFactory;
-
-use crate::cli::{Cli, ManArgs};
+use crate::cli::ManArgs;
 use crate::error::{Category, Result, ResultExt};
 use crate::output;
 
 pub(crate) fn run(args: &ManArgs) -> Result<u8> {
-    let cmd = Cli::command();
+    let cmd = crate::cli::command();
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir)
             .and_then(|()| clap_mangen::generate_to(cmd, dir))

@@ -375,3 +375,55 @@ fn errors_are_one_json_line_on_stderr_with_output_json() {
     let run = env.run(&["ca", "fetch", "--forse"]);
     assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
 }
+
+/// `--help` groups the flags under headings, the global flags last; a flag
+/// is never shown in a form that is then refused (mysql's `-p` takes no
+/// value); example lines fit 100 columns, so they never wrap mid-command.
+#[test]
+fn help_groups_flags_under_headings() {
+    let env = TestEnv::new();
+    for sub in [
+        "mysql", "postgres", "check", "env", "exec", "doctor", "proxy", "token",
+    ] {
+        let run = env.run(&[sub, "--help"]);
+        run.assert_code(0);
+        let headings: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with(' ') && l.ends_with(':'))
+            .collect();
+        for want in ["Target:", "Authentication:", "Global options:"] {
+            assert!(headings.contains(&want), "{sub}: {headings:?}");
+        }
+        let global = headings
+            .iter()
+            .position(|h| *h == "Global options:")
+            .unwrap();
+        let examples = headings
+            .iter()
+            .position(|h| *h == "Examples:")
+            .unwrap_or(headings.len());
+        assert_eq!(
+            global + 1,
+            examples,
+            "{sub}: global flags last: {headings:?}"
+        );
+        assert!(
+            !run.stdout.contains("[=<PASSWORD>]"),
+            "{sub}: {}",
+            run.stdout
+        );
+        let after = run.stdout.split("Examples:").nth(1).unwrap_or_default();
+        for line in after.lines().take_while(|l| !l.starts_with("Exit codes")) {
+            assert!(line.chars().count() <= 100, "{sub}: {line:?}");
+        }
+    }
+    let run = env.run(&["mysql", "--help"]);
+    assert!(run.stdout.contains("  -p, --password\n"), "{}", run.stdout);
+    // `--password=SECRET` is refused before parsing, never echoed.
+    let run = env.run(&["mysql", "--password=hunter2", "-h", "h"]);
+    run.assert_code(2);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    let run = env.run(&["ls", "--help"]);
+    assert!(run.stdout.contains("proxies"), "{}", run.stdout);
+}
