@@ -138,6 +138,21 @@ pub(crate) fn trust_for(raw: &str, file: bool) -> Result<TrustFor, crate::target
     })
 }
 
+/// A PEM parse failure in words (the parser's own text shows byte arrays).
+fn pem_reason(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a {} section has no END line (a truncated file?)",
+            crate::text::escape(&String::from_utf8_lossy(end_marker))
+        ),
+        pem::Error::IllegalSectionStart { line } => format!(
+            "a malformed BEGIN line: {}",
+            crate::text::escape(&String::from_utf8_lossy(line))
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// The embedded Amazon Trust Services roots as a bundle.
 pub(crate) fn amazon_trust() -> Result<Bundle, InvalidBundle> {
     let certs = validate(AMAZON_TRUST_PEM.as_bytes())?;
@@ -238,12 +253,8 @@ pub(crate) enum InvalidBundle {
     TooLarge,
     #[error("no PEM certificate found")]
     NoCertificates,
-    #[error("PEM syntax error after certificate {index}: {source}")]
-    Pem {
-        index: usize,
-        #[source]
-        source: pem::Error,
-    },
+    #[error("PEM syntax error after certificate {index}: {reason}")]
+    Pem { index: usize, reason: String },
     #[error("certificate {index} is not valid X.509: {reason}")]
     X509 { index: usize, reason: String },
     #[error("checksum mismatch: the file changed after rdsconn wrote it")]
@@ -366,7 +377,12 @@ impl Bundle {
     pub(crate) fn embedded() -> Result<Self, InvalidBundle> {
         let certs = CertificateDer::pem_slice_iter(EMBEDDED_PEM)
             .enumerate()
-            .map(|(index, item)| item.map_err(|source| InvalidBundle::Pem { index, source }))
+            .map(|(index, item)| {
+                item.map_err(|e| InvalidBundle::Pem {
+                    index,
+                    reason: pem_reason(&e),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             source: Source::Embedded,
@@ -471,9 +487,9 @@ pub(crate) fn validate(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, Inv
     }
     let mut certs = Vec::new();
     for item in CertificateDer::pem_slice_iter(bytes) {
-        let cert = item.map_err(|source| InvalidBundle::Pem {
+        let cert = item.map_err(|e| InvalidBundle::Pem {
             index: certs.len(),
-            source,
+            reason: pem_reason(&e),
         })?;
         let index = certs.len() + 1;
         x509_parser::parse_x509_certificate(&cert).map_err(|e| InvalidBundle::X509 {

@@ -20,4 +20,5 @@ mod rds;
 mod readme;
 mod secrets;
 mod token;
+mod troubleshooting;
 mod tunnel;
