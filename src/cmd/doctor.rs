@@ -15,10 +15,13 @@ use crate::tls::{TlsMode, TlsPolicy};
 
 pub(crate) async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8> {
     let flags = &args.target;
-    let typed = flags.url.is_some() || flags.host.is_some();
+    // An RDS-style secret alone is a whole target, as for `psql`/`mysql`.
+    let typed = flags.url.is_some()
+        || flags.host.is_some()
+        || (flags.secret.secret.is_some() && !flags.rds.is_set());
     if typed == flags.rds.is_set() {
         return Err(Error::usage(
-            "name one target: a URL, --host, or --instance / --cluster",
+            "name one target: a URL, --host, --instance / --cluster, or an RDS-style --secret",
         ));
     }
     // A typed target is resolved now, one from the RDS API after the

@@ -767,3 +767,111 @@ fn a_secret_proxy_serves_the_secrets_user_only_and_rereads_at_most_every_30s() {
     );
     assert!(!log.contains("not-the-password"), "{log}");
 }
+
+/// `check` takes what a secret says as `psql` does: the user of a URL
+/// without one, and an RDS-style secret as the whole target (for `doctor`
+/// too); `--master-secret` connects to the database the instance was
+/// created with when none is named.
+#[test]
+fn check_and_doctor_take_the_target_from_a_secret() {
+    put(
+        "it/check-user",
+        &json!({"username": "app", "password": APP_PASSWORD}),
+    );
+    put(
+        "it/check-whole",
+        &json!({
+            "username": "app", "password": APP_PASSWORD, "engine": "postgres",
+            "host": ENDPOINT, "port": 5432, "dbname": "appdb",
+        }),
+    );
+    let env = TestEnv::new();
+    let via = pg_via();
+    let url = format!("postgres://{ENDPOINT}/appdb");
+    let r = run(
+        &env,
+        &[
+            "check",
+            "--output",
+            "json",
+            &url,
+            "--secret",
+            "it/check-user",
+            "--via",
+            &via,
+        ],
+    );
+    r.assert_code(0);
+    crate::support::schema::assert_valid("check", &r.stdout);
+    assert_eq!(r.json()["targets"][0]["status"], "ok", "{}", r.stdout);
+
+    let r = run(
+        &env,
+        &[
+            "check",
+            "--output",
+            "json",
+            "--secret",
+            "it/check-whole",
+            "--via",
+            &via,
+        ],
+    );
+    r.assert_code(0);
+    let t = &r.json()["targets"][0];
+    assert_eq!(t["status"], "ok", "{}", r.stdout);
+    assert_eq!(t["endpoint"], format!("{ENDPOINT}:5432"), "{}", r.stdout);
+
+    let r = run(
+        &env,
+        &[
+            "doctor",
+            "--output",
+            "json",
+            "--secret",
+            "it/check-whole",
+            "--via",
+            &via,
+        ],
+    );
+    crate::support::schema::assert_valid("doctor", &r.stdout);
+    let j = r.json();
+    let query = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "connect: query")
+        .unwrap_or_else(|| panic!("{j:#}"));
+    assert_eq!(query["status"], "ok", "{j:#}");
+
+    // --master-secret: the instance's own database.
+    let managed = moto::secrets(&json!([
+        {"op": "managed", "region": REGION, "kind": "instance", "id": "managed-db", "engine": "postgres", "dbname": "appdb"},
+    ]));
+    let password = managed[0]["password"].as_str().unwrap();
+    pg::admin_sql(
+        Variant::Good,
+        &format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'admin') THEN CREATE ROLE admin LOGIN; END IF; END $$;\n\
+             ALTER ROLE admin PASSWORD '{}';\nGRANT CONNECT ON DATABASE appdb TO admin;\n",
+            password.replace('\'', "''")
+        ),
+    );
+    let r = run(
+        &env,
+        &[
+            "postgres",
+            "--instance",
+            "managed-db",
+            "--master-secret",
+            "--via",
+            &via,
+            "--tls",
+            "verify-ca",
+            "-c",
+            "SELECT current_database() AS d",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "d\nappdb\n", "{}", r.stderr);
+}

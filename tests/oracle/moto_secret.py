@@ -46,6 +46,7 @@ def main():
                         MasterUsername="admin",
                         ManageMasterUserPassword=True,
                         AllocatedStorage=20,
+                        **({"DBName": op["dbname"]} if "dbname" in op else {}),
                     )
                 except rds.exceptions.DBInstanceAlreadyExistsFault:
                     pass
@@ -58,6 +59,7 @@ def main():
                         Engine=op["engine"],
                         MasterUsername="admin",
                         ManageMasterUserPassword=True,
+                        **({"DatabaseName": op["dbname"]} if "dbname" in op else {}),
                     )
                 except rds.exceptions.DBClusterAlreadyExistsFault:
                     pass
