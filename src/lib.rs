@@ -15,13 +15,13 @@
 //! - [`target`]: endpoint hosts, URLs and the region an endpoint implies.
 //! - `iam`: the signing region, minting a token, the proxy's token cache.
 //! - [`token`]: IAM auth tokens (pure; time is a parameter).
-//! - [`tls`]: verify-full / verify-ca rustls configs, TLS failures.
+//! - `tls`: verify-full / verify-ca rustls configs, TLS failures.
 //! - `wire`: protocol code rdsconn speaks itself (MySQL handshake,
 //!   plugins, server side and relay; PostgreSQL `SSLRequest`).
 //! - `net`: the connection error, DNS/TCP dialing, stage timeouts, the
 //!   TLS handshake.
 //! - `engine`: the database trait and its implementations.
-//! - [`native`]: the hand-off to native clients (`native::Client`), child
+//! - `native`: the hand-off to native clients (`native::Client`), child
 //!   processes and signal forwarding.
 //! - `proxy`: `rdsconn proxy`'s listeners and per-engine client side, and
 //!   the hand-off through a private socket (`proxy::through_proxy`).

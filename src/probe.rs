@@ -170,7 +170,7 @@ pub(crate) async fn check_with_retries(
             return report;
         }
         // The last try comes at the deadline, not a back-off before it.
-        let pause = backoff(attempt).min(wait - elapsed);
+        let pause = backoff(attempt).min(wait.saturating_sub(elapsed));
         if settings.progress {
             crate::output::note(format!(
                 "{}: attempt {attempt} failed at {}: {}; next try in {}",

@@ -533,7 +533,8 @@ pub(crate) struct Database {
     /// The master user's name.
     pub master_username: Option<String>,
     /// The database created with it (`DBName` / `DatabaseName`).
-    pub database_name: Option<String>,
+    #[serde(rename = "database_name")]
+    pub db_name: Option<String>,
     /// The ARN of the master user secret RDS manages in Secrets Manager
     /// (`ManageMasterUserPassword`), if it does.
     pub master_user_secret: Option<String>,
@@ -563,7 +564,7 @@ impl Database {
             require_tls: None,
             role_arn: None,
             master_username: i.master_username().map(str::to_string),
-            database_name: i.db_name().map(str::to_string),
+            db_name: i.db_name().map(str::to_string),
             master_user_secret: i
                 .master_user_secret()
                 .and_then(|s| s.secret_arn())
@@ -593,7 +594,7 @@ impl Database {
             require_tls: None,
             role_arn: None,
             master_username: c.master_username().map(str::to_string),
-            database_name: c.database_name().map(str::to_string),
+            db_name: c.database_name().map(str::to_string),
             master_user_secret: c
                 .master_user_secret()
                 .and_then(|s| s.secret_arn())
@@ -644,7 +645,7 @@ impl Database {
             require_tls: p.require_tls(),
             role_arn: p.role_arn().map(str::to_string),
             master_username: None,
-            database_name: None,
+            db_name: None,
             master_user_secret: None,
             master_user_secret_status: None,
         }

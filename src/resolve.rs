@@ -267,7 +267,7 @@ impl Found {
             class: db.kind.is_proxy().then_some(EndpointClass::Proxy),
             master_secret: db.master_user_secret.clone(),
             master_user: db.master_username.clone(),
-            database: db.database_name.clone(),
+            database: db.db_name.clone(),
         })
     }
 }
@@ -742,7 +742,14 @@ fn fill_from_secret(
         }
     }
     let typed_elsewhere = typed_target || sel.is_set();
-    match (&read.host, &given.host) {
+    // A URL's host and port count as typed, as the flags do.
+    let url = given.url.as_deref().and_then(|u| UrlTarget::parse(u).ok());
+    let typed_host = given
+        .host
+        .clone()
+        .or_else(|| url.as_ref().map(|u| u.host.as_str().to_string()));
+    let typed_port = given.port.or_else(|| url.as_ref().and_then(|u| u.port));
+    match (&read.host, &typed_host) {
         (Some(s), Some(f)) if !s.eq_ignore_ascii_case(f) => disagree("host", f, s),
         (Some(s), None) if !typed_elsewhere => given.host = Some(s.clone()),
         (Some(s), None) if given.url.is_none() => {
@@ -756,7 +763,7 @@ fn fill_from_secret(
         }
         _ => {}
     }
-    match (read.port, given.port) {
+    match (read.port, typed_port) {
         (Some(s), Some(f)) if s != f => disagree("port", &f, &s),
         (Some(s), None) => given.port = Some(s),
         _ => {}

@@ -165,20 +165,7 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     }
     if single {
         let request = request(global, ask(Given::from(args), &args.rds, &args.secret)).await?;
-        let target = &request.target;
-        let label = format!(
-            "{}://{}@{}:{}{}",
-            request.engine()?.name(),
-            target.user,
-            target.host,
-            target.port,
-            target
-                .database
-                .as_deref()
-                .map(|d| format!("/{d}"))
-                .unwrap_or_default()
-        );
-        found.push((label, request));
+        found.push((label_of(&request)?, request));
     }
     if found.is_empty() {
         return Err(Error::usage(
@@ -200,36 +187,71 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     let from_secret = shared_secret(global, args, &found).await?;
     found
         .into_iter()
-        .map(|(label, Request { kind, target, iam, tls, secret, .. })| {
-            let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
-            let login = if iam {
-                Login::Iam
-            } else if let Some(s) = secret.or_else(|| from_secret.clone()) {
-                Login::Secret(s)
-            } else {
-                // Each engine's own variable: targets with different
-                // passwords check in one run; one without fails alone.
-                let var = kind.password_env();
-                match stdin_password.clone().or_else(|| env(var).map(Secret::new)) {
-                    Some(p) => Login::Password(p),
-                    None => Login::Missing(format!(
-                        "no password for {label}: pass --iam (or ?iam=true), --password-stdin, --secret ID, or set {var}"
-                    )),
-                }
-            };
-            let policy = TlsPolicy {
-                mode: tls,
-                roots: roots(global, &target.host)?,
-            };
-            Ok(Item {
+        .map(
+            |(
                 label,
-                kind,
-                target,
-                login,
-                policy,
-            })
-        })
+                Request {
+                    kind,
+                    target,
+                    iam,
+                    tls,
+                    secret,
+                    ..
+                },
+            )| {
+                let kind = kind
+                    .ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
+                let login = if iam {
+                    Login::Iam
+                } else if let Some(s) = secret.or_else(|| from_secret.clone()) {
+                    Login::Secret(s)
+                } else {
+                    password_login(&label, kind, stdin_password.as_ref())
+                };
+                let policy = TlsPolicy {
+                    mode: tls,
+                    roots: roots(global, &target.host)?,
+                };
+                Ok(Item {
+                    label,
+                    kind,
+                    target,
+                    login,
+                    policy,
+                })
+            },
+        )
         .collect()
+}
+
+/// The `--host` / `--instance` / secret target as a URL, for the report.
+fn label_of(request: &Request) -> Result<String> {
+    let target = &request.target;
+    let database = target
+        .database
+        .as_deref()
+        .map(|d| format!("/{d}"))
+        .unwrap_or_default();
+    Ok(format!(
+        "{}://{}@{}:{}{database}",
+        request.engine()?.name(),
+        target.user,
+        target.host,
+        target.port,
+    ))
+}
+
+/// A password target's login: stdin's password, else its engine's own
+/// variable (targets with different passwords check in one run); without
+/// one it fails alone.
+fn password_login(label: &str, kind: crate::target::EngineKind, stdin: Option<&Secret>) -> Login {
+    let var = kind.password_env();
+    match stdin.cloned().or_else(|| env(var).map(Secret::new)) {
+        Some(p) => Login::Password(p),
+        None => Login::Missing(format!(
+            "no password for {label}: pass --iam (or ?iam=true), --password-stdin, --secret ID, or set {var}"
+        )),
+    }
 }
 
 /// `--secret`, read once for every password target: the `--host` /

@@ -48,77 +48,81 @@ pub(crate) async fn run(global: &GlobalArgs, args: &LsArgs) -> Result<u8> {
             return Ok(0);
         }
     }
-    #[derive(serde::Serialize)]
-    struct Listed<'a> {
-        region: &'a str,
-        databases: &'a [crate::rds::Database],
-    }
     let listed = Listed {
         region: rds.region(),
         databases: &dbs,
     };
-    output::emit(format, &listed, || {
-        let rows: Vec<Vec<String>> = dbs
-            .iter()
-            .map(|d| {
-                let at = |host: &Option<String>| match (host, d.port) {
-                    (Some(h), Some(p)) => format!("{h}:{p}"),
-                    (Some(h), None) => h.clone(),
-                    (None, _) => "-".to_string(),
-                };
-                vec![
-                    d.identifier.clone(),
-                    format!("{:#}", d.kind),
-                    format!("{} {}", d.engine, d.engine_version),
-                    d.status.clone(),
-                    match (&d.iam_auth_setting, d.iam_auth) {
-                        (Some(s), _) => s.to_ascii_lowercase(),
-                        (None, true) => "on".into(),
-                        (None, false) => "off".into(),
-                    },
-                    match d.require_tls {
-                        Some(true) => "required",
-                        Some(false) => "optional",
-                        None => "-",
-                    }
-                    .to_string(),
-                    at(&d.endpoint),
-                    at(&d.reader_endpoint),
-                    d.ca_certificate.clone().unwrap_or_else(|| "-".into()),
-                    if d.master_user_secret.is_some() {
-                        "managed"
-                    } else {
-                        "-"
-                    }
-                    .to_string(),
-                    d.resource_id.clone().unwrap_or_else(|| "-".into()),
-                ]
-            })
-            .collect();
-        let header = [
-            "IDENTIFIER",
-            "KIND",
-            "ENGINE",
-            "STATUS",
-            "IAM",
-            "TLS",
-            "ENDPOINT",
-            "READER",
-            "CA",
-            "SECRET",
-            "RESOURCE ID",
-        ];
-        let text = if wide {
-            output::grid(&header, &rows)
-        } else {
-            let keep = |row: &[String]| -> Vec<String> {
-                NARROW.iter().map(|&i| row[i].clone()).collect()
-            };
-            let narrow_header: Vec<&str> = NARROW.iter().map(|&i| header[i]).collect();
-            let narrow: Vec<Vec<String>> = rows.iter().map(|r| keep(r)).collect();
-            output::grid(&narrow_header, &narrow)
-        };
-        text.trim_end_matches('\n').to_string()
-    })?;
+    output::emit(format, &listed, || table(&dbs, wide))?;
     Ok(0)
+}
+
+/// `ls --output json`: the region and every database, proxy included.
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    region: &'a str,
+    databases: &'a [Database],
+}
+
+/// The text table: every column (`wide`), or those that fit a screen.
+fn table(dbs: &[Database], wide: bool) -> String {
+    let rows: Vec<Vec<String>> = dbs
+        .iter()
+        .map(|d| {
+            let at = |host: &Option<String>| match (host, d.port) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.clone(),
+                (None, _) => "-".to_string(),
+            };
+            vec![
+                d.identifier.clone(),
+                format!("{:#}", d.kind),
+                format!("{} {}", d.engine, d.engine_version),
+                d.status.clone(),
+                match (&d.iam_auth_setting, d.iam_auth) {
+                    (Some(s), _) => s.to_ascii_lowercase(),
+                    (None, true) => "on".into(),
+                    (None, false) => "off".into(),
+                },
+                match d.require_tls {
+                    Some(true) => "required",
+                    Some(false) => "optional",
+                    None => "-",
+                }
+                .to_string(),
+                at(&d.endpoint),
+                at(&d.reader_endpoint),
+                d.ca_certificate.clone().unwrap_or_else(|| "-".into()),
+                if d.master_user_secret.is_some() {
+                    "managed"
+                } else {
+                    "-"
+                }
+                .to_string(),
+                d.resource_id.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "IDENTIFIER",
+        "KIND",
+        "ENGINE",
+        "STATUS",
+        "IAM",
+        "TLS",
+        "ENDPOINT",
+        "READER",
+        "CA",
+        "SECRET",
+        "RESOURCE ID",
+    ];
+    let text = if wide {
+        output::grid(&header, &rows)
+    } else {
+        let keep =
+            |row: &[String]| -> Vec<String> { NARROW.iter().map(|&i| row[i].clone()).collect() };
+        let narrow_header: Vec<&str> = NARROW.iter().map(|&i| header[i]).collect();
+        let narrow: Vec<Vec<String>> = rows.iter().map(|r| keep(r)).collect();
+        output::grid(&narrow_header, &narrow)
+    };
+    text.trim_end_matches('\n').to_string()
 }

@@ -88,14 +88,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let (mut upstream, to_client, stages) = match login {
         Ok(up) => up,
         Err(Failure { error, to_client }) => {
-            let _ = match to_client {
-                Some(raw) => client.write_all(&raw).await,
-                None => {
-                    let why = crate::error::error_line(&error);
-                    send_error(&mut client, sqlstate(&error), &format!("rdsconn: {why}")).await
-                }
+            let why = crate::error::error_line(&error);
+            let _ = if let Some(raw) = to_client {
+                client.write_all(&raw).await
+            } else {
+                send_error(&mut client, sqlstate(&error), &format!("rdsconn: {why}")).await
             };
-            return report.fail(format!("upstream: {}", crate::error::error_line(&error)));
+            return report.fail(format!("upstream: {why}"));
         }
     };
     report.stages = Some(stages);

