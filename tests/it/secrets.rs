@@ -844,6 +844,30 @@ fn check_and_doctor_take_the_target_from_a_secret() {
         .unwrap_or_else(|| panic!("{j:#}"));
     assert_eq!(query["status"], "ok", "{j:#}");
 
+    // A URL's port that differs from the secret's wins, with the warning
+    // the flags get.
+    let url = format!("postgres://app@{ENDPOINT}:5433/appdb");
+    let r = run(
+        &env,
+        &[
+            "--output",
+            "json",
+            "env",
+            "postgres",
+            &url,
+            "--secret",
+            "it/check-whole",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(r.json()["PGPORT"], "5433", "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("the secret's port (5432) differs from the command line's (5433)"),
+        "{}",
+        r.stderr
+    );
+
     // --master-secret: the instance's own database.
     let managed = moto::secrets(&json!([
         {"op": "managed", "region": REGION, "kind": "instance", "id": "managed-db", "engine": "postgres", "dbname": "appdb"},
