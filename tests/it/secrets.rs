@@ -770,8 +770,7 @@ fn a_secret_proxy_serves_the_secrets_user_only_and_rereads_at_most_every_30s() {
 
 /// `check` takes what a secret says as `psql` does: the user of a URL
 /// without one, and an RDS-style secret as the whole target (for `doctor`
-/// too); `--master-secret` connects to the database the instance was
-/// created with when none is named.
+/// too).
 #[test]
 fn check_and_doctor_take_the_target_from_a_secret() {
     put(
@@ -867,8 +866,14 @@ fn check_and_doctor_take_the_target_from_a_secret() {
         "{}",
         r.stderr
     );
+}
 
-    // --master-secret: the instance's own database.
+/// `--master-secret` connects to the database the instance was created
+/// with when none is named.
+#[test]
+fn master_secret_uses_the_instances_database() {
+    let env = TestEnv::new();
+    let via = pg_via();
     let managed = moto::secrets(&json!([
         {"op": "managed", "region": REGION, "kind": "instance", "id": "managed-db", "engine": "postgres", "dbname": "appdb"},
     ]));
