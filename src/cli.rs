@@ -385,7 +385,12 @@ pub enum Command {
     /// then close them. -v logs one line per connection (client, user,
     /// database, upstream timings, bytes, how it ended); failures are
     /// logged without -v.
-    #[command(after_help = PROXY_AFTER_HELP, disable_help_flag = true)]
+    #[command(
+        after_help = PROXY_AFTER_HELP,
+        disable_help_flag = true,
+        subcommand_negates_reqs = true,
+        args_conflicts_with_subcommands = true
+    )]
     Proxy(ProxyArgs),
 
     /// Print a shell completion script.
@@ -989,9 +994,12 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
 pub struct ProxyArgs {
+    #[command(subcommand)]
+    pub action: Option<ProxyAction>,
+
     /// mysql (or mariadb) or postgres (or psql, pg).
-    #[arg(value_enum, value_name = "ENGINE")]
-    pub engine: crate::target::EngineKind,
+    #[arg(value_enum, value_name = "ENGINE", required = true)]
+    pub engine: Option<crate::target::EngineKind>,
 
     /// The endpoint: HOST[:PORT], or a URL ENGINE://[USER@]HOST[:PORT] (a
     /// database in it is ignored: clients choose theirs).
@@ -1075,9 +1083,59 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
 
-    /// After SIGINT / SIGTERM, how long open connections may go on.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
-    pub shutdown_grace: humantime::Duration,
+    /// After SIGINT / SIGTERM (or /quitquitquit), how long new
+    /// connections are still accepted while readiness already says no (a
+    /// load balancer's time to stop sending).
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0s")]
+    pub min_sigterm_delay: humantime::Duration,
+
+    /// Then, with the listeners closed, how long open connections may go
+    /// on before they are closed.
+    #[arg(
+        long,
+        visible_alias = "shutdown-grace",
+        value_name = "DURATION",
+        value_parser = duration,
+        default_value = "10s"
+    )]
+    pub max_sigterm_delay: humantime::Duration,
+
+    /// Exit 0 after a shutdown by SIGTERM / SIGINT / /quitquitquit (else
+    /// 143 / 130, as shells report a signal).
+    #[arg(long)]
+    pub exit_zero_on_sigterm: bool,
+
+    /// Serve /startup, /liveness, /readiness and /upstream on the HTTP
+    /// listener (--http-address, --http-port). Readiness never dials the
+    /// database.
+    #[arg(long)]
+    pub health_check: bool,
+
+    /// The HTTP listener's address.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub http_address: std::net::IpAddr,
+
+    /// The HTTP listener's port.
+    #[arg(long, value_name = "PORT", default_value_t = 9090)]
+    pub http_port: u16,
+
+    /// Log in upstream in the background this often and report the last
+    /// result at /upstream (off unless set; readiness never depends on it).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub upstream_check_interval: Option<humantime::Duration>,
+
+    /// Accept POST /quitquitquit on 127.0.0.1:--admin-port: a shutdown as
+    /// by SIGTERM (`rdsconn proxy shutdown` sends it).
+    #[arg(long)]
+    pub quitquitquit: bool,
+
+    /// The admin port (on 127.0.0.1) for /quitquitquit.
+    #[arg(long, value_name = "PORT", default_value_t = 9091)]
+    pub admin_port: u16,
+
+    /// Log in upstream once at start-up; exit with the error if that fails.
+    #[arg(long)]
+    pub run_connection_test: bool,
 
     /// Worker threads serving connections (logins, TLS, relaying)
     /// [default: one per available core].
@@ -1087,6 +1145,39 @@ pub struct ProxyArgs {
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// `rdsconn proxy wait` / `rdsconn proxy shutdown`: talk to a running proxy.
+#[derive(Debug, Subcommand)]
+pub enum ProxyAction {
+    /// Wait until a proxy's /startup answers 200 (for an app container's
+    /// entrypoint: `rdsconn proxy wait && exec app`); exit 4 at --max.
+    Wait(ProxyWaitArgs),
+    /// Ask a proxy started with --quitquitquit to shut down, as SIGTERM
+    /// does (for a Kubernetes preStop hook).
+    Shutdown(ProxyShutdownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyWaitArgs {
+    /// The proxy's --http-address.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub http_address: std::net::IpAddr,
+
+    /// The proxy's --http-port.
+    #[arg(long, value_name = "PORT", default_value_t = 9090)]
+    pub http_port: u16,
+
+    /// Give up (exit 4) after this long.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
+    pub max: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyShutdownArgs {
+    /// The proxy's --admin-port (on 127.0.0.1).
+    #[arg(long, value_name = "PORT", default_value_t = 9091)]
+    pub admin_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -1159,6 +1250,34 @@ fn duration(raw: &str) -> Result<humantime::Duration, String> {
 /// man page all use it.
 pub fn command() -> clap::Command {
     with_headings(<Cli as clap::CommandFactory>::command())
+        .mut_subcommand("proxy", |proxy| proxy.mut_args(with_proxy_env))
+}
+
+/// Every `rdsconn proxy` flag can come from `RDSCONN_PROXY_<FLAG>` (a
+/// container's or a unit's environment); a flag on the command line wins.
+fn with_proxy_env(arg: clap::Arg) -> clap::Arg {
+    if arg.is_global_set() || arg.get_env().is_some() {
+        return arg;
+    }
+    let id = arg.get_id().as_str();
+    let name = match id {
+        "help" | "client_args" => return arg,
+        "url" => "TARGET".to_string(),
+        other => other.to_ascii_uppercase(),
+    };
+    // Built once per run: the few bytes of each name are leaked on purpose
+    // (clap keeps `&'static` names without its `string` feature).
+    let var: &'static str = Box::leak(format!("RDSCONN_PROXY_{name}").into_boxed_str());
+    let takes_no_value = matches!(
+        arg.get_action(),
+        clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+    );
+    let arg = arg.env(var);
+    if takes_no_value {
+        arg.value_parser(clap::builder::BoolishValueParser::new())
+    } else {
+        arg
+    }
 }
 
 /// Parses argv with [`command`].
@@ -1193,11 +1312,19 @@ fn heading(arg: &clap::Arg) -> Option<&'static str> {
         "execute" | "file" | "info" | "client" | "client_args" | "query" | "shell" | "format"
         | "wide" => "Output",
         "wait" | "wait_all" | "concurrency" | "warn_cert_days" | "strict" => "Checking",
-        "listen"
-        | "max_connections"
-        | "client_login_timeout"
-        | "shutdown_grace"
-        | "allow_remote" => "Proxy",
+        "listen" | "max_connections" | "client_login_timeout" | "allow_remote" | "threads" => {
+            "Proxy"
+        }
+        "min_sigterm_delay"
+        | "max_sigterm_delay"
+        | "exit_zero_on_sigterm"
+        | "health_check"
+        | "http_address"
+        | "http_port"
+        | "upstream_check_interval"
+        | "quitquitquit"
+        | "admin_port"
+        | "run_connection_test" => "Operations",
         _ => return None,
     })
 }

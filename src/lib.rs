@@ -53,6 +53,7 @@ pub(crate) mod files;
 pub(crate) mod iam;
 pub(crate) mod native;
 pub(crate) mod net;
+pub(crate) mod ops;
 pub(crate) mod output;
 pub(crate) mod passfile;
 pub(crate) mod preflight;

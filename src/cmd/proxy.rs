@@ -5,12 +5,19 @@ use std::io::IsTerminal;
 
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, OutputFormat, ProxyArgs};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::cli::{
+    GlobalArgs, OutputFormat, ProxyAction, ProxyArgs, ProxyShutdownArgs, ProxyWaitArgs,
+};
 use crate::error::{Error, Result};
+use crate::ops;
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets};
 use crate::resolve::{Ask, Given, Request, Users, env, password, request};
 use crate::secret::Secret;
+use crate::signals::{Stop, StopSignals};
 use crate::tls::TlsPolicy;
 
 /// The environment variable `--local-password` reads.
@@ -26,7 +33,14 @@ struct Started<'a> {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
-    let kind = args.engine;
+    match &args.action {
+        Some(ProxyAction::Wait(w)) => return wait(w).await,
+        Some(ProxyAction::Shutdown(s)) => return shutdown(s).await,
+        None => {}
+    }
+    let kind = args
+        .engine
+        .ok_or_else(|| Error::usage("an engine is required: rdsconn proxy mysql|postgres …"))?;
     // Everything typed is checked before any I/O.
     let listens = listens(args)?;
     let ask = Ask {
@@ -41,6 +55,73 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         secret: &args.secret,
         tls: args.tls,
     };
+    let request = request(global, ask).await?;
+    let target = request.target.clone();
+    let config = config(global, args, kind, &listens, request).await?;
+    // Installed first: a signal that comes at any point is seen.
+    let stops = Stops::install()?;
+    // Every port is bound before anything is served: one in use is exit 2.
+    let http = bind_if(
+        args.health_check,
+        SocketAddr::new(args.http_address, args.http_port),
+        "--http-port",
+    )
+    .await?;
+    let admin = bind_if(
+        args.quitquitquit,
+        SocketAddr::from(([127, 0, 0, 1], args.admin_port)),
+        "--admin-port",
+    )
+    .await?;
+    let check_user = connection_test(args, &config, &target).await?;
+    raise_file_limit();
+    let proxy = Proxy::bind(config, &listens).await?;
+    let health = Arc::new(ops::Health::default());
+    health.watch(proxy.open_connections(), proxy.max_connections());
+    print_started(global.output, kind, &target, &proxy.addresses())?;
+    let _http = http
+        .map(|l| ops::http::spawn(l, ops::http::health_routes(Some(Arc::clone(&health)), None)));
+    let _admin = admin.map(|l| ops::http::spawn(l, ops::http::admin_routes(Arc::clone(&health))));
+    let _upstream = args
+        .upstream_check_interval
+        .zip(check_user)
+        .map(|(every, user)| {
+            let probe = proxy.upstream_probe();
+            let health = Arc::clone(&health);
+            tokio::spawn(async move {
+                loop {
+                    health.upstream_checked(probe.login(&user).await);
+                    tokio::time::sleep(every.into()).await;
+                }
+            })
+        });
+    health.started();
+    ops::notify::notify("READY=1");
+    let stop = stops.first(&health, args.min_sigterm_delay.into());
+    let drained = proxy
+        .serve(stop, args.max_sigterm_delay.into(), stops.second())
+        .await;
+    if drained.cut > 0 {
+        tracing::warn!(
+            "closed {} connection(s) still open after the grace period",
+            drained.cut
+        );
+    }
+    Ok(match stops.why() {
+        Some(_) if args.exit_zero_on_sigterm => 0,
+        Some(stop) => stop.exit_code(),
+        None => 0,
+    })
+}
+
+/// The proxy's configuration for the resolved target.
+async fn config(
+    global: &GlobalArgs,
+    args: &ProxyArgs,
+    kind: crate::target::EngineKind,
+    listens: &[Listen],
+    request: Request,
+) -> Result<Config> {
     let Request {
         target,
         iam,
@@ -48,7 +129,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         password: url_password,
         tls,
         ..
-    } = request(global, ask).await?;
+    } = request;
     // --user, else the URL's: the only user served.
     let only_user = Some(target.user.clone()).filter(|u| !u.is_empty());
     let local_password = args.local_password.then(local_password).transpose()?;
@@ -69,7 +150,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     )
     .await?;
 
-    let config = Config {
+    Ok(Config {
         kind,
         host: target.host.clone(),
         port: target.port,
@@ -81,21 +162,69 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         only_user,
         max_connections: args.max_connections.map(|n| n as usize),
         client_login_timeout: args.client_login_timeout.into(),
+    })
+}
+
+/// A listener for the ops surface when its flag is on.
+async fn bind_if(
+    on: bool,
+    addr: SocketAddr,
+    flag: &str,
+) -> Result<Option<tokio::net::TcpListener>> {
+    if on {
+        ops::http::bind(addr, flag).await.map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// `--run-connection-test`: one upstream login before listening. Returns
+/// the user the background check logs in as, when one is needed.
+async fn connection_test(
+    args: &ProxyArgs,
+    config: &Config,
+    target: &crate::target::Target,
+) -> Result<Option<String>> {
+    if !args.run_connection_test && args.upstream_check_interval.is_none() {
+        return Ok(None);
+    }
+    let Some(user) = config.only_user.clone() else {
+        return Err(Error::usage(
+            "--run-connection-test and --upstream-check-interval log in as the proxy's one user: pass -u USER (or --secret)",
+        ));
     };
-    let stop = shutdown_signal()?;
-    raise_file_limit();
-    let proxy = Proxy::bind(config, &listens).await?;
-    let addresses = proxy.addresses();
-    match global.output {
+    if args.run_connection_test {
+        config.login_once(&user).await.map_err(|e| {
+            Error::from(e).context(format!(
+                "the connection test to {} as {user}",
+                target.describe()
+            ))
+        })?;
+        tracing::info!(
+            "connection test passed: logged in to {} as {user}",
+            target.describe()
+        );
+    }
+    Ok(Some(user))
+}
+
+/// Where the proxy listens, on stdout (text, or one JSON document).
+fn print_started(
+    format: OutputFormat,
+    kind: crate::target::EngineKind,
+    target: &crate::target::Target,
+    addresses: &[String],
+) -> Result<()> {
+    match format {
         OutputFormat::Json => output::json(&Started {
             engine: kind.name(),
             endpoint: target.endpoint(),
             dial_address: target.dial_address(),
-            listen: &addresses,
+            listen: addresses,
         })?,
         OutputFormat::Text => {
             let mut text = String::new();
-            for a in &addresses {
+            for a in addresses {
                 text.push_str("listening on ");
                 text.push_str(a);
                 text.push('\n');
@@ -110,14 +239,122 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
             proxy::connect_hint(kind, first)
         );
     }
-    let drained = proxy.serve(stop, args.shutdown_grace.into()).await;
-    if drained.cut > 0 {
-        tracing::warn!(
-            "closed {} connection(s) still open after the grace period",
-            drained.cut
-        );
+    Ok(())
+}
+
+/// What stops the proxy: SIGINT / SIGTERM or `/quitquitquit`, then a
+/// second signal that ends the drain at once.
+struct Stops {
+    signals: tokio::sync::Mutex<StopSignals>,
+    /// The first stop: its exit code.
+    why: std::sync::Mutex<Option<Stop>>,
+    /// A second signal came during `--min-sigterm-delay`.
+    hurried: std::sync::atomic::AtomicBool,
+}
+
+impl Stops {
+    fn install() -> Result<Self> {
+        Ok(Self {
+            signals: tokio::sync::Mutex::new(StopSignals::install()?),
+            why: std::sync::Mutex::new(None),
+            hurried: std::sync::atomic::AtomicBool::new(false),
+        })
     }
-    Ok(0)
+
+    fn why(&self) -> Option<Stop> {
+        self.why.lock().ok().and_then(|w| *w)
+    }
+
+    /// Completes once the listeners should close: after the first stop,
+    /// readiness says no and systemd is told, new connections are still
+    /// accepted for `min_delay` (a second signal ends that at once).
+    async fn first(&self, health: &ops::Health, min_delay: std::time::Duration) {
+        let mut signals = self.signals.lock().await;
+        let stop = tokio::select! {
+            s = signals.recv() => s,
+            () = health.quit.notified() => {
+                tracing::warn!("/quitquitquit: shutting down");
+                Stop::Terminate
+            }
+        };
+        if let Ok(mut why) = self.why.lock() {
+            *why = Some(stop);
+        }
+        health.draining();
+        ops::notify::notify("STOPPING=1");
+        tracing::warn!("{}: shutting down", stop.name());
+        if !min_delay.is_zero() {
+            tracing::warn!(
+                "still accepting for {} (--min-sigterm-delay); readiness says no",
+                humantime::format_duration(min_delay)
+            );
+            tokio::select! {
+                () = tokio::time::sleep(min_delay) => {}
+                _ = signals.recv() => {
+                    self.hurried.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Completes on a second signal (or at once if one came already).
+    async fn second(&self) {
+        if self.hurried.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let second = self.signals.lock().await.recv().await;
+        tracing::warn!("{}: closing every connection now", second.name());
+    }
+}
+
+/// `rdsconn proxy wait`: polls `/startup` until it answers 200.
+async fn wait(args: &ProxyWaitArgs) -> Result<u8> {
+    let url = format!(
+        "http://{}/startup",
+        SocketAddr::new(args.http_address, args.http_port)
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .map_err(|e| Error::new(crate::error::Category::Runtime, e))?;
+    let deadline = tokio::time::Instant::now() + *args.max;
+    loop {
+        let last = match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(0),
+            Ok(r) => format!("{url} answered {}", r.status()),
+            Err(e) => crate::error::error_line(&e),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::new(
+                crate::error::Category::Network,
+                anyhow::anyhow!(
+                    "the proxy did not start within {}: {last}",
+                    humantime::format_duration(*args.max)
+                ),
+            )
+            .with_hint("is the proxy running with --health-check on that --http-port?"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `rdsconn proxy shutdown`: `POST /quitquitquit` on the admin port.
+async fn shutdown(args: &ProxyShutdownArgs) -> Result<u8> {
+    let url = format!("http://127.0.0.1:{}/quitquitquit", args.admin_port);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::new(crate::error::Category::Runtime, e))?;
+    match client.post(&url).send().await {
+        Ok(r) if r.status().is_success() => Ok(0),
+        Ok(r) => Err(Error::new(
+            crate::error::Category::Network,
+            anyhow::anyhow!("{url} answered {}", r.status()),
+        )),
+        Err(e) => Err(Error::new(crate::error::Category::Network, e)
+            .context(format!("asking the proxy to shut down at {url}"))
+            .with_hint("is the proxy running with --quitquitquit on that --admin-port?")),
+    }
 }
 
 /// IAM (credentials loaded now, so that missing ones fail before the
@@ -147,7 +384,8 @@ async fn secrets(
     }
     Ok(Secrets::Password(password(
         args.password_stdin,
-        args.engine.password_env(),
+        args.engine
+            .map_or("PGPASSWORD", crate::target::EngineKind::password_env),
         only_user.unwrap_or("the proxy's users"),
         target.host.as_str(),
     )?))
@@ -218,14 +456,4 @@ fn local_password() -> Result<Secret> {
     Err(Error::usage(format!(
         "--local-password: set {LOCAL_PASSWORD_ENV} (or run on a terminal to be asked)"
     )))
-}
-
-/// A future that completes on the first SIGINT or SIGTERM; the handlers
-/// are installed before it returns (before the addresses are printed).
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    let mut stop = crate::signals::StopSignals::install()?;
-    Ok(async move {
-        let signal = stop.recv().await;
-        tracing::warn!("{}: shutting down", signal.name());
-    })
 }

@@ -89,6 +89,7 @@ pub(crate) async fn serving(
             let _ = stopped.await;
         },
         Duration::from_secs(1),
+        std::future::pending(),
     ));
     let conn = ClientConn {
         target,

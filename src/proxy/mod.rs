@@ -159,6 +159,36 @@ impl Config {
     }
 }
 
+impl Config {
+    /// One upstream login as `user`, closed at once: `--run-connection-test`
+    /// and the background check behind `/upstream`.
+    pub(crate) async fn login_once(&self, user: &str) -> Result<(), ConnectError> {
+        // PostgreSQL wants a database: `postgres` is on every server (RDS
+        // too), where a database named after the user may not be.
+        let database = (self.kind == EngineKind::Postgres).then_some("postgres");
+        let target = self.target(user, database);
+        let auth = relay::Credentials::auth_for(self, user).await?;
+        let engine = crate::engine::for_kind(self.kind);
+        let session = crate::engine::connect(engine, &target, &auth, &self.policy).await?;
+        session.close().await;
+        Ok(())
+    }
+}
+
+/// Logs in upstream as a serving proxy would, for `/upstream`.
+pub(crate) struct UpstreamProbe(Arc<Shared>);
+
+impl UpstreamProbe {
+    /// One login as `user`; the error in one line.
+    pub(crate) async fn login(&self, user: &str) -> Result<(), String> {
+        self.0
+            .config
+            .login_once(user)
+            .await
+            .map_err(|e| crate::error::error_line(&e))
+    }
+}
+
 /// Every upstream login — a client's first, a MySQL `COM_CHANGE_USER`, a
 /// retry — asks here, so `-u` holds for every way a client names a user.
 impl relay::Credentials for Config {
@@ -446,10 +476,31 @@ impl Proxy {
         self.bound.iter().map(Bound::address).collect()
     }
 
+    /// A background upstream login for `/upstream`.
+    pub(crate) fn upstream_probe(&self) -> UpstreamProbe {
+        UpstreamProbe(Arc::clone(&self.shared))
+    }
+
+    /// The number of open client connections, as it changes.
+    pub(crate) fn open_connections(&self) -> watch::Receiver<usize> {
+        self.shared.active.subscribe()
+    }
+
+    /// `--max-connections`.
+    pub(crate) fn max_connections(&self) -> Option<usize> {
+        self.shared.config.max_connections
+    }
+
     /// Serves until `stop` completes, then stops accepting (unix socket
     /// files are removed), waits up to `grace` for open connections to
-    /// end, and closes the rest.
-    pub(crate) async fn serve(self, stop: impl Future<Output = ()>, grace: Duration) -> Drained {
+    /// end (or until `hurry` completes: a second signal), and closes the
+    /// rest.
+    pub(crate) async fn serve(
+        self,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+        hurry: impl Future<Output = ()>,
+    ) -> Drained {
         let (stopping, stopped) = watch::channel(false);
         if self.shared.config.kind == EngineKind::Mysql {
             // MySQL clients are greeted before rdsconn dials for them:
@@ -474,9 +525,10 @@ impl Proxy {
                 humantime::format_duration(grace)
             );
         }
-        let drained = tokio::time::timeout(grace, active.wait_for(|n| *n == 0))
-            .await
-            .is_ok();
+        let drained = tokio::select! {
+            done = tokio::time::timeout(grace, active.wait_for(|n| *n == 0)) => done.is_ok(),
+            () = hurry => *self.shared.active.borrow() == 0,
+        };
         let cut = if drained {
             0
         } else {

@@ -19,6 +19,7 @@ mod publicroots;
 mod rds;
 mod readme;
 mod secrets;
+mod sidecar;
 mod token;
 mod troubleshooting;
 mod tunnel;

@@ -1,0 +1,335 @@
+//! `rdsconn proxy` as a sidecar: health endpoints read with curl, the
+//! drain on SIGTERM with its delays and exit codes, `/quitquitquit` with
+//! `proxy shutdown`, `proxy wait`, systemd's notify socket, settings from
+//! the environment, and the start-up connection test.
+
+use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::pki::ENDPOINT;
+use crate::support::proxy::ProxyProc;
+use crate::support::server::{APP_PASSWORD, Variant, free_port};
+use crate::support::{Run, TestEnv, pg};
+
+fn pg_via() -> String {
+    format!("127.0.0.1:{}", pg::server(Variant::Good).port)
+}
+
+/// `(status, body)` of `curl -X METHOD http://127.0.0.1:PORT/PATH`.
+fn curl(method: &str, port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            method,
+            "--max-time",
+            "30",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn proxy(env: &TestEnv, extra: &[&str], vars: &[(&str, &str)]) -> ProxyProc {
+    let via = pg_via();
+    let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via, "-u", "app"];
+    args.extend_from_slice(extra);
+    let mut all = vec![("PGPASSWORD", APP_PASSWORD)];
+    all.extend_from_slice(vars);
+    ProxyProc::start(env, &args, &all)
+}
+
+/// A psql session through the proxy that runs `sql` (a thread).
+fn psql(port: u16, sql: &'static str) -> std::thread::JoinHandle<std::process::Output> {
+    std::thread::spawn(move || {
+        Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                sql,
+                &format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap()
+    })
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    crate::support::activity::wait_for(what, &mut done);
+}
+
+#[test]
+fn health_endpoints_through_start_up_load_and_drain() {
+    let env = TestEnv::new();
+    let http = free_port().to_string();
+    let mut p = proxy(
+        &env,
+        &[
+            "--health-check",
+            "--http-port",
+            &http,
+            "--max-connections",
+            "1",
+            "--min-sigterm-delay",
+            "3s",
+        ],
+        &[],
+    );
+    let http: u16 = http.parse().unwrap();
+    for path in ["/startup", "/liveness", "/readiness"] {
+        let (code, body) = curl("GET", http, path);
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    assert_eq!(curl("GET", http, "/nope").0, 404);
+    assert_eq!(curl("POST", http, "/readiness").0, 405);
+
+    // At --max-connections, readiness says why.
+    let busy = psql(p.port(), "SELECT pg_sleep(60) AS sidecar_full");
+    let pg_port = pg::server(Variant::Good).port;
+    wait_for("the session to run", || {
+        crate::support::activity::running(&env, "postgres", pg_port, "sidecar_full") > 0
+    });
+    let (code, body) = curl("GET", http, "/readiness");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("--max-connections 1"), "{body}");
+    assert_eq!(curl("GET", http, "/liveness").0, 200);
+    pg::admin_sql(
+        Variant::Good,
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%sidecar_full%' AND pid <> pg_backend_pid();",
+    );
+    let _ = busy.join();
+
+    // SIGTERM: readiness says no at once; during --min-sigterm-delay a new
+    // client is still served; then the proxy exits 143.
+    p.signal("TERM");
+    wait_for("readiness to say draining", || {
+        let (code, body) = curl("GET", http, "/readiness");
+        code == 503 && body.contains("draining")
+    });
+    let late = psql(p.port(), "SELECT 41 + 1").join().unwrap();
+    assert!(
+        late.status.success(),
+        "{}",
+        String::from_utf8_lossy(&late.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&late.stdout).trim(), "42");
+    let status = p.wait_exit(Duration::from_mins(1)).expect("still running");
+    assert_eq!(status.code(), Some(143), "{}", p.log());
+}
+
+/// Readiness and start-up never dial the database: a listener in its
+/// place sees no connection however often they are asked.
+#[test]
+fn readiness_never_dials_the_database() {
+    let env = TestEnv::new();
+    let db = TcpListener::bind("127.0.0.1:0").unwrap();
+    db.set_nonblocking(true).unwrap();
+    let via = db.local_addr().unwrap().to_string();
+    let http = free_port();
+    let http_s = http.to_string();
+    let _p = ProxyProc::start(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--via",
+            &via,
+            "--health-check",
+            "--http-port",
+            &http_s,
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    for _ in 0..5 {
+        for path in ["/startup", "/readiness", "/liveness"] {
+            assert_eq!(curl("GET", http, path).0, 200, "{path}");
+        }
+    }
+    match db.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the database was dialed: {other:?}"),
+    }
+}
+
+/// `/quitquitquit` (sent by `rdsconn proxy shutdown`) stops the proxy as
+/// SIGTERM does; `--exit-zero-on-sigterm` makes that exit 0; `proxy wait`
+/// waits for `/startup`.
+#[test]
+fn quitquitquit_proxy_shutdown_and_proxy_wait() {
+    let env = TestEnv::new();
+    let (http, admin) = (free_port(), free_port());
+    let (http_s, admin_s) = (http.to_string(), admin.to_string());
+    let mut p = proxy(
+        &env,
+        &[
+            "--health-check",
+            "--http-port",
+            &http_s,
+            "--quitquitquit",
+            "--admin-port",
+            &admin_s,
+        ],
+        &[],
+    );
+    env.run(&["proxy", "wait", "--http-port", &http_s, "--max", "30s"])
+        .assert_code(0);
+    assert_eq!(curl("GET", admin, "/quitquitquit").0, 405);
+    env.run(&["proxy", "shutdown", "--admin-port", &admin_s])
+        .assert_code(0);
+    let status = p.wait_exit(Duration::from_mins(1)).expect("still running");
+    assert_eq!(status.code(), Some(143), "{}", p.log());
+    assert!(p.log().contains("/quitquitquit"), "{}", p.log());
+
+    // Nothing listens any more: wait gives up at --max, shutdown fails.
+    let r = env.run(&["proxy", "wait", "--http-port", &http_s, "--max", "1s"]);
+    r.assert_code(4);
+    assert!(r.stderr.contains("did not start within 1s"), "{}", r.stderr);
+    env.run(&["proxy", "shutdown", "--admin-port", &admin_s])
+        .assert_code(4);
+
+    let mut p = proxy(
+        &env,
+        &[
+            "--quitquitquit",
+            "--admin-port",
+            &admin_s,
+            "--exit-zero-on-sigterm",
+        ],
+        &[],
+    );
+    assert_eq!(curl("POST", admin, "/quitquitquit").0, 200);
+    let status = p.wait_exit(Duration::from_mins(1)).expect("still running");
+    assert_eq!(status.code(), Some(0), "{}", p.log());
+}
+
+/// With `NOTIFY_SOCKET`, systemd hears `READY=1` once the proxy accepts and
+/// `STOPPING=1` when it drains; SIGINT exits 130.
+#[test]
+fn systemd_hears_ready_and_stopping() {
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+    let path_s = path.display().to_string();
+    let mut p = proxy(&env, &[], &[("NOTIFY_SOCKET", &path_s)]);
+    let mut buf = [0_u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    p.signal("INT");
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = p.wait_exit(Duration::from_mins(1)).expect("still running");
+    assert_eq!(status.code(), Some(130));
+}
+
+/// A second signal ends the drain at once instead of waiting out
+/// `--max-sigterm-delay`.
+#[test]
+fn a_second_signal_ends_the_drain_at_once() {
+    let env = TestEnv::new();
+    let mut p = proxy(&env, &["--max-sigterm-delay", "1h"], &[]);
+    let busy = psql(p.port(), "SELECT pg_sleep(3600) AS sidecar_second");
+    let pg_port = pg::server(Variant::Good).port;
+    wait_for("the session to run", || {
+        crate::support::activity::running(&env, "postgres", pg_port, "sidecar_second") > 0
+    });
+    p.signal("TERM");
+    p.wait_log("stopped accepting", Duration::from_mins(1));
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_mins(2)).expect("still running");
+    assert_eq!(status.code(), Some(143));
+    let log = p.wait_log("shutdown grace period ended", Duration::from_mins(1));
+    assert!(log.contains("closing every connection now"), "{log}");
+    let out = busy.join().unwrap();
+    assert!(!out.status.success());
+}
+
+/// Every proxy flag also comes from `RDSCONN_PROXY_<FLAG>`; a flag on the
+/// command line wins.
+#[test]
+fn proxy_settings_come_from_the_environment() {
+    let env = TestEnv::new();
+    let via = pg_via();
+    let (listen, http, other) = (free_port(), free_port(), free_port());
+    let listen_s = format!("127.0.0.1:{listen}");
+    let (http_s, other_s) = (http.to_string(), other.to_string());
+    let _p = ProxyProc::start(
+        &env,
+        &["--http-port", &http_s],
+        &[
+            ("PGPASSWORD", APP_PASSWORD),
+            ("RDSCONN_PROXY_ENGINE", "postgres"),
+            ("RDSCONN_PROXY_HOST", ENDPOINT),
+            ("RDSCONN_PROXY_VIA", &via),
+            ("RDSCONN_PROXY_LISTEN", &listen_s),
+            ("RDSCONN_PROXY_HEALTH_CHECK", "true"),
+            ("RDSCONN_PROXY_HTTP_PORT", &other_s),
+        ],
+    );
+    assert_eq!(curl("GET", http, "/readiness").0, 200);
+    assert_eq!(
+        curl("GET", other, "/readiness").0,
+        0,
+        "the variable lost to the flag"
+    );
+    let out = psql(listen, "SELECT 7").join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+    let help = env.run(&["proxy", "--help"]);
+    assert!(
+        help.stdout.contains("RDSCONN_PROXY_HEALTH_CHECK"),
+        "{}",
+        help.stdout
+    );
+}
+
+/// `--run-connection-test` logs in once before listening: a refused login
+/// is the exit code and the error, and nothing listens.
+#[test]
+fn the_connection_test_runs_before_listening() {
+    let env = TestEnv::new();
+    let via = pg_via();
+    let ca = crate::support::server::pki().ca_file.display().to_string();
+    let args = [
+        "--ca-bundle",
+        &ca,
+        "proxy",
+        "postgres",
+        "-h",
+        ENDPOINT,
+        "--via",
+        &via,
+        "-u",
+        "app",
+        "--run-connection-test",
+    ];
+    let mut cmd = env.cmd(&args);
+    cmd.env("PGPASSWORD", "wrong-password");
+    let r = Run::from(cmd.output().unwrap());
+    r.assert_code(6);
+    assert!(r.stderr.contains("the connection test"), "{}", r.stderr);
+    assert!(!r.stdout.contains("listening on"), "{}", r.stdout);
+    let p = proxy(&env, &["--run-connection-test"], &[]);
+    assert!(
+        p.log().is_empty() || !p.log().contains("ERROR"),
+        "{}",
+        p.log()
+    );
+    let r = env.run_with(
+        &["proxy", "postgres", "-h", ENDPOINT, "--run-connection-test"],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("-u USER"), "{}", r.stderr);
+}
