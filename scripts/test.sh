@@ -36,6 +36,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
+# curl reads the proxy's health endpoints as a probe would.
+command -v curl >/dev/null || need_pkgs+=(curl)
 # pgrep/pkill: the tunnel tests check that no ssh is left behind.
 command -v pgrep >/dev/null || need_pkgs+=(procps)
 # script (a pseudo-terminal for ls), unshare (network/mount namespaces).
