@@ -36,8 +36,10 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
-# curl reads the proxy's health endpoints as a probe would.
+# curl reads the proxy's health endpoints as a probe would; promtool
+# (Debian's prometheus) checks its metrics.
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 # pgrep/pkill: the tunnel tests check that no ssh is left behind.
 command -v pgrep >/dev/null || need_pkgs+=(procps)
 # script (a pseudo-terminal for ls), unshare (network/mount namespaces).

@@ -1111,6 +1111,20 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub health_check: bool,
 
+    /// Log lines as text (with a timestamp) or one JSON object per line
+    /// (timestamp, level, message, and each connection's fields).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The same as --log-format json.
+    #[arg(long)]
+    pub structured_logs: bool,
+
+    /// Serve Prometheus metrics at /metrics on the HTTP listener
+    /// (--http-address, --http-port).
+    #[arg(long)]
+    pub prometheus: bool,
+
     /// The HTTP listener's address.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub http_address: std::net::IpAddr,
@@ -1145,6 +1159,13 @@ pub struct ProxyArgs {
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// `proxy --log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `rdsconn proxy wait` / `rdsconn proxy shutdown`: talk to a running proxy.
@@ -1319,6 +1340,9 @@ fn heading(arg: &clap::Arg) -> Option<&'static str> {
         | "max_sigterm_delay"
         | "exit_zero_on_sigterm"
         | "health_check"
+        | "prometheus"
+        | "log_format"
+        | "structured_logs"
         | "http_address"
         | "http_port"
         | "upstream_check_interval"

@@ -202,10 +202,18 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let creds = self.fresh_credentials(now).await?;
-        let req = Sign::new(&self.host, self.port, user, &self.region);
-        let token =
-            Secret::new(sign(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?);
+        let started = std::time::Instant::now();
+        let minted = async {
+            let creds = self.fresh_credentials(now).await?;
+            let req = Sign::new(&self.host, self.port, user, &self.region);
+            let token = sign(&creds, &req, now).map_err(|e| ConnectError::Server(e.to_string()))?;
+            Ok::<_, ConnectError>((creds, Secret::new(token)))
+        }
+        .await;
+        if let Some(m) = crate::ops::metrics::metrics() {
+            m.token_minted(minted.is_ok(), started.elapsed());
+        }
+        let (creds, token) = minted?;
         tracing::debug!(user, "minted an IAM token");
         make_room(&mut tokens, now);
         tokens.insert(

@@ -148,7 +148,18 @@ pub fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
 /// whatever the verbosity: dependencies (HTTP, AWS SDK) log request details
 /// at debug/trace that may carry credentials. `warnings`: show rdsconn's
 /// warnings without -v (long-running commands).
-pub fn init_logging(verbose: u8, warnings: bool) {
+/// Whether log lines are JSON objects (`proxy --log-format json`): the
+/// proxy then logs its connections' fields one by one.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets up logging on stderr: `-v` levels; a server (`warnings`, the
+/// proxy) logs its warnings without `-v` and stamps each line with the
+/// time (RFC 3339, UTC); `json` writes one JSON object per line.
+pub fn init_logging(verbose: u8, warnings: bool, json: bool) {
     let filter = match verbose {
         0 if warnings => "error,rdsconn=warn",
         0 => "error",
@@ -159,13 +170,23 @@ pub fn init_logging(verbose: u8, warnings: bool) {
     // Colour only for a person at a terminal who has not asked for none.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
+    let base = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(colour)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_target(false)
-        .without_time()
-        .try_init();
+        .with_target(false);
+    if json {
+        JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = base
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init();
+    } else if warnings {
+        let _ = base.with_ansi(colour).try_init();
+    } else {
+        let _ = base.with_ansi(colour).without_time().try_init();
+    }
 }
 
 /// Prints an error on stderr: the text layout, or one JSON line with

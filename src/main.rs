@@ -15,8 +15,14 @@ fn main() -> ExitCode {
     let json = cli.global.output == rdsconn::cli::OutputFormat::Json;
     // The proxy is a long-running server: its failures are worth seeing
     // without -v.
-    let serving = matches!(cli.command, rdsconn::cli::Command::Proxy(_));
-    rdsconn::init_logging(cli.global.verbose, serving);
+    let (serving, json_logs) = match &cli.command {
+        rdsconn::cli::Command::Proxy(p) if p.action.is_none() => (
+            true,
+            p.structured_logs || p.log_format == rdsconn::cli::LogFormat::Json,
+        ),
+        _ => (false, false),
+    };
+    rdsconn::init_logging(cli.global.verbose, serving, json_logs);
     let runtime = rdsconn::runtime(&cli);
     let result = match runtime {
         Ok(rt) => {

@@ -159,12 +159,11 @@ pub(crate) async fn fetch(
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let id = &secret.id;
     tracing::info!(secret = %id, %region, "reading the password from Secrets Manager");
-    let out = client
-        .get_secret_value()
-        .secret_id(id)
-        .send()
-        .await
-        .map_err(|e| call_error("GetSecretValue", id, &region, &e))?;
+    let out = client.get_secret_value().secret_id(id).send().await;
+    if let Some(m) = crate::ops::metrics::metrics() {
+        m.secret_read(out.is_ok());
+    }
+    let out = out.map_err(|e| call_error("GetSecretValue", id, &region, &e))?;
     match (out.secret_string(), out.secret_binary()) {
         (Some(text), _) => parse(id, text),
         (None, Some(_)) => Err(SecretError::Binary { id: id.clone() }),

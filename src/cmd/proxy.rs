@@ -62,7 +62,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     let stops = Stops::install()?;
     // Every port is bound before anything is served: one in use is exit 2.
     let http = bind_if(
-        args.health_check,
+        args.health_check || args.prometheus,
         SocketAddr::new(args.http_address, args.http_port),
         "--http-port",
     )
@@ -79,8 +79,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     let health = Arc::new(ops::Health::default());
     health.watch(proxy.open_connections(), proxy.max_connections());
     print_started(global.output, kind, &target, &proxy.addresses())?;
-    let _http = http
-        .map(|l| ops::http::spawn(l, ops::http::health_routes(Some(Arc::clone(&health)), None)));
+    let metrics: Option<Arc<dyn Fn() -> String + Send + Sync>> = args
+        .prometheus
+        .then(|| Arc::new(ops::metrics::render) as Arc<dyn Fn() -> String + Send + Sync>);
+    let health_routes = args.health_check.then(|| Arc::clone(&health));
+    let _http = http.map(|l| ops::http::spawn(l, ops::http::health_routes(health_routes, metrics)));
     let _admin = admin.map(|l| ops::http::spawn(l, ops::http::admin_routes(Arc::clone(&health))));
     let _upstream = args
         .upstream_check_interval

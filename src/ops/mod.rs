@@ -5,6 +5,7 @@
 //! Readiness never dials the database.
 
 pub(crate) mod http;
+pub(crate) mod metrics;
 pub(crate) mod notify;
 
 use std::sync::Mutex;

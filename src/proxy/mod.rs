@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use crate::BoxFuture;
 use crate::error::{Error, Result};
 use crate::net::ConnectError;
+use crate::ops::metrics::{Refusal, metrics};
 use crate::secret::{Auth, Secret};
 use crate::target::Target;
 use crate::target::{EngineKind, Host};
@@ -545,6 +546,8 @@ impl Proxy {
 
 async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let mut failing = AcceptFailures::default();
+    // The metrics' `listener` label.
+    let listener: Arc<str> = bound.address().into();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
@@ -554,10 +557,12 @@ async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut stopped: watch::Rece
                     match accepted {
                         Accepted::Tcp(stream, peer) => {
                             let _ = stream.set_nodelay(true);
-                            tokio::spawn(handle(Arc::clone(&shared), stream, peer.to_string()));
+                            let at = (peer.to_string(), Arc::clone(&listener));
+                            tokio::spawn(handle(Arc::clone(&shared), stream, at));
                         }
                         Accepted::Unix(stream) => {
-                            tokio::spawn(handle(Arc::clone(&shared), stream, "unix socket".into()));
+                            let at = ("unix socket".to_string(), Arc::clone(&listener));
+                            tokio::spawn(handle(Arc::clone(&shared), stream, at));
                         }
                     }
                 }
@@ -660,19 +665,42 @@ struct Report {
     /// How it ended; `failed` when it never reached the relay or broke.
     ended: String,
     failed: bool,
+    /// Turned away by the proxy itself.
+    refusal: Option<Refusal>,
 }
 
 impl Report {
     fn fail(&mut self, why: impl std::fmt::Display) {
         self.failed = true;
         self.ended = why.to_string();
+        self.refusal = self.refusal.or_else(|| refusal_of(&self.ended));
     }
 }
 
-async fn handle<S>(shared: Arc<Shared>, stream: S, peer: String)
+/// A client turned away by the proxy itself, from the words the proxy
+/// used (its own, never a server's).
+fn refusal_of(why: &str) -> Option<Refusal> {
+    if why.contains("--client-login-timeout") {
+        Some(Refusal::LoginDeadline)
+    } else if why.contains("local password") {
+        Some(Refusal::LocalPassword)
+    } else if why.contains("serves the database user") {
+        Some(Refusal::WrongUser)
+    } else if why.contains("--max-connections") {
+        Some(Refusal::MaxConnections)
+    } else {
+        None
+    }
+}
+
+async fn handle<S>(shared: Arc<Shared>, stream: S, (peer, listener): (String, Arc<str>))
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let kind = shared.config.kind;
+    if let Some(m) = metrics() {
+        m.client_opened(kind, &listener);
+    }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let mut open = 0;
@@ -690,6 +718,13 @@ where
     };
     if was_cut {
         report.fail("closed: still open when the shutdown grace period ended (--shutdown-grace)");
+    }
+    if let Some(m) = metrics() {
+        m.client_closed(kind, &listener);
+        m.relayed(kind, report.traffic.up, report.traffic.down);
+        if let Some(r) = report.refusal {
+            m.refused(kind, r);
+        }
     }
     log_connection(id, &peer, started, &report);
 }
@@ -723,6 +758,9 @@ where
 }
 
 fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
+    if crate::json_logs() {
+        return log_connection_fields(id, peer, started, report);
+    }
     // The names are the client's, the ending may quote the server: both
     // escaped, so that one connection is one log line.
     let mut line = format!("connection {id} from {peer}");
@@ -754,6 +792,38 @@ fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
     }
 }
 
+/// [`log_connection`] as fields of one JSON log object; the names and
+/// the ending are escaped as in text.
+fn log_connection_fields(id: u64, peer: &str, started: Instant, report: &Report) {
+    let user = report.user.as_deref().map(|u| Untrusted(u).to_string());
+    let database = report.database.as_deref().map(|d| Untrusted(d).to_string());
+    let ended = Untrusted(&report.ended).to_string();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (up, down) = (report.traffic.up, report.traffic.down);
+    let upstream_ms = report.stages.map(|s| s.dns + s.tcp + s.tls_auth);
+    macro_rules! event {
+        ($level:ident, $message:literal) => {
+            tracing::$level!(
+                connection = id,
+                client = peer,
+                user,
+                database,
+                bytes_up = up,
+                bytes_down = down,
+                duration_ms,
+                upstream_ms,
+                cause = ended,
+                $message
+            )
+        };
+    }
+    if report.failed {
+        event!(warn, "connection failed");
+    } else {
+        event!(info, "connection closed");
+    }
+}
+
 /// RDS throttles new IAM connections; such a refusal is retried, an
 /// authentication failure never.
 fn throttled(e: &dyn std::fmt::Display) -> bool {
@@ -769,11 +839,17 @@ fn backoff(attempt: u32) -> Duration {
 /// A failed upstream login that the database refused (wrong password).
 pub(crate) trait Refused {
     fn is_refused(&self) -> bool;
+    /// The failure underneath, for the metrics.
+    fn cause(&self) -> &ConnectError;
 }
 
 impl Refused for ConnectError {
     fn is_refused(&self) -> bool {
         matches!(self, Self::Auth { .. })
+    }
+
+    fn cause(&self) -> &ConnectError {
+        self
     }
 }
 
@@ -782,6 +858,25 @@ impl Refused for ConnectError {
 /// another connect timeout allows; and once more after the database refused
 /// a password from a secret that has changed since it was read.
 async fn retrying<T, E, F, Fut>(config: &Config, mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display + From<ConnectError> + Refused,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    let result = retried(config, &mut attempt).await;
+    if let Some(m) = metrics() {
+        match &result {
+            // The proxy's own refusal (-u) is no upstream login.
+            Err(e) if matches!(e.cause(), ConnectError::Refused(_)) => {}
+            Err(e) => m.upstream_login(config.kind, Err(e.cause()), start.elapsed()),
+            Ok(_) => m.upstream_login(config.kind, Ok(()), start.elapsed()),
+        }
+    }
+    result
+}
+
+async fn retried<T, E, F, Fut>(config: &Config, attempt: &mut F) -> Result<T, E>
 where
     E: std::fmt::Display + From<ConnectError> + Refused,
     F: FnMut() -> Fut,

@@ -292,6 +292,10 @@ impl super::Refused for Failure {
     fn is_refused(&self) -> bool {
         super::Refused::is_refused(&self.error)
     }
+
+    fn cause(&self) -> &ConnectError {
+        &self.error
+    }
 }
 
 impl From<ConnectError> for Failure {
@@ -537,6 +541,9 @@ async fn cancel(config: &Config, packet: &[u8], report: &mut Report) {
         Ok(stages) => {
             report.stages = Some(stages);
             report.ended = "cancel request forwarded".into();
+            if let Some(m) = crate::ops::metrics::metrics() {
+                m.cancelled(config.kind);
+            }
         }
         Err(e) => report.fail(format!("cancel request: {e}")),
     }

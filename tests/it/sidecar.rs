@@ -333,3 +333,182 @@ fn the_connection_test_runs_before_listening() {
     r.assert_code(2);
     assert!(r.stderr.contains("-u USER"), "{}", r.stderr);
 }
+
+/// The value of the sample of `name` whose labels include every one of
+/// `labels` (`key="value"`), if there is one.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `/metrics` after real traffic: promtool accepts it, and the counters
+/// say what the test did (N logins → N).
+#[test]
+fn metrics_count_what_happened_and_promtool_accepts_them() {
+    let env = TestEnv::new();
+    let http = free_port();
+    let http_s = http.to_string();
+    let p = proxy(&env, &["--prometheus", "--http-port", &http_s], &[]);
+    for _ in 0..3 {
+        let out = psql(p.port(), "SELECT 1").join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Another user than the one served: refused by the proxy itself.
+    let out = Command::new("psql")
+        .args(["-X", "-c", "SELECT 1"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user=other dbname=appdb sslmode=disable",
+            p.port()
+        ))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Each connection's line is logged once it has been counted.
+    p.wait_log("connection 4 ", Duration::from_mins(1));
+    let (code, body) = curl("GET", http, "/metrics");
+    assert_eq!(code, 200, "{body}");
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let pg = r#"engine="postgres""#;
+    let ok = sample(
+        &body,
+        "rdsconn_upstream_logins_total",
+        &[pg, r#"result="ok""#],
+    );
+    assert_eq!(ok, Some(3.0), "{body}");
+    let accepted = sample(&body, "rdsconn_client_connections_total", &[pg]);
+    assert_eq!(accepted, Some(4.0), "{body}");
+    let open = sample(&body, "rdsconn_client_connections_open", &[pg]);
+    assert_eq!(open, Some(0.0), "{body}");
+    let refused = sample(
+        &body,
+        "rdsconn_client_logins_refused_total",
+        &[pg, r#"reason="wrong_user""#],
+    );
+    assert_eq!(refused, Some(1.0), "{body}");
+    let latency = sample(&body, "rdsconn_upstream_login_seconds_count", &[pg]);
+    assert_eq!(latency, Some(3.0), "{body}");
+    let up = sample(
+        &body,
+        "rdsconn_client_bytes_total",
+        &[pg, r#"direction="up""#],
+    );
+    assert!(up.is_some_and(|b| b > 0.0), "{body}");
+    assert!(
+        sample(
+            &body,
+            "rdsconn_build_info",
+            &[&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))]
+        ) == Some(1.0),
+        "{body}"
+    );
+    // Health endpoints are not served without --health-check.
+    assert_eq!(curl("GET", http, "/readiness").0, 404);
+}
+
+/// A PostgreSQL startup packet for `user` (any bytes), sent raw.
+fn startup_as(port: u16, user: &str) {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196_608_u32.to_be_bytes());
+    for (k, v) in [("user", user), ("database", "appdb")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    packet.extend_from_slice(&body);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut s, &packet).unwrap();
+    s.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut answer);
+}
+
+/// `--log-format json`: every line is one JSON object with a timestamp,
+/// level and message; a connection's line carries its fields; a hostile
+/// user name stays one escaped line; no secret. Text logs are stamped.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_connections_fields() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--log-format", "json"], &[]);
+    let out = psql(p.port(), "SELECT 1").join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    startup_as(p.port(), "x\ny\u{1b}[31m");
+    let log = p.wait_log(r#""connection":2"#, Duration::from_mins(1));
+    let mut connections = Vec::new();
+    for line in log.lines() {
+        let j: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        let ts = j["timestamp"].as_str().unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            humantime::parse_rfc3339(ts).is_ok() && ts.ends_with('Z'),
+            "{ts}"
+        );
+        assert!(j["level"].is_string() && j["message"].is_string(), "{line}");
+        if j["connection"].is_u64() {
+            connections.push(j);
+        }
+    }
+    assert!(!log.contains(APP_PASSWORD), "{log}");
+    assert_eq!(connections.len(), 2, "{log}");
+    let ok = &connections[0];
+    assert_eq!(ok["message"], "connection closed", "{ok}");
+    assert_eq!(ok["user"], "app");
+    assert_eq!(ok["database"], "appdb");
+    assert!(ok["bytes_up"].as_u64().unwrap() > 0, "{ok}");
+    assert!(
+        ok["duration_ms"].as_f64().is_some() && ok["client"].is_string(),
+        "{ok}"
+    );
+    let hostile = &connections[1];
+    assert_eq!(hostile["level"], "WARN", "{hostile}");
+    assert_eq!(hostile["user"], "x\\ny\\x1b[31m", "{hostile}");
+    assert!(
+        hostile["cause"]
+            .as_str()
+            .unwrap()
+            .contains("serves the database user"),
+        "{hostile}"
+    );
+
+    // Text logs carry the time.
+    let p = proxy(&env, &[], &[]);
+    let first = p.wait_log("forwarding to", Duration::from_mins(1));
+    let stamp = first.split_whitespace().next().unwrap_or_default();
+    assert!(humantime::parse_rfc3339(stamp).is_ok(), "{first}");
+}

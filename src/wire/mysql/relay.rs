@@ -465,8 +465,15 @@ async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
                     break;
                 }
                 let packet = buf.split_to(4 + len);
-                let out = rewrite_kill(&packet[4..], ids)
-                    .map_or_else(|| packet.to_vec(), |payload| framed(&payload));
+                let out = match rewrite_kill(&packet[4..], ids) {
+                    Some(payload) => {
+                        if let Some(m) = crate::ops::metrics::metrics() {
+                            m.cancelled(crate::target::EngineKind::Mysql);
+                        }
+                        framed(&payload)
+                    }
+                    None => packet.to_vec(),
+                };
                 relayed.upstream.write_all(&out).await?;
                 sent += out.len() as u64;
                 continue;

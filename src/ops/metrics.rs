@@ -1,0 +1,269 @@
+//! Prometheus metrics of the proxy (`--prometheus`, `/metrics`, text
+//! format 0.0.4), names prefixed `rdsconn_`. Labels are low-cardinality:
+//! engine, listener, result, reason, direction — never a user name or a
+//! client address. Recording is a few atomic operations; rendering happens
+//! only when `/metrics` is read.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::net::ConnectError;
+use crate::target::EngineKind;
+use crate::tls::TlsFailure;
+
+/// Login latencies: 1 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    clients_open: IntGaugeVec,
+    clients_total: IntCounterVec,
+    logins: IntCounterVec,
+    login_seconds: HistogramVec,
+    tokens: IntCounterVec,
+    token_seconds: HistogramVec,
+    secret_reads: IntCounterVec,
+    bytes: IntCounterVec,
+    refused: IntCounterVec,
+    cancelled: IntCounterVec,
+}
+
+/// Why a client was turned away before it reached the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    LocalPassword,
+    WrongUser,
+    MaxConnections,
+    LoginDeadline,
+}
+
+impl Refusal {
+    const fn label(self) -> &'static str {
+        match self {
+            Self::LocalPassword => "local_password",
+            Self::WrongUser => "wrong_user",
+            Self::MaxConnections => "max_connections",
+            Self::LoginDeadline => "login_deadline",
+        }
+    }
+}
+
+static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| match Metrics::new() {
+    Ok(m) => Some(m),
+    Err(e) => {
+        tracing::warn!("setting up the metrics: {e}");
+        None
+    }
+});
+
+/// The process's metrics (`None` only if the registry refused them).
+pub(crate) fn metrics() -> Option<&'static Metrics> {
+    METRICS.as_ref()
+}
+
+/// `/metrics`' body.
+pub(crate) fn render() -> String {
+    let Some(m) = metrics() else {
+        return String::new();
+    };
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        tracing::warn!("rendering the metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn engine(kind: EngineKind) -> &'static str {
+    kind.name()
+}
+
+impl Metrics {
+    fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<HistogramVec> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let clients_open = IntGaugeVec::new(
+            Opts::new(
+                "rdsconn_client_connections_open",
+                "Client connections open now.",
+            ),
+            &["engine", "listener"],
+        )?;
+        registry.register(Box::new(clients_open.clone()))?;
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "rdsconn_build_info",
+                "rdsconn's version and commit (always 1).",
+            ),
+            &["version", "commit"],
+        )?;
+        registry.register(Box::new(build.clone()))?;
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("RDSCONN_GIT_COMMIT").unwrap_or("unknown"),
+            ])
+            .set(1);
+        Ok(Self {
+            clients_open,
+            clients_total: counter(
+                "rdsconn_client_connections_total",
+                "Client connections accepted.",
+                &["engine", "listener"],
+            )?,
+            logins: counter(
+                "rdsconn_upstream_logins_total",
+                "Upstream logins by result: ok, auth_refused, tls_refused (with its reason), network, error.",
+                &["engine", "result", "reason"],
+            )?,
+            login_seconds: histogram(
+                "rdsconn_upstream_login_seconds",
+                "Upstream connect, TLS and login time (retries included).",
+                &["engine"],
+            )?,
+            tokens: counter(
+                "rdsconn_iam_tokens_minted_total",
+                "IAM auth tokens minted for upstream logins.",
+                &["result"],
+            )?,
+            token_seconds: histogram(
+                "rdsconn_iam_token_mint_seconds",
+                "Time to mint an IAM auth token (credentials included).",
+                &[],
+            )?,
+            secret_reads: counter(
+                "rdsconn_secrets_manager_reads_total",
+                "Secrets Manager reads by result.",
+                &["result"],
+            )?,
+            bytes: counter(
+                "rdsconn_client_bytes_total",
+                "Bytes relayed: up (client to server) and down.",
+                &["engine", "direction"],
+            )?,
+            refused: counter(
+                "rdsconn_client_logins_refused_total",
+                "Clients turned away: local_password, wrong_user, max_connections, login_deadline.",
+                &["engine", "reason"],
+            )?,
+            cancelled: counter(
+                "rdsconn_sessions_cancelled_total",
+                "Cancel requests (PostgreSQL CancelRequest, MySQL KILL QUERY) passed to the server.",
+                &["engine"],
+            )?,
+            registry,
+        })
+    }
+
+    pub(crate) fn client_opened(&self, kind: EngineKind, listener: &str) {
+        self.clients_open
+            .with_label_values(&[engine(kind), listener])
+            .inc();
+        self.clients_total
+            .with_label_values(&[engine(kind), listener])
+            .inc();
+    }
+
+    pub(crate) fn client_closed(&self, kind: EngineKind, listener: &str) {
+        self.clients_open
+            .with_label_values(&[engine(kind), listener])
+            .dec();
+    }
+
+    /// An upstream login's outcome and how long it took.
+    pub(crate) fn upstream_login(
+        &self,
+        kind: EngineKind,
+        outcome: Result<(), &ConnectError>,
+        took: Duration,
+    ) {
+        let (result, reason) = match outcome {
+            Ok(()) => ("ok", ""),
+            Err(e) => classify(e),
+        };
+        self.logins
+            .with_label_values(&[engine(kind), result, reason])
+            .inc();
+        self.login_seconds
+            .with_label_values(&[engine(kind)])
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn token_minted(&self, ok: bool, took: Duration) {
+        self.tokens
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+        self.token_seconds
+            .with_label_values::<&str>(&[])
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn secret_read(&self, ok: bool) {
+        self.secret_reads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub(crate) fn relayed(&self, kind: EngineKind, up: u64, down: u64) {
+        self.bytes
+            .with_label_values(&[engine(kind), "up"])
+            .inc_by(up);
+        self.bytes
+            .with_label_values(&[engine(kind), "down"])
+            .inc_by(down);
+    }
+
+    pub(crate) fn refused(&self, kind: EngineKind, why: Refusal) {
+        self.refused
+            .with_label_values(&[engine(kind), why.label()])
+            .inc();
+    }
+
+    pub(crate) fn cancelled(&self, kind: EngineKind) {
+        self.cancelled.with_label_values(&[engine(kind)]).inc();
+    }
+}
+
+/// An upstream failure as (result, reason) labels.
+fn classify(e: &ConnectError) -> (&'static str, &'static str) {
+    match e {
+        ConnectError::Auth { .. } | ConnectError::AuthMethod { .. } => ("auth_refused", ""),
+        ConnectError::Tls(f) => (
+            "tls_refused",
+            match f {
+                TlsFailure::WrongName { .. } => "wrong_name",
+                TlsFailure::UnknownCa { .. } => "unknown_ca",
+                TlsFailure::Expired { .. } => "expired",
+                TlsFailure::NotYetValid => "not_yet_valid",
+                TlsFailure::Revoked => "revoked",
+                TlsFailure::NoTls => "no_tls",
+                TlsFailure::Other(_) => "other",
+            },
+        ),
+        ConnectError::Dns { .. }
+        | ConnectError::Tcp { .. }
+        | ConnectError::Network { .. }
+        | ConnectError::Timeout { .. }
+        | ConnectError::Tunnel { .. } => ("network", ""),
+        _ => ("error", ""),
+    }
+}
