@@ -512,3 +512,57 @@ fn json_logs_are_one_object_per_line_with_the_connections_fields() {
     let stamp = first.split_whitespace().next().unwrap_or_default();
     assert!(humantime::parse_rfc3339(stamp).is_ok(), "{first}");
 }
+
+/// `/upstream` reports the last background login (every
+/// `--upstream-check-interval`); readiness does not depend on it.
+#[test]
+fn upstream_reports_the_background_login_and_readiness_does_not_care() {
+    let env = TestEnv::new();
+    let http = free_port();
+    let http_s = http.to_string();
+    let _good = proxy(
+        &env,
+        &[
+            "--health-check",
+            "--http-port",
+            &http_s,
+            "--upstream-check-interval",
+            "1s",
+        ],
+        &[],
+    );
+    wait_for("the first upstream check", || {
+        curl("GET", http, "/upstream").0 == 200
+    });
+    let (_, body) = curl("GET", http, "/upstream");
+    assert!(body.starts_with("ok: upstream login"), "{body}");
+    drop(_good);
+
+    let http = free_port();
+    let http_s = http.to_string();
+    let _bad = ProxyProc::start(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--via",
+            &pg_via(),
+            "-u",
+            "app",
+            "--health-check",
+            "--http-port",
+            &http_s,
+            "--upstream-check-interval",
+            "1s",
+        ],
+        &[("PGPASSWORD", "wrong-password")],
+    );
+    wait_for("the first upstream check", || {
+        curl("GET", http, "/upstream").1.starts_with("failed")
+    });
+    let (code, body) = curl("GET", http, "/upstream");
+    assert_eq!(code, 503);
+    assert!(body.contains("password authentication failed"), "{body}");
+    assert_eq!(curl("GET", http, "/readiness").0, 200);
+}
