@@ -991,15 +991,22 @@ pub struct ExecArgs {
 }
 
 /// `rdsconn proxy`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
 pub struct ProxyArgs {
     #[command(subcommand)]
     pub action: Option<ProxyAction>,
 
     /// mysql (or mariadb) or postgres (or psql, pg).
-    #[arg(value_enum, value_name = "ENGINE", required = true)]
+    #[arg(value_enum, value_name = "ENGINE", required_unless_present = "config")]
     pub engine: Option<crate::target::EngineKind>,
+
+    /// Serve every [targets.NAME] of this TOML file in one process: each
+    /// table's keys are this command's long flag names (engine, host,
+    /// instance, cluster, proxy, secret, user, port, iam, via, tls,
+    /// listen, …); the operations flags stay on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// The endpoint: HOST[:PORT], or a URL ENGINE://[USER@]HOST[:PORT] (a
     /// database in it is ignored: clients choose theirs).
@@ -1169,7 +1176,7 @@ pub enum LogFormat {
 }
 
 /// `rdsconn proxy wait` / `rdsconn proxy shutdown`: talk to a running proxy.
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum ProxyAction {
     /// Wait until a proxy's /startup answers 200 (for an app container's
     /// entrypoint: `rdsconn proxy wait && exec app`); exit 4 at --max.
@@ -1179,7 +1186,7 @@ pub enum ProxyAction {
     Shutdown(ProxyShutdownArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ProxyWaitArgs {
     /// The proxy's --http-address.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
@@ -1194,7 +1201,7 @@ pub struct ProxyWaitArgs {
     pub max: humantime::Duration,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ProxyShutdownArgs {
     /// The proxy's --admin-port (on 127.0.0.1).
     #[arg(long, value_name = "PORT", default_value_t = 9091)]
@@ -1333,9 +1340,12 @@ fn heading(arg: &clap::Arg) -> Option<&'static str> {
         "execute" | "file" | "info" | "client" | "client_args" | "query" | "shell" | "format"
         | "wide" => "Output",
         "wait" | "wait_all" | "concurrency" | "warn_cert_days" | "strict" => "Checking",
-        "listen" | "max_connections" | "client_login_timeout" | "allow_remote" | "threads" => {
-            "Proxy"
-        }
+        "listen"
+        | "max_connections"
+        | "client_login_timeout"
+        | "allow_remote"
+        | "threads"
+        | "config" => "Proxy",
         "min_sigterm_delay"
         | "max_sigterm_delay"
         | "exit_zero_on_sigterm"

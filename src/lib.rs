@@ -47,6 +47,7 @@ pub(crate) mod ca;
 pub mod cli;
 pub(crate) mod clientargs;
 pub(crate) mod cmd;
+pub(crate) mod config;
 pub(crate) mod engine;
 pub mod error;
 pub(crate) mod files;

@@ -26,6 +26,9 @@ const LOCAL_PASSWORD_ENV: &str = "RDSCONN_LOCAL_PASSWORD";
 /// `--output json` at start-up; field names are part of the interface.
 #[derive(Serialize)]
 struct Started<'a> {
+    /// The `--config` table's name (absent for the command line's target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
     engine: &'static str,
     endpoint: String,
     dial_address: String,
@@ -38,26 +41,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         Some(ProxyAction::Shutdown(s)) => return shutdown(s).await,
         None => {}
     }
-    let kind = args
-        .engine
-        .ok_or_else(|| Error::usage("an engine is required: rdsconn proxy mysql|postgres …"))?;
-    // Everything typed is checked before any I/O.
-    let listens = listens(args)?;
-    let ask = Ask {
-        kind: Some(kind),
-        given: Given::try_from(args)?,
-        rds: &args.rds,
-        iam: args.iam,
-        via: args.via.as_deref(),
-        connect_timeout: args.connect_timeout.into(),
-        users: Users::Any,
-        env: true,
-        secret: &args.secret,
-        tls: args.tls,
-    };
-    let request = request(global, ask).await?;
-    let target = request.target.clone();
-    let config = config(global, args, kind, &listens, request).await?;
+    // Everything typed (the file's targets too) is checked before any I/O.
+    let named = targets(global, args)?;
     // Installed first: a signal that comes at any point is seen.
     let stops = Stops::install()?;
     // Every port is bound before anything is served: one in use is exit 2.
@@ -73,47 +58,191 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         "--admin-port",
     )
     .await?;
-    let check_user = connection_test(args, &config, &target).await?;
+    let mut prepared = Vec::with_capacity(named.len());
+    for t in &named {
+        prepared.push(prepare(t, args).await?);
+    }
     raise_file_limit();
-    let proxy = Proxy::bind(config, &listens).await?;
     let health = Arc::new(ops::Health::default());
-    health.watch(proxy.open_connections(), proxy.max_connections());
-    print_started(global.output, kind, &target, &proxy.addresses())?;
+    let mut serving = Vec::with_capacity(prepared.len());
+    let mut started = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        let proxy = Proxy::bind(p.config, &p.listens).await?;
+        health.watch(proxy.open_connections(), proxy.max_connections());
+        started.push((p.name.clone(), p.kind, p.target, proxy.addresses()));
+        let check = args
+            .upstream_check_interval
+            .zip(p.check_user)
+            .map(|(every, user)| (every, user, proxy.upstream_probe()));
+        serving.push((p.name, proxy, check));
+    }
+    print_started(global.output, &started)?;
     let metrics: Option<Arc<dyn Fn() -> String + Send + Sync>> = args
         .prometheus
         .then(|| Arc::new(ops::metrics::render) as Arc<dyn Fn() -> String + Send + Sync>);
     let health_routes = args.health_check.then(|| Arc::clone(&health));
     let _http = http.map(|l| ops::http::spawn(l, ops::http::health_routes(health_routes, metrics)));
     let _admin = admin.map(|l| ops::http::spawn(l, ops::http::admin_routes(Arc::clone(&health))));
-    let _upstream = args
-        .upstream_check_interval
-        .zip(check_user)
-        .map(|(every, user)| {
-            let probe = proxy.upstream_probe();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(false);
+    let (mut serves, mut checks) = (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
+    for (name, proxy, check) in serving {
+        if let Some((every, user, probe)) = check {
             let health = Arc::clone(&health);
-            tokio::spawn(async move {
+            checks.spawn(async move {
                 loop {
-                    health.upstream_checked(probe.login(&user).await);
+                    health.upstream_checked(&name, probe.login(&user).await);
                     tokio::time::sleep(every.into()).await;
                 }
-            })
+            });
+        }
+        let (mut stop, mut hurry) = (stop_rx.clone(), hurry_rx.clone());
+        let grace = args.max_sigterm_delay.into();
+        serves.spawn(async move {
+            let drained = proxy
+                .serve(
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                    grace,
+                    async move {
+                        let _ = hurry.wait_for(|h| *h).await;
+                    },
+                )
+                .await;
+            if drained.cut > 0 {
+                tracing::warn!(
+                    "closed {} connection(s) still open after the grace period",
+                    drained.cut
+                );
+            }
         });
+    }
     health.started();
     ops::notify::notify("READY=1");
-    let stop = stops.first(&health, args.min_sigterm_delay.into());
-    let drained = proxy
-        .serve(stop, args.max_sigterm_delay.into(), stops.second())
-        .await;
-    if drained.cut > 0 {
-        tracing::warn!(
-            "closed {} connection(s) still open after the grace period",
-            drained.cut
-        );
+    stops.first(&health, args.min_sigterm_delay.into()).await;
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        () = stops.second() => {
+            let _ = hurry_tx.send(true);
+        }
+        () = async { while serves.join_next().await.is_some() {} } => {}
     }
+    // After a second signal each proxy closes what is still open, each
+    // with its log line, at once.
+    while serves.join_next().await.is_some() {}
+    checks.abort_all();
     Ok(match stops.why() {
         Some(_) if args.exit_zero_on_sigterm => 0,
         Some(stop) => stop.exit_code(),
         None => 0,
+    })
+}
+
+/// One target of this proxy: the command line's, or a `--config` table's.
+struct Named {
+    /// The table's name; `None` for the command line's target.
+    name: Option<String>,
+    global: GlobalArgs,
+    args: ProxyArgs,
+}
+
+/// The targets to serve: the command line's, or each `[targets.NAME]` of
+/// `--config` (parsed as the flags it names, with the command line's
+/// global flags unless the table sets its own).
+fn targets(global: &GlobalArgs, args: &ProxyArgs) -> Result<Vec<Named>> {
+    let Some(file) = &args.config else {
+        return Ok(vec![Named {
+            name: None,
+            global: global.clone(),
+            args: args.clone(),
+        }]);
+    };
+    let typed = args.engine.is_some()
+        || args.url.is_some()
+        || args.host.is_some()
+        || args.rds.is_set()
+        || !args.listen.is_empty()
+        || args.secret.secret.is_some();
+    if typed {
+        return Err(Error::usage(
+            "--config names the targets: put ENGINE, --host, --listen and the like in its [targets.NAME] tables",
+        ));
+    }
+    crate::config::read(file)?
+        .into_iter()
+        .map(|t| {
+            let words = ["rdsconn", "proxy"]
+                .into_iter()
+                .map(String::from)
+                .chain(t.args.iter().cloned());
+            let parsed = crate::cli::parse_from(words.map(Into::into).collect())
+                .map_err(|e| t.error(file, &e))?;
+            let crate::cli::Command::Proxy(target_args) = parsed.command else {
+                return Err(Error::usage(format!(
+                    "{}: [targets.{}]: not a proxy target",
+                    file.display(),
+                    t.name
+                )));
+            };
+            let g = parsed.global;
+            Ok(Named {
+                name: Some(t.name),
+                global: GlobalArgs {
+                    region: g.region.or_else(|| global.region.clone()),
+                    profile: g.profile.or_else(|| global.profile.clone()),
+                    ca_bundle: g.ca_bundle.or_else(|| global.ca_bundle.clone()),
+                    ..global.clone()
+                },
+                args: target_args,
+            })
+        })
+        .collect()
+}
+
+/// A target ready to bind: its configuration and listeners, and the user
+/// the connection test and `/upstream` log in as.
+struct Prepared {
+    name: String,
+    kind: crate::target::EngineKind,
+    target: crate::target::Target,
+    config: Config,
+    listens: Vec<Listen>,
+    check_user: Option<String>,
+}
+
+/// Resolves a target (the RDS API, secrets, credentials) and runs the
+/// connection test; the operations flags are the command line's (`ops`).
+async fn prepare(named: &Named, ops: &ProxyArgs) -> Result<Prepared> {
+    let (global, args) = (&named.global, &named.args);
+    let kind = args
+        .engine
+        .ok_or_else(|| Error::usage("an engine is required: rdsconn proxy mysql|postgres …"))?;
+    let listens = listens(args)?;
+    let ask = Ask {
+        kind: Some(kind),
+        given: Given::try_from(args)?,
+        rds: &args.rds,
+        iam: args.iam,
+        via: args.via.as_deref(),
+        connect_timeout: args.connect_timeout.into(),
+        users: Users::Any,
+        env: named.name.is_none(),
+        secret: &args.secret,
+        tls: args.tls,
+    };
+    let request = request(global, ask).await?;
+    let target = request.target.clone();
+    let mut config = config(global, args, kind, &listens, request).await?;
+    config.name.clone_from(&named.name);
+    let check_user = connection_test(ops, &config, &target).await?;
+    Ok(Prepared {
+        name: named.name.clone().unwrap_or_else(|| "default".into()),
+        kind,
+        target,
+        config,
+        listens,
+        check_user,
     })
 }
 
@@ -154,6 +283,7 @@ async fn config(
     .await?;
 
     Ok(Config {
+        name: None,
         kind,
         host: target.host.clone(),
         port: target.port,
@@ -211,36 +341,50 @@ async fn connection_test(
     Ok(Some(user))
 }
 
-/// Where the proxy listens, on stdout (text, or one JSON document).
+/// Where the proxy listens, on stdout: a line per address, or one JSON
+/// document (with `--config`, `{"targets": [...]}`, each with its name).
 fn print_started(
     format: OutputFormat,
-    kind: crate::target::EngineKind,
-    target: &crate::target::Target,
-    addresses: &[String],
+    started: &[(
+        String,
+        crate::target::EngineKind,
+        crate::target::Target,
+        Vec<String>,
+    )],
 ) -> Result<()> {
-    match format {
-        OutputFormat::Json => output::json(&Started {
+    let docs: Vec<Started<'_>> = started
+        .iter()
+        .map(|(name, kind, target, addresses)| Started {
+            name: (started.len() > 1 || name != "default").then_some(name.as_str()),
             engine: kind.name(),
             endpoint: target.endpoint(),
             dial_address: target.dial_address(),
             listen: addresses,
-        })?,
-        OutputFormat::Text => {
+        })
+        .collect();
+    match (format, docs.as_slice()) {
+        (OutputFormat::Json, [one]) if one.name.is_none() => output::json(one)?,
+        (OutputFormat::Json, _) => output::json(&serde_json::json!({ "targets": docs }))?,
+        (OutputFormat::Text, _) => {
             let mut text = String::new();
-            for a in addresses {
-                text.push_str("listening on ");
-                text.push_str(a);
-                text.push('\n');
+            for (_, _, _, addresses) in started {
+                for a in addresses {
+                    text.push_str("listening on ");
+                    text.push_str(a);
+                    text.push('\n');
+                }
             }
             output::raw(text.as_bytes())?;
         }
     }
-    if let Some(first) = addresses.first() {
-        tracing::info!(
-            "forwarding to {} over verified TLS; connect with: {}",
-            target.describe(),
-            proxy::connect_hint(kind, first)
-        );
+    for (name, kind, target, addresses) in started {
+        if let Some(first) = addresses.first() {
+            tracing::info!(
+                "{name}: forwarding to {} over verified TLS; connect with: {}",
+                target.describe(),
+                proxy::connect_hint(*kind, first)
+            );
+        }
     }
     Ok(())
 }

@@ -83,6 +83,11 @@ fn engine(kind: EngineKind) -> &'static str {
     kind.name()
 }
 
+/// Which proxy target: a `--config` table's name, else `default`.
+pub(crate) fn target(name: Option<&str>) -> &str {
+    name.unwrap_or("default")
+}
+
 impl Metrics {
     fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
@@ -106,7 +111,7 @@ impl Metrics {
                 "rdsconn_client_connections_open",
                 "Client connections open now.",
             ),
-            &["engine", "listener"],
+            &["target", "engine", "listener"],
         )?;
         registry.register(Box::new(clients_open.clone()))?;
         let build = IntGaugeVec::new(
@@ -128,17 +133,17 @@ impl Metrics {
             clients_total: counter(
                 "rdsconn_client_connections_total",
                 "Client connections accepted.",
-                &["engine", "listener"],
+                &["target", "engine", "listener"],
             )?,
             logins: counter(
                 "rdsconn_upstream_logins_total",
                 "Upstream logins by result: ok, auth_refused, tls_refused (with its reason), network, error.",
-                &["engine", "result", "reason"],
+                &["target", "engine", "result", "reason"],
             )?,
             login_seconds: histogram(
                 "rdsconn_upstream_login_seconds",
                 "Upstream connect, TLS and login time (retries included).",
-                &["engine"],
+                &["target", "engine"],
             )?,
             tokens: counter(
                 "rdsconn_iam_tokens_minted_total",
@@ -158,12 +163,12 @@ impl Metrics {
             bytes: counter(
                 "rdsconn_client_bytes_total",
                 "Bytes relayed: up (client to server) and down.",
-                &["engine", "direction"],
+                &["target", "engine", "direction"],
             )?,
             refused: counter(
                 "rdsconn_client_logins_refused_total",
                 "Clients turned away: local_password, wrong_user, max_connections, login_deadline.",
-                &["engine", "reason"],
+                &["target", "engine", "reason"],
             )?,
             cancelled: counter(
                 "rdsconn_sessions_cancelled_total",
@@ -174,24 +179,25 @@ impl Metrics {
         })
     }
 
-    pub(crate) fn client_opened(&self, kind: EngineKind, listener: &str) {
+    pub(crate) fn client_opened(&self, target: &str, kind: EngineKind, listener: &str) {
         self.clients_open
-            .with_label_values(&[engine(kind), listener])
+            .with_label_values(&[target, engine(kind), listener])
             .inc();
         self.clients_total
-            .with_label_values(&[engine(kind), listener])
+            .with_label_values(&[target, engine(kind), listener])
             .inc();
     }
 
-    pub(crate) fn client_closed(&self, kind: EngineKind, listener: &str) {
+    pub(crate) fn client_closed(&self, target: &str, kind: EngineKind, listener: &str) {
         self.clients_open
-            .with_label_values(&[engine(kind), listener])
+            .with_label_values(&[target, engine(kind), listener])
             .dec();
     }
 
     /// An upstream login's outcome and how long it took.
     pub(crate) fn upstream_login(
         &self,
+        target: &str,
         kind: EngineKind,
         outcome: Result<(), &ConnectError>,
         took: Duration,
@@ -201,10 +207,10 @@ impl Metrics {
             Err(e) => classify(e),
         };
         self.logins
-            .with_label_values(&[engine(kind), result, reason])
+            .with_label_values(&[target, engine(kind), result, reason])
             .inc();
         self.login_seconds
-            .with_label_values(&[engine(kind)])
+            .with_label_values(&[target, engine(kind)])
             .observe(took.as_secs_f64());
     }
 
@@ -223,18 +229,18 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn relayed(&self, kind: EngineKind, up: u64, down: u64) {
+    pub(crate) fn relayed(&self, target: &str, kind: EngineKind, up: u64, down: u64) {
         self.bytes
-            .with_label_values(&[engine(kind), "up"])
+            .with_label_values(&[target, engine(kind), "up"])
             .inc_by(up);
         self.bytes
-            .with_label_values(&[engine(kind), "down"])
+            .with_label_values(&[target, engine(kind), "down"])
             .inc_by(down);
     }
 
-    pub(crate) fn refused(&self, kind: EngineKind, why: Refusal) {
+    pub(crate) fn refused(&self, target: &str, kind: EngineKind, why: Refusal) {
         self.refused
-            .with_label_values(&[engine(kind), why.label()])
+            .with_label_values(&[target, engine(kind), why.label()])
             .inc();
     }
 

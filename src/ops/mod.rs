@@ -8,11 +8,15 @@ pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
+
+/// A background upstream login's result and when it ended.
+type Checked = (Result<(), String>, Instant);
 
 /// What the health endpoints report.
 #[derive(Debug)]
@@ -25,8 +29,8 @@ pub(crate) struct Health {
     open: Mutex<Vec<watch::Receiver<usize>>>,
     /// `--max-connections`, per proxy.
     max: Mutex<Vec<Option<usize>>>,
-    /// The last background upstream login and when it ended.
-    upstream: Mutex<Option<(Result<(), String>, Instant)>>,
+    /// Each target's last background upstream login and when it ended.
+    upstream: Mutex<std::collections::BTreeMap<String, Checked>>,
     /// `POST /quitquitquit` asked for a stop.
     pub quit: std::sync::Arc<Notify>,
 }
@@ -38,7 +42,7 @@ impl Default for Health {
             draining: AtomicBool::new(false),
             open: Mutex::default(),
             max: Mutex::default(),
-            upstream: Mutex::new(None),
+            upstream: Mutex::default(),
             quit: std::sync::Arc::new(Notify::new()),
         }
     }
@@ -61,9 +65,9 @@ impl Health {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn upstream_checked(&self, result: Result<(), String>) {
+    pub(crate) fn upstream_checked(&self, target: &str, result: Result<(), String>) {
         if let Ok(mut u) = self.upstream.lock() {
-            *u = Some((result, Instant::now()));
+            u.insert(target.to_string(), (result, Instant::now()));
         }
     }
 
@@ -110,29 +114,48 @@ impl Health {
         }
     }
 
-    /// `/upstream`: the last background login's result and age.
+    /// `/upstream`: each target's last background login and its age;
+    /// 200 when every one succeeded.
     fn upstream(&self) -> (u16, String) {
-        let last = self.upstream.lock().ok().and_then(|u| u.clone());
-        match last {
-            None => (
+        let checked: Vec<(String, Result<(), String>, Instant)> = self
+            .upstream
+            .lock()
+            .map(|u| {
+                u.iter()
+                    .map(|(k, (r, t))| (k.clone(), r.clone(), *t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if checked.is_empty() {
+            return (
                 503,
                 "no upstream login checked yet (--upstream-check-interval)\n".into(),
-            ),
-            Some((Ok(()), at)) => (
-                200,
-                format!(
-                    "ok: upstream login {} ago\n",
-                    crate::text::seconds(at.elapsed())
-                ),
-            ),
-            Some((Err(e), at)) => (
-                503,
-                format!(
-                    "failed {} ago: {}\n",
-                    crate::text::seconds(at.elapsed()),
-                    crate::text::escape(&e)
-                ),
-            ),
+            );
         }
+        let named = checked.len() > 1 || checked[0].0 != "default";
+        let mut ok = true;
+        let mut body = String::new();
+        for (target, result, at) in checked {
+            let ago = crate::text::seconds(at.elapsed());
+            let prefix = if named {
+                format!("{target}: ")
+            } else {
+                String::new()
+            };
+            match result {
+                Ok(()) => {
+                    let _ = writeln!(body, "{prefix}ok: upstream login {ago} ago");
+                }
+                Err(e) => {
+                    ok = false;
+                    let _ = writeln!(
+                        body,
+                        "{prefix}failed {ago} ago: {}",
+                        crate::text::escape(&e)
+                    );
+                }
+            }
+        }
+        (if ok { 200 } else { 503 }, body)
     }
 }

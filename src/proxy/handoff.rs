@@ -70,6 +70,7 @@ pub(crate) async fn serving(
     });
     let local = Secret::new(ca::hex(&crate::secret::random::<24>()?));
     let config = proxy::Config {
+        name: None,
         kind,
         host: target.host.clone(),
         port: target.port,

@@ -96,6 +96,8 @@ impl std::fmt::Display for Listen {
 
 /// What every upstream connection is made with.
 pub(crate) struct Config {
+    /// The `--config` target's name, in log lines and metrics.
+    pub name: Option<String>,
     pub kind: EngineKind,
     pub host: Host,
     pub port: u16,
@@ -698,8 +700,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let kind = shared.config.kind;
+    let name = crate::ops::metrics::target(shared.config.name.as_deref());
     if let Some(m) = metrics() {
-        m.client_opened(kind, &listener);
+        m.client_opened(name, kind, &listener);
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
@@ -720,13 +723,13 @@ where
         report.fail("closed: still open when the shutdown grace period ended (--shutdown-grace)");
     }
     if let Some(m) = metrics() {
-        m.client_closed(kind, &listener);
-        m.relayed(kind, report.traffic.up, report.traffic.down);
+        m.client_closed(name, kind, &listener);
+        m.relayed(name, kind, report.traffic.up, report.traffic.down);
         if let Some(r) = report.refusal {
-            m.refused(kind, r);
+            m.refused(name, kind, r);
         }
     }
-    log_connection(id, &peer, started, &report);
+    log_connection(shared.config.name.as_deref(), id, &peer, started, &report);
 }
 
 /// How long the connections cut at the end of the shutdown grace get to
@@ -757,13 +760,14 @@ where
     }
 }
 
-fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
+fn log_connection(target: Option<&str>, id: u64, peer: &str, started: Instant, report: &Report) {
     if crate::json_logs() {
-        return log_connection_fields(id, peer, started, report);
+        return log_connection_fields(target, id, peer, started, report);
     }
     // The names are the client's, the ending may quote the server: both
     // escaped, so that one connection is one log line.
-    let mut line = format!("connection {id} from {peer}");
+    let mut line = target.map_or_else(String::new, |t| format!("{t}: "));
+    let _ = write!(line, "connection {id} from {peer}");
     if let Some(user) = &report.user {
         let _ = write!(line, ": user {}", Untrusted(user));
         if let Some(db) = &report.database {
@@ -794,7 +798,13 @@ fn log_connection(id: u64, peer: &str, started: Instant, report: &Report) {
 
 /// [`log_connection`] as fields of one JSON log object; the names and
 /// the ending are escaped as in text.
-fn log_connection_fields(id: u64, peer: &str, started: Instant, report: &Report) {
+fn log_connection_fields(
+    target: Option<&str>,
+    id: u64,
+    peer: &str,
+    started: Instant,
+    report: &Report,
+) {
     let user = report.user.as_deref().map(|u| Untrusted(u).to_string());
     let database = report.database.as_deref().map(|d| Untrusted(d).to_string());
     let ended = Untrusted(&report.ended).to_string();
@@ -804,6 +814,7 @@ fn log_connection_fields(id: u64, peer: &str, started: Instant, report: &Report)
     macro_rules! event {
         ($level:ident, $message:literal) => {
             tracing::$level!(
+                target = target,
                 connection = id,
                 client = peer,
                 user,
@@ -866,11 +877,12 @@ where
     let start = Instant::now();
     let result = retried(config, &mut attempt).await;
     if let Some(m) = metrics() {
+        let name = crate::ops::metrics::target(config.name.as_deref());
         match &result {
             // The proxy's own refusal (-u) is no upstream login.
             Err(e) if matches!(e.cause(), ConnectError::Refused(_)) => {}
-            Err(e) => m.upstream_login(config.kind, Err(e.cause()), start.elapsed()),
-            Ok(_) => m.upstream_login(config.kind, Ok(()), start.elapsed()),
+            Err(e) => m.upstream_login(name, config.kind, Err(e.cause()), start.elapsed()),
+            Ok(_) => m.upstream_login(name, config.kind, Ok(()), start.elapsed()),
         }
     }
     result

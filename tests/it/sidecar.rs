@@ -520,7 +520,7 @@ fn upstream_reports_the_background_login_and_readiness_does_not_care() {
     let env = TestEnv::new();
     let http = free_port();
     let http_s = http.to_string();
-    let _good = proxy(
+    let good = proxy(
         &env,
         &[
             "--health-check",
@@ -536,7 +536,7 @@ fn upstream_reports_the_background_login_and_readiness_does_not_care() {
     });
     let (_, body) = curl("GET", http, "/upstream");
     assert!(body.starts_with("ok: upstream login"), "{body}");
-    drop(_good);
+    drop(good);
 
     let http = free_port();
     let http_s = http.to_string();
@@ -565,4 +565,98 @@ fn upstream_reports_the_background_login_and_readiness_does_not_care() {
     assert_eq!(code, 503);
     assert!(body.contains("password authentication failed"), "{body}");
     assert_eq!(curl("GET", http, "/readiness").0, 200);
+}
+
+/// `--config FILE` serves every `[targets.NAME]` in one process (here the
+/// harness's PostgreSQL and MariaDB); logs and metrics carry the names; a
+/// bad file is exit 2 naming its line.
+#[test]
+fn one_process_serves_the_targets_of_a_config_file() {
+    let env = TestEnv::new();
+    let (pg_listen, my_listen, http) = (free_port(), free_port(), free_port());
+    let maria = crate::support::maria::server(Variant::Good).port;
+    let file = env.root.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# two databases, one sidecar\n\
+             [targets.orders]\nengine = \"postgres\"\nhost = \"{ENDPOINT}\"\nvia = \"{}\"\nuser = \"app\"\nlisten = \"127.0.0.1:{pg_listen}\"\n\n\
+             [targets.billing]\nengine = \"mysql\"\nhost = \"{ENDPOINT}\"\nvia = \"127.0.0.1:{maria}\"\nlisten = [\"127.0.0.1:{my_listen}\"]\n",
+            pg_via()
+        ),
+    )
+    .unwrap();
+    let file_s = file.display().to_string();
+    let http_s = http.to_string();
+    let p = ProxyProc::start(
+        &env,
+        &["--config", &file_s, "--prometheus", "--http-port", &http_s],
+        &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
+    );
+    let out = psql(pg_listen, "SELECT 'orders'").join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "orders");
+    let out = Command::new("mariadb")
+        .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P"])
+        .arg(my_listen.to_string())
+        .args([
+            "-u",
+            "app",
+            "-D",
+            "appdb",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT 'billing'",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "billing",
+        "{}",
+        p.log()
+    );
+    let log = p.wait_log("billing: connection 1 ", Duration::from_mins(1));
+    assert!(log.contains("orders: connection 1 "), "{log}");
+    let (_, metrics) = curl("GET", http, "/metrics");
+    for t in ["orders", "billing"] {
+        let n = sample(
+            &metrics,
+            "rdsconn_client_connections_total",
+            &[&format!("target=\"{t}\"")],
+        );
+        assert_eq!(n, Some(1.0), "{t}: {metrics}");
+    }
+
+    for (text, line, needle) in [
+        (
+            "[targets.a]\nengine = \"postgres\"\nhost = \"h\"\nbogus = 1\n",
+            4,
+            "--bogus",
+        ),
+        (
+            "[targets.a]\nengine = \"postgres\"\npassword = \"x\"\n",
+            3,
+            "password",
+        ),
+        (
+            "[targets.a]\nengine = \"postgres\"\nport = \"nope\"\n",
+            3,
+            "--port",
+        ),
+        ("[targets.a\n", 1, ""),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let r = env.run(&["proxy", "--config", &file_s]);
+        r.assert_code(2);
+        assert!(
+            r.stderr.contains(&format!("proxy.toml:{line}:")) && r.stderr.contains(needle),
+            "{text:?}: {}",
+            r.stderr
+        );
+    }
+    // Target flags belong in the file.
+    let r = env.run(&["proxy", "postgres", "--config", &file_s]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("[targets.NAME]"), "{}", r.stderr);
 }
