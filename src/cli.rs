@@ -1199,6 +1199,10 @@ pub struct ProxyWaitArgs {
     /// Give up (exit 4) after this long.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
     pub max: humantime::Duration,
+
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -1206,6 +1210,10 @@ pub struct ProxyShutdownArgs {
     /// The proxy's --admin-port (on 127.0.0.1).
     #[arg(long, value_name = "PORT", default_value_t = 9091)]
     pub admin_port: u16,
+
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 #[derive(Debug, Args)]

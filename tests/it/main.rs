@@ -8,6 +8,7 @@ mod cancel;
 mod check;
 mod cli;
 mod connect;
+mod deploy;
 mod directory;
 mod drivers;
 mod endpoints;
