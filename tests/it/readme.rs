@@ -39,7 +39,10 @@ const RULES: &[(&str, Expect)] = &[
     ),
     ("-- mysqldump appdb", Expect::Exit(2, "")),
     ("rdsconn proxy pg --secret", Expect::Offline),
-    ("rdsconn proxy wait", Expect::Exit(4, "did not start within 5s")),
+    (
+        "rdsconn proxy wait",
+        Expect::Exit(4, "did not start within 5s"),
+    ),
     ("rdsconn proxy shutdown", Expect::Exit(4, "quitquitquit")),
     ("rdsconn proxy", Expect::Serves("listening on")),
     ("--wait 120s", Expect::Retries("attempt 1 failed")),
