@@ -10,6 +10,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+use crate::cli::{GlobalArgs, ProxyArgs};
 use crate::error::{Error, Result};
 
 /// One `[targets.NAME]` table as the arguments it stands for.
@@ -148,6 +149,49 @@ impl FileTarget {
             self.name
         ))
     }
+}
+
+/// A proxy target from the command line or a `--config` table.
+pub(crate) struct Named {
+    /// The table's name; `None` for the command line's target.
+    pub name: Option<String>,
+    pub global: GlobalArgs,
+    pub args: ProxyArgs,
+}
+
+/// The `[targets.NAME]` tables of `file` as proxy targets, each parsed as
+/// the flags it names, with the command line's global flags unless the
+/// table sets its own (`region`, `profile`, `ca-bundle`).
+pub(crate) fn proxy_targets(file: &Path, global: &GlobalArgs) -> Result<Vec<Named>> {
+    read(file)?
+        .into_iter()
+        .map(|t| {
+            let words = ["rdsconn", "proxy"]
+                .into_iter()
+                .map(String::from)
+                .chain(t.args.iter().cloned());
+            let parsed = crate::cli::parse_from(words.map(Into::into).collect())
+                .map_err(|e| t.error(file, &e))?;
+            let crate::cli::Command::Proxy(target_args) = parsed.command else {
+                return Err(Error::usage(format!(
+                    "{}: [targets.{}]: not a proxy target",
+                    file.display(),
+                    t.name
+                )));
+            };
+            let g = parsed.global;
+            Ok(Named {
+                name: Some(t.name),
+                global: GlobalArgs {
+                    region: g.region.or_else(|| global.region.clone()),
+                    profile: g.profile.or_else(|| global.profile.clone()),
+                    ca_bundle: g.ca_bundle.or_else(|| global.ca_bundle.clone()),
+                    ..global.clone()
+                },
+                args: target_args,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use crate::cli::{
     GlobalArgs, OutputFormat, ProxyAction, ProxyArgs, ProxyShutdownArgs, ProxyWaitArgs,
 };
+use crate::config::Named;
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::output;
 use crate::proxy::{self, Config, Listen, Proxy, Secrets};
 use crate::resolve::{Ask, Given, Request, Users, env, password, request};
 use crate::secret::Secret;
-use crate::signals::{Stop, StopSignals};
 use crate::tls::TlsPolicy;
 
 /// The environment variable `--local-password` reads.
@@ -44,7 +44,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     // Everything typed (the file's targets too) is checked before any I/O.
     let named = targets(global, args)?;
     // Installed first: a signal that comes at any point is seen.
-    let stops = Stops::install()?;
+    let stops = ops::drain::Stops::install()?;
     // Every port is bound before anything is served: one in use is exit 2.
     let http = bind_if(
         args.health_check || args.prometheus,
@@ -62,7 +62,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     for t in &named {
         prepared.push(prepare(t, args).await?);
     }
-    raise_file_limit();
+    proxy::raise_file_limit();
     let health = Arc::new(ops::Health::default());
     let mut serving = Vec::with_capacity(prepared.len());
     let mut started = Vec::with_capacity(prepared.len());
@@ -139,17 +139,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     })
 }
 
-/// One target of this proxy: the command line's, or a `--config` table's.
-struct Named {
-    /// The table's name; `None` for the command line's target.
-    name: Option<String>,
-    global: GlobalArgs,
-    args: ProxyArgs,
-}
-
 /// The targets to serve: the command line's, or each `[targets.NAME]` of
-/// `--config` (parsed as the flags it names, with the command line's
-/// global flags unless the table sets its own).
+/// `--config` (target flags on the command line are then an error).
 fn targets(global: &GlobalArgs, args: &ProxyArgs) -> Result<Vec<Named>> {
     let Some(file) = &args.config else {
         return Ok(vec![Named {
@@ -169,35 +160,7 @@ fn targets(global: &GlobalArgs, args: &ProxyArgs) -> Result<Vec<Named>> {
             "--config names the targets: put ENGINE, --host, --listen and the like in its [targets.NAME] tables",
         ));
     }
-    crate::config::read(file)?
-        .into_iter()
-        .map(|t| {
-            let words = ["rdsconn", "proxy"]
-                .into_iter()
-                .map(String::from)
-                .chain(t.args.iter().cloned());
-            let parsed = crate::cli::parse_from(words.map(Into::into).collect())
-                .map_err(|e| t.error(file, &e))?;
-            let crate::cli::Command::Proxy(target_args) = parsed.command else {
-                return Err(Error::usage(format!(
-                    "{}: [targets.{}]: not a proxy target",
-                    file.display(),
-                    t.name
-                )));
-            };
-            let g = parsed.global;
-            Ok(Named {
-                name: Some(t.name),
-                global: GlobalArgs {
-                    region: g.region.or_else(|| global.region.clone()),
-                    profile: g.profile.or_else(|| global.profile.clone()),
-                    ca_bundle: g.ca_bundle.or_else(|| global.ca_bundle.clone()),
-                    ..global.clone()
-                },
-                args: target_args,
-            })
-        })
-        .collect()
+    crate::config::proxy_targets(file, global)
 }
 
 /// A target ready to bind: its configuration and listeners, and the user
@@ -389,119 +352,20 @@ fn print_started(
     Ok(())
 }
 
-/// What stops the proxy: SIGINT / SIGTERM or `/quitquitquit`, then a
-/// second signal that ends the drain at once.
-struct Stops {
-    signals: tokio::sync::Mutex<StopSignals>,
-    /// The first stop: its exit code.
-    why: std::sync::Mutex<Option<Stop>>,
-    /// A second signal came during `--min-sigterm-delay`.
-    hurried: std::sync::atomic::AtomicBool,
-}
-
-impl Stops {
-    fn install() -> Result<Self> {
-        Ok(Self {
-            signals: tokio::sync::Mutex::new(StopSignals::install()?),
-            why: std::sync::Mutex::new(None),
-            hurried: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    fn why(&self) -> Option<Stop> {
-        self.why.lock().ok().and_then(|w| *w)
-    }
-
-    /// Completes once the listeners should close: after the first stop,
-    /// readiness says no and systemd is told, new connections are still
-    /// accepted for `min_delay` (a second signal ends that at once).
-    async fn first(&self, health: &ops::Health, min_delay: std::time::Duration) {
-        let mut signals = self.signals.lock().await;
-        let stop = tokio::select! {
-            s = signals.recv() => s,
-            () = health.quit.notified() => {
-                tracing::warn!("/quitquitquit: shutting down");
-                Stop::Terminate
-            }
-        };
-        if let Ok(mut why) = self.why.lock() {
-            *why = Some(stop);
-        }
-        health.draining();
-        ops::notify::notify("STOPPING=1");
-        tracing::warn!("{}: shutting down", stop.name());
-        if !min_delay.is_zero() {
-            tracing::warn!(
-                "still accepting for {} (--min-sigterm-delay); readiness says no",
-                humantime::format_duration(min_delay)
-            );
-            tokio::select! {
-                () = tokio::time::sleep(min_delay) => {}
-                _ = signals.recv() => {
-                    self.hurried.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-        }
-    }
-
-    /// Completes on a second signal (or at once if one came already).
-    async fn second(&self) {
-        if self.hurried.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let second = self.signals.lock().await.recv().await;
-        tracing::warn!("{}: closing every connection now", second.name());
-    }
-}
-
-/// `rdsconn proxy wait`: polls `/startup` until it answers 200.
+/// `rdsconn proxy wait`: exit 0 once `/startup` answers 200.
 async fn wait(args: &ProxyWaitArgs) -> Result<u8> {
-    let url = format!(
-        "http://{}/startup",
-        SocketAddr::new(args.http_address, args.http_port)
-    );
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
-        .build()
-        .map_err(|e| Error::new(crate::error::Category::Runtime, e))?;
-    let deadline = tokio::time::Instant::now() + *args.max;
-    loop {
-        let last = match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(0),
-            Ok(r) => format!("{url} answered {}", r.status()),
-            Err(e) => crate::error::error_line(&e),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::new(
-                crate::error::Category::Network,
-                anyhow::anyhow!(
-                    "the proxy did not start within {}: {last}",
-                    humantime::format_duration(*args.max)
-                ),
-            )
-            .with_hint("is the proxy running with --health-check on that --http-port?"));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    ops::client::wait_started(
+        SocketAddr::new(args.http_address, args.http_port),
+        *args.max,
+    )
+    .await?;
+    Ok(0)
 }
 
 /// `rdsconn proxy shutdown`: `POST /quitquitquit` on the admin port.
 async fn shutdown(args: &ProxyShutdownArgs) -> Result<u8> {
-    let url = format!("http://127.0.0.1:{}/quitquitquit", args.admin_port);
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| Error::new(crate::error::Category::Runtime, e))?;
-    match client.post(&url).send().await {
-        Ok(r) if r.status().is_success() => Ok(0),
-        Ok(r) => Err(Error::new(
-            crate::error::Category::Network,
-            anyhow::anyhow!("{url} answered {}", r.status()),
-        )),
-        Err(e) => Err(Error::new(crate::error::Category::Network, e)
-            .context(format!("asking the proxy to shut down at {url}"))
-            .with_hint("is the proxy running with --quitquitquit on that --admin-port?")),
-    }
+    ops::client::quit(args.admin_port).await?;
+    Ok(0)
 }
 
 /// IAM (credentials loaded now, so that missing ones fail before the
@@ -536,25 +400,6 @@ async fn secrets(
         only_user.unwrap_or("the proxy's users"),
         target.host.as_str(),
     )?))
-}
-
-/// Each client holds two descriptors (its socket and the upstream's): the
-/// soft limit on open files (often 1024) is raised to the hard limit, as
-/// servers do.
-fn raise_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if let Some(max) = limit.maximum
-        && limit.current.is_some_and(|c| c < max)
-    {
-        let raised = rustix::process::Rlimit {
-            current: Some(max),
-            maximum: Some(max),
-        };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::debug!("raising the open-file limit to {max}: {e}");
-        }
-    }
 }
 
 /// `--listen` values, loopback unless `--allow-remote`.

@@ -4,6 +4,8 @@
 //! notify socket. It knows no engine: the proxy reports into [`Health`].
 //! Readiness never dials the database.
 
+pub(crate) mod client;
+pub(crate) mod drain;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod notify;

@@ -120,6 +120,25 @@ pub(crate) struct Config {
 /// `--client-login-timeout`'s default.
 pub(crate) const CLIENT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Each client holds two descriptors (its socket and the upstream's): the
+/// soft limit on open files (often 1024) is raised to the hard limit, as
+/// servers do.
+pub(crate) fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum
+        && limit.current.is_some_and(|c| c < max)
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!("raising the open-file limit to {max}: {e}");
+        }
+    }
+}
+
 /// Runs a client-side login step within the client's login deadline.
 async fn client_step<T>(
     deadline: tokio::time::Instant,
