@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use support::bench::{percentile, run_pgbench};
+use support::bench::{cpu_seconds, percentile, run_pgbench};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, pki};
@@ -136,22 +136,6 @@ async fn my_run(opts: mysql_async::Opts, seconds: u64) -> Result {
 }
 
 /// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the
-    // 12th, stime the 13th.
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    #[allow(clippy::cast_precision_loss)]
-    let secs = ticks as f64 / 100.0;
-    secs
-}
-
 /// A table row; `proxy_cpu`: the proxy's CPU seconds during the run.
 fn row(label: &str, r: &Result, direct: &Result, seconds: u64, proxy_cpu: Option<f64>) -> String {
     #[allow(clippy::cast_precision_loss)]

@@ -17,7 +17,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::bench::{rdsconn, run_pgbench};
+use support::bench::{cpu_seconds, rdsconn, run_pgbench};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, free_port, pki};
@@ -141,14 +141,34 @@ fn main() {
     ] {
         println!(
             "### {title}, {CLIENTS} clients, {seconds} s per run\n\n\
-             | run | plain TPS | with ops TPS | ratio | plain p99 ms | with ops p99 ms |\n|---|---|---|---|---|---|"
+             | run | plain TPS | with ops TPS | ratio | plain p99 ms | with ops p99 ms | plain CPU µs/tx | with ops CPU µs/tx |\n\
+             |---|---|---|---|---|---|---|---|"
         );
         for round in 1..=rounds {
-            let (p_tps, p_p99) = pg_run(&conninfo(&plain), seconds, connect);
-            let (o_tps, o_p99) = pg_run(&conninfo(&ops), seconds, connect);
+            // Which goes first alternates, so that drift favours neither.
+            let measure = |p: &ProxyProc| {
+                let before = cpu_seconds(p.pid());
+                let (tps, p99) = pg_run(&conninfo(p), seconds, connect);
+                #[allow(clippy::cast_precision_loss)]
+                let us = (cpu_seconds(p.pid()) - before) * 1e6 / (tps * seconds as f64);
+                (tps, p99, us)
+            };
+            let (plain_r, ops_r) = if round % 2 == 1 {
+                let p = measure(&plain);
+                (p, measure(&ops))
+            } else {
+                let o = measure(&ops);
+                (measure(&plain), o)
+            };
             println!(
-                "| {round} | {p_tps:.0} | {o_tps:.0} | {:.3} | {p_p99:.2} | {o_p99:.2} |",
-                o_tps / p_tps
+                "| {round} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                plain_r.0,
+                ops_r.0,
+                ops_r.0 / plain_r.0,
+                plain_r.1,
+                ops_r.1,
+                plain_r.2,
+                ops_r.2
             );
         }
         println!();
