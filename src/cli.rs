@@ -141,8 +141,13 @@ Examples:
   rdsconn proxy mysql -h mydb… --iam --via 127.0.0.1:13306 --listen unix:$XDG_RUNTIME_DIR/my.sock
   RDSCONN_LOCAL_PASSWORD=… rdsconn proxy pg -h mydb… --iam --local-password \\
       --listen 0.0.0.0:6432 --allow-remote
+  # a sidecar: health, metrics, JSON logs, /quitquitquit
+  rdsconn proxy pg -h mydb… -u app --iam --health-check --prometheus --log-format json --quitquitquit
+  rdsconn proxy --config targets.toml --health-check    # several targets in one process
+  rdsconn proxy wait --max 60s && exec ./app              # until /startup answers 200
 
-Exit codes: 0 after a shutdown by signal; 2 usage (bad flag, address in use), 3 AWS (credentials, region).";
+Exit codes: 143 / 130 after a shutdown by SIGTERM / SIGINT (0 with --exit-zero-on-sigterm); 2 usage
+(bad flag, address in use), 3 AWS (credentials, region); with --run-connection-test, the test's.";
 
 const DOCTOR_AFTER_HELP: &str = "\
 Examples:
@@ -381,10 +386,15 @@ pub enum Command {
     ///
     /// Listens on 127.0.0.1 and a free port unless --listen says otherwise;
     /// the addresses are printed on stdout at start-up. SIGINT / SIGTERM
-    /// stop accepting, let open connections finish for --shutdown-grace,
-    /// then close them. -v logs one line per connection (client, user,
-    /// database, upstream timings, bytes, how it ended); failures are
-    /// logged without -v.
+    /// (or POST /quitquitquit with --quitquitquit) turn readiness off,
+    /// accept for --min-sigterm-delay, stop accepting, let open connections
+    /// finish for --max-sigterm-delay, then close them; exit 143 / 130 (0
+    /// with --exit-zero-on-sigterm). As a sidecar: --health-check,
+    /// --prometheus, --log-format json, RDSCONN_PROXY_<FLAG> variables,
+    /// --config for several targets; `rdsconn proxy wait` and `rdsconn
+    /// proxy shutdown` talk to a running proxy. -v logs one line per
+    /// connection (client, user, database, upstream timings, bytes, how it
+    /// ended); failures are logged without -v.
     #[command(
         after_help = PROXY_AFTER_HELP,
         disable_help_flag = true,
