@@ -390,7 +390,7 @@ pub enum Command {
     /// accept for --min-sigterm-delay, stop accepting, let open connections
     /// finish for --max-sigterm-delay, then close them; exit 143 / 130 (0
     /// with --exit-zero-on-sigterm). As a sidecar: --health-check,
-    /// --prometheus, --log-format json, RDSCONN_PROXY_<FLAG> variables,
+    /// --prometheus, --log-format json, RDSCONN_PROXY_... variables,
     /// --config for several targets; `rdsconn proxy wait` and `rdsconn
     /// proxy shutdown` talk to a running proxy. -v logs one line per
     /// connection (client, user, database, upstream timings, bytes, how it
