@@ -53,45 +53,9 @@ fn summarize(count: usize, elapsed: Duration, mut latencies_ms: Vec<f64>) -> Res
 
 /// One select-only pgbench run; latencies from its per-transaction log.
 fn pg_run(conninfo: &str, seconds: u64) -> Result {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("tx");
-    let secs = seconds.to_string();
-    let clients = CLIENTS.to_string();
-    let prefix_arg = format!("--log-prefix={}", prefix.display());
     let start = Instant::now();
-    let text = run_pgbench(
-        &[
-            "-n",
-            "-S",
-            "-c",
-            &clients,
-            "-j",
-            "2",
-            "-T",
-            &secs,
-            "--log",
-            &prefix_arg,
-        ],
-        conninfo,
-    );
+    let (tps, latencies) = support::bench::pgbench_select(conninfo, CLIENTS, seconds, false);
     let elapsed = start.elapsed();
-    let tps: f64 = text
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{text}"));
-    let mut latencies = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        let log = std::fs::read_to_string(entry.path()).unwrap();
-        // client_id transaction_no time_us script_no epoch epoch_us
-        latencies.extend(
-            log.lines()
-                .filter_map(|l| l.split_whitespace().nth(2))
-                .filter_map(|us| us.parse::<f64>().ok())
-                .map(|us| us / 1000.0),
-        );
-    }
     let n = latencies.len();
     let mut r = summarize(n, elapsed, latencies);
     // pgbench's own figure leaves the connection set-up out.

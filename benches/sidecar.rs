@@ -23,36 +23,11 @@ use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, free_port, pki};
 use support::{TestEnv, pg};
 
-const CLIENTS: &str = "8";
+const CLIENTS: usize = 8;
 
 /// TPS and p99 latency (ms) of one pgbench run (`-C` when `connect`).
 fn pg_run(conninfo: &str, seconds: u64, connect: bool) -> (f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("--log-prefix={}", dir.path().join("tx").display());
-    let secs = seconds.to_string();
-    let mut args = vec![
-        "-n", "-S", "-c", CLIENTS, "-j", "2", "-T", &secs, "--log", &prefix,
-    ];
-    if connect {
-        args.push("-C");
-    }
-    let text = run_pgbench(&args, conninfo);
-    let tps: f64 = text
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{text}"));
-    let mut latencies: Vec<f64> = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        let log = std::fs::read_to_string(entry.path()).unwrap();
-        latencies.extend(
-            log.lines()
-                .filter_map(|l| l.split_whitespace().nth(2))
-                .filter_map(|us| us.parse::<f64>().ok())
-                .map(|us| us / 1000.0),
-        );
-    }
+    let (tps, mut latencies) = support::bench::pgbench_select(conninfo, CLIENTS, seconds, connect);
     latencies.sort_by(f64::total_cmp);
     (tps, support::bench::percentile(&latencies, 0.99))
 }

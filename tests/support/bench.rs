@@ -67,3 +67,42 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let secs = ticks as f64 / 100.0;
     secs
 }
+
+/// A select-only pgbench run (`-n -S -j 2`, `clients`, `seconds`, `-C`
+/// when `connect`): its TPS and every transaction's latency in ms (from
+/// `pgbench --log`).
+pub fn pgbench_select(
+    conninfo: &str,
+    clients: usize,
+    seconds: u64,
+    connect: bool,
+) -> (f64, Vec<f64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("--log-prefix={}", dir.path().join("tx").display());
+    let (clients, secs) = (clients.to_string(), seconds.to_string());
+    let mut args = vec![
+        "-n", "-S", "-c", &clients, "-j", "2", "-T", &secs, "--log", &prefix,
+    ];
+    if connect {
+        args.push("-C");
+    }
+    let text = run_pgbench(&args, conninfo);
+    let tps: f64 = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{text}"));
+    let mut latencies = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let log = std::fs::read_to_string(entry.path()).unwrap();
+        // client_id transaction_no time_us script_no epoch epoch_us
+        latencies.extend(
+            log.lines()
+                .filter_map(|l| l.split_whitespace().nth(2))
+                .filter_map(|us| us.parse::<f64>().ok())
+                .map(|us| us / 1000.0),
+        );
+    }
+    (tps, latencies)
+}
