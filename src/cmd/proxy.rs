@@ -77,11 +77,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         serving.push((p.name, proxy, check));
     }
     print_started(global.output, &started)?;
-    let metrics: Option<Arc<dyn Fn() -> String + Send + Sync>> = args
-        .prometheus
-        .then(|| Arc::new(ops::metrics::render) as Arc<dyn Fn() -> String + Send + Sync>);
     let health_routes = args.health_check.then(|| Arc::clone(&health));
-    let _http = http.map(|l| ops::http::spawn(l, ops::http::health_routes(health_routes, metrics)));
+    let _http =
+        http.map(|l| ops::http::spawn(l, ops::http::health_routes(health_routes, args.prometheus)));
     let _admin = admin.map(|l| ops::http::spawn(l, ops::http::admin_routes(Arc::clone(&health))));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(false);

@@ -101,18 +101,15 @@ fn not_found(path: &str) -> Reply {
 
 /// The health listener's routes: `/startup`, `/liveness`, `/readiness`,
 /// `/upstream` (with `health`), `/metrics` (with `metrics`).
-pub(crate) fn health_routes(
-    health: Option<Arc<Health>>,
-    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
-) -> Routes {
+pub(crate) fn health_routes(health: Option<Arc<Health>>, metrics: bool) -> Routes {
     Arc::new(move |method, path| {
         if method != Method::GET && method != Method::HEAD {
             return Reply::text((405, "use GET\n".into()));
         }
-        match (path, &health, &metrics) {
-            ("/metrics", _, Some(render)) => Reply {
+        match (path, &health, metrics) {
+            ("/metrics", _, true) => Reply {
                 status: 200,
-                body: render(),
+                body: super::metrics::render(),
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 then: None,
             },

@@ -27,10 +27,9 @@ pub(crate) struct Health {
     started: AtomicBool,
     /// A stop was asked for: readiness says no from then on.
     draining: AtomicBool,
-    /// Open client connections, per proxy (target).
-    open: Mutex<Vec<watch::Receiver<usize>>>,
-    /// `--max-connections`, per proxy.
-    max: Mutex<Vec<Option<usize>>>,
+    /// Each proxy's (target's) open client connections and its
+    /// `--max-connections`.
+    proxies: Mutex<Vec<(watch::Receiver<usize>, Option<usize>)>>,
     /// Each target's last background upstream login and when it ended.
     upstream: Mutex<std::collections::BTreeMap<String, Checked>>,
     /// `POST /quitquitquit` asked for a stop.
@@ -42,8 +41,7 @@ impl Default for Health {
         Self {
             started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            open: Mutex::default(),
-            max: Mutex::default(),
+            proxies: Mutex::default(),
             upstream: Mutex::default(),
             quit: std::sync::Arc::new(Notify::new()),
         }
@@ -53,9 +51,8 @@ impl Default for Health {
 impl Health {
     /// A proxy whose open connections count toward readiness.
     pub(crate) fn watch(&self, open: watch::Receiver<usize>, max: Option<usize>) {
-        if let (Ok(mut o), Ok(mut m)) = (self.open.lock(), self.max.lock()) {
-            o.push(open);
-            m.push(max);
+        if let Ok(mut p) = self.proxies.lock() {
+            p.push((open, max));
         }
     }
 
@@ -89,10 +86,7 @@ impl Health {
     /// draining, below every `--max-connections`. No database is dialed.
     fn readiness(&self) -> (u16, String) {
         if !self.started.load(Ordering::SeqCst) {
-            return (
-                503,
-                "starting: the listeners are not accepting yet\n".into(),
-            );
+            return self.startup();
         }
         if self.draining.load(Ordering::SeqCst) {
             return (
@@ -100,13 +94,12 @@ impl Health {
                 "draining: shutting down, new clients go elsewhere\n".into(),
             );
         }
-        let full = match (self.open.lock(), self.max.lock()) {
-            (Ok(open), Ok(max)) => open.iter().zip(max.iter()).find_map(|(o, m)| {
-                let n = *o.borrow();
-                m.filter(|m| n >= *m).map(|m| (n, m))
-            }),
-            _ => None,
-        };
+        let full = self.proxies.lock().ok().and_then(|p| {
+            p.iter().find_map(|(open, max)| {
+                let n = *open.borrow();
+                max.filter(|m| n >= *m).map(|m| (n, m))
+            })
+        });
         match full {
             Some((n, m)) => (
                 503,

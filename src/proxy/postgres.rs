@@ -137,10 +137,7 @@ where
                     tail.rotate_left(keep);
                     let at = tail.len() - keep;
                     tail[at..].copy_from_slice(&up[n - keep..n]);
-                    if let Err(e) = upstream.write_all(&up[..n]).await {
-                        break relay::Ended::by_server(Err(e), tail == TERMINATE);
-                    }
-                    if let Err(e) = upstream.flush().await {
+                    if let Err(e) = send(upstream, &up[..n]).await {
                         break relay::Ended::by_server(Err(e), tail == TERMINATE);
                     }
                 }
@@ -149,10 +146,7 @@ where
             read = upstream.read(&mut down) => match read {
                 Ok(0) => break relay::Ended::by_server(Ok(()), tail == TERMINATE),
                 Ok(n) => {
-                    if let Err(e) = client.write_all(&down[..n]).await {
-                        break relay::ended_by(e, relay::Ended::Client);
-                    }
-                    if let Err(e) = client.flush().await {
+                    if let Err(e) = send(client, &down[..n]).await {
                         break relay::ended_by(e, relay::Ended::Client);
                     }
                 }
@@ -163,6 +157,12 @@ where
     let _ = upstream.shutdown().await;
     let _ = client.shutdown().await;
     ended
+}
+
+/// Writes `bytes` to one side of the relay, at once.
+async fn send<S: AsyncWrite + Unpin>(to: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    to.write_all(bytes).await?;
+    to.flush().await
 }
 
 /// Reads the client's first packet, answering TLS and GSS encryption
