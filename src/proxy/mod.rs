@@ -149,7 +149,7 @@ async fn client_step<T>(
         .await
         .unwrap_or_else(|_| {
             Err(format!(
-                "no login within {} (--client-login-timeout); closed",
+                "no login within {} ({LOGIN_DEADLINE_FLAG}); closed",
                 humantime::format_duration(limit)
             ))
         })
@@ -694,25 +694,34 @@ impl Report {
     fn fail(&mut self, why: impl std::fmt::Display) {
         self.failed = true;
         self.ended = why.to_string();
-        self.refusal = self.refusal.or_else(|| refusal_of(&self.ended));
+    }
+
+    /// The proxy itself turned the client away.
+    fn refused(&mut self, why: impl std::fmt::Display, refusal: Refusal) {
+        self.fail(why);
+        self.refusal = Some(refusal);
+    }
+
+    /// A client's login step failed ([`client_step`]): past its deadline,
+    /// or with a wrong local password, it was refused.
+    fn client_failed(&mut self, why: String) {
+        let refusal = if why.contains(LOGIN_DEADLINE_FLAG) {
+            Some(Refusal::LoginDeadline)
+        } else if why.contains(LOCAL_PASSWORD_WRONG) {
+            Some(Refusal::LocalPassword)
+        } else {
+            None
+        };
+        self.fail(why);
+        self.refusal = refusal;
     }
 }
 
-/// A client turned away by the proxy itself, from the words the proxy
-/// used (its own, never a server's).
-fn refusal_of(why: &str) -> Option<Refusal> {
-    if why.contains("--client-login-timeout") {
-        Some(Refusal::LoginDeadline)
-    } else if why.contains("local password") {
-        Some(Refusal::LocalPassword)
-    } else if why.contains("serves the database user") {
-        Some(Refusal::WrongUser)
-    } else if why.contains("--max-connections") {
-        Some(Refusal::MaxConnections)
-    } else {
-        None
-    }
-}
+/// Named in [`client_step`]'s timeout message.
+const LOGIN_DEADLINE_FLAG: &str = "--client-login-timeout";
+
+/// In both engines' messages for a wrong local password.
+const LOCAL_PASSWORD_WRONG: &str = "local password";
 
 async fn handle<S>(shared: Arc<Shared>, stream: S, (peer, listener): (String, Arc<str>))
 where
@@ -770,7 +779,7 @@ where
                 }
             };
             let _ = tokio::time::timeout(config.client_login_timeout, refusal).await;
-            report.fail(why);
+            report.refused(why, Refusal::MaxConnections);
         }
         _ => match config.kind {
             EngineKind::Postgres => postgres::serve(config, stream, report).await,

@@ -175,13 +175,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     .await;
     let mut greeted = match greeted {
         Ok(g) => g,
-        Err(e) => return report.fail(format!("client: {e}")),
+        Err(e) => return report.client_failed(format!("client: {e}")),
     };
     report.user = Some(greeted.user.clone());
     report.database.clone_from(&greeted.database);
     if let Some(e) = config.refuse_user(&greeted.user) {
         let _ = greeted.refuse(&e).await;
-        return report.fail(e);
+        return report.refused(e, crate::ops::metrics::Refusal::WrongUser);
     }
 
     let (login, stages) = login(config, &greeted, first).await;

@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::{Config, Report, Stages};
 use crate::net::{ConnectError, Stage, io_err, ms};
+use crate::ops::metrics::Refusal;
 use crate::secret::Auth;
 use crate::secret::constant_time_eq;
 use crate::target::Target;
@@ -58,7 +59,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(o) => o,
         Err(e) => {
             let _ = send_error(&mut client, "08P01", &e).await;
-            return report.fail(format!("client: {e}"));
+            return report.client_failed(format!("client: {e}"));
         }
     };
     let (packet, user, database) = match opening {
@@ -73,13 +74,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     report.database.clone_from(&database);
     if let Some(e) = config.refuse_user(&user) {
         let _ = send_error(&mut client, "28000", &e.to_string()).await;
-        return report.fail(e);
+        return report.refused(e, Refusal::WrongUser);
     }
     if let Some(expected) = &config.local_password {
         let checked =
             super::client_step(deadline, limit, check_local(&mut client, &user, expected)).await;
         if let Err(why) = checked {
-            return report.fail(why);
+            return report.client_failed(why);
         }
     }
 
