@@ -24,11 +24,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use support::bench::{cpu_seconds, percentile, run_pgbench};
+use support::bench::{cpu_seconds, percentile};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
 use support::server::{APP_PASSWORD, Variant, pki};
-use support::{TestEnv, maria, pg};
+use support::{TestEnv, maria};
 
 const CLIENTS: usize = 8;
 const MYSQL_ROWS: u32 = 10_000;
@@ -134,12 +134,7 @@ fn main() {
 }
 
 fn postgres(env: &TestEnv, ca: &str, seconds: u64, rounds: usize) {
-    let pg_port = pg::server(Variant::Good).port;
-    let direct = format!(
-        "host={ENDPOINT} hostaddr=127.0.0.1 port={pg_port} user=app dbname=appdb \
-         sslmode=verify-full sslrootcert={ca}"
-    );
-    run_pgbench(&["-i", "-q", "-s", "1"], &direct);
+    let (pg_port, direct) = support::bench::pgbench_database(ca);
     let via = format!("127.0.0.1:{pg_port}");
     let dir = env.root.path().join("pg-proxy");
     let socket = format!("unix:{}/.s.PGSQL.5432", dir.display());

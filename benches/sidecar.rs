@@ -17,11 +17,11 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::bench::{cpu_seconds, rdsconn, run_pgbench};
+use support::TestEnv;
+use support::bench::{cpu_seconds, rdsconn};
 use support::pki::ENDPOINT;
 use support::proxy::ProxyProc;
-use support::server::{APP_PASSWORD, Variant, free_port, pki};
-use support::{TestEnv, pg};
+use support::server::{APP_PASSWORD, free_port, pki};
 
 const CLIENTS: usize = 8;
 
@@ -54,12 +54,7 @@ fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let env = TestEnv::new();
     let ca = pki().ca_file.display().to_string();
-    let pg_port = pg::server(Variant::Good).port;
-    let direct = format!(
-        "host={ENDPOINT} hostaddr=127.0.0.1 port={pg_port} user=app dbname=appdb \
-         sslmode=verify-full sslrootcert={ca}"
-    );
-    run_pgbench(&["-i", "-q", "-s", "1"], &direct);
+    let (pg_port, _) = support::bench::pgbench_database(&ca);
     let via = format!("127.0.0.1:{pg_port}");
     let binary = rdsconn();
     let base = [

@@ -1021,9 +1021,7 @@ fn a_session_the_server_ends_is_a_warning() {
             };
             cmd.output().unwrap()
         });
-        crate::support::activity::wait_for("the statement to run", || {
-            crate::support::activity::running(&env, engine, server, "cut_me") > 0
-        });
+        crate::support::activity::wait_running(&env, engine, server, "cut_me");
         cutter.cut();
         let out = client.join().unwrap();
         assert!(!out.status.success(), "{engine}");
@@ -1042,24 +1040,10 @@ fn a_session_the_server_ends_is_a_warning() {
 fn a_session_cut_at_the_end_of_the_grace_period_is_logged() {
     let env = TestEnv::new();
     let proxy = pg_proxy(&env, &["--shutdown-grace", "1s"], &[]);
-    let port = proxy.port();
-    let client = std::thread::spawn(move || {
-        Command::new("psql")
-            .args([
-                "-X",
-                "-c",
-                "SELECT pg_sleep(60) AS grace_cut",
-                &format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable"),
-            ])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap()
-    });
+    let client =
+        crate::support::proxy::psql_session(proxy.port(), "SELECT pg_sleep(60) AS grace_cut");
     let pg_port = pg::server(Variant::Good).port;
-    crate::support::activity::wait_for("the statement to run", || {
-        crate::support::activity::running(&env, "postgres", pg_port, "grace_cut") > 0
-    });
+    crate::support::activity::wait_running(&env, "postgres", pg_port, "grace_cut");
     proxy.signal("TERM");
     let log = proxy.wait_log("shutdown grace period ended", Duration::from_mins(1));
     assert!(log.contains("connection 1 "), "{log}");

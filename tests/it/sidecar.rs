@@ -8,8 +8,9 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::activity::{wait_for, wait_running};
 use crate::support::pki::ENDPOINT;
-use crate::support::proxy::ProxyProc;
+use crate::support::proxy::{ProxyProc, psql_session};
 use crate::support::server::{APP_PASSWORD, Variant, free_port};
 use crate::support::{Run, TestEnv, pg};
 
@@ -46,28 +47,6 @@ fn proxy(env: &TestEnv, extra: &[&str], vars: &[(&str, &str)]) -> ProxyProc {
     ProxyProc::start(env, &args, &all)
 }
 
-/// A psql session through the proxy that runs `sql` (a thread).
-fn psql(port: u16, sql: &'static str) -> std::thread::JoinHandle<std::process::Output> {
-    std::thread::spawn(move || {
-        Command::new("psql")
-            .args([
-                "-X",
-                "-At",
-                "-c",
-                sql,
-                &format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable"),
-            ])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap()
-    })
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    crate::support::activity::wait_for(what, &mut done);
-}
-
 #[test]
 fn health_endpoints_through_start_up_load_and_drain() {
     let env = TestEnv::new();
@@ -94,11 +73,9 @@ fn health_endpoints_through_start_up_load_and_drain() {
     assert_eq!(curl("POST", http, "/readiness").0, 405);
 
     // At --max-connections, readiness says why.
-    let busy = psql(p.port(), "SELECT pg_sleep(60) AS sidecar_full");
+    let busy = psql_session(p.port(), "SELECT pg_sleep(60) AS sidecar_full");
     let pg_port = pg::server(Variant::Good).port;
-    wait_for("the session to run", || {
-        crate::support::activity::running(&env, "postgres", pg_port, "sidecar_full") > 0
-    });
+    wait_running(&env, "postgres", pg_port, "sidecar_full");
     let (code, body) = curl("GET", http, "/readiness");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("--max-connections 1"), "{body}");
@@ -116,7 +93,7 @@ fn health_endpoints_through_start_up_load_and_drain() {
         let (code, body) = curl("GET", http, "/readiness");
         code == 503 && body.contains("draining")
     });
-    let late = psql(p.port(), "SELECT 41 + 1").join().unwrap();
+    let late = psql_session(p.port(), "SELECT 41 + 1").join().unwrap();
     assert!(
         late.status.success(),
         "{}",
@@ -240,11 +217,9 @@ fn systemd_hears_ready_and_stopping() {
 fn a_second_signal_ends_the_drain_at_once() {
     let env = TestEnv::new();
     let mut p = proxy(&env, &["--max-sigterm-delay", "1h"], &[]);
-    let busy = psql(p.port(), "SELECT pg_sleep(3600) AS sidecar_second");
+    let busy = psql_session(p.port(), "SELECT pg_sleep(3600) AS sidecar_second");
     let pg_port = pg::server(Variant::Good).port;
-    wait_for("the session to run", || {
-        crate::support::activity::running(&env, "postgres", pg_port, "sidecar_second") > 0
-    });
+    wait_running(&env, "postgres", pg_port, "sidecar_second");
     p.signal("TERM");
     p.wait_log("stopped accepting", Duration::from_mins(1));
     p.signal("TERM");
@@ -284,7 +259,7 @@ fn proxy_settings_come_from_the_environment() {
         0,
         "the variable lost to the flag"
     );
-    let out = psql(listen, "SELECT 7").join().unwrap();
+    let out = psql_session(listen, "SELECT 7").join().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
     let help = env.run(&["proxy", "--help"]);
     assert!(
@@ -355,7 +330,7 @@ fn metrics_count_what_happened_and_promtool_accepts_them() {
     let http_s = http.to_string();
     let p = proxy(&env, &["--prometheus", "--http-port", &http_s], &[]);
     for _ in 0..3 {
-        let out = psql(p.port(), "SELECT 1").join().unwrap();
+        let out = psql_session(p.port(), "SELECT 1").join().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -462,7 +437,7 @@ fn startup_as(port: u16, user: &str) {
 fn json_logs_are_one_object_per_line_with_the_connections_fields() {
     let env = TestEnv::new();
     let p = proxy(&env, &["--log-format", "json"], &[]);
-    let out = psql(p.port(), "SELECT 1").join().unwrap();
+    let out = psql_session(p.port(), "SELECT 1").join().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -593,7 +568,7 @@ fn one_process_serves_the_targets_of_a_config_file() {
         &["--config", &file_s, "--prometheus", "--http-port", &http_s],
         &[("PGPASSWORD", APP_PASSWORD), ("MYSQL_PWD", APP_PASSWORD)],
     );
-    let out = psql(pg_listen, "SELECT 'orders'").join().unwrap();
+    let out = psql_session(pg_listen, "SELECT 'orders'").join().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "orders");
     let out = Command::new("mariadb")
         .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P"])

@@ -69,3 +69,11 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until a session runs a statement containing `marker` (a marker
+/// of the test's own: other tests' sessions must not match).
+pub fn wait_running(env: &TestEnv, engine: &str, port: u16, marker: &str) {
+    wait_for("the statement to run", || {
+        running(env, engine, port, marker) > 0
+    });
+}

@@ -106,3 +106,16 @@ pub fn pgbench_select(
     }
     (tps, latencies)
 }
+
+/// The harness's PostgreSQL with pgbench's tables (scale 1): its port and
+/// a direct verify-full conninfo to it (`ca`: the test CA file).
+pub fn pgbench_database(ca: &str) -> (u16, String) {
+    let port = super::pg::server(super::server::Variant::Good).port;
+    let direct = format!(
+        "host={} hostaddr=127.0.0.1 port={port} user=app dbname=appdb \
+         sslmode=verify-full sslrootcert={ca}",
+        super::pki::ENDPOINT
+    );
+    run_pgbench(&["-i", "-q", "-s", "1"], &direct);
+    (port, direct)
+}

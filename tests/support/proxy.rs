@@ -277,3 +277,22 @@ pub async fn concurrent_sessions(
     }
     clients
 }
+
+/// A psql session through a proxy on 127.0.0.1:`port` (as `app`, no TLS on
+/// the local hop) running `sql`, in a thread of its own.
+pub fn psql_session(port: u16, sql: &'static str) -> std::thread::JoinHandle<std::process::Output> {
+    std::thread::spawn(move || {
+        std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                sql,
+                &format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap()
+    })
+}
