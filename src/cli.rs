@@ -1100,6 +1100,42 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
 
+    /// none: one upstream login per client (no pool). session: a server
+    /// connection per client session, reset (ROLLBACK, DISCARD ALL /
+    /// COM_RESET_CONNECTION) and reused. transaction (PostgreSQL): a
+    /// server connection per transaction; session state (SET, LISTEN,
+    /// temporary tables, advisory locks, …) pins the client to its own.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::proxy::pool::PoolMode::None)]
+    pub pool_mode: crate::proxy::pool::PoolMode,
+
+    /// Server connections per pool (a pool per user and database) at most.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pool_size: u32,
+
+    /// Server connections per pool kept open (warm) even when idle.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub min_pool_size: u32,
+
+    /// How long a client waits for a server connection; then PostgreSQL
+    /// 53300 / MySQL 1040 (too many connections).
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
+    pub pool_timeout: humantime::Duration,
+
+    /// Close a pooled server connection idle this long.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10m")]
+    pub server_idle_timeout: humantime::Duration,
+
+    /// Close a pooled server connection this long after its login (when it
+    /// is next idle): an IAM login stays valid past its token's 15 minutes,
+    /// and is renewed here.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1h")]
+    pub server_lifetime: humantime::Duration,
+
+    /// New upstream logins per second at most, across the pools (RDS
+    /// advises under 200 IAM logins per second): a storm queues.
+    #[arg(long, value_name = "N", default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_logins_per_second: u32,
+
     /// After SIGINT / SIGTERM (or /quitquitquit), how long new
     /// connections are still accepted while readiness already says no (a
     /// load balancer's time to stop sending).
@@ -1364,6 +1400,13 @@ fn heading(arg: &clap::Arg) -> Option<&'static str> {
         | "allow_remote"
         | "threads"
         | "config" => "Proxy",
+        "pool_mode"
+        | "pool_size"
+        | "min_pool_size"
+        | "pool_timeout"
+        | "server_idle_timeout"
+        | "server_lifetime"
+        | "max_logins_per_second" => "Pooling",
         "min_sigterm_delay"
         | "max_sigterm_delay"
         | "exit_zero_on_sigterm"

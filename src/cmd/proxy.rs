@@ -66,10 +66,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
     let health = Arc::new(ops::Health::default());
     let mut serving = Vec::with_capacity(prepared.len());
     let mut started = Vec::with_capacity(prepared.len());
+    let mut pools = Vec::new();
     for p in prepared {
         let proxy = Proxy::bind(p.config, &p.listens).await?;
         health.watch(proxy.open_connections(), proxy.max_connections());
         started.push((p.name.clone(), p.kind, p.target, proxy.addresses()));
+        pools.extend(proxy.pools());
         let check = args
             .upstream_check_interval
             .zip(p.check_user)
@@ -77,10 +79,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &ProxyArgs) -> Result<u8> {
         serving.push((p.name, proxy, check));
     }
     print_started(global.output, &started)?;
-    let health_routes = args.health_check.then(|| Arc::clone(&health));
-    let _http =
-        http.map(|l| ops::http::spawn(l, ops::http::health_routes(health_routes, args.prometheus)));
-    let _admin = admin.map(|l| ops::http::spawn(l, ops::http::admin_routes(Arc::clone(&health))));
+    let _listeners = serve_http(args, &health, http, admin, pools);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(false);
     let (mut serves, mut checks) = (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
@@ -256,7 +255,27 @@ async fn config(
         only_user,
         max_connections: args.max_connections.map(|n| n as usize),
         client_login_timeout: args.client_login_timeout.into(),
+        pool: pool_settings(args, kind)?,
     })
+}
+
+/// Serves the HTTP listener (health, metrics, pools) and the admin port
+/// while the handles live.
+fn serve_http(
+    args: &ProxyArgs,
+    health: &Arc<ops::Health>,
+    http: Option<tokio::net::TcpListener>,
+    admin: Option<tokio::net::TcpListener>,
+    pools: Vec<Arc<dyn proxy::pool::PoolList>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let health_routes = args.health_check.then(|| Arc::clone(health));
+    let routes = ops::http::health_routes(health_routes, args.prometheus, pools);
+    let mut handles: Vec<_> = http
+        .map(|l| ops::http::spawn(l, routes))
+        .into_iter()
+        .collect();
+    handles.extend(admin.map(|l| ops::http::spawn(l, ops::http::admin_routes(Arc::clone(health)))));
+    handles
 }
 
 /// A listener for the ops surface when its flag is on.
@@ -446,4 +465,32 @@ fn local_password() -> Result<Secret> {
     Err(Error::usage(format!(
         "--local-password: set {LOCAL_PASSWORD_ENV} (or run on a terminal to be asked)"
     )))
+}
+
+/// The pool flags, checked against the engine.
+fn pool_settings(
+    args: &ProxyArgs,
+    kind: crate::target::EngineKind,
+) -> Result<proxy::pool::Settings> {
+    use proxy::pool::PoolMode;
+    if args.pool_mode == PoolMode::Transaction && kind == crate::target::EngineKind::Mysql {
+        return Err(Error::usage(
+            "--pool-mode transaction is PostgreSQL's: MySQL sessions carry state a transaction pool cannot move (use --pool-mode session)",
+        ));
+    }
+    if args.min_pool_size > args.pool_size {
+        return Err(Error::usage(format!(
+            "--min-pool-size {} is more than --pool-size {}",
+            args.min_pool_size, args.pool_size
+        )));
+    }
+    Ok(proxy::pool::Settings {
+        mode: args.pool_mode,
+        size: args.pool_size as usize,
+        min_size: args.min_pool_size as usize,
+        idle_timeout: args.server_idle_timeout.into(),
+        lifetime: args.server_lifetime.into(),
+        timeout: args.pool_timeout.into(),
+        logins: Arc::new(proxy::pool::LoginRate::new(args.max_logins_per_second)),
+    })
 }

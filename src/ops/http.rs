@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use super::Health;
 use crate::error::{Error, Result};
+use crate::proxy::pool::PoolList;
 
 /// An answer: status, body, content type, and what to wake once it has
 /// been sent (a shutdown must not cut its own answer short).
@@ -100,13 +101,24 @@ fn not_found(path: &str) -> Reply {
 }
 
 /// The health listener's routes: `/startup`, `/liveness`, `/readiness`,
-/// `/upstream` (with `health`), `/metrics` (with `metrics`).
-pub(crate) fn health_routes(health: Option<Arc<Health>>, metrics: bool) -> Routes {
+/// `/upstream` (with `health`), `/metrics` (with `metrics`), `/pools`
+/// (always: the pools' state as JSON).
+pub(crate) fn health_routes(
+    health: Option<Arc<Health>>,
+    metrics: bool,
+    pools: Vec<Arc<dyn PoolList>>,
+) -> Routes {
     Arc::new(move |method, path| {
         if method != Method::GET && method != Method::HEAD {
             return Reply::text((405, "use GET\n".into()));
         }
         match (path, &health, metrics) {
+            ("/pools", _, _) => Reply {
+                status: 200,
+                body: pools_json(&pools),
+                content_type: "application/json",
+                then: None,
+            },
             ("/metrics", _, true) => Reply {
                 status: 200,
                 body: super::metrics::render(),
@@ -133,4 +145,23 @@ pub(crate) fn admin_routes(health: Arc<Health>) -> Routes {
         (_, "/quitquitquit") => Reply::text((405, "use POST\n".into())),
         _ => not_found(path),
     })
+}
+
+/// `/pools`: `{"pools": [{"target", "engine", "user", "database", "mode",
+/// "size", "active", "idle", "opening", "waiting"}, …]}`.
+fn pools_json(pools: &[Arc<dyn PoolList>]) -> String {
+    let mut out = Vec::new();
+    for p in pools {
+        for v in p.views() {
+            let mut value = serde_json::to_value(&v).unwrap_or_default();
+            if let Some(o) = value.as_object_mut() {
+                o.insert("target".into(), p.target().into());
+                o.insert("engine".into(), p.engine().into());
+            }
+            out.push(value);
+        }
+    }
+    let mut body = serde_json::json!({ "pools": out }).to_string();
+    body.push('\n');
+    body
 }

@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::net::ConnectError;
@@ -32,6 +33,137 @@ pub(crate) struct Metrics {
     bytes: IntCounterVec,
     refused: IntCounterVec,
     cancelled: IntCounterVec,
+    pool: PoolMetrics,
+}
+
+/// The pools' series (`--pool-mode`), summed over a target's pools.
+struct PoolMetrics {
+    servers: IntGaugeVec,
+    waiting: IntGaugeVec,
+    wait_seconds: HistogramVec,
+    timeouts: IntCounterVec,
+    closed: IntCounterVec,
+    resets: IntCounterVec,
+    pins: IntCounterVec,
+}
+
+impl PoolMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<HistogramVec> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let servers = IntGaugeVec::new(
+            Opts::new(
+                "rdsconn_pool_server_connections",
+                "Pooled server connections by state: active (lent to a client), idle, opening.",
+            ),
+            &["target", "engine", "state"],
+        )?;
+        registry.register(Box::new(servers.clone()))?;
+        let waiting = IntGaugeVec::new(
+            Opts::new(
+                "rdsconn_pool_clients_waiting",
+                "Clients waiting for a pooled server connection.",
+            ),
+            &["target", "engine"],
+        )?;
+        registry.register(Box::new(waiting.clone()))?;
+        Ok(Self {
+            servers,
+            waiting,
+            wait_seconds: histogram(
+                "rdsconn_pool_wait_seconds",
+                "How long clients waited for a pooled server connection.",
+                &["target", "engine"],
+            )?,
+            timeouts: counter(
+                "rdsconn_pool_timeouts_total",
+                "Clients that got no server connection within --pool-timeout.",
+                &["target", "engine"],
+            )?,
+            closed: counter(
+                "rdsconn_pool_server_connections_closed_total",
+                "Pooled server connections closed: idle_timeout, lifetime, broken, reset_failed.",
+                &["target", "engine", "reason"],
+            )?,
+            resets: counter(
+                "rdsconn_pool_resets_total",
+                "Server connections reset for the next client, by result (ok, failed).",
+                &["target", "engine", "result"],
+            )?,
+            pins: counter(
+                "rdsconn_pool_pins_total",
+                "Transaction-pooled clients pinned to their server connection, by the statement's kind.",
+                &["target", "engine", "reason"],
+            )?,
+        })
+    }
+}
+
+/// One pool's handles on the pool series: the gauges move by what changed
+/// in this pool, so that a target's pools add up.
+pub(crate) struct PoolGauges {
+    active: IntGauge,
+    idle: IntGauge,
+    opening: IntGauge,
+    waiting: IntGauge,
+    last: std::sync::Mutex<[i64; 4]>,
+    wait_seconds: Histogram,
+    timeouts: IntCounter,
+    closed: IntCounterVec,
+    labels: [String; 2],
+}
+
+impl PoolGauges {
+    /// The pool's counts now.
+    pub(crate) fn set(&self, active: usize, idle: usize, opening: usize, waiting: usize) {
+        let now = [active, idle, opening, waiting].map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, g) in [&self.active, &self.idle, &self.opening, &self.waiting]
+            .into_iter()
+            .enumerate()
+        {
+            g.add(now[i] - last[i]);
+        }
+        *last = now;
+    }
+
+    /// A client's wait for a server connection (and whether it gave up).
+    pub(crate) fn waited(&self, took: Duration, timed_out: bool) {
+        self.wait_seconds.observe(took.as_secs_f64());
+        if timed_out {
+            self.timeouts.inc();
+        }
+    }
+
+    /// A server connection closed by the pool: `idle_timeout`,
+    /// `lifetime`, `broken`, `reset_failed`.
+    pub(crate) fn closed(&self, reason: &str) {
+        self.closed
+            .with_label_values(&[&self.labels[0], &self.labels[1], reason])
+            .inc();
+    }
+}
+
+impl Drop for PoolGauges {
+    fn drop(&mut self) {
+        self.set(0, 0, 0, 0);
+    }
 }
 
 /// Why a client was turned away before it reached the database.
@@ -128,7 +260,9 @@ impl Metrics {
                 option_env!("RDSCONN_GIT_COMMIT").unwrap_or("unknown"),
             ])
             .set(1);
+        let pool = PoolMetrics::new(&registry)?;
         Ok(Self {
+            pool,
             clients_open,
             clients_total: counter(
                 "rdsconn_client_connections_total",
@@ -241,6 +375,39 @@ impl Metrics {
     pub(crate) fn refused(&self, target: &str, kind: EngineKind, why: Refusal) {
         self.refused
             .with_label_values(&[target, engine(kind), why.label()])
+            .inc();
+    }
+
+    /// Handles on the pool series for one pool of `target`.
+    pub(crate) fn pool_gauges(&self, target: &str, kind: EngineKind) -> PoolGauges {
+        let p = &self.pool;
+        let state = |s: &str| p.servers.with_label_values(&[target, engine(kind), s]);
+        PoolGauges {
+            active: state("active"),
+            idle: state("idle"),
+            opening: state("opening"),
+            waiting: p.waiting.with_label_values(&[target, engine(kind)]),
+            last: std::sync::Mutex::new([0; 4]),
+            wait_seconds: p.wait_seconds.with_label_values(&[target, engine(kind)]),
+            timeouts: p.timeouts.with_label_values(&[target, engine(kind)]),
+            closed: p.closed.clone(),
+            labels: [target.to_string(), engine(kind).to_string()],
+        }
+    }
+
+    /// A server connection reset for the next client.
+    pub(crate) fn pool_reset(&self, target: &str, kind: EngineKind, ok: bool) {
+        self.pool
+            .resets
+            .with_label_values(&[target, engine(kind), if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// A transaction-pooled client pinned to its server connection.
+    pub(crate) fn pool_pin(&self, target: &str, kind: EngineKind, reason: &str) {
+        self.pool
+            .pins
+            .with_label_values(&[target, engine(kind), reason])
             .inc();
     }
 

@@ -82,6 +82,7 @@ pub(crate) async fn serving(
         only_user: Some(target.user.clone()),
         max_connections: None,
         client_login_timeout: proxy::CLIENT_LOGIN_TIMEOUT,
+        pool: proxy::pool::Settings::none(),
     };
     let proxy = proxy::Proxy::bind(config, &[proxy::Listen::Unix(socket.clone())]).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -12,6 +12,9 @@
 
 mod handoff;
 mod mysql;
+mod pgpool;
+mod pins;
+pub(crate) mod pool;
 mod postgres;
 
 pub(crate) use handoff::{serving, through_proxy};
@@ -39,6 +42,7 @@ use crate::target::{EngineKind, Host};
 use crate::text::Untrusted;
 use crate::tls::TlsPolicy;
 use crate::wire::mysql::relay::{self, Traffic};
+use pool::PoolMode;
 
 /// Where the proxy listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +119,8 @@ pub(crate) struct Config {
     /// local password) by then is closed, so that clients that never
     /// speak cannot hold connections or `--max-connections` slots.
     pub client_login_timeout: Duration,
+    /// `--pool-mode` and its settings.
+    pub pool: pool::Settings,
 }
 
 /// `--client-login-timeout`'s default.
@@ -444,6 +450,8 @@ fn bind_unix(path: &Path) -> Result<UnixListener> {
 struct Shared {
     config: Config,
     mysql: mysql::State,
+    /// The server connection pools (`--pool-mode` session or transaction).
+    pg_pools: Option<pgpool::PgPools>,
     /// Connections being served.
     active: watch::Sender<usize>,
     /// Set when the shutdown grace ends: the connections still open close,
@@ -481,9 +489,19 @@ impl Proxy {
         for l in listens {
             bound.push(Bound::bind(l).await?);
         }
+        let pg_pools = (config.kind == EngineKind::Postgres && config.pool.mode != PoolMode::None)
+            .then(|| {
+                let name = crate::ops::metrics::target(config.name.as_deref());
+                pgpool::PgPools::new(Arc::new(pool::Pools::new(
+                    name,
+                    config.kind,
+                    config.pool.clone(),
+                )))
+            });
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
+                pg_pools,
                 mysql: mysql::State::default(),
                 active: watch::channel(0).0,
                 cut: watch::channel(false).0,
@@ -508,6 +526,12 @@ impl Proxy {
         self.shared.active.subscribe()
     }
 
+    /// The server connection pools, for `/pools`.
+    pub(crate) fn pools(&self) -> Option<Arc<dyn pool::PoolList>> {
+        let pg = self.shared.pg_pools.as_ref()?;
+        Some(Arc::clone(&pg.pools) as Arc<dyn pool::PoolList>)
+    }
+
     /// `--max-connections`.
     pub(crate) fn max_connections(&self) -> Option<usize> {
         self.shared.config.max_connections
@@ -530,6 +554,14 @@ impl Proxy {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move { mysql::prime(&shared.config, &shared.mysql).await });
         }
+        let _maintain = self.shared.pg_pools.as_ref().map(|pg| {
+            let shared = Arc::clone(&self.shared);
+            let pools = Arc::clone(&pg.pools);
+            AbortOnDrop(tokio::spawn(pools.maintain(move |pool| {
+                let shared = Arc::clone(&shared);
+                async move { pgpool::open(&shared.config, &pool).await }
+            })))
+        });
         let mut accepting = tokio::task::JoinSet::new();
         for bound in self.bound {
             let shared = Arc::clone(&self.shared);
@@ -562,6 +594,15 @@ impl Proxy {
             let _ = tokio::time::timeout(CUT_LOGGED, active.wait_for(|n| *n == 0)).await;
         }
         Drained { cut }
+    }
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -782,7 +823,9 @@ where
             report.refused(why, Refusal::MaxConnections);
         }
         _ => match config.kind {
-            EngineKind::Postgres => postgres::serve(config, stream, report).await,
+            EngineKind::Postgres => {
+                postgres::serve(config, shared.pg_pools.as_ref(), stream, report).await;
+            }
             EngineKind::Mysql => mysql::serve(config, &shared.mysql, stream, report).await,
         },
     }

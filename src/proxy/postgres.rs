@@ -50,6 +50,7 @@ enum Opening {
 
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
+    pooled: Option<&super::pgpool::PgPools>,
     mut client: S,
     report: &mut Report,
 ) {
@@ -63,7 +64,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let (packet, user, database) = match opening {
-        Opening::Cancel(packet) => return cancel(config, &packet, report).await,
+        Opening::Cancel(packet) => return cancel(config, pooled, &packet, report).await,
         Opening::Startup {
             packet,
             user,
@@ -84,6 +85,21 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 
+    if let Some(pg) = pooled {
+        let mut counted = super::Metered::new(&mut client);
+        let who = (user.as_str(), database.as_deref());
+        Box::pin(super::pgpool::serve(
+            config,
+            pg,
+            &mut counted,
+            &packet,
+            who,
+            report,
+        ))
+        .await;
+        report.traffic = counted.traffic();
+        return;
+    }
     let target = config.target(&user, database.as_deref());
     let login = super::retrying(config, || login(config, &target, &packet)).await;
     let (mut upstream, to_client, stages) = match login {
@@ -243,7 +259,7 @@ async fn read_opening<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// `name\0value\0…\0`.
-fn parameters(body: &[u8]) -> Vec<(String, String)> {
+pub(super) fn parameters(body: &[u8]) -> Vec<(String, String)> {
     let mut fields = body
         .split(|&b| b == 0)
         .map(|f| String::from_utf8_lossy(f).into_owned());
@@ -284,9 +300,9 @@ async fn check_local<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// An upstream failure, with the server's own error message to pass on
 /// when there is one.
-struct Failure {
-    error: ConnectError,
-    to_client: Option<Vec<u8>>,
+pub(super) struct Failure {
+    pub error: ConnectError,
+    pub to_client: Option<Vec<u8>>,
 }
 
 impl super::Refused for Failure {
@@ -316,7 +332,7 @@ impl std::fmt::Display for Failure {
 
 /// Dials, upgrades to verified TLS and logs in; returns the session and
 /// what the client gets (server notices, `AuthenticationOk`).
-async fn login(
+pub(super) async fn login(
     config: &Config,
     target: &Target,
     startup: &[u8],
@@ -511,7 +527,7 @@ fn classify(body: &[u8], auth: &Auth) -> ConnectError {
 }
 
 /// The SQLSTATE a client gets for rdsconn's own upstream failures.
-fn sqlstate(e: &ConnectError) -> &'static str {
+pub(super) fn sqlstate(e: &ConnectError) -> &'static str {
     match e {
         ConnectError::Auth { .. } | ConnectError::AuthMethod { .. } | ConnectError::Refused(_) => {
             "28000"
@@ -522,7 +538,26 @@ fn sqlstate(e: &ConnectError) -> &'static str {
 
 /// Forwards a `CancelRequest` to the server over its own verified TLS
 /// connection, and waits for the server to hang up.
-async fn cancel(config: &Config, packet: &[u8], report: &mut Report) {
+async fn cancel(
+    config: &Config,
+    pooled: Option<&super::pgpool::PgPools>,
+    packet: &[u8],
+    report: &mut Report,
+) {
+    // A pooled client's key is rdsconn's: it stands for the server
+    // connection the client holds now, if any.
+    let mapped;
+    let packet = match pooled {
+        None => packet,
+        Some(pg) => {
+            let Some(key) = pg.cancel_key(packet) else {
+                report.ended = "cancel request for no running query: ignored".into();
+                return;
+            };
+            mapped = [&packet[..8], &key[..]].concat();
+            &mapped[..]
+        }
+    };
     // The cancel key is the secret here; no user is involved.
     let target = config.target("", None);
     let sent = crate::net::within(config.connect_timeout, "cancel request", async {
@@ -551,7 +586,7 @@ async fn cancel(config: &Config, packet: &[u8], report: &mut Report) {
 }
 
 /// Reads one message: type byte, length (including itself), body.
-async fn read_message<S: AsyncRead + Unpin>(
+pub(super) async fn read_message<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: usize,
 ) -> std::io::Result<(u8, Vec<u8>)> {
@@ -579,7 +614,7 @@ fn push_message(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
 }
 
 /// An `ErrorResponse` (FATAL) from rdsconn itself.
-async fn send_error<S: AsyncWrite + Unpin>(
+pub(super) async fn send_error<S: AsyncWrite + Unpin>(
     client: &mut S,
     code: &str,
     message: &str,

@@ -15,6 +15,7 @@ mod endpoints;
 mod habits;
 mod handoff;
 mod hostile;
+mod pool;
 mod proxy;
 mod publicroots;
 mod rds;

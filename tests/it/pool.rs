@@ -1,0 +1,732 @@
+//! `rdsconn proxy --pool-mode session|transaction` against the harness's
+//! servers: state isolation between the clients of one server connection,
+//! pins, prepared statements across server connections, bounds and
+//! timeouts, IAM logins per server connection, servers that die, cancel,
+//! `/pools` and the pool metrics.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::activity::{self, wait_for, wait_running};
+use crate::support::pki::ENDPOINT;
+use crate::support::proxy::ProxyProc;
+use crate::support::server::{
+    APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, Variant, free_port,
+};
+use crate::support::{Run, TestEnv, pg, python};
+
+fn pg_via() -> String {
+    format!("127.0.0.1:{}", pg::server(Variant::Good).port)
+}
+
+/// A pooled PostgreSQL proxy for `app` with the password.
+fn proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
+    let via = pg_via();
+    let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via];
+    args.extend_from_slice(extra);
+    ProxyProc::start(env, &args, &[("PGPASSWORD", APP_PASSWORD)])
+}
+
+fn conninfo(port: u16) -> String {
+    format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable")
+}
+
+/// `psql -X -At -v ON_ERROR_STOP=1 -c SQL…` through the proxy: stdout, or
+/// the failure with the proxy's log.
+fn psql(p: &ProxyProc, sqls: &[&str]) -> String {
+    let out = psql_raw(p.port(), sqls, &[]);
+    assert!(
+        out.status.success(),
+        "psql {sqls:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.log()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn psql_raw(port: u16, sqls: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1"]);
+    for s in sqls {
+        cmd.args(["-c", s]);
+    }
+    cmd.arg(conninfo(port))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// A `rdsconn_…` series of `/metrics` summed over the lines matching
+/// every `needles`.
+fn metric(http: u16, name: &str, needles: &[&str]) -> u64 {
+    let body = get(http, "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A database of the test's own (so that its server sessions can be
+/// counted while other tests run), that `app` may use.
+fn fresh_database(name: &str) {
+    pg::admin_sql(
+        Variant::Good,
+        &format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE);\nCREATE DATABASE {name};\nGRANT ALL ON DATABASE {name} TO app, {IAM_USER};\n"
+        ),
+    );
+}
+
+/// Server sessions on `database` now, as the server counts them.
+fn backends(env: &TestEnv, database: &str) -> u64 {
+    let port = pg::server(Variant::Good).port;
+    let sql = format!("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{database}'");
+    let run = Run::from(
+        activity::cmd(env, "postgres", port, &["-c", &sql])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    run.stdout
+        .lines()
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", run.stdout))
+}
+
+fn config(p: &ProxyProc, user: &str, database: &str) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.host("127.0.0.1")
+        .port(p.port())
+        .user(user)
+        .dbname(database)
+        .ssl_mode(tokio_postgres::config::SslMode::Disable)
+        .connect_timeout(Duration::from_mins(1));
+    c
+}
+
+async fn connect(p: &ProxyProc, user: &str, database: &str) -> tokio_postgres::Client {
+    let (client, conn) = config(p, user, database)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting through the pool: {e}\n{}", p.log()));
+    tokio::spawn(conn);
+    client
+}
+
+fn get(http: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "--max-time",
+            "30",
+            &format!("http://127.0.0.1:{http}{path}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {path} failed");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn session_mode_resets_state_between_clients_of_one_server_connection() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-mode", "session", "--pool-size", "1"]);
+    let first = psql(
+        &p,
+        &[
+            "SET statement_timeout = '77s'",
+            "CREATE TEMP TABLE pooled_tmp (a int)",
+            "PREPARE pooled_stmt AS SELECT 1",
+            "SELECT pg_advisory_lock(4242)",
+            "BEGIN",
+            "SELECT pg_backend_pid()",
+        ],
+    );
+    let pid_a = first.lines().last().unwrap().to_string();
+    let second = psql(
+        &p,
+        &[
+            "SELECT pg_backend_pid()",
+            "SHOW statement_timeout",
+            "SELECT count(*) FROM pg_prepared_statements",
+            "SELECT count(*) FROM pg_class WHERE relname = 'pooled_tmp'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+            "SELECT current_setting('application_name')",
+        ],
+    );
+    let lines: Vec<&str> = second.lines().collect();
+    assert_eq!(lines[0], pid_a, "the same server connection: {}", p.log());
+    assert_eq!(&lines[1..], ["0", "0", "0", "0", "psql"], "{second}");
+}
+
+#[test]
+fn transaction_mode_pins_session_state_and_never_shares_it() {
+    let env = TestEnv::new();
+    let http = free_port();
+    let hp = http.to_string();
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "transaction",
+            "--pool-size",
+            "2",
+            "--prometheus",
+            "--http-port",
+            &hp,
+        ],
+    );
+    // SET LOCAL inside a transaction does not pin.
+    psql(
+        &p,
+        &["BEGIN; SET LOCAL statement_timeout = '5s'; SELECT 1; COMMIT"],
+    );
+    assert_eq!(metric(http, "rdsconn_pool_pins_total", &[]), 0);
+    // A client that SETs keeps its server connection; others never see it.
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SET statement_timeout = '66s'",
+            "-c",
+            "SELECT pg_sleep(0.2)",
+            "-c",
+            "SHOW statement_timeout",
+            &conninfo(p.port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", p.log());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("66s"));
+    assert_eq!(
+        metric(http, "rdsconn_pool_pins_total", &["reason=\"set\""]),
+        1
+    );
+    for _ in 0..5 {
+        assert_eq!(psql(&p, &["SHOW statement_timeout"]), "0");
+    }
+}
+
+#[test]
+fn transaction_mode_serves_pgbench_prepared_statements_on_any_server_connection() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "2"]);
+    // A thread per client: pgbench prepares with a blocking PQprepare,
+    // which would hold its thread's other clients (and their open
+    // transactions) while it waits for a server connection.
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            "8",
+            "-j",
+            "8",
+            "-t",
+            "200",
+            "-f",
+            "/dev/stdin",
+        ])
+        .arg(conninfo(p.port()))
+        .stdin(std::fs::File::open(pgbench_script()).unwrap())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}\n{}", p.log());
+    assert!(text.contains("number of failed transactions: 0"), "{text}");
+    assert!(!text.contains("does not exist"), "{text}");
+}
+
+/// A pgbench script of prepared statements and transactions.
+fn pgbench_script() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rdsconn-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("script.sql");
+    std::fs::write(
+        &path,
+        "\\set a random(1, 1000)\nSELECT :a::int + 1;\nBEGIN;\nSELECT :a::int * 2;\nSELECT now();\nCOMMIT;\n",
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_clients_share_ten_server_connections() {
+    let env = TestEnv::new();
+    fresh_database("pool_bound");
+    let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "10"]);
+    let mut tasks = Vec::new();
+    for i in 0..200_i32 {
+        let config = config(&p, "app", "pool_bound");
+        tasks.push(tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let mut pids = Vec::new();
+            for _ in 0..3 {
+                let row = client
+                    .query_one(
+                        "SELECT pg_backend_pid(), $1::int + 1, pg_sleep(0.01)::text",
+                        &[&i],
+                    )
+                    .await?;
+                assert_eq!(row.get::<_, i32>(1), i + 1);
+                pids.push(row.get::<_, i32>(0));
+            }
+            Ok::<_, tokio_postgres::Error>((client, pids))
+        }));
+    }
+    let mut pids = HashSet::new();
+    let mut clients = Vec::new();
+    for t in tasks {
+        let (client, seen) = t
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+        pids.extend(seen);
+        clients.push(client);
+    }
+    // All 200 are connected at once, on at most 10 server sessions.
+    assert!(pids.len() <= 10, "{} server sessions: {pids:?}", pids.len());
+    assert!(backends(&env, "pool_bound") <= 10);
+    drop(clients);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_answers_too_many_connections_after_the_pool_timeout() {
+    let env = TestEnv::new();
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "session",
+            "--pool-size",
+            "1",
+            "--pool-timeout",
+            "1s",
+        ],
+    );
+    let holder = connect(&p, "app", "appdb").await;
+    let started = Instant::now();
+    let err = config(&p, "app", "appdb")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("no server connection for a second client");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(
+        db.code(),
+        &tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS
+    );
+    assert!(db.message().contains("--pool-timeout"), "{}", db.message());
+    // Once the first client leaves, the next one gets its connection.
+    drop(holder);
+    let next = connect(&p, "app", "appdb").await;
+    next.simple_query("SELECT 1").await.unwrap();
+}
+
+#[test]
+fn server_connections_that_die_are_replaced() {
+    let env = TestEnv::new();
+    fresh_database("pool_killed");
+    let p = proxy(&env, &["--pool-mode", "session", "--pool-size", "2"]);
+    let info = format!(
+        "host=127.0.0.1 port={} user=app dbname=pool_killed sslmode=disable",
+        p.port()
+    );
+    let run = |sql: &str| {
+        Command::new("psql")
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, &info])
+            .output()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert!(run("SELECT 1").status.success(), "{}", p.log());
+    }
+    assert!(backends(&env, "pool_killed") >= 1);
+    // Killed while idle in the pool (as a restart or a failover would).
+    let kill =
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'pool_killed'";
+    pg::admin_sql(Variant::Good, kill);
+    wait_for("the pooled sessions to end", || {
+        backends(&env, "pool_killed") == 0
+    });
+    for _ in 0..5 {
+        let out = run("SELECT 2");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            p.log()
+        );
+    }
+    // Killed under load: the clients of the killed sessions fail, the
+    // ones after succeed.
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let info = info.clone();
+            std::thread::spawn(move || {
+                Command::new("psql")
+                    .args([
+                        "-X",
+                        "-At",
+                        "-c",
+                        "SELECT pg_sleep(2) AS pool_under_load",
+                        &info,
+                    ])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    wait_running(
+        &env,
+        "postgres",
+        pg::server(Variant::Good).port,
+        "pool_under_load",
+    );
+    pg::admin_sql(Variant::Good, kill);
+    for l in load {
+        let _ = l.join();
+    }
+    for _ in 0..5 {
+        assert!(run("SELECT 3").status.success(), "{}", p.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_in_transaction_mode_reaches_the_running_query() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "2"]);
+    let busy = connect(&p, "app", "appdb").await;
+    let other = connect(&p, "app", "appdb").await;
+    let token = busy.cancel_token();
+    let running = tokio::spawn(async move {
+        busy.simple_query("SELECT pg_sleep(60) AS pool_cancel_me")
+            .await
+    });
+    wait_running(
+        &env,
+        "postgres",
+        pg::server(Variant::Good).port,
+        "pool_cancel_me",
+    );
+    // The other client's query keeps running on its own server session.
+    let slow_other = tokio::spawn(async move {
+        other
+            .simple_query("SELECT pg_sleep(0.5) AS pool_not_cancelled")
+            .await
+            .map(|_| ())
+    });
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = running.await.unwrap().expect_err("cancelled");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+    slow_other.await.unwrap().unwrap();
+}
+
+#[test]
+fn pools_are_shown_at_pools_and_in_the_metrics() {
+    let env = TestEnv::new();
+    let http = free_port();
+    let hp = http.to_string();
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "session",
+            "--pool-size",
+            "3",
+            "--prometheus",
+            "--http-port",
+            &hp,
+        ],
+    );
+    psql(&p, &["SELECT 1"]);
+    let body = get(http, "/pools");
+    crate::support::schema::assert_valid("pools", &body);
+    let pools: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = &pools["pools"][0];
+    assert_eq!(first["user"], "app");
+    assert_eq!(first["database"], "appdb");
+    assert_eq!(first["mode"], "session");
+    assert_eq!(first["size"], 3);
+    assert_eq!(first["idle"], 1, "{pools}");
+    assert_eq!(
+        metric(http, "rdsconn_pool_server_connections", &["state=\"idle\""]),
+        1
+    );
+    assert_eq!(
+        metric(http, "rdsconn_pool_resets_total", &["result=\"ok\""]),
+        1
+    );
+    assert!(get(http, "/metrics").contains("rdsconn_pool_wait_seconds_bucket"));
+}
+
+const IAM_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY),
+    ("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY),
+    ("AWS_REGION", IAM_REGION),
+];
+
+fn iam_proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
+    let via = pg_via();
+    let mut args = vec!["postgres", "-h", ENDPOINT, "--via", &via, "--iam"];
+    args.extend_from_slice(extra);
+    ProxyProc::start(env, &args, &IAM_ENV)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iam_logins_happen_per_server_connection_not_per_client() {
+    let env = TestEnv::new();
+    fresh_database("pool_iam");
+    let http = free_port();
+    let hp = http.to_string();
+    let p = iam_proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "session",
+            "--pool-size",
+            "5",
+            "--prometheus",
+            "--http-port",
+            &hp,
+        ],
+    );
+    let mut pids = HashSet::new();
+    for _round in 0..5 {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let config = config(&p, IAM_USER, "pool_iam");
+            tasks.push(tokio::spawn(async move {
+                let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                let row = client.query_one("SELECT pg_backend_pid()", &[]).await?;
+                Ok::<i32, tokio_postgres::Error>(row.get(0))
+            }));
+        }
+        for t in tasks {
+            pids.insert(
+                t.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{e}\n{}", p.log())),
+            );
+        }
+    }
+    // 100 clients, at most 5 server logins (each verified by the server).
+    assert!(pids.len() <= 5, "{} server sessions", pids.len());
+    let logins = metric(http, "rdsconn_upstream_logins_total", &["result=\"ok\""]);
+    assert!((1..=5).contains(&logins), "{logins} upstream logins");
+    assert!(metric(http, "rdsconn_iam_tokens_minted_total", &[]) <= 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_storm_queues_under_max_logins_per_second() {
+    let env = TestEnv::new();
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "session",
+            "--pool-size",
+            "8",
+            "--max-logins-per-second",
+            "2",
+        ],
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let config = config(&p, "app", "appdb");
+        tasks.push(tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client.simple_query("SELECT pg_sleep(0.1)").await?;
+            Ok::<_, tokio_postgres::Error>(client)
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", p.log())),
+        );
+    }
+    // Eight logins at two a second: the last starts 3.5 s after the first.
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A Python driver's script through a transaction-pooled proxy on `port`.
+fn python_driver(port: u16, script: &str) -> Run {
+    Run::from(
+        Command::new(python())
+            .args(["-c", script, &port.to_string()])
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn drivers_run_prepared_statements_transactions_and_errors_through_transaction_pooling() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "2"]);
+    let asyncpg = python_driver(p.port(), ASYNCPG);
+    assert!(
+        asyncpg.code == 0,
+        "asyncpg: {}{}\n{}",
+        asyncpg.stdout,
+        asyncpg.stderr,
+        p.log()
+    );
+    assert_eq!(asyncpg.stdout.trim(), "asyncpg ok", "{}", asyncpg.stderr);
+    let psycopg = python_driver(p.port(), PSYCOPG);
+    assert!(
+        psycopg.code == 0,
+        "psycopg: {}{}\n{}",
+        psycopg.stdout,
+        psycopg.stderr,
+        p.log()
+    );
+    assert_eq!(psycopg.stdout.trim(), "psycopg ok", "{}", psycopg.stderr);
+    let node = node_driver(p.port(), NODE_PG);
+    assert!(
+        node.code == 0,
+        "node-pg: {}{}\n{}",
+        node.stdout,
+        node.stderr,
+        p.log()
+    );
+    assert_eq!(node.stdout.trim(), "node-pg ok", "{}", node.stderr);
+}
+
+fn node_driver(port: u16, script: &str) -> Run {
+    let modules = std::env::var_os("RDSCONN_TEST_NODE_MODULES").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        modules.join("pg").exists(),
+        "node-pg is missing (scripts/test.sh installs it)"
+    );
+    Run::from(
+        Command::new("node")
+            .args(["-e", script, &port.to_string()])
+            .env("NODE_PATH", modules)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// asyncpg with its default statement cache: four connections of one
+/// pool (two server connections), prepared statements reused across
+/// transactions, an error in a transaction, a rollback.
+const ASYNCPG: &str = r#"
+import asyncio, sys
+import asyncpg
+
+async def work(port, n):
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="app", database="appdb", ssl=False)
+    for i in range(30):
+        assert await conn.fetchval("SELECT $1::int * 2", i) == i * 2
+        async with conn.transaction():
+            assert await conn.fetchval("SELECT $1::text || 'x'", str(n)) == f"{n}x"
+        try:
+            async with conn.transaction():
+                await conn.fetchval("SELECT 1 / $1::int", 0)
+        except asyncpg.DivisionByZeroError:
+            pass
+        else:
+            raise SystemExit("no error")
+    stmt = await conn.prepare("SELECT $1::int + 100")
+    assert await stmt.fetchval(1) == 101
+    await conn.close()
+
+async def main():
+    port = int(sys.argv[1])
+    await asyncio.gather(*(work(port, n) for n in range(4)))
+    print("asyncpg ok")
+
+asyncio.run(main())
+"#;
+
+/// psycopg 3 with server-side prepared statements from the first run
+/// (`prepare_threshold=0`), in transactions and after errors.
+const PSYCOPG: &str = r#"
+import sys, threading
+import psycopg
+
+def work(port, n, errors):
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user="app", dbname="appdb",
+                             sslmode="disable", prepare_threshold=0, autocommit=True) as conn:
+            for i in range(30):
+                assert conn.execute("SELECT %s::int * 3", (i,)).fetchone()[0] == i * 3
+                with conn.transaction():
+                    assert conn.execute("SELECT %s::text", (str(n),)).fetchone()[0] == str(n)
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT 1 / %s::int", (0,))
+                except psycopg.errors.DivisionByZero:
+                    pass
+                else:
+                    raise SystemExit("no error")
+    except BaseException as e:
+        errors.append(repr(e))
+
+port = int(sys.argv[1])
+errors = []
+threads = [threading.Thread(target=work, args=(port, n, errors)) for n in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+if errors:
+    raise SystemExit("; ".join(errors))
+print("psycopg ok")
+"#;
+
+/// node-pg with named prepared statements on four clients.
+const NODE_PG: &str = r"
+const { Client } = require('pg');
+const port = Number(process.argv[1]);
+async function work(n) {
+  const c = new Client({ host: '127.0.0.1', port, user: 'app', database: 'appdb' });
+  await c.connect();
+  for (let i = 0; i < 30; i++) {
+    const r = await c.query({ name: 'double', text: 'SELECT $1::int * 2 AS v', values: [i] });
+    if (r.rows[0].v !== i * 2) throw new Error('wrong result');
+    await c.query('BEGIN');
+    await c.query({ name: 'text', text: 'SELECT $1::text AS t', values: [String(n)] });
+    await c.query('COMMIT');
+    try {
+      await c.query({ name: 'div', text: 'SELECT 1 / $1::int AS v', values: [0] });
+      throw new Error('no error');
+    } catch (e) {
+      if (e.code !== '22012') throw e;
+    }
+  }
+  await c.end();
+}
+Promise.all([0, 1, 2, 3].map(work)).then(() => console.log('node-pg ok'))
+  .catch((e) => { console.error(e); process.exit(1); });
+";
