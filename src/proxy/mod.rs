@@ -11,6 +11,7 @@
 //! again upstream (`engine::mysql::relay`).
 
 mod handoff;
+mod mypool;
 mod mysql;
 mod pgpool;
 mod pins;
@@ -452,6 +453,7 @@ struct Shared {
     mysql: mysql::State,
     /// The server connection pools (`--pool-mode` session or transaction).
     pg_pools: Option<pgpool::PgPools>,
+    my_pools: Option<mypool::MyPools>,
     /// Connections being served.
     active: watch::Sender<usize>,
     /// Set when the shutdown grace ends: the connections still open close,
@@ -489,19 +491,27 @@ impl Proxy {
         for l in listens {
             bound.push(Bound::bind(l).await?);
         }
-        let pg_pools = (config.kind == EngineKind::Postgres && config.pool.mode != PoolMode::None)
-            .then(|| {
-                let name = crate::ops::metrics::target(config.name.as_deref());
-                pgpool::PgPools::new(Arc::new(pool::Pools::new(
-                    name,
-                    config.kind,
-                    config.pool.clone(),
-                )))
-            });
+        let pooled = config.pool.mode != PoolMode::None;
+        let name = crate::ops::metrics::target(config.name.as_deref());
+        let pg_pools = (pooled && config.kind == EngineKind::Postgres).then(|| {
+            pgpool::PgPools::new(Arc::new(pool::Pools::new(
+                name,
+                config.kind,
+                config.pool.clone(),
+            )))
+        });
+        let my_pools = (pooled && config.kind == EngineKind::Mysql).then(|| {
+            mypool::MyPools::new(Arc::new(pool::Pools::new(
+                name,
+                config.kind,
+                config.pool.clone(),
+            )))
+        });
         Ok(Self {
             shared: Arc::new(Shared {
-                config,
                 pg_pools,
+                my_pools,
+                config,
                 mysql: mysql::State::default(),
                 active: watch::channel(0).0,
                 cut: watch::channel(false).0,
@@ -528,8 +538,11 @@ impl Proxy {
 
     /// The server connection pools, for `/pools`.
     pub(crate) fn pools(&self) -> Option<Arc<dyn pool::PoolList>> {
-        let pg = self.shared.pg_pools.as_ref()?;
-        Some(Arc::clone(&pg.pools) as Arc<dyn pool::PoolList>)
+        if let Some(pg) = &self.shared.pg_pools {
+            return Some(Arc::clone(&pg.pools) as Arc<dyn pool::PoolList>);
+        }
+        let my = self.shared.my_pools.as_ref()?;
+        Some(Arc::clone(&my.pools) as Arc<dyn pool::PoolList>)
     }
 
     /// `--max-connections`.
@@ -554,14 +567,7 @@ impl Proxy {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move { mysql::prime(&shared.config, &shared.mysql).await });
         }
-        let _maintain = self.shared.pg_pools.as_ref().map(|pg| {
-            let shared = Arc::clone(&self.shared);
-            let pools = Arc::clone(&pg.pools);
-            AbortOnDrop(tokio::spawn(pools.maintain(move |pool| {
-                let shared = Arc::clone(&shared);
-                async move { pgpool::open(&shared.config, &pool).await }
-            })))
-        });
+        let _maintain = maintain(&self.shared);
         let mut accepting = tokio::task::JoinSet::new();
         for bound in self.bound {
             let shared = Arc::clone(&self.shared);
@@ -595,6 +601,33 @@ impl Proxy {
         }
         Drained { cut }
     }
+}
+
+/// The pools' upkeep (idle and aged server connections closed,
+/// `--min-pool-size` kept), until dropped.
+fn maintain(shared: &Arc<Shared>) -> Option<AbortOnDrop> {
+    if let Some(pg) = &shared.pg_pools {
+        let pools = Arc::clone(&pg.pools);
+        let shared = Arc::clone(shared);
+        return Some(AbortOnDrop(tokio::spawn(pools.maintain(move |pool| {
+            let shared = Arc::clone(&shared);
+            async move { pgpool::open(&shared.config, &pool).await.map_err(drop) }
+        }))));
+    }
+    let my = shared.my_pools.as_ref()?;
+    let pools = Arc::clone(&my.pools);
+    let shared = Arc::clone(shared);
+    Some(AbortOnDrop(tokio::spawn(pools.maintain(move |pool| {
+        let shared = Arc::clone(&shared);
+        async move {
+            // A pool exists once a client came: its handshake is known.
+            let my = shared.my_pools.as_ref().ok_or(())?;
+            let hello = my.hello(&pool.extra).ok_or(())?;
+            mypool::open(&shared.config, &pool, &hello)
+                .await
+                .map_err(drop)
+        }
+    }))))
 }
 
 /// Stops a background task when dropped.
@@ -826,7 +859,10 @@ where
             EngineKind::Postgres => {
                 postgres::serve(config, shared.pg_pools.as_ref(), stream, report).await;
             }
-            EngineKind::Mysql => mysql::serve(config, &shared.mysql, stream, report).await,
+            EngineKind::Mysql => {
+                let my = shared.my_pools.as_ref();
+                mysql::serve(config, &shared.mysql, my, stream, report).await;
+            }
         },
     }
 }

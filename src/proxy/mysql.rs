@@ -25,13 +25,13 @@ use crate::wire::mysql as wire;
 use crate::wire::mysql::relay::{self, Credentials, Greeted, Upstream};
 
 /// A dialed upstream connection whose greeting has been read.
-struct Dialed {
-    packets: wire::Packets<Stream>,
-    greeting: HandshakePacket<'static>,
+pub(super) struct Dialed {
+    pub packets: wire::Packets<Stream>,
+    pub greeting: HandshakePacket<'static>,
     stages: Stages,
 }
 
-async fn dial(target: &Target) -> Result<Dialed, ConnectError> {
+pub(super) async fn dial(target: &Target) -> Result<Dialed, ConnectError> {
     let dialed = crate::net::dial(target, &Stage::default()).await?;
     let mut packets = wire::Packets::new(dialed.stream);
     let greeting = match wire::greeting(&mut packets).await {
@@ -85,7 +85,7 @@ impl State {
         lock(&self.greeting).clone()
     }
 
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
+    pub(super) fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
         lock(&self.ids)
     }
 
@@ -111,9 +111,9 @@ impl relay::ConnectionIds for State {
 }
 
 /// Forgets a handed-out id when its connection ends.
-struct IdLease<'a> {
-    state: &'a State,
-    id: u32,
+pub(super) struct IdLease<'a> {
+    pub state: &'a State,
+    pub id: u32,
 }
 
 impl Drop for IdLease<'_> {
@@ -136,6 +136,7 @@ pub(super) async fn prime(config: &Config, state: &State) {
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
     state: &State,
+    pooled: Option<&super::mypool::MyPools>,
     client: S,
     report: &mut Report,
 ) {
@@ -184,6 +185,21 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return report.refused(e, crate::ops::metrics::Refusal::WrongUser);
     }
 
+    if let Some(my) = pooled {
+        drop(first);
+        match Box::pin(super::mypool::serve(config, state, my, greeted, id)).await {
+            Ok((traffic, ended)) => {
+                report.traffic = traffic;
+                match ended {
+                    relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
+                    dropped @ relay::Ended::Dropped(_) => report.fail(dropped),
+                    other => report.ended = other.to_string(),
+                }
+            }
+            Err(why) => report.fail(why),
+        }
+        return;
+    }
     let (login, stages) = login(config, &greeted, first).await;
     report.stages = Some(stages);
     let _lease = match &login {
@@ -202,6 +218,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         credentials: config,
         prompter: &crate::wire::mysql::NoPrompter,
         ids: Some(state),
+        pooled_user: None,
     };
     let (traffic, ended) = relay::pump(relayed, &handling).await;
     report.traffic = traffic;

@@ -127,6 +127,8 @@ enum Grant<C: Conn> {
 pub(crate) struct Pool<C: Conn> {
     pub user: String,
     pub database: Option<String>,
+    /// The rest of the pool's key (see [`Pools::get`]).
+    pub extra: String,
     settings: Settings,
     state: Mutex<State<C>>,
     gauges: Option<PoolGauges>,
@@ -148,6 +150,8 @@ pub(crate) struct Lease<C: Conn> {
     created: Instant,
     /// How long it sat idle before this lease (zero when new).
     pub idle_for: Duration,
+    /// Given back (to the idle list or a waiting client).
+    done: bool,
 }
 
 /// The right to open one server connection (counted as opening).
@@ -166,14 +170,25 @@ impl<C: Conn> Drop for Slot<C> {
 
 impl<C: Conn> Lease<C> {
     pub(crate) fn conn(&mut self) -> &mut C {
-        // Present until release or drop, which consume the lease.
+        // Present until release or drop, which consume the lease .
         self.conn.as_mut().unwrap_or_else(|| unreachable!())
+    }
+
+    /// Takes the connection out (a relay that owns its stream); the lease
+    /// still holds its slot. Put back with [`Lease::put`], or the slot is
+    /// freed when the lease is dropped.
+    pub(crate) fn take(&mut self) -> Option<C> {
+        self.conn.take()
+    }
+
+    pub(crate) fn put(&mut self, conn: C) {
+        self.conn = Some(conn);
     }
 
     /// Gives the connection back for the next client (or to one waiting).
     pub(crate) fn release(self) {
         let pool = Arc::clone(&self.pool);
-        if self.created.elapsed() >= pool.settings.lifetime {
+        if self.created.elapsed() >= pool.settings.lifetime || self.conn.is_none() {
             return; // dropped: closed, slot freed
         }
         let mut lease = self;
@@ -191,6 +206,7 @@ impl<C: Conn> Lease<C> {
                             since: Instant::now(),
                         });
                     }
+                    lease.done = true;
                     drop(s);
                     pool.gauge();
                     return;
@@ -207,25 +223,26 @@ impl<C: Conn> Lease<C> {
 
 impl<C: Conn> Drop for Lease<C> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.note_closed("broken_or_expired");
-            tokio::spawn(conn.terminate());
-            self.pool.free_slot(true);
+        if self.done {
+            return;
         }
+        let expired = self.created.elapsed() >= self.pool.settings.lifetime;
+        self.pool
+            .note_closed(if expired { "lifetime" } else { "broken" });
+        if let Some(conn) = self.conn.take() {
+            tokio::spawn(conn.terminate());
+        }
+        self.pool.free_slot(true);
     }
 }
 
 impl<C: Conn> Pool<C> {
-    fn new(
-        target: &str,
-        kind: EngineKind,
-        user: String,
-        database: Option<String>,
-        settings: Settings,
-    ) -> Self {
+    fn new(target: &str, kind: EngineKind, key: Key, settings: Settings) -> Self {
+        let (user, database, extra) = key;
         Self {
             user,
             database,
+            extra,
             settings,
             state: Mutex::new(State {
                 idle: Vec::new(),
@@ -325,6 +342,7 @@ impl<C: Conn> Pool<C> {
                                 conn: Some(conn),
                                 created: Instant::now(),
                                 idle_for: Duration::ZERO,
+                                done: false,
                             });
                         }
                         Err(e) => {
@@ -360,6 +378,7 @@ impl<C: Conn> Pool<C> {
                 conn: Some(idle.conn),
                 created: idle.created,
                 idle_for: idle.since.elapsed(),
+                done: false,
             };
             drop(s);
             self.gauge();
@@ -476,6 +495,7 @@ impl<C: Conn> Pool<C> {
                     conn: Some(conn),
                     created: Instant::now(),
                     idle_for: Duration::ZERO,
+                    done: false,
                 }
                 .release();
             }
@@ -560,12 +580,11 @@ impl<C: Conn> Pools<C> {
             extra.to_string(),
         );
         let mut pools = lock(&self.by_key);
-        Arc::clone(pools.entry(key).or_insert_with(|| {
+        Arc::clone(pools.entry(key.clone()).or_insert_with(|| {
             Arc::new(Pool::new(
                 &self.target,
                 self.kind,
-                user.to_string(),
-                database.map(str::to_string),
+                key,
                 self.settings.clone(),
             ))
         }))

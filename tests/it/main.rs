@@ -16,6 +16,7 @@ mod habits;
 mod handoff;
 mod hostile;
 mod pool;
+mod poolmy;
 mod proxy;
 mod publicroots;
 mod rds;

@@ -125,6 +125,7 @@ async fn connect(
             credentials: &auth,
             prompter: &wire::NoPrompter,
             ids: None,
+            pooled_user: None,
         };
         relay::pump(relayed, &handling).await;
     });

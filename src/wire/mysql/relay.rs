@@ -82,6 +82,21 @@ pub(crate) struct Relayed<C> {
     quit: bool,
 }
 
+impl<C> Relayed<C> {
+    /// The server side back, for the pool: its stream, TLS summary, login
+    /// and greeting.
+    pub(crate) fn into_upstream(
+        self,
+    ) -> (
+        TlsStream<Stream>,
+        TlsSummary,
+        LoggedIn,
+        HandshakePacket<'static>,
+    ) {
+        (self.upstream, self.tls, self.login, self.greeting)
+    }
+}
+
 /// Greets `client` as the server of `greeting` would (its version and
 /// capabilities, minus TLS and compression; `connection_id` as the
 /// session's id), reads its handshake response and, when `local` is set,
@@ -165,30 +180,41 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
         auth: &Auth,
         prompter: &dyn Prompter,
     ) -> Result<(Secured, LoggedIn, HandshakePacket<'static>), ConnectError> {
-        let peer = Arc::new(PeerChain::default());
-        let greeting = upstream.greeting;
-        let mut secured = wire::start_tls(
-            upstream.packets,
-            &greeting,
-            &self.hello,
-            upstream.server_name,
-            upstream.policy,
-            &peer,
-        )
-        .await?;
-        let login = wire::authenticate(
-            &mut secured.packets,
-            &greeting,
-            &Login {
-                user: self.user.as_bytes(),
-                database: self.database.as_deref().map(str::as_bytes),
-                auth,
-                hello: &self.hello,
-                prompter,
-            },
-        )
-        .await?;
-        Ok((secured, login, greeting))
+        let login = Login {
+            user: self.user.as_bytes(),
+            database: self.database.as_deref().map(str::as_bytes),
+            auth,
+            hello: &self.hello,
+            prompter,
+        };
+        login_upstream(upstream, &login).await
+    }
+
+    /// Hands the client a pooled server connection: the OK of that
+    /// connection's login (the client's own handshake was for the same
+    /// user, database and capabilities).
+    pub(crate) async fn finish_pooled(
+        mut self,
+        upstream: TlsStream<Stream>,
+        tls: TlsSummary,
+        login: LoggedIn,
+        greeting: HandshakePacket<'static>,
+    ) -> Result<Relayed<C>, (ConnectError, TlsStream<Stream>, TlsSummary, LoggedIn)> {
+        if let Err(e) = self.front.write(&login.ok).await {
+            return Err((io_err(CLIENT)(e), upstream, tls, login));
+        }
+        Ok(Relayed {
+            client: self.front.stream,
+            upstream,
+            tls,
+            login,
+            user: self.user,
+            greeting,
+            nonce: self.nonce,
+            hello: self.hello,
+            local: self.local,
+            quit: false,
+        })
     }
 
     /// Passes the server's OK on, or the failure as an error packet (the
@@ -224,6 +250,27 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Greeted<C> {
     pub(crate) async fn refuse(&mut self, e: &ConnectError) -> std::io::Result<()> {
         refuse(&mut self.front, e).await
     }
+}
+
+/// Upgrades `upstream` to TLS with rdsconn's verifier and logs in with
+/// the server's plugin.
+pub(crate) async fn login_upstream(
+    upstream: Upstream<'_>,
+    login: &Login<'_>,
+) -> Result<(Secured, LoggedIn, HandshakePacket<'static>), ConnectError> {
+    let peer = Arc::new(PeerChain::default());
+    let greeting = upstream.greeting;
+    let mut secured = wire::start_tls(
+        upstream.packets,
+        &greeting,
+        login.hello,
+        upstream.server_name,
+        upstream.policy,
+        &peer,
+    )
+    .await?;
+    let logged_in = wire::authenticate(&mut secured.packets, &greeting, login).await?;
+    Ok((secured, logged_in, greeting))
 }
 
 /// `e` as an error packet a client reads as the server's: the server's own
@@ -339,6 +386,10 @@ pub(crate) struct Handling<'a> {
     /// `KILL [QUERY|CONNECTION] ID` and `COM_PROCESS_KILL` naming an id
     /// from here are rewritten to the server's id.
     pub ids: Option<&'a dyn ConnectionIds>,
+    /// A pooled server connection of this user: `COM_QUIT` ends the
+    /// client's session without reaching the server, and
+    /// `COM_CHANGE_USER` to another user is refused.
+    pub pooled_user: Option<&'a str>,
 }
 
 /// Relays the session until either side closes, then closes the other.
@@ -351,6 +402,18 @@ pub(crate) async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
     mut relayed: Relayed<C>,
     handling: &Handling<'_>,
 ) -> (Traffic, Ended) {
+    let (traffic, ended, _) = relay(&mut relayed, handling).await;
+    let _ = relayed.upstream.shutdown().await;
+    let _ = relayed.client.shutdown().await;
+    (traffic, ended)
+}
+
+/// [`pump`] without closing either side; also says whether the client's
+/// last packet was whole (else the server waits for the rest of it).
+pub(crate) async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
+    relayed: &mut Relayed<C>,
+    handling: &Handling<'_>,
+) -> (Traffic, Ended, bool) {
     let mut traffic = Traffic::default();
     let mut from_client = BytesMut::with_capacity(BUFFER);
     let mut from_server = vec![0_u8; BUFFER];
@@ -365,11 +428,13 @@ pub(crate) async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
                 Ok(0) => break Ended::Client,
                 Ok(_) => {
                     let forwarded =
-                        forward_client(&mut relayed, &mut from_client, &mut pending, handling)
-                            .await;
+                        forward_client(relayed, &mut from_client, &mut pending, handling).await;
                     match forwarded {
                         Ok(n) => traffic.up += n,
                         Err(e) => break Ended::Failed(e),
+                    }
+                    if relayed.quit && handling.pooled_user.is_some() {
+                        break Ended::Client;
                     }
                 }
                 Err(e) => break ended_by(e, Ended::Client),
@@ -390,9 +455,7 @@ pub(crate) async fn pump<C: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     };
-    let _ = relayed.upstream.shutdown().await;
-    let _ = relayed.client.shutdown().await;
-    (traffic, ended)
+    (traffic, ended, pending == 0)
 }
 
 /// A side that goes away abruptly — a client that closes without
@@ -447,6 +510,11 @@ async fn forward_client<C: AsyncRead + AsyncWrite + Unpin>(
             let Some(&command) = buf.get(4) else { break };
             if command == COM_QUIT {
                 relayed.quit = true;
+                if handling.pooled_user.is_some() {
+                    // The server connection goes back to the pool.
+                    buf.clear();
+                    break;
+                }
             }
             if command == COM_CHANGE_USER {
                 if buf.len() < 4 + len {
@@ -553,6 +621,15 @@ async fn change_user<C: AsyncRead + AsyncWrite + Unpin>(
         if checked.is_err() {
             return Ok(());
         }
+    }
+    if let Some(only) = handling.pooled_user
+        && only != command.user
+    {
+        let msg = format!(
+            "rdsconn proxy: a pooled session stays user {only:?}; connect as {:?} instead of COM_CHANGE_USER",
+            command.user
+        );
+        return send_error(&mut front, 1045, *b"28000", &msg).await;
     }
     let mut hello = relayed.hello.clone();
     if let Some(c) = command.collation {
