@@ -179,6 +179,8 @@ async fn prepare(named: &Named, ops: &ProxyArgs) -> Result<Prepared> {
         .engine
         .ok_or_else(|| Error::usage("an engine is required: rdsconn proxy mysql|postgres …"))?;
     let listens = listens(args)?;
+    // The pool flags are checked before anything is read or dialed.
+    pool_settings(args, kind)?;
     let ask = Ask {
         kind: Some(kind),
         given: Given::try_from(args)?,

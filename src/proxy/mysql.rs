@@ -148,7 +148,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let template = if let Some(g) = state.greeting() {
         g
     } else {
-        match state.read_greeting(config).await {
+        match Box::pin(state.read_greeting(config)).await {
             Ok(d) => {
                 let g = d.greeting.clone();
                 first = Some(d);
@@ -200,7 +200,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         return;
     }
-    let (login, stages) = login(config, &greeted, first).await;
+    // Boxed: a client's task keeps the size of its largest step while it
+    // lives, and a login is large.
+    let (login, stages) = Box::pin(login(config, &greeted, first)).await;
     report.stages = Some(stages);
     let _lease = match &login {
         Ok((_, _, greeting)) => {

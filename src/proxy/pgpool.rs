@@ -389,27 +389,7 @@ async fn apply(
     params: &BTreeMap<String, String>,
     check: bool,
 ) -> Result<(), ApplyError> {
-    let mut sql = String::new();
-    for k in server.applied.keys().filter(|k| !params.contains_key(*k)) {
-        sql.push_str("RESET ");
-        sql.push_str(&ident(k));
-        sql.push(';');
-    }
-    let changed: Vec<String> = params
-        .iter()
-        .filter(|(k, v)| server.applied.get(*k) != Some(v))
-        .map(|(k, v)| {
-            format!(
-                "pg_catalog.set_config({}, {}, false)",
-                literal(k),
-                literal(v)
-            )
-        })
-        .collect();
-    if !changed.is_empty() {
-        sql.push_str("SELECT ");
-        sql.push_str(&changed.join(", "));
-    }
+    let sql = settings_sql(&server.applied, params);
     let out = if !sql.is_empty() {
         query(&sql)
     } else if check {
@@ -425,6 +405,34 @@ async fn apply(
     }
     server.applied.clone_from(params);
     Ok(())
+}
+
+/// The SQL that takes a server connection from the client parameters
+/// `from` to `to`: `RESET` what `to` does not set, `set_config` what
+/// differs; empty when nothing does.
+fn settings_sql(from: &BTreeMap<String, String>, to: &BTreeMap<String, String>) -> String {
+    let mut sql = String::new();
+    for k in from.keys().filter(|k| !to.contains_key(*k)) {
+        sql.push_str("RESET ");
+        sql.push_str(&ident(k));
+        sql.push(';');
+    }
+    let changed: Vec<String> = to
+        .iter()
+        .filter(|(k, v)| from.get(*k) != Some(v))
+        .map(|(k, v)| {
+            format!(
+                "pg_catalog.set_config({}, {}, false)",
+                literal(k),
+                literal(v)
+            )
+        })
+        .collect();
+    if !changed.is_empty() {
+        sql.push_str("SELECT ");
+        sql.push_str(&changed.join(", "));
+    }
+    sql
 }
 
 /// Sends `out` and reads up to the `syncs`-th `ReadyForQuery`, keeping
@@ -480,7 +488,7 @@ struct Session<'a> {
     server: Option<Lease<PgServer>>,
     /// Named statements: the client's name → the server's, and the
     /// `Parse` body after the name.
-    stmts: HashMap<Vec<u8>, (String, Bytes)>,
+    stmts: HashMap<Vec<u8>, (Arc<str>, Bytes)>,
     expect: VecDeque<Expect>,
     /// Messages answered by `ReadyForQuery` not answered yet.
     syncs: usize,
@@ -786,7 +794,7 @@ impl Session<'_> {
     }
 
     fn check_pin(&mut self, sql: &[u8]) {
-        if self.mode != PoolMode::Transaction || self.pinned.is_some() {
+        if self.mode != PoolMode::Transaction || self.pinned.is_some() || !pins::worth_a_look(sql) {
             return;
         }
         if let Some(reason) = pins::pin_reason(&String::from_utf8_lossy(sql)) {
@@ -862,16 +870,16 @@ impl Session<'_> {
                 self.check_pin(sql);
                 if self.rewrite() && !name.is_empty() {
                     let rest = body.slice(name.len() + 1..);
-                    let sname = server_name(&rest);
+                    let sname: Arc<str> = server_name(&rest).into();
                     self.stmts
-                        .insert(name.to_vec(), (sname.clone(), rest.clone()));
+                        .insert(name.to_vec(), (Arc::clone(&sname), rest.clone()));
                     if self.prepared(&sname) {
                         self.push(Expect::Synth(message(b'1', &[])));
                     } else {
                         self.mark_prepared(&sname);
                         self.to_server
                             .extend(message(b'P', &[sname.as_bytes(), &[0], &rest]));
-                        self.push(Expect::Prepared(sname));
+                        self.push(Expect::Prepared(sname.to_string()));
                     }
                 } else {
                     self.to_server.extend_from_slice(&msg);
@@ -945,16 +953,17 @@ impl Session<'_> {
 
     /// The server's name for the client's statement `name`, prepared on
     /// this server connection first when it is not yet (transaction mode).
-    fn server_stmt(&mut self, name: &[u8]) -> Option<String> {
+    fn server_stmt(&mut self, name: &[u8]) -> Option<Arc<str>> {
         if !self.rewrite() || name.is_empty() {
             return None;
         }
-        let (sname, rest) = self.stmts.get(name).cloned()?;
+        let (sname, rest) = self.stmts.get(name)?;
+        let (sname, rest) = (Arc::clone(sname), rest.clone());
         if !self.prepared(&sname) {
             self.mark_prepared(&sname);
             self.to_server
                 .extend(message(b'P', &[sname.as_bytes(), &[0], &rest]));
-            self.push(Expect::Swallow(sname.clone()));
+            self.push(Expect::Swallow(sname.to_string()));
         }
         Some(sname)
     }
@@ -966,6 +975,9 @@ impl Session<'_> {
             return false;
         }
         let (sql, _) = cstr(body);
+        if !pins::worth_a_look(sql) {
+            return false;
+        }
         let tag = match pins::deallocate(&String::from_utf8_lossy(sql)) {
             Some(pins::Deallocate::All) => {
                 self.stmts.clear();
@@ -985,7 +997,7 @@ impl Session<'_> {
     /// After `DISCARD ALL` / `DEALLOCATE ALL` (a pinned client), nothing
     /// is prepared on the server connection any more.
     fn forget_all_after(&mut self, sql: &[u8]) {
-        if pins::drops_all_statements(&String::from_utf8_lossy(sql)) {
+        if pins::worth_a_look(sql) && pins::drops_all_statements(&String::from_utf8_lossy(sql)) {
             self.stmts.clear();
             if let Some(l) = self.server.as_mut() {
                 l.conn().prepared.clear();
@@ -1088,9 +1100,16 @@ impl Session<'_> {
             out.extend(query("ROLLBACK"));
             syncs += 1;
         }
+        // The next client most likely sets what this one did (the same
+        // application): set again in the same round trip.
+        let again = settings_sql(&BTreeMap::new(), &self.params);
         if reset {
             out.extend(query("DISCARD ALL"));
             syncs += 1;
+            if !again.is_empty() {
+                out.extend(query(&again));
+                syncs += 1;
+            }
         }
         let done = exchange(lease.conn(), &out, syncs).await;
         let ok = matches!(done, Ok(None));
@@ -1098,7 +1117,7 @@ impl Session<'_> {
         if ok {
             if reset {
                 let server = lease.conn();
-                server.applied.clear();
+                server.applied = std::mem::take(&mut self.params);
                 server.prepared.clear();
             }
             lease.release();

@@ -3,6 +3,31 @@
 //! statement's words, outside strings, quoted names and comments.
 //! Erring towards a pin costs only sharing; missing one would be wrong.
 
+/// Whether `sql` has any word the other functions here look for: most
+/// statements have none, and are then passed over without lexing (a
+/// superset: strings and comments are not told apart here).
+pub(crate) fn worth_a_look(sql: &[u8]) -> bool {
+    const WORDS: &[&[u8]] = &[
+        b"SET",
+        b"RESET",
+        b"LISTEN",
+        b"PREPARE",
+        b"DECLARE",
+        b"LOAD",
+        b"DISCARD",
+        b"DEALLOCATE",
+        b"CREATE",
+        b"INTO",
+        b"SET_CONFIG",
+        b"PG_ADVISORY_LOCK",
+        b"PG_ADVISORY_LOCK_SHARED",
+        b"PG_TRY_ADVISORY_LOCK",
+        b"PG_TRY_ADVISORY_LOCK_SHARED",
+    ];
+    sql.split(|c: &u8| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        .any(|w| WORDS.iter().any(|k| k.eq_ignore_ascii_case(w)))
+}
+
 /// The reason a statement pins, as `rdsconn_pool_pins_total`'s label.
 pub(crate) fn pin_reason(sql: &str) -> Option<&'static str> {
     statements(sql)
@@ -299,6 +324,30 @@ mod tests {
             "INSERT INTO temp VALUES (1)",
         ] {
             assert_eq!(pin_reason(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_statements_with_those_words_are_lexed() {
+        assert!(!worth_a_look(
+            b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+        ));
+        assert!(!worth_a_look(b"UPDATE t SETTINGS"));
+        for sql in [
+            "select 1; set x = 1",
+            "SELECT pg_advisory_lock(1)",
+            "create temp table t()",
+            "deallocate all",
+        ] {
+            assert!(worth_a_look(sql.as_bytes()), "{sql}");
+        }
+        // Every statement that pins is looked at.
+        for sql in [
+            "LISTEN c",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "LOAD 'x'",
+        ] {
+            assert!(worth_a_look(sql.as_bytes()) && pin_reason(sql).is_some());
         }
     }
 

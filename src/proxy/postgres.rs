@@ -64,7 +64,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let (packet, user, database) = match opening {
-        Opening::Cancel(packet) => return cancel(config, pooled, &packet, report).await,
+        Opening::Cancel(packet) => return Box::pin(cancel(config, pooled, &packet, report)).await,
         Opening::Startup {
             packet,
             user,
@@ -101,7 +101,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     let target = config.target(&user, database.as_deref());
-    let login = super::retrying(config, || login(config, &target, &packet)).await;
+    // Boxed, as the pooled path: a client's task keeps the size of its
+    // largest step for as long as it lives, and a login is large.
+    let login = Box::pin(super::retrying(config, || login(config, &target, &packet))).await;
     let (mut upstream, to_client, stages) = match login {
         Ok(up) => up,
         Err(Failure { error, to_client }) => {

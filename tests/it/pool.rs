@@ -730,3 +730,100 @@ async function work(n) {
 Promise.all([0, 1, 2, 3].map(work)).then(() => console.log('node-pg ok'))
   .catch((e) => { console.error(e); process.exit(1); });
 ";
+
+#[test]
+fn min_pool_size_is_kept_warm_and_idle_connections_time_out() {
+    let env = TestEnv::new();
+    fresh_database("pool_warm");
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "session",
+            "--pool-size",
+            "4",
+            "--min-pool-size",
+            "3",
+        ],
+    );
+    let info = format!(
+        "host=127.0.0.1 port={} user=app dbname=pool_warm sslmode=disable",
+        p.port()
+    );
+    let out = Command::new("psql")
+        .args(["-X", "-At", "-c", "SELECT 1", &info])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", p.log());
+    // The pool exists now: it is filled up to --min-pool-size.
+    wait_for("three warm server connections", || {
+        backends(&env, "pool_warm") == 3
+    });
+
+    fresh_database("pool_idle");
+    let p = proxy(
+        &env,
+        &["--pool-mode", "session", "--server-idle-timeout", "1s"],
+    );
+    let info = format!(
+        "host=127.0.0.1 port={} user=app dbname=pool_idle sslmode=disable",
+        p.port()
+    );
+    let out = Command::new("psql")
+        .args(["-X", "-At", "-c", "SELECT 1", &info])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", p.log());
+    wait_for("the idle server connection to close", || {
+        backends(&env, "pool_idle") == 0
+    });
+}
+
+#[test]
+fn startup_parameters_follow_the_client_in_transaction_mode() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "1"]);
+    let show = "SELECT current_setting('search_path'), current_setting('DateStyle'), \
+                current_setting('application_name'), current_setting('statement_timeout')";
+    let with = |vars: &[(&str, &str)]| {
+        let out = psql_raw(p.port(), &[show], vars);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            p.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // One server connection: each client's own settings, none of another's.
+    let a = with(&[
+        (
+            "PGOPTIONS",
+            "-c search_path=pg_catalog -c statement_timeout=7s",
+        ),
+        ("PGAPPNAME", "client-a"),
+        ("PGDATESTYLE", "SQL, DMY"),
+    ]);
+    assert_eq!(a, "pg_catalog|SQL, DMY|client-a|7s");
+    let b = with(&[("PGAPPNAME", "client-b")]);
+    assert_eq!(b, "\"$user\", public|ISO, MDY|client-b|0");
+    // A value the server refuses is the client's error, at login.
+    let out = psql_raw(
+        p.port(),
+        &["SELECT 1"],
+        &[("PGOPTIONS", "-c DateStyle=bogus")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DateStyle"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Replication connections are not pooled.
+    let out = psql_raw(
+        p.port(),
+        &["IDENTIFY_SYSTEM"],
+        &[("PGREPLICATION", "database")],
+    );
+    assert!(!out.status.success());
+}

@@ -257,3 +257,22 @@ async function work(n) {
 Promise.all([0, 1, 2, 3].map(work)).then(() => console.log('mysql2 ok'))
   .catch((e) => { console.error(e); process.exit(1); });
 ";
+
+#[test]
+fn transaction_pooling_is_postgresql_only() {
+    let env = TestEnv::new();
+    let run = Run::from(
+        env.cmd(&[
+            "proxy",
+            "mysql",
+            "-h",
+            ENDPOINT,
+            "--pool-mode",
+            "transaction",
+        ])
+        .output()
+        .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(run.stderr.contains("--pool-mode session"), "{}", run.stderr);
+}
