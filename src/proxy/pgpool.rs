@@ -17,6 +17,7 @@
 //! server connection (`pins`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,14 +50,7 @@ pub(super) struct PgServer {
 
 impl Conn for PgServer {
     fn is_broken(&mut self) -> bool {
-        // An idle server says nothing: anything to read (a FATAL before it
-        // went away), an end or an error means it is gone.
-        let mut byte = [0_u8; 1];
-        let mut buf = tokio::io::ReadBuf::new(&mut byte);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        !std::pin::Pin::new(&mut self.stream)
-            .poll_read(&mut cx, &mut buf)
-            .is_pending()
+        super::pool::said_something(&mut self.stream)
     }
 
     fn terminate(mut self) -> BoxFuture<'static, ()> {
@@ -83,8 +77,10 @@ const ACQUIRE_TRIES: usize = 3;
 /// The PostgreSQL pools of one proxy, and the cancel keys handed out.
 pub(super) struct PgPools {
     pub pools: Arc<Pools<PgServer>>,
-    /// Client key → the server key of the connection it holds now.
-    cancels: Mutex<HashMap<[u8; 8], Option<[u8; 8]>>>,
+    /// Client key → the server key of the connection it holds now (0:
+    /// none), set by the client's session as it gets and gives back
+    /// server connections.
+    cancels: Mutex<HashMap<[u8; 8], Arc<AtomicU64>>>,
 }
 
 impl PgPools {
@@ -95,7 +91,7 @@ impl PgPools {
         }
     }
 
-    fn cancels(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], Option<[u8; 8]>>> {
+    fn cancels(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], Arc<AtomicU64>>> {
         self.cancels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -105,7 +101,8 @@ impl PgPools {
     /// for, while that client holds a server connection.
     pub(super) fn cancel_key(&self, packet: &[u8]) -> Option<[u8; 8]> {
         let key: [u8; 8] = packet.get(8..16)?.try_into().ok()?;
-        self.cancels().get(&key).copied().flatten()
+        let held = self.cancels().get(&key)?.load(Ordering::Acquire);
+        (held != 0).then(|| held.to_be_bytes())
     }
 }
 
@@ -138,7 +135,13 @@ pub(super) async fn open(config: &Config, pool: &Pool<PgServer>) -> Result<PgSer
                 }
             }
             b'Z' => break,
-            b'E' => return Err(Failure::from(ConnectError::Server(error_text(&body)))),
+            b'E' => {
+                // The server's own words reach the client.
+                return Err(Failure {
+                    error: ConnectError::Server(postgres::error_fields(&body).1),
+                    to_client: Some(message(b'E', &[&body])),
+                });
+            }
             _ => {}
         }
     }
@@ -162,19 +165,6 @@ fn status_pair(body: &[u8]) -> Option<(String, String)> {
     let k = String::from_utf8_lossy(parts.next()?).into_owned();
     let v = String::from_utf8_lossy(parts.next()?).into_owned();
     Some((k, v))
-}
-
-/// An `ErrorResponse`'s message and code.
-fn error_text(body: &[u8]) -> String {
-    let (mut code, mut message) = (String::new(), String::new());
-    for field in body.split(|&b| b == 0) {
-        match field.split_first() {
-            Some((b'C', v)) => code = String::from_utf8_lossy(v).into_owned(),
-            Some((b'M', v)) => message = String::from_utf8_lossy(v).into_owned(),
-            _ => {}
-        }
-    }
-    format!("{message} ({code})")
 }
 
 /// What the server's replies to each message sent (or not sent) mean for
@@ -485,6 +475,8 @@ struct Session<'a> {
     mode: PoolMode,
     params: BTreeMap<String, String>,
     key: [u8; 8],
+    /// The server key for this client's cancel requests (0: none held).
+    held: Arc<AtomicU64>,
     server: Option<Lease<PgServer>>,
     /// Named statements: the client's name → the server's, and the
     /// `Parse` body after the name.
@@ -524,7 +516,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return report.fail("no random cancel key");
     };
     key[0] &= 0x7f;
-    pg.cancels().insert(key, None);
+    let held = Arc::new(AtomicU64::new(0));
+    pg.cancels().insert(key, Arc::clone(&held));
     let _registered = Registered(pg, key);
     let mut s = Session {
         config,
@@ -533,6 +526,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         mode: pg.pools.settings.mode,
         params,
         key,
+        held,
         server: None,
         stmts: HashMap::new(),
         expect: VecDeque::new(),
@@ -620,7 +614,8 @@ impl Session<'_> {
             let check = lease.idle_for >= CHECK_AFTER;
             match apply(lease.conn(), &self.params, check).await {
                 Ok(()) => {
-                    self.pg.cancels().insert(self.key, Some(lease.conn().key));
+                    let key = u64::from_be_bytes(lease.conn().key);
+                    self.held.store(key, Ordering::Release);
                     self.server = Some(lease);
                     return Ok(());
                 }
@@ -684,7 +679,7 @@ impl Session<'_> {
             && self.status == b'I'
             && let Some(lease) = self.server.take()
         {
-            self.pg.cancels().insert(self.key, None);
+            self.held.store(0, Ordering::Release);
             lease.release();
         }
     }
@@ -1081,7 +1076,7 @@ impl Session<'_> {
         let Some(mut lease) = self.server.take() else {
             return;
         };
-        self.pg.cancels().insert(self.key, None);
+        self.held.store(0, Ordering::Release);
         if self.syncs > 0 {
             self.reset_done(false);
             return; // a query still running: closed
