@@ -36,6 +36,43 @@ pub(crate) struct Metrics {
     pool: PoolMetrics,
 }
 
+/// Makes series and registers them.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+        let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    /// Latencies, in [`LATENCY_BUCKETS`].
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<HistogramVec> {
+        let h = HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            labels,
+        )?;
+        self.0.register(Box::new(h.clone()))?;
+        Ok(h)
+    }
+}
+
 /// The pools' series (`--pool-mode`), summed over a target's pools.
 struct PoolMetrics {
     servers: IntGaugeVec,
@@ -49,61 +86,41 @@ struct PoolMetrics {
 
 impl PoolMetrics {
     fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let counter =
-            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(c.clone()))?;
-                Ok(c)
-            };
-        let histogram =
-            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<HistogramVec> {
-                let h = HistogramVec::new(
-                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                    labels,
-                )?;
-                registry.register(Box::new(h.clone()))?;
-                Ok(h)
-            };
-        let servers = IntGaugeVec::new(
-            Opts::new(
-                "rdsconn_pool_server_connections",
-                "Pooled server connections by state: active (lent to a client), idle, opening.",
-            ),
+        let r = Registrar(registry);
+        let servers = r.gauge(
+            "rdsconn_pool_server_connections",
+            "Pooled server connections by state: active (lent to a client), idle, opening.",
             &["target", "engine", "state"],
         )?;
-        registry.register(Box::new(servers.clone()))?;
-        let waiting = IntGaugeVec::new(
-            Opts::new(
-                "rdsconn_pool_clients_waiting",
-                "Clients waiting for a pooled server connection.",
-            ),
+        let waiting = r.gauge(
+            "rdsconn_pool_clients_waiting",
+            "Clients waiting for a pooled server connection.",
             &["target", "engine"],
         )?;
-        registry.register(Box::new(waiting.clone()))?;
         Ok(Self {
             servers,
             waiting,
-            wait_seconds: histogram(
+            wait_seconds: r.histogram(
                 "rdsconn_pool_wait_seconds",
                 "How long clients waited for a pooled server connection.",
                 &["target", "engine"],
             )?,
-            timeouts: counter(
+            timeouts: r.counter(
                 "rdsconn_pool_timeouts_total",
                 "Clients that got no server connection within --pool-timeout.",
                 &["target", "engine"],
             )?,
-            closed: counter(
+            closed: r.counter(
                 "rdsconn_pool_server_connections_closed_total",
                 "Pooled server connections closed: idle_timeout, lifetime, broken, reset_failed.",
                 &["target", "engine", "reason"],
             )?,
-            resets: counter(
+            resets: r.counter(
                 "rdsconn_pool_resets_total",
                 "Server connections reset for the next client, by result (ok, failed).",
                 &["target", "engine", "result"],
             )?,
-            pins: counter(
+            pins: r.counter(
                 "rdsconn_pool_pins_total",
                 "Transaction-pooled clients pinned to their server connection, by the statement's kind.",
                 &["target", "engine", "reason"],
@@ -223,37 +240,17 @@ pub(crate) fn target(name: Option<&str>) -> &str {
 impl Metrics {
     fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
-        let counter =
-            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(c.clone()))?;
-                Ok(c)
-            };
-        let histogram =
-            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<HistogramVec> {
-                let h = HistogramVec::new(
-                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                    labels,
-                )?;
-                registry.register(Box::new(h.clone()))?;
-                Ok(h)
-            };
-        let clients_open = IntGaugeVec::new(
-            Opts::new(
-                "rdsconn_client_connections_open",
-                "Client connections open now.",
-            ),
+        let r = Registrar(&registry);
+        let clients_open = r.gauge(
+            "rdsconn_client_connections_open",
+            "Client connections open now.",
             &["target", "engine", "listener"],
         )?;
-        registry.register(Box::new(clients_open.clone()))?;
-        let build = IntGaugeVec::new(
-            Opts::new(
-                "rdsconn_build_info",
-                "rdsconn's version and commit (always 1).",
-            ),
+        let build = r.gauge(
+            "rdsconn_build_info",
+            "rdsconn's version and commit (always 1).",
             &["version", "commit"],
         )?;
-        registry.register(Box::new(build.clone()))?;
         build
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
@@ -264,47 +261,47 @@ impl Metrics {
         Ok(Self {
             pool,
             clients_open,
-            clients_total: counter(
+            clients_total: r.counter(
                 "rdsconn_client_connections_total",
                 "Client connections accepted.",
                 &["target", "engine", "listener"],
             )?,
-            logins: counter(
+            logins: r.counter(
                 "rdsconn_upstream_logins_total",
                 "Upstream logins by result: ok, auth_refused, tls_refused (with its reason), network, error.",
                 &["target", "engine", "result", "reason"],
             )?,
-            login_seconds: histogram(
+            login_seconds: r.histogram(
                 "rdsconn_upstream_login_seconds",
                 "Upstream connect, TLS and login time (retries included).",
                 &["target", "engine"],
             )?,
-            tokens: counter(
+            tokens: r.counter(
                 "rdsconn_iam_tokens_minted_total",
                 "IAM auth tokens minted for upstream logins.",
                 &["result"],
             )?,
-            token_seconds: histogram(
+            token_seconds: r.histogram(
                 "rdsconn_iam_token_mint_seconds",
                 "Time to mint an IAM auth token (credentials included).",
                 &[],
             )?,
-            secret_reads: counter(
+            secret_reads: r.counter(
                 "rdsconn_secrets_manager_reads_total",
                 "Secrets Manager reads by result.",
                 &["result"],
             )?,
-            bytes: counter(
+            bytes: r.counter(
                 "rdsconn_client_bytes_total",
                 "Bytes relayed: up (client to server) and down.",
                 &["target", "engine", "direction"],
             )?,
-            refused: counter(
+            refused: r.counter(
                 "rdsconn_client_logins_refused_total",
                 "Clients turned away: local_password, wrong_user, max_connections, login_deadline.",
                 &["target", "engine", "reason"],
             )?,
-            cancelled: counter(
+            cancelled: r.counter(
                 "rdsconn_sessions_cancelled_total",
                 "Cancel requests (PostgreSQL CancelRequest, MySQL KILL QUERY) passed to the server.",
                 &["engine"],

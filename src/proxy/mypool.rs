@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mysql_common::packets::HandshakePacket;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 
 use super::pool::{AcquireError, Conn, Pool, Pools};
@@ -38,12 +38,7 @@ pub(super) struct MyServer {
 
 impl Conn for MyServer {
     fn is_broken(&mut self) -> bool {
-        let mut byte = [0_u8; 1];
-        let mut buf = tokio::io::ReadBuf::new(&mut byte);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        !std::pin::Pin::new(&mut self.stream)
-            .poll_read(&mut cx, &mut buf)
-            .is_pending()
+        super::pool::said_something(&mut self.stream)
     }
 
     fn terminate(mut self) -> BoxFuture<'static, ()> {

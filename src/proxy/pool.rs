@@ -72,6 +72,19 @@ pub(crate) trait Conn: Send + 'static {
     fn terminate(self) -> BoxFuture<'static, ()>;
 }
 
+/// Whether an idle server connection's stream has anything to read, an
+/// end or an error, looked at without waiting: an idle server says
+/// nothing, so any of these means it is gone (a FATAL before it went
+/// away, a closed socket).
+pub(crate) fn said_something<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut byte = [0_u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    !std::pin::Pin::new(stream)
+        .poll_read(&mut cx, &mut buf)
+        .is_pending()
+}
+
 /// New upstream logins, spaced at most `per_second`.
 pub(crate) struct LoginRate {
     every: Duration,

@@ -509,6 +509,19 @@ fn unsupported(what: &str) -> ConnectError {
 /// A server `ErrorResponse` during login: authentication failures by
 /// SQLSTATE, the rest as server errors.
 fn classify(body: &[u8], auth: &Auth) -> ConnectError {
+    let (code, text) = error_fields(body);
+    if code == "28P01" || code == "28000" {
+        ConnectError::Auth {
+            message: text,
+            iam: matches!(auth, Auth::IamToken(_)),
+        }
+    } else {
+        ConnectError::Server(text)
+    }
+}
+
+/// An `ErrorResponse`'s SQLSTATE, and its message with the SQLSTATE.
+pub(super) fn error_fields(body: &[u8]) -> (String, String) {
     let (mut code, mut message) = (String::new(), String::new());
     for field in body.split(|&b| b == 0) {
         match field.split_first() {
@@ -518,14 +531,7 @@ fn classify(body: &[u8], auth: &Auth) -> ConnectError {
         }
     }
     let text = format!("{message} ({code})");
-    if code == "28P01" || code == "28000" {
-        ConnectError::Auth {
-            message: text,
-            iam: matches!(auth, Auth::IamToken(_)),
-        }
-    } else {
-        ConnectError::Server(text)
-    }
+    (code, text)
 }
 
 /// The SQLSTATE a client gets for rdsconn's own upstream failures.

@@ -5,27 +5,13 @@
 //! `scripts/test.sh` installs them (`PyPI` into `.venv`, npm into
 //! `tests/node`).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::server::{
     APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, ODD_PASSWORD, ODD_USER,
     Variant, pki,
 };
-use crate::support::{Run, TestEnv, maria, pg, python};
-
-fn node_modules() -> PathBuf {
-    let dir = std::env::var_os("RDSCONN_TEST_NODE_MODULES").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules"),
-        PathBuf::from,
-    );
-    assert!(
-        dir.join("pg").exists() && dir.join("mysql2").exists(),
-        "the Node drivers are missing in {} (scripts/test.sh installs them)",
-        dir.display()
-    );
-    dir
-}
+use crate::support::{Run, TestEnv, maria, node_modules, pg, python};
 
 fn ca() -> String {
     pki().ca_file.display().to_string()

@@ -14,7 +14,7 @@ use crate::support::proxy::ProxyProc;
 use crate::support::server::{
     APP_PASSWORD, IAM_ACCESS_KEY, IAM_REGION, IAM_SECRET_KEY, IAM_USER, Variant, free_port,
 };
-use crate::support::{Run, TestEnv, pg, python};
+use crate::support::{Run, TestEnv, node_modules, pg, python};
 
 fn pg_via() -> String {
     format!("127.0.0.1:{}", pg::server(Variant::Good).port)
@@ -85,17 +85,7 @@ fn fresh_database(name: &str) {
 fn backends(env: &TestEnv, database: &str) -> u64 {
     let port = pg::server(Variant::Good).port;
     let sql = format!("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{database}'");
-    let run = Run::from(
-        activity::cmd(env, "postgres", port, &["-c", &sql])
-            .output()
-            .unwrap(),
-    );
-    run.assert_code(0);
-    run.stdout
-        .lines()
-        .nth(1)
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{}", run.stdout))
+    activity::count(env, "postgres", port, &sql)
 }
 
 fn config(p: &ProxyProc, user: &str, database: &str) -> tokio_postgres::Config {
@@ -622,18 +612,10 @@ fn drivers_run_prepared_statements_transactions_and_errors_through_transaction_p
 }
 
 fn node_driver(port: u16, script: &str) -> Run {
-    let modules = std::env::var_os("RDSCONN_TEST_NODE_MODULES").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules"),
-        std::path::PathBuf::from,
-    );
-    assert!(
-        modules.join("pg").exists(),
-        "node-pg is missing (scripts/test.sh installs it)"
-    );
     Run::from(
         Command::new("node")
             .args(["-e", script, &port.to_string()])
-            .env("NODE_PATH", modules)
+            .env("NODE_PATH", node_modules())
             .output()
             .unwrap(),
     )

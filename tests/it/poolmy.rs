@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use crate::support::pki::ENDPOINT;
 use crate::support::proxy::ProxyProc;
 use crate::support::server::{APP_PASSWORD, TWIN_USER, Variant};
-use crate::support::{Run, TestEnv, maria, python};
+use crate::support::{Run, TestEnv, maria, node_modules, python};
 
 fn proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
     let via = format!("127.0.0.1:{}", maria::server(Variant::Good).port);
@@ -31,30 +31,7 @@ fn proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
 
 /// The mariadb client through the proxy as `app` in `appdb`.
 fn mariadb(p: &ProxyProc, sql: &str) -> Run {
-    let port = p.port().to_string();
-    Run::from(
-        Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "--protocol=TCP",
-                "-h",
-                "127.0.0.1",
-                "-P",
-                &port,
-                "-u",
-                "app",
-                "-D",
-                "appdb",
-                "--batch",
-                "--skip-column-names",
-                "-e",
-                sql,
-            ])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap(),
-    )
+    maria::client(p.port(), "app", "appdb", sql)
 }
 
 fn opts(p: &ProxyProc) -> mysql_async::Opts {
@@ -161,12 +138,7 @@ fn driver(program: &str, flag: &str, script: &str, port: u16) -> Run {
     let mut cmd = Command::new(program);
     cmd.args([flag, script, &port.to_string()]);
     if program == "node" {
-        let modules = std::env::var_os("RDSCONN_TEST_NODE_MODULES").map_or_else(
-            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules"),
-            std::path::PathBuf::from,
-        );
-        assert!(modules.join("mysql2").exists(), "mysql2 is missing");
-        cmd.env("NODE_PATH", modules);
+        cmd.env("NODE_PATH", node_modules());
     }
     Run::from(cmd.output().unwrap())
 }

@@ -94,29 +94,7 @@ fn mariadb(proxy: &ProxyProc, user: &str, sql: &str) -> Run {
 
 /// The mariadb client through the proxy as `user` in `database`.
 fn mariadb_in(proxy: &ProxyProc, user: &str, database: &str, sql: &str) -> Run {
-    let port = proxy.port().to_string();
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-u",
-            user,
-            "-D",
-            database,
-            "--batch",
-            "--skip-column-names",
-            "-e",
-            sql,
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
-    Run::from(out)
+    maria::client(proxy.port(), user, database, sql)
 }
 
 fn pg_config(proxy: &ProxyProc, user: &str) -> tokio_postgres::Config {

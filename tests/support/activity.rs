@@ -49,8 +49,13 @@ pub fn running(env: &TestEnv, engine: &str, port: u16, marker: &str) -> u64 {
             "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{marker}%' AND ID <> CONNECTION_ID()"
         )
     };
+    count(env, engine, port, &sql)
+}
+
+/// The number a one-row, one-column query answers (as the app user).
+pub fn count(env: &TestEnv, engine: &str, port: u16, sql: &str) -> u64 {
     let flag = if engine == "postgres" { "-c" } else { "-e" };
-    let run = Run::from(cmd(env, engine, port, &[flag, &sql]).output().unwrap());
+    let run = Run::from(cmd(env, engine, port, &[flag, sql]).output().unwrap());
     run.assert_code(0);
     run.stdout
         .lines()

@@ -179,3 +179,32 @@ pub fn admin_sql(variant: Variant, sql: &str) {
     server(variant);
     admin(&root().join(format!("{variant:?}").to_lowercase()), sql);
 }
+
+/// The mariadb client over TCP to 127.0.0.1:`port` as `user` in
+/// `database`, without TLS (a proxy's local hop), running `sql` in batch
+/// mode without column names.
+pub fn client(port: u16, user: &str, database: &str, sql: &str) -> super::Run {
+    let port = port.to_string();
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            user,
+            "-D",
+            database,
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            sql,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    super::Run::from(out)
+}

@@ -49,6 +49,21 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// The Node drivers' `node_modules` (pg, mysql2, postgres, dotenv), made
+/// by scripts/test.sh in tests/node.
+pub fn node_modules() -> PathBuf {
+    let dir = std::env::var_os("RDSCONN_TEST_NODE_MODULES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("pg").exists() && dir.join("mysql2").exists(),
+        "the Node drivers are missing in {} (scripts/test.sh installs them)",
+        dir.display()
+    );
+    dir
+}
+
 /// A private HOME and cache directory for one test.
 pub struct TestEnv {
     pub root: tempfile::TempDir,
