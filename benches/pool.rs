@@ -201,7 +201,6 @@ struct Poolers {
 fn poolers(env: &TestEnv, server_port: u16) -> Poolers {
     let via = format!("127.0.0.1:{server_port}");
     let binary = rdsconn();
-    let threads = std::env::var("POOL_THREADS").unwrap_or_else(|_| "2".into());
     let proxy = |mode: &str| {
         let args = [
             "postgres",
