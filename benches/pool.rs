@@ -214,8 +214,6 @@ fn poolers(env: &TestEnv, server_port: u16) -> Poolers {
             "20",
             "--client-login-timeout",
             "1h",
-            "--threads",
-            &threads,
         ];
         ProxyProc::start_binary(env, &binary, &args, &[("PGPASSWORD", APP_PASSWORD)])
     };
