@@ -268,10 +268,13 @@ fn table(
     }
     let medians: Vec<Option<f64>> = samples.into_iter().map(median).collect();
     // The `PgBouncer` of the same mode, where there is one.
-    let peer = |i: usize| match routes.names[i] {
-        n if n.contains("session") => medians.get(4).copied().flatten(),
-        n if n.contains("transaction") => medians.get(5).copied().flatten(),
-        _ => None,
+    let peer = |i: usize| {
+        let p = match routes.names[i] {
+            n if n.contains("session") => 4,
+            n if n.contains("transaction") => 5,
+            _ => return None,
+        };
+        medians.get(p).copied().flatten().filter(|_| !failed[p])
     };
     for &i in which {
         let cell = match (medians[i], failed[i]) {

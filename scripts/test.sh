@@ -48,6 +48,9 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 # Node drivers (node-pg, mysql2, postgres.js) read rdsconn env's settings.
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
+# pgjdbc (a Java client run from source) goes through the transaction pool.
+command -v javac >/dev/null || need_pkgs+=(default-jdk-headless)
+[ -f /usr/share/java/postgresql.jar ] || need_pkgs+=(libpostgresql-jdbc-java)
 # The harness builds a PAM module that asks a second-factor question.
 [ -f /usr/include/security/pam_modules.h ] || need_pkgs+=(libpam0g-dev)
 command -v gcc >/dev/null || need_pkgs+=(gcc)

@@ -145,6 +145,9 @@ Examples:
   rdsconn proxy pg -h mydb… -u app --iam --health-check --prometheus --log-format json --quitquitquit
   rdsconn proxy --config targets.toml --health-check    # several targets in one process
   rdsconn proxy wait --max 60s && exec ./app              # until /startup answers 200
+  # a pool: 20 server connections shared per transaction, one IAM login each
+  rdsconn proxy pg -h mydb… --iam --pool-mode transaction --pool-size 20 --listen 127.0.0.1:6432
+  rdsconn proxy mysql -h mydb… --iam --pool-mode session    # MySQL: reset per client
 
 Exit codes: 143 / 130 after a shutdown by SIGTERM / SIGINT (0 with --exit-zero-on-sigterm); 2 usage
 (bad flag, address in use), 3 AWS (credentials, region); with --run-connection-test, the test's.";
@@ -392,7 +395,9 @@ pub enum Command {
     /// with --exit-zero-on-sigterm). As a sidecar: --health-check,
     /// --prometheus, --log-format json, RDSCONN_PROXY_... variables,
     /// --config for several targets; `rdsconn proxy wait` and `rdsconn
-    /// proxy shutdown` talk to a running proxy. -v logs one line per
+    /// proxy shutdown` talk to a running proxy. --pool-mode session or
+    /// transaction keeps server connections and lends them to clients
+    /// (/pools shows them). -v logs one line per
     /// connection (client, user, database, upstream timings, bytes, how it
     /// ended); failures are logged without -v.
     #[command(

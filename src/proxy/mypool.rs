@@ -267,8 +267,9 @@ async fn reset(stream: &mut TlsStream<Stream>, database: Option<&str>) -> bool {
         out.extend(framed(&[&[COM_INIT_DB][..], db.as_bytes()].concat()));
     }
     // Aliased: the column's definition must not carry the marker, only
-    // the row.
-    let select = format!("SELECT '{marker}' AS r");
+    // the row. A pool without a database must not keep one a client chose
+    // (`USE`): nothing unselects it, so such a connection is closed.
+    let select = format!("SELECT '{marker}' AS r, DATABASE() IS NULL AS n");
     out.extend(framed(&[&[COM_QUERY][..], select.as_bytes()].concat()));
     let talk = async {
         stream.write_all(&out).await?;
@@ -282,6 +283,9 @@ async fn reset(stream: &mut TlsStream<Stream>, database: Option<&str>) -> bool {
                 failed = true;
             }
             if payload.windows(needle.len()).any(|w| w == needle) {
+                // The row's last column: "1" when no database is selected.
+                let none_selected = payload.ends_with(&[1, b'1']);
+                failed |= database.is_none() && !none_selected;
                 break;
             }
         }

@@ -747,7 +747,11 @@ impl Session<'_> {
                     self.ensure_server(client).await?;
                     self.to_server.extend_from_slice(&bytes);
                 }
-                Some(Piece::Whole(b'X', _)) => return Err(relay::Ended::Client),
+                Some(Piece::Whole(b'X', _)) => {
+                    // What came before the Terminate still runs.
+                    let _ = self.flush_server().await;
+                    return Err(relay::Ended::Client);
+                }
                 Some(Piece::Whole(kind, msg)) => self.on_client(client, kind, msg).await?,
             }
         }

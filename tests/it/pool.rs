@@ -600,6 +600,22 @@ fn drivers_run_prepared_statements_transactions_and_errors_through_transaction_p
         p.log()
     );
     assert_eq!(psycopg.stdout.trim(), "psycopg ok", "{}", psycopg.stderr);
+    let java = Run::from(
+        Command::new("java")
+            .args(["-cp", "/usr/share/java/postgresql.jar"])
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/PoolJdbc.java"))
+            .arg(p.port().to_string())
+            .output()
+            .expect("java runs (scripts/test.sh installs default-jdk-headless and pgjdbc)"),
+    );
+    assert!(
+        java.code == 0,
+        "pgjdbc: {}{}\n{}",
+        java.stdout,
+        java.stderr,
+        p.log()
+    );
+    assert_eq!(java.stdout.trim(), "pgjdbc ok", "{}", java.stderr);
     let node = node_driver(p.port(), NODE_PG);
     assert!(
         node.code == 0,
@@ -808,4 +824,86 @@ fn startup_parameters_follow_the_client_in_transaction_mode() {
         &[("PGREPLICATION", "database")],
     );
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_failover_under_load_recovers_without_restarting_the_proxy() {
+    let env = TestEnv::new();
+    let cutter = crate::support::proxy::Cutter::new(pg::server(Variant::Good).port);
+    let via = format!("127.0.0.1:{}", cutter.port);
+    let p = ProxyProc::start(
+        &env,
+        &[
+            "postgres",
+            "-h",
+            ENDPOINT,
+            "--via",
+            &via,
+            "--pool-mode",
+            "transaction",
+            "--pool-size",
+            "4",
+        ],
+        &[("PGPASSWORD", APP_PASSWORD)],
+    );
+    for _ in 0..3 {
+        psql(&p, &["SELECT 1"]);
+    }
+    let port = p.port();
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                psql_raw(port, &["SELECT pg_sleep(30) AS pool_failover_load"], &[])
+            })
+        })
+        .collect();
+    wait_running(
+        &env,
+        "postgres",
+        pg::server(Variant::Good).port,
+        "pool_failover_load",
+    );
+    // Every server connection breaks at once, busy and idle alike.
+    cutter.cut();
+    for l in load {
+        let out = l.join().unwrap();
+        assert!(
+            !out.status.success(),
+            "a query on a broken connection failed"
+        );
+    }
+    for _ in 0..6 {
+        assert_eq!(psql(&p, &["SELECT 7"]), "7");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_connections_are_replaced_at_their_lifetime() {
+    let env = TestEnv::new();
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "session",
+            "--pool-size",
+            "1",
+            "--server-lifetime",
+            "1s",
+        ],
+    );
+    let pid = |c: tokio_postgres::Client| async move {
+        let row = c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap();
+        row.get::<_, i32>(0)
+    };
+    let first = pid(connect(&p, "app", "appdb").await).await;
+    // The same connection while it is young; a new login once it aged.
+    let start = Instant::now();
+    loop {
+        let now = pid(connect(&p, "app", "appdb").await).await;
+        if now != first {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_mins(2), "never replaced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -248,3 +248,24 @@ fn transaction_pooling_is_postgresql_only() {
     run.assert_code(2);
     assert!(run.stderr.contains("--pool-mode session"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_a_client_chose_does_not_reach_the_next_client() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-size", "1"]);
+    let no_db: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(p.port())
+        .user(Some("app"))
+        .prefer_socket(false)
+        .into();
+    let mut first = mysql_async::Conn::new(no_db.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+    first.query_drop("USE appdb").await.unwrap();
+    first.disconnect().await.unwrap();
+    let mut second = mysql_async::Conn::new(no_db).await.unwrap();
+    let db: Option<Option<String>> = second.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(db, Some(None), "{}", p.log());
+    second.disconnect().await.unwrap();
+}
