@@ -489,6 +489,14 @@ struct Session<'a> {
     /// The transaction status of the last `ReadyForQuery`.
     status: u8,
     pinned: Option<&'static str>,
+    /// The session ended inside a message (see [`Session::run`]).
+    mid_message: bool,
+    /// Part of a server message is read and not yet passed on: the server
+    /// connection is not at a message boundary.
+    server_partial: bool,
+    /// Part of a client message (copy data) is passed on, the rest not
+    /// yet: likewise.
+    client_partial: bool,
     to_server: Vec<u8>,
     to_client: Vec<u8>,
 }
@@ -534,6 +542,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         extended: false,
         status: b'I',
         pinned: None,
+        mid_message: false,
+        server_partial: false,
+        client_partial: false,
         to_server: Vec::new(),
         to_client: negotiate(startup),
     };
@@ -677,6 +688,8 @@ impl Session<'_> {
             && !self.extended
             && self.expect.is_empty()
             && self.status == b'I'
+            && !self.server_partial
+            && !self.client_partial
             && let Some(lease) = self.server.take()
         {
             self.held.store(0, Ordering::Release);
@@ -686,13 +699,26 @@ impl Session<'_> {
 
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, client: &mut S) -> End {
         let (mut from_client, mut from_server) = (Framer::default(), Framer::default());
+        let ended = self.relay(client, &mut from_client, &mut from_server).await;
+        // Half a message passed on either way: the server connection is
+        // not at a message boundary, and cannot be lent again.
+        self.mid_message = from_client.passing > 0 || !from_server.is_empty();
+        ended
+    }
+
+    async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        client: &mut S,
+        from_client: &mut Framer,
+        from_server: &mut Framer,
+    ) -> End {
         loop {
             let server = self.server.as_mut().map(|l| &mut l.conn().stream);
             tokio::select! {
                 read = client.read_buf(&mut from_client.buf) => match read {
                     Ok(0) => return relay::Ended::Client,
                     Ok(_) => {
-                        if let Err(end) = self.client_said(client, &mut from_client).await {
+                        if let Err(end) = self.client_said(client, from_client).await {
                             return end;
                         }
                     }
@@ -701,7 +727,7 @@ impl Session<'_> {
                 read = read_server(server, &mut from_server.buf) => match read {
                     Ok(0) => return self.server_gone(client, Ok(())).await,
                     Ok(_) => {
-                        if let Err(end) = self.server_said(client, &mut from_server).await {
+                        if let Err(end) = self.server_said(client, from_server).await {
                             return end;
                         }
                     }
@@ -760,6 +786,7 @@ impl Session<'_> {
             .await
             .map_err(|e| relay::ended_by(e, relay::Ended::Client))?;
         sent.map_err(|e| relay::Ended::by_server(Err(e), false))?;
+        self.client_partial = framer.passing > 0;
         self.maybe_release();
         Ok(())
     }
@@ -1022,9 +1049,8 @@ impl Session<'_> {
         self.flush_client(client)
             .await
             .map_err(|e| relay::ended_by(e, relay::Ended::Client))?;
-        if framer.is_empty() {
-            self.maybe_release();
-        }
+        self.server_partial = !framer.is_empty();
+        self.maybe_release();
         Ok(())
     }
 
@@ -1081,9 +1107,12 @@ impl Session<'_> {
             return;
         };
         self.held.store(0, Ordering::Release);
-        if self.syncs > 0 {
+        if self.syncs > 0 || self.mid_message {
+            tracing::debug!(
+                "the client left with a query running or inside a message: its server connection is closed"
+            );
             self.reset_done(false);
-            return; // a query still running: closed
+            return;
         }
         let reset = self.mode == PoolMode::Session || self.pinned.is_some();
         if !reset && !self.extended && self.status == b'I' {

@@ -466,7 +466,9 @@ fn pools_are_shown_at_pools_and_in_the_metrics() {
         metric(http, "rdsconn_pool_resets_total", &["result=\"ok\""]),
         1
     );
-    assert!(get(http, "/metrics").contains("rdsconn_pool_wait_seconds_bucket"));
+    let body = get(http, "/metrics");
+    assert!(body.contains("rdsconn_pool_wait_seconds_bucket"), "{body}");
+    crate::support::assert_promtool_accepts(&body);
 }
 
 const IAM_ENV: [(&str, &str); 3] = [
@@ -905,5 +907,78 @@ async fn server_connections_are_replaced_at_their_lifetime() {
         }
         assert!(start.elapsed() < Duration::from_mins(2), "never replaced");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A raw client logged in through the proxy (read up to its first
+/// `ReadyForQuery`).
+fn raw_login(port: u16) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+    let params = b"user\0app\0database\0appdb\0\0";
+    let len = u32::try_from(8 + params.len()).unwrap();
+    let mut startup = len.to_be_bytes().to_vec();
+    startup.extend_from_slice(&196_608_u32.to_be_bytes());
+    startup.extend_from_slice(params);
+    s.write_all(&startup).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0_u8; 4096];
+    while !seen.windows(6).any(|w| w == b"Z\0\0\0\x05I") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before ReadyForQuery: {seen:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+#[test]
+fn hostile_clients_leave_the_pool_working() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new();
+    for mode in ["session", "transaction"] {
+        let p = proxy(&env, &["--pool-mode", mode, "--pool-size", "1"]);
+        // A message length no PostgreSQL message has.
+        let mut client = raw_login(p.port());
+        client.write_all(&[b'Q', 0, 0, 0, 2]).unwrap();
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        // Half a query, then gone.
+        let mut client = raw_login(p.port());
+        client.write_all(&[b'Q', 0, 0, 0, 100, b'S', b'E']).unwrap();
+        drop(client);
+        // Half of a large CopyData (passed on as it comes), then gone: the
+        // server connection is mid-message and must not be lent again.
+        let mut client = raw_login(p.port());
+        let copy = b"COPY (SELECT 1) TO STDOUT\0";
+        let mut query = vec![b'Q'];
+        query.extend_from_slice(&u32::try_from(4 + copy.len()).unwrap().to_be_bytes());
+        query.extend_from_slice(copy);
+        client.write_all(&query).unwrap();
+        let mut buf = [0_u8; 1024];
+        let _ = client.read(&mut buf).unwrap();
+        let mut data = vec![b'd'];
+        data.extend_from_slice(&1_000_000_u32.to_be_bytes());
+        data.extend_from_slice(&[7; 100]);
+        client.write_all(&data).unwrap();
+        drop(client);
+        // An unknown cancel key.
+        let mut canceller = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+        let mut cancel = 16_u32.to_be_bytes().to_vec();
+        cancel.extend_from_slice(&80_877_102_u32.to_be_bytes());
+        cancel.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        canceller.write_all(&cancel).unwrap();
+        drop(canceller);
+        // The one server connection slot serves clients as before.
+        for _ in 0..3 {
+            assert_eq!(psql(&p, &["SELECT 41 + 1"]), "42", "{mode}");
+        }
+        // The server connection left inside the copy data was closed, not
+        // lent to the next client.
+        let log = p.log();
+        assert!(
+            log.contains("inside a message: its server connection is closed"),
+            "{mode}:\n{log}"
+        );
     }
 }

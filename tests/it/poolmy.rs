@@ -269,3 +269,20 @@ async fn a_database_a_client_chose_does_not_reach_the_next_client() {
     assert_eq!(db, Some(None), "{}", p.log());
     second.disconnect().await.unwrap();
 }
+
+#[test]
+fn character_set_and_session_variables_are_the_next_clients_own() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-size", "1"]);
+    let show = "SELECT @@character_set_client, @@collation_connection, @@autocommit, @@session.time_zone";
+    let before = mariadb(&p, show);
+    before.assert_code(0);
+    let changed = mariadb(
+        &p,
+        "SET NAMES latin1; SET autocommit = 0; SET time_zone = '+05:00'; SELECT 1",
+    );
+    changed.assert_code(0);
+    let after = mariadb(&p, show);
+    after.assert_code(0);
+    assert_eq!(after.stdout, before.stdout, "{}", p.log());
+}

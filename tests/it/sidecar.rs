@@ -354,21 +354,7 @@ fn metrics_count_what_happened_and_promtool_accepts_them() {
     let (code, body) = curl("GET", http, "/metrics");
     assert_eq!(code, 200, "{body}");
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
-    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}\n{body}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    crate::support::assert_promtool_accepts(&body);
 
     let pg = r#"engine="postgres""#;
     let ok = sample(

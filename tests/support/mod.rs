@@ -64,6 +64,26 @@ pub fn node_modules() -> PathBuf {
     dir
 }
 
+/// Panics unless `promtool check metrics` (Debian's prometheus package,
+/// installed by scripts/test.sh) accepts a `/metrics` body.
+pub fn assert_promtool_accepts(body: &str) {
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 /// A private HOME and cache directory for one test.
 pub struct TestEnv {
     pub root: tempfile::TempDir,
