@@ -489,16 +489,21 @@ struct Session<'a> {
     /// The transaction status of the last `ReadyForQuery`.
     status: u8,
     pinned: Option<&'static str>,
-    /// The session ended inside a message (see [`Session::run`]).
-    mid_message: bool,
-    /// Part of a server message is read and not yet passed on: the server
-    /// connection is not at a message boundary.
-    server_partial: bool,
-    /// Part of a client message (copy data) is passed on, the rest not
-    /// yet: likewise.
-    client_partial: bool,
+    /// Where the server connection's stream is not at a message boundary.
+    partial: Partial,
     to_server: Vec<u8>,
     to_client: Vec<u8>,
+}
+
+/// A server connection is lent again only at a message boundary.
+#[derive(Default)]
+struct Partial {
+    /// Part of a server message is read and not yet passed on.
+    server: bool,
+    /// Part of a client message (copy data) is passed on, the rest not yet.
+    client: bool,
+    /// The session ended inside a message (see [`Session::run`]).
+    at_end: bool,
 }
 
 /// How a session ended, and what the client was told.
@@ -542,9 +547,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         extended: false,
         status: b'I',
         pinned: None,
-        mid_message: false,
-        server_partial: false,
-        client_partial: false,
+        partial: Partial::default(),
         to_server: Vec::new(),
         to_client: negotiate(startup),
     };
@@ -688,8 +691,8 @@ impl Session<'_> {
             && !self.extended
             && self.expect.is_empty()
             && self.status == b'I'
-            && !self.server_partial
-            && !self.client_partial
+            && !self.partial.server
+            && !self.partial.client
             && let Some(lease) = self.server.take()
         {
             self.held.store(0, Ordering::Release);
@@ -702,7 +705,7 @@ impl Session<'_> {
         let ended = self.relay(client, &mut from_client, &mut from_server).await;
         // Half a message passed on either way: the server connection is
         // not at a message boundary, and cannot be lent again.
-        self.mid_message = from_client.passing > 0 || !from_server.is_empty();
+        self.partial.at_end = from_client.passing > 0 || !from_server.is_empty();
         ended
     }
 
@@ -786,7 +789,7 @@ impl Session<'_> {
             .await
             .map_err(|e| relay::ended_by(e, relay::Ended::Client))?;
         sent.map_err(|e| relay::Ended::by_server(Err(e), false))?;
-        self.client_partial = framer.passing > 0;
+        self.partial.client = framer.passing > 0;
         self.maybe_release();
         Ok(())
     }
@@ -1049,7 +1052,7 @@ impl Session<'_> {
         self.flush_client(client)
             .await
             .map_err(|e| relay::ended_by(e, relay::Ended::Client))?;
-        self.server_partial = !framer.is_empty();
+        self.partial.server = !framer.is_empty();
         self.maybe_release();
         Ok(())
     }
@@ -1107,7 +1110,7 @@ impl Session<'_> {
             return;
         };
         self.held.store(0, Ordering::Release);
-        if self.syncs > 0 || self.mid_message {
+        if self.syncs > 0 || self.partial.at_end {
             tracing::debug!(
                 "the client left with a query running or inside a message: its server connection is closed"
             );
