@@ -274,7 +274,8 @@ async fn a_database_a_client_chose_does_not_reach_the_next_client() {
 fn character_set_and_session_variables_are_the_next_clients_own() {
     let env = TestEnv::new();
     let p = proxy(&env, &["--pool-size", "1"]);
-    let show = "SELECT @@character_set_client, @@collation_connection, @@autocommit, @@session.time_zone";
+    let show =
+        "SELECT @@character_set_client, @@collation_connection, @@autocommit, @@session.time_zone";
     let before = mariadb(&p, show);
     before.assert_code(0);
     let changed = mariadb(
