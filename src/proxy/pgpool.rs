@@ -551,7 +551,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         to_server: Vec::new(),
         to_client: negotiate(startup),
     };
-    if let Err(why) = s.acquire(client, "FATAL").await {
+    // The rarer steps are boxed: a client's task keeps the size of its
+    // largest step for as long as it lives.
+    if let Err(why) = Box::pin(s.acquire(client, "FATAL")).await {
         return report.fail(why);
     }
     s.greet();
@@ -560,7 +562,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     s.maybe_release();
     let ended = s.run(client).await;
-    s.finish().await;
+    Box::pin(s.finish()).await;
     match ended {
         relay::Ended::Failed(e) => report.fail(format!("relay: {e}")),
         dropped @ relay::Ended::Dropped(_) => report.fail(dropped),
@@ -797,7 +799,7 @@ impl Session<'_> {
     async fn ensure_server<S: AsyncWrite + Unpin>(&mut self, client: &mut S) -> Result<(), End> {
         if self.server.is_none() {
             self.flush_client(client).await.ok();
-            self.acquire(client, "FATAL")
+            Box::pin(self.acquire(client, "FATAL"))
                 .await
                 .map_err(|why| relay::Ended::Failed(std::io::Error::other(why)))?;
         }
