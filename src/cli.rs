@@ -415,7 +415,18 @@ pub enum Command {
     /// Print the man page (roff), or write one page per subcommand.
     #[command(after_help = MAN_AFTER_HELP)]
     Man(ManArgs),
+
+    /// Print the version; with --verbose (or --output json) also the
+    /// commit, build date, target, compiler and TLS stack, for a bug report.
+    #[command(after_help = VERSION_AFTER_HELP)]
+    Version,
 }
+
+const VERSION_AFTER_HELP: &str = "\
+Examples:
+  rdsconn version
+  rdsconn version --verbose          (the same as rdsconn --version --verbose)
+  rdsconn version --output json";
 
 #[derive(Debug, Args)]
 pub struct CaArgs {
@@ -1445,8 +1456,33 @@ impl Command {
             Self::Proxy(_) => "proxy",
             Self::Completions(_) => "completions",
             Self::Man(_) => "man",
+            Self::Version => "version",
         }
     }
+}
+
+/// `rdsconn --version --verbose` (and `-V -v`, in any order, nothing else
+/// on the line): clap prints `--version` on its own before any other flag
+/// is read, so this form is answered before parsing.
+pub fn verbose_version_request(args: &[OsString]) -> bool {
+    let (mut version, mut verbose) = (false, false);
+    for word in args.iter().skip(1) {
+        match word.to_str() {
+            Some("--version") => version = true,
+            Some("--verbose") => verbose = true,
+            // -V, -v, -vv, -vV: short flags together.
+            Some(w)
+                if w.len() > 1
+                    && w.starts_with('-')
+                    && w[1..].chars().all(|c| c == 'v' || c == 'V') =>
+            {
+                version |= w.contains('V');
+                verbose |= w.contains('v');
+            }
+            _ => return false,
+        }
+    }
+    version && verbose
 }
 
 #[cfg(test)]

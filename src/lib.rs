@@ -47,6 +47,12 @@ pub(crate) mod ca;
 pub mod cli;
 pub(crate) mod clientargs;
 pub(crate) mod cmd;
+
+/// What `rdsconn --version --verbose` prints: the version, commit, build
+/// date, target, compiler and TLS stack.
+pub fn verbose_version() -> String {
+    cmd::version::verbose_text()
+}
 pub(crate) mod config;
 pub(crate) mod engine;
 pub mod error;
@@ -109,6 +115,7 @@ async fn command(cli: &Cli) -> Result<u8> {
         Command::Ca(args) => cmd::ca::run(global, args).await,
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man(args) => cmd::man::run(args),
+        Command::Version => cmd::version::run(global),
         Command::Token(args) => cmd::token::run(global, args).await,
         Command::Check(args) => cmd::check::run(global, args).await,
         Command::Mysql(args) => cmd::connect::mysql(global, args).await,

@@ -3,6 +3,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = rdsconn::cli::wants_json(&args);
+    if rdsconn::cli::verbose_version_request(&args) {
+        print!("{}", rdsconn::verbose_version());
+        return ExitCode::SUCCESS;
+    }
     if rdsconn::cli::has_argv_password(&args) {
         let e = rdsconn::error::Error::usage(rdsconn::cli::ARGV_PASSWORD);
         rdsconn::print_error(&e, json);

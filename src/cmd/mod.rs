@@ -11,3 +11,4 @@ pub(crate) mod ls;
 pub(crate) mod man;
 pub(crate) mod proxy;
 pub(crate) mod token;
+pub(crate) mod version;

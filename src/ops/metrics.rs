@@ -252,10 +252,7 @@ impl Metrics {
             &["version", "commit"],
         )?;
         build
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("RDSCONN_GIT_COMMIT").unwrap_or("unknown"),
-            ])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::cmd::version::BUILD.commit])
             .set(1);
         let pool = PoolMetrics::new(&registry)?;
         Ok(Self {

@@ -15,6 +15,7 @@ const SUBCOMMANDS: &[&str] = &[
     "proxy",
     "completions",
     "man",
+    "version",
 ];
 
 #[test]
@@ -426,4 +427,73 @@ fn help_groups_flags_under_headings() {
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
     let run = env.run(&["ls", "--help"]);
     assert!(run.stdout.contains("proxies"), "{}", run.stdout);
+}
+
+/// What the machine says (the oracle for the build facts).
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{program} {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn version_short_and_verbose() {
+    let env = TestEnv::new();
+    let plain = format!("rdsconn {}", env!("CARGO_PKG_VERSION"));
+    for args in [&["--version"][..], &["-V"], &["version"]] {
+        let run = env.run(args);
+        run.assert_code(0);
+        assert_eq!(run.stdout.trim(), plain, "{args:?}");
+    }
+    let rustc = tool("rustc", &["--version"]);
+    let host = tool("rustc", &["-vV"])
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let commit = tool("git", &["-C", root, "rev-parse", "--short=12", "HEAD"]);
+    for args in [
+        &["--version", "--verbose"][..],
+        &["--verbose", "--version"],
+        &["-V", "-v"],
+        &["-vV"],
+        &["version", "--verbose"],
+        &["version", "-v"],
+    ] {
+        let run = env.run(args);
+        run.assert_code(0);
+        let text = &run.stdout;
+        assert!(text.starts_with(&format!("{plain}\n")), "{args:?}: {text}");
+        for line in [
+            format!("commit: {commit}"),
+            format!("target: {host}"),
+            format!("rustc: {rustc}"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{args:?}: no {line:?} in\n{text}"
+            );
+        }
+        assert!(text.contains("tls: rustls "), "{text}");
+        assert!(
+            text.lines().any(|l| l
+                .strip_prefix("build date: ")
+                .is_some_and(|d| d.len() == 10)),
+            "{text}"
+        );
+    }
+    let run = env.run(&["version", "--output", "json"]);
+    run.assert_code(0);
+    crate::support::schema::assert_valid("version", &run.stdout);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["commit"], commit.as_str());
+    assert_eq!(v["target"], host.as_str());
+    // Anything else with --version is clap's: the plain version.
+    let run = env.run(&["--version", "--region", "us-east-1"]);
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), plain);
 }
