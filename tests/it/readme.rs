@@ -50,6 +50,8 @@ const RULES: &[(&str, Expect)] = &[
     ("rdsconn ca ", Expect::Exit(0, "")),
     ("rdsconn completions", Expect::Exit(0, "")),
     ("rdsconn man", Expect::Exit(0, "")),
+    ("rdsconn --version", Expect::Exit(0, "")),
+    ("rdsconn version", Expect::Exit(0, "")),
     ("rdsconn token -h", Expect::Exit(0, "")),
     ("rdsconn token --hostname", Expect::Exit(0, "")),
     ("rdsconn token postgres://", Expect::Exit(0, "")),
