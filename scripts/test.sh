@@ -103,6 +103,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
 step "dependency tree"
 scripts/check-deps.sh
 
+# Licenses (exactly those in deny.toml), bans and sources (crates.io only).
+if ! command -v cargo-deny >/dev/null; then
+  step "installing cargo-deny"
+  cargo install --locked cargo-deny@0.20.2
+fi
+step "cargo deny check licenses bans sources"
+cargo deny --locked check licenses bans sources
+
 step "cargo test"
 filter=()
 if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
