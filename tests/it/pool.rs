@@ -859,12 +859,12 @@ fn a_failover_under_load_recovers_without_restarting_the_proxy() {
             })
         })
         .collect();
-    wait_running(
-        &env,
-        "postgres",
-        pg::server(Variant::Good).port,
-        "pool_failover_load",
-    );
+    // All three run (on server connections through the cutter) before it
+    // cuts: one that started later would rightly succeed.
+    let pg_port = pg::server(Variant::Good).port;
+    wait_for("the three loaded sessions", || {
+        activity::running(&env, "postgres", pg_port, "pool_failover_load") == 3
+    });
     // Every server connection breaks at once, busy and idle alike.
     cutter.cut();
     for l in load {
