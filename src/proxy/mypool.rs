@@ -225,8 +225,8 @@ where
             login,
             greeting,
         });
-        reset_done(config, true);
         lease.release();
+        reset_done(config, true);
     } else if reusable {
         tracing::debug!("the server connection could not be reset: closed");
         reset_done(config, false);

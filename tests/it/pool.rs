@@ -449,6 +449,11 @@ fn pools_are_shown_at_pools_and_in_the_metrics() {
         ],
     );
     psql(&p, &["SELECT 1"]);
+    // The reset runs after the client has gone: wait for its connection
+    // to be back in the pool.
+    wait_for("the server connection back in the pool", || {
+        metric(http, "rdsconn_pool_resets_total", &["result=\"ok\""]) == 1
+    });
     let body = get(http, "/pools");
     crate::support::schema::assert_valid("pools", &body);
     let pools: serde_json::Value = serde_json::from_str(&body).unwrap();

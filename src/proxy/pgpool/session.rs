@@ -708,7 +708,6 @@ impl Session<'_> {
         }
         let done = exchange(lease.conn(), &out, syncs).await;
         let ok = matches!(done, Ok(None));
-        self.reset_done(ok);
         if ok {
             if reset {
                 let server = lease.conn();
@@ -716,7 +715,11 @@ impl Session<'_> {
                 server.prepared.clear();
             }
             lease.release();
+        } else {
+            drop(lease); // closed: slot freed
         }
+        // Counted once the connection is back (or gone).
+        self.reset_done(ok);
     }
 
     fn reset_done(&self, ok: bool) {
