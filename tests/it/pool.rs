@@ -589,49 +589,33 @@ fn python_driver(port: u16, script: &str) -> Run {
 fn drivers_run_prepared_statements_transactions_and_errors_through_transaction_pooling() {
     let env = TestEnv::new();
     let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "2"]);
-    let asyncpg = python_driver(p.port(), ASYNCPG);
-    assert!(
-        asyncpg.code == 0,
-        "asyncpg: {}{}\n{}",
-        asyncpg.stdout,
-        asyncpg.stderr,
-        p.log()
-    );
-    assert_eq!(asyncpg.stdout.trim(), "asyncpg ok", "{}", asyncpg.stderr);
-    let psycopg = python_driver(p.port(), PSYCOPG);
-    assert!(
-        psycopg.code == 0,
-        "psycopg: {}{}\n{}",
-        psycopg.stdout,
-        psycopg.stderr,
-        p.log()
-    );
-    assert_eq!(psycopg.stdout.trim(), "psycopg ok", "{}", psycopg.stderr);
-    let java = Run::from(
-        Command::new("java")
-            .args(["-cp", "/usr/share/java/postgresql.jar"])
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/PoolJdbc.java"))
-            .arg(p.port().to_string())
-            .output()
-            .expect("java runs (scripts/test.sh installs default-jdk-headless and pgjdbc)"),
-    );
-    assert!(
-        java.code == 0,
-        "pgjdbc: {}{}\n{}",
-        java.stdout,
-        java.stderr,
-        p.log()
-    );
-    assert_eq!(java.stdout.trim(), "pgjdbc ok", "{}", java.stderr);
-    let node = node_driver(p.port(), NODE_PG);
-    assert!(
-        node.code == 0,
-        "node-pg: {}{}\n{}",
-        node.stdout,
-        node.stderr,
-        p.log()
-    );
-    assert_eq!(node.stdout.trim(), "node-pg ok", "{}", node.stderr);
+    let java = || {
+        Run::from(
+            Command::new("java")
+                .args(["-cp", "/usr/share/java/postgresql.jar"])
+                .arg(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("tests/java/PoolJdbc.java"),
+                )
+                .arg(p.port().to_string())
+                .output()
+                .expect("java runs (scripts/test.sh installs default-jdk-headless and pgjdbc)"),
+        )
+    };
+    for (name, run, want) in [
+        ("asyncpg", python_driver(p.port(), ASYNCPG), "asyncpg ok"),
+        ("psycopg", python_driver(p.port(), PSYCOPG), "psycopg ok"),
+        ("pgjdbc", java(), "pgjdbc ok"),
+        ("node-pg", node_driver(p.port(), NODE_PG), "node-pg ok"),
+    ] {
+        assert_eq!(
+            (run.code, run.stdout.trim()),
+            (0, want),
+            "{name}: {}\n{}",
+            run.stderr,
+            p.log()
+        );
+    }
 }
 
 fn node_driver(port: u16, script: &str) -> Run {
