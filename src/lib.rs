@@ -43,6 +43,7 @@
 //! - [`error`]: error categories and exit codes.
 
 pub(crate) mod aws;
+pub(crate) mod build_info;
 pub(crate) mod ca;
 pub mod cli;
 pub(crate) mod clientargs;

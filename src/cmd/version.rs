@@ -2,34 +2,10 @@
 //! with `--verbose` (or `--output json`) what a bug report needs: the
 //! commit, build date, target, compiler and TLS stack.
 
-use serde::Serialize;
-
+use crate::build_info::BUILD;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::Result;
 use crate::output;
-
-/// `--output json`; field names are part of the interface.
-#[derive(Serialize)]
-pub(crate) struct BuildInfo {
-    pub version: &'static str,
-    pub commit: &'static str,
-    pub build_date: &'static str,
-    pub target: &'static str,
-    pub profile: &'static str,
-    pub rustc: &'static str,
-    pub tls: &'static str,
-}
-
-/// This build's facts (set by build.rs).
-pub(crate) const BUILD: BuildInfo = BuildInfo {
-    version: env!("CARGO_PKG_VERSION"),
-    commit: env!("RDSCONN_GIT_COMMIT"),
-    build_date: env!("RDSCONN_BUILD_DATE"),
-    target: env!("RDSCONN_TARGET"),
-    profile: env!("RDSCONN_PROFILE"),
-    rustc: env!("RDSCONN_RUSTC"),
-    tls: env!("RDSCONN_TLS"),
-};
 
 /// The text `--version --verbose` prints.
 pub(crate) fn verbose_text() -> String {

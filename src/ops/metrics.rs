@@ -252,7 +252,7 @@ impl Metrics {
             &["version", "commit"],
         )?;
         build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::cmd::version::BUILD.commit])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::build_info::BUILD.commit])
             .set(1);
         let pool = PoolMetrics::new(&registry)?;
         Ok(Self {
