@@ -857,7 +857,8 @@ where
         }
         _ => match config.kind {
             EngineKind::Postgres => {
-                postgres::serve(config, shared.pg_pools.as_ref(), stream, report).await;
+                let pooled = shared.pg_pools.as_ref().map(|p| p as &dyn postgres::Pooled);
+                postgres::serve(config, pooled, stream, report).await;
             }
             EngineKind::Mysql => {
                 let my = shared.my_pools.as_ref();

@@ -37,6 +37,29 @@ const MAX_STARTUP: usize = 10_000;
 const MAX_AUTH_MESSAGE: usize = 64 * 1024;
 const BUFFER: usize = 64 * 1024;
 
+/// A client's byte stream, whatever carries it.
+pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// A pool that serves clients once their startup packet is read
+/// (`--pool-mode session|transaction`), and answers their cancel requests.
+pub(super) trait Pooled: Sync {
+    /// Serves the client from its startup packet on.
+    fn serve<'a>(
+        &'a self,
+        config: &'a Config,
+        client: &'a mut dyn ClientIo,
+        startup: &'a [u8],
+        who: (&'a str, Option<&'a str>),
+        report: &'a mut Report,
+    ) -> crate::BoxFuture<'a, ()>;
+
+    /// The server key a client's `CancelRequest` stands for, while that
+    /// client holds a server connection.
+    fn cancel_key(&self, packet: &[u8]) -> Option<[u8; 8]>;
+}
+
 /// What the client opened with.
 enum Opening {
     /// Protocol 3.x startup: the packet as sent, and its parameters.
@@ -48,9 +71,9 @@ enum Opening {
     Cancel(Vec<u8>),
 }
 
-pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     config: &Config,
-    pooled: Option<&super::pgpool::PgPools>,
+    pooled: Option<&dyn Pooled>,
     mut client: S,
     report: &mut Report,
 ) {
@@ -88,15 +111,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(pg) = pooled {
         let mut counted = super::Metered::new(&mut client);
         let who = (user.as_str(), database.as_deref());
-        Box::pin(super::pgpool::serve(
-            config,
-            pg,
-            &mut counted,
-            &packet,
-            who,
-            report,
-        ))
-        .await;
+        pg.serve(config, &mut counted, &packet, who, report).await;
         report.traffic = counted.traffic();
         return;
     }
@@ -546,12 +561,7 @@ pub(super) fn sqlstate(e: &ConnectError) -> &'static str {
 
 /// Forwards a `CancelRequest` to the server over its own verified TLS
 /// connection, and waits for the server to hang up.
-async fn cancel(
-    config: &Config,
-    pooled: Option<&super::pgpool::PgPools>,
-    packet: &[u8],
-    report: &mut Report,
-) {
+async fn cancel(config: &Config, pooled: Option<&dyn Pooled>, packet: &[u8], report: &mut Report) {
     // A pooled client's key is rdsconn's: it stands for the server
     // connection the client holds now, if any.
     let mapped;

@@ -96,10 +96,30 @@ impl PgPools {
 
     /// The server key a client's `CancelRequest` (its 16 bytes) stands
     /// for, while that client holds a server connection.
-    pub(super) fn cancel_key(&self, packet: &[u8]) -> Option<[u8; 8]> {
+    fn held_key(&self, packet: &[u8]) -> Option<[u8; 8]> {
         let key: [u8; 8] = packet.get(8..16)?.try_into().ok()?;
         let held = self.cancels().get(&key)?.load(Ordering::Acquire);
         (held != 0).then(|| held.to_be_bytes())
+    }
+}
+
+impl postgres::Pooled for PgPools {
+    fn serve<'a>(
+        &'a self,
+        config: &'a Config,
+        client: &'a mut dyn postgres::ClientIo,
+        startup: &'a [u8],
+        who: (&'a str, Option<&'a str>),
+        report: &'a mut crate::proxy::Report,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut client = client;
+            session::serve(config, self, &mut client, startup, who, report).await;
+        })
+    }
+
+    fn cancel_key(&self, packet: &[u8]) -> Option<[u8; 8]> {
+        self.held_key(packet)
     }
 }
 
@@ -169,4 +189,3 @@ mod session;
 mod settings;
 
 use frames::message;
-pub(super) use session::serve;
