@@ -25,7 +25,7 @@ use crate::BoxFuture;
 use crate::net::{ConnectError, Stream, TlsSummary};
 use crate::ops::metrics::metrics;
 use crate::target::EngineKind;
-use crate::wire::mysql::relay::{self, Credentials, Upstream};
+use crate::wire::mysql::relay::{self, Credentials, Upstream, framed};
 use crate::wire::mysql::{ClientHello, LoggedIn, Login, NoPrompter};
 
 /// A pooled server connection.
@@ -62,12 +62,6 @@ const CHECK_AFTER: Duration = Duration::from_secs(1);
 const ACQUIRE_TRIES: usize = 3;
 /// A reset that takes longer closes the server connection.
 const RESET_WITHIN: Duration = Duration::from_secs(10);
-
-/// A one-packet command (sequence 0).
-fn framed(payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap_or(0).to_le_bytes();
-    [&[len[0], len[1], len[2], 0][..], payload].concat()
-}
 
 /// The MySQL pools of one proxy, and the handshake each pool's server
 /// connections log in with.

@@ -29,7 +29,20 @@ fn proxy(env: &TestEnv, extra: &[&str]) -> ProxyProc {
 }
 
 fn conninfo(port: u16) -> String {
-    format!("host=127.0.0.1 port={port} user=app dbname=appdb sslmode=disable")
+    conninfo_in(port, "appdb")
+}
+
+fn conninfo_in(port: u16, database: &str) -> String {
+    format!("host=127.0.0.1 port={port} user=app dbname={database} sslmode=disable")
+}
+
+/// `psql -c SQL` as `app` in `database` through the proxy on `port`.
+fn psql_in(port: u16, database: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .arg(conninfo_in(port, database))
+        .output()
+        .unwrap()
 }
 
 /// `psql -X -At -v ON_ERROR_STOP=1 -c SQL…` through the proxy: stdout, or
@@ -333,16 +346,8 @@ fn server_connections_that_die_are_replaced() {
     let env = TestEnv::new();
     fresh_database("pool_killed");
     let p = proxy(&env, &["--pool-mode", "session", "--pool-size", "2"]);
-    let info = format!(
-        "host=127.0.0.1 port={} user=app dbname=pool_killed sslmode=disable",
-        p.port()
-    );
-    let run = |sql: &str| {
-        Command::new("psql")
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, &info])
-            .output()
-            .unwrap()
-    };
+    let info = conninfo_in(p.port(), "pool_killed");
+    let run = |sql: &str| psql_in(p.port(), "pool_killed", sql);
     for _ in 0..3 {
         assert!(run("SELECT 1").status.success(), "{}", p.log());
     }
@@ -735,14 +740,7 @@ fn min_pool_size_is_kept_warm_and_idle_connections_time_out() {
             "3",
         ],
     );
-    let info = format!(
-        "host=127.0.0.1 port={} user=app dbname=pool_warm sslmode=disable",
-        p.port()
-    );
-    let out = Command::new("psql")
-        .args(["-X", "-At", "-c", "SELECT 1", &info])
-        .output()
-        .unwrap();
+    let out = psql_in(p.port(), "pool_warm", "SELECT 1");
     assert!(out.status.success(), "{}", p.log());
     // The pool exists now: it is filled up to --min-pool-size.
     wait_for("three warm server connections", || {
@@ -754,14 +752,7 @@ fn min_pool_size_is_kept_warm_and_idle_connections_time_out() {
         &env,
         &["--pool-mode", "session", "--server-idle-timeout", "1s"],
     );
-    let info = format!(
-        "host=127.0.0.1 port={} user=app dbname=pool_idle sslmode=disable",
-        p.port()
-    );
-    let out = Command::new("psql")
-        .args(["-X", "-At", "-c", "SELECT 1", &info])
-        .output()
-        .unwrap();
+    let out = psql_in(p.port(), "pool_idle", "SELECT 1");
     assert!(out.status.success(), "{}", p.log());
     wait_for("the idle server connection to close", || {
         backends(&env, "pool_idle") == 0

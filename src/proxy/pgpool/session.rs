@@ -115,7 +115,7 @@ pub(in crate::proxy) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     // The rarer steps are boxed: a client's task keeps the size of its
     // largest step for as long as it lives.
-    if let Err(why) = Box::pin(s.acquire(client, "FATAL")).await {
+    if let Err(why) = Box::pin(s.acquire(client)).await {
         return report.fail(why);
     }
     s.greet();
@@ -157,12 +157,9 @@ fn negotiate(startup: &[u8]) -> Vec<u8> {
 
 impl Session<'_> {
     /// Gets a server connection that works and carries the client's
-    /// parameters; on failure the client has been told (with `severity`).
-    async fn acquire<S: AsyncWrite + Unpin>(
-        &mut self,
-        client: &mut S,
-        severity: &str,
-    ) -> Result<(), String> {
+    /// parameters; on failure the client has been told (FATAL: it is
+    /// closed).
+    async fn acquire<S: AsyncWrite + Unpin>(&mut self, client: &mut S) -> Result<(), String> {
         for _ in 0..ACQUIRE_TRIES {
             let (config, pool) = (self.config, Arc::clone(&self.pool));
             // Boxed: a login's future is large, and rare.
@@ -175,7 +172,7 @@ impl Session<'_> {
                         humantime::format_duration(after),
                         self.pg.pools.settings.size
                     );
-                    let _ = send(client, severity, "53300", &format!("rdsconn: {why}")).await;
+                    let _ = postgres::send_error(client, "53300", &format!("rdsconn: {why}")).await;
                     return Err(format!("pool: {why}"));
                 }
                 Err(AcquireError::Open(f)) => {
@@ -184,7 +181,7 @@ impl Session<'_> {
                         client.write_all(raw).await
                     } else {
                         let code = postgres::sqlstate(&f.error);
-                        send(client, severity, code, &format!("rdsconn: {why}")).await
+                        postgres::send_error(client, code, &format!("rdsconn: {why}")).await
                     };
                     return Err(format!("upstream: {why}"));
                 }
@@ -206,7 +203,7 @@ impl Session<'_> {
             }
         }
         let why = "the server connections of the pool broke one after another";
-        let _ = send(client, severity, "08006", &format!("rdsconn: {why}")).await;
+        let _ = postgres::send_error(client, "08006", &format!("rdsconn: {why}")).await;
         Err(format!("upstream: {why}"))
     }
 
@@ -315,9 +312,8 @@ impl Session<'_> {
         if let Some(lease) = self.server.take() {
             drop(lease); // closed: slot freed
         }
-        let _ = send(
+        let _ = postgres::send_error(
             client,
-            "FATAL",
             "08006",
             "rdsconn: the server connection ended (a restart, a failover, or the session was terminated)",
         )
@@ -331,9 +327,7 @@ impl Session<'_> {
         framer: &mut Framer,
     ) -> Result<(), End> {
         loop {
-            let piece = framer
-                .next(b"d")
-                .map_err(|e| relay::Ended::Failed(std::io::Error::other(format!("client: {e}"))))?;
+            let piece = framer.next(b"d").map_err(|e| garbled("client", &e))?;
             match piece {
                 None => break,
                 Some(Piece::Part(bytes)) => {
@@ -361,7 +355,7 @@ impl Session<'_> {
     async fn ensure_server<S: AsyncWrite + Unpin>(&mut self, client: &mut S) -> Result<(), End> {
         if self.server.is_none() {
             self.flush_client(client).await.ok();
-            Box::pin(self.acquire(client, "FATAL"))
+            Box::pin(self.acquire(client))
                 .await
                 .map_err(|why| relay::Ended::Failed(std::io::Error::other(why)))?;
         }
@@ -409,29 +403,6 @@ async fn read_server(
         Some(s) => s.read_buf(buf).await,
         None => std::future::pending().await,
     }
-}
-
-/// An `ErrorResponse` from rdsconn with `severity` (FATAL ends the client).
-async fn send<S: AsyncWrite + Unpin>(
-    client: &mut S,
-    severity: &str,
-    code: &str,
-    text: &str,
-) -> std::io::Result<()> {
-    let mut body = Vec::new();
-    for (f, v) in [
-        (b'S', severity),
-        (b'V', severity),
-        (b'C', code),
-        (b'M', text),
-    ] {
-        body.push(f);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    client.write_all(&message(b'E', &[&body])).await?;
-    client.flush().await
 }
 
 impl Session<'_> {
@@ -604,9 +575,7 @@ impl Session<'_> {
         framer: &mut Framer,
     ) -> Result<(), End> {
         loop {
-            let piece = framer
-                .next(b"Dd")
-                .map_err(|e| relay::Ended::Failed(std::io::Error::other(format!("server: {e}"))))?;
+            let piece = framer.next(b"Dd").map_err(|e| garbled("server", &e))?;
             match piece {
                 None => break,
                 Some(Piece::Part(bytes)) => self.to_client.extend_from_slice(&bytes),
@@ -728,4 +697,9 @@ impl Session<'_> {
             m.pool_reset(name, EngineKind::Postgres, ok);
         }
     }
+}
+
+/// A side that sent something that is not PostgreSQL: the session ends.
+fn garbled(side: &str, why: &str) -> End {
+    relay::Ended::Failed(std::io::Error::other(format!("{side}: {why}")))
 }

@@ -590,7 +590,7 @@ fn rewrite_kill(payload: &[u8], ids: &dyn ConnectionIds) -> Option<Vec<u8>> {
 }
 
 /// A one-packet command: header (length, sequence 0) and payload.
-fn framed(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn framed(payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).unwrap_or(0).to_le_bytes();
     [&[len[0], len[1], len[2], 0][..], payload].concat()
 }
