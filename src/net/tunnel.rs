@@ -677,6 +677,7 @@ impl Tunnel {
 /// Whether a socket listens on TCP `port` on this machine, from Linux's
 /// `/proc/net/tcp` and `tcp6` (state `0A`); `false` where they cannot be
 /// read.
+#[cfg(target_os = "linux")]
 fn listening(port: u16) -> bool {
     let port = format!(":{port:04X}");
     ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
@@ -691,12 +692,25 @@ fn listening(port: u16) -> bool {
     })
 }
 
+/// Whether a socket listens on TCP `port` on this machine, from `lsof`
+/// (every macOS and BSD has it); `false` when it cannot run.
+#[cfg(not(target_os = "linux"))]
+fn listening(port: u16) -> bool {
+    std::process::Command::new("lsof")
+        .args(["-nP", &format!("-iTCP:{port}"), "-sTCP:LISTEN", "-t"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
+}
+
 /// A command for `program` (found already) that the kernel kills when
 /// rdsconn ends, even by `kill -9`: run under util-linux's `setpriv
 /// --pdeathsig KILL` where there is one (every Debian/Ubuntu; elsewhere
 /// the program runs as it is, and only a signal rdsconn can handle ends
 /// it with the run). The parent that counts is the runtime thread that
 /// spawns it, which lives as long as the run.
+#[cfg(target_os = "linux")]
 fn bound_to_this_run(program: &std::path::Path) -> Command {
     match which::which("setpriv") {
         Ok(setpriv) => {
@@ -706,6 +720,13 @@ fn bound_to_this_run(program: &std::path::Path) -> Command {
         }
         Err(_) => Command::new(program),
     }
+}
+
+/// Outside Linux there is no parent-death signal: the program runs as it
+/// is, and only a signal rdsconn can handle ends it with the run.
+#[cfg(not(target_os = "linux"))]
+fn bound_to_this_run(program: &std::path::Path) -> Command {
+    Command::new(program)
 }
 
 /// `RDSCONN_SSH_COMMAND` (a program and its fixed arguments, split on

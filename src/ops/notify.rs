@@ -18,11 +18,28 @@ fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
     let socket = UnixDatagram::unbound()?;
     let bytes = path.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-        socket.send_to_addr(state.as_bytes(), &addr)?;
+        send_abstract(&socket, name, state)
     } else {
-        socket.send_to(state.as_bytes(), path)?;
+        socket.send_to(state.as_bytes(), path).map(drop)
     }
-    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn send_abstract(
+    socket: &std::os::unix::net::UnixDatagram,
+    name: &[u8],
+    state: &str,
+) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    socket.send_to_addr(state.as_bytes(), &addr).map(drop)
+}
+
+/// Abstract socket names are Linux's (as systemd is).
+#[cfg(not(target_os = "linux"))]
+fn send_abstract(_: &std::os::unix::net::UnixDatagram, _: &[u8], _: &str) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "an abstract socket name (@...) needs Linux",
+    ))
 }

@@ -111,7 +111,7 @@ fn the_ecs_task_definition_uses_real_flags() {
 #[test]
 fn the_systemd_unit_uses_real_flags() {
     let env = TestEnv::new();
-    let unit = std::fs::read_to_string(deploy("systemd/rdsconn-proxy.service")).unwrap();
+    let unit = std::fs::read_to_string(deploy("systemd/rdsconn-proxy@.service")).unwrap();
     let key = |k: &str| {
         unit.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))

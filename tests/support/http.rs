@@ -18,6 +18,9 @@ pub enum Reply {
     Status(u16),
     /// Accept the connection, never answer.
     Hang,
+    /// A file server: 200 with the body named by the request's path, 404
+    /// for any other path.
+    Files(Arc<HashMap<String, Vec<u8>>>),
 }
 
 #[derive(Clone, Debug)]
@@ -101,7 +104,10 @@ fn serve(
         }
     }
     let if_none_match = headers.get("if-none-match").cloned();
-    requests.lock().unwrap().push(Request { path, headers });
+    requests.lock().unwrap().push(Request {
+        path: path.clone(),
+        headers,
+    });
     std::thread::sleep(*delay.lock().unwrap());
     let reply = reply.lock().unwrap().clone();
     let mut out = stream;
@@ -138,6 +144,18 @@ fn serve(
             out,
             "HTTP/1.1 {code} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         ),
+        Reply::Files(files) => match files.get(&path) {
+            Some(body) => write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .and_then(|()| out.write_all(body)),
+            None => write!(
+                out,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        },
         Reply::Hang => {
             std::thread::sleep(Duration::from_mins(2));
             Ok(())
