@@ -51,11 +51,13 @@ fn commit() -> String {
     let git = Path::new(".git");
     if git.is_dir() {
         println!("cargo:rerun-if-changed=.git/HEAD");
-        if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
-            && let Some(r) = head.trim().strip_prefix("ref: ")
-        {
-            println!("cargo:rerun-if-changed=.git/{r}");
-            println!("cargo:rerun-if-changed=.git/packed-refs");
+        // Only paths that exist: cargo takes a missing one as changed on
+        // every build. A directory counts as changed when anything under it
+        // does, so a branch's first loose ref is seen too.
+        for watched in [".git/refs", ".git/packed-refs"] {
+            if Path::new(watched).exists() {
+                println!("cargo:rerun-if-changed={watched}");
+            }
         }
         let out = Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])

@@ -6,7 +6,10 @@
 #   scripts/dist.sh assets BINARY            dist/share/{man,completions}
 #   scripts/dist.sh archive TARGET BINARY    dist/rdsconn-VERSION-TARGET.tar.gz
 #   scripts/dist.sh deb                      dist/rdsconn_VERSION-1_ARCH.deb
-#                                            (cargo-deb, from target/release)
+#                                            (cargo-deb, from target/release,
+#                                            or target/$DEB_TARGET/release)
+#   scripts/dist.sh notes VERSION [FILE]     the CHANGELOG.md section of VERSION
+#                                            (the GitHub release's notes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,13 +45,29 @@ archive() {
   echo "dist/$name.tar.gz"
 }
 
+# The lines under "## VERSION" (also "## [VERSION]", "## vVERSION", with
+# anything after it such as a date) up to the next "## " heading.
+notes() {
+  local want=$1 file=${2:-CHANGELOG.md}
+  awk -v v="$want" '
+    /^## / {
+      if (found) exit
+      h = $2; gsub(/^\[|\]$/, "", h); sub(/^v/, "", h)
+      if (h == v) { found = 1; next }
+    }
+    found { print }
+    END { if (!found) exit 1 }
+  ' "$file" || { echo "dist.sh: $file has no section for $want" >&2; return 1; }
+}
+
 case "${1:-}" in
   assets) [ $# -eq 2 ] || { echo "usage: dist.sh assets BINARY" >&2; exit 2; }; assets "$2" ;;
   archive) [ $# -eq 3 ] || { echo "usage: dist.sh archive TARGET BINARY" >&2; exit 2; }; archive "$2" "$3" ;;
   deb)
     target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    assets "$target_dir/release/rdsconn"
+    assets "$target_dir/${DEB_TARGET:+$DEB_TARGET/}release/rdsconn"
     cargo deb --no-build --locked --output dist/ ${DEB_TARGET:+--target "$DEB_TARGET"}
     ;;
-  *) echo "usage: dist.sh assets BINARY | archive TARGET BINARY | deb" >&2; exit 2 ;;
+  notes) [ $# -ge 2 ] || { echo "usage: dist.sh notes VERSION [FILE]" >&2; exit 2; }; notes "$2" "${3:-CHANGELOG.md}" ;;
+  *) echo "usage: dist.sh assets BINARY | archive TARGET BINARY | deb | notes VERSION [FILE]" >&2; exit 2 ;;
 esac

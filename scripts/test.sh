@@ -54,6 +54,12 @@ command -v javac >/dev/null || need_pkgs+=(default-jdk-headless)
 # The harness builds a PAM module that asks a second-factor question.
 [ -f /usr/include/security/pam_modules.h ] || need_pkgs+=(libpam0g-dev)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
+# The release checks (scripts/test-release.sh): the .deb's man pages and
+# systemd unit, cargo auditable's section, the image's CA certificates.
+command -v man >/dev/null || need_pkgs+=(man-db)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v objcopy >/dev/null || need_pkgs+=(binutils)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need_pkgs+=(ca-certificates)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   step "installing ${need_pkgs[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -118,3 +124,8 @@ cargo test --locked --doc -- "${filter[@]}"
 # Library, binary and integration tests; the benchmarks (benches/) are
 # built by clippy above and run by scripts/bench-*.sh, not here.
 cargo test --locked --lib --bins --tests -- "${filter[@]}"
+
+# The release machinery: .deb, archive, image root, actionlint, cargo package.
+if [ "${#filter[@]}" -eq 0 ]; then
+  scripts/test-release.sh
+fi
