@@ -408,6 +408,23 @@ pub enum Command {
     )]
     Proxy(ProxyArgs),
 
+    /// List the named targets (@NAME), or show one resolved.
+    ///
+    /// A named target is a [targets.NAME] table of rdsconn's config file
+    /// ($RDSCONN_CONFIG, else $XDG_CONFIG_HOME/rdsconn/config.toml, else
+    /// ~/.config/rdsconn/config.toml) or of the first .rdsconn.toml from
+    /// the current directory upward (its tables replace the user's), else
+    /// a libpq service (PGSERVICEFILE or ~/.pg_service.conf, then
+    /// PGSYSCONFDIR/pg_service.conf). Its keys are the long names of the
+    /// target flags (engine, host, instance, cluster, reader, proxy,
+    /// secret, master-secret, user, database, port, iam, via, tls, region,
+    /// profile, connect-timeout, and the proxy's); [defaults] is under
+    /// every table; `extends = "BASE"` takes BASE's keys first. `@NAME`
+    /// works wherever a target is taken; flags typed on the command line
+    /// win, and -v logs where each value came from.
+    #[command(after_help = TARGETS_AFTER_HELP)]
+    Targets(TargetsArgs),
+
     /// Print a shell completion script.
     #[command(after_help = COMPLETIONS_AFTER_HELP)]
     Completions(CompletionsArgs),
@@ -420,6 +437,53 @@ pub enum Command {
     /// commit, build date, target, compiler and TLS stack, for a bug report.
     #[command(after_help = VERSION_AFTER_HELP)]
     Version,
+}
+
+const TARGETS_AFTER_HELP: &str = "\
+Examples:
+  rdsconn targets                    every name and where it is defined
+  rdsconn targets show prod          the resolved target: each key and its file and line
+  rdsconn psql @prod                 connect to it (also mysql, check @a @b, env, exec, token, doctor, proxy)
+  rdsconn psql @prod -U admin        a flag on the command line wins over the file
+
+A config file:
+  [defaults]
+  region = \"eu-west-1\"
+
+  [targets.prod]
+  engine = \"postgres\"
+  cluster = \"orders\"
+  user = \"app\"
+  iam = true
+  via = \"ssh://bastion.corp\"
+
+  [targets.prod-ro]
+  extends = \"prod\"
+  reader = true
+
+No passwords in the file (exit 2): use secret = \"ID\", ~/.pgpass, or the environment.";
+
+/// `rdsconn targets`.
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    #[command(subcommand)]
+    pub action: Option<TargetsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetsAction {
+    /// List every name and where it is defined (the default).
+    List,
+    /// The resolved target NAME: each key, its value and where it came
+    /// from (a secret's name is shown; no file holds a password).
+    Show {
+        /// The target's name (with or without @).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// The names only, one per line (for shell completion).
+    #[command(hide = true)]
+    Names,
 }
 
 const VERSION_AFTER_HELP: &str = "\
@@ -638,6 +702,14 @@ pub struct PostgresArgs {
     pub connect: ConnectArgs,
 }
 
+/// A `check @NAME` target: the name, and its command line parsed.
+#[derive(Debug)]
+pub struct NamedCheck {
+    pub name: String,
+    pub global: GlobalArgs,
+    pub args: CheckArgs,
+}
+
 /// `rdsconn check`.
 #[derive(Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
@@ -717,6 +789,11 @@ pub struct CheckArgs {
     /// The query stage's SQL.
     #[arg(long, value_name = "SQL", default_value = "SELECT 1")]
     pub query: String,
+
+    /// The `@NAME` targets, each parsed from its own flags and the typed
+    /// ones (filled in by `named::attach`).
+    #[arg(skip)]
+    pub named: Vec<NamedCheck>,
 
     /// Retry failing targets until they pass or DURATION has passed
     /// (capped exponential backoff with jitter). Only transient failures
@@ -1454,6 +1531,7 @@ impl Command {
             Self::Ls(_) => "ls",
             Self::Doctor(_) => "doctor",
             Self::Proxy(_) => "proxy",
+            Self::Targets(_) => "targets",
             Self::Completions(_) => "completions",
             Self::Man(_) => "man",
             Self::Version => "version",

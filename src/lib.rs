@@ -59,11 +59,13 @@ pub(crate) mod engine;
 pub mod error;
 pub(crate) mod files;
 pub(crate) mod iam;
+pub mod named;
 pub(crate) mod native;
 pub(crate) mod net;
 pub(crate) mod ops;
 pub(crate) mod output;
 pub(crate) mod passfile;
+pub(crate) mod pgservice;
 pub(crate) mod preflight;
 pub(crate) mod probe;
 pub(crate) mod proxy;
@@ -115,6 +117,7 @@ async fn command(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Ca(args) => cmd::ca::run(global, args).await,
         Command::Completions(args) => cmd::completions::run(args),
+        Command::Targets(args) => cmd::targets::run(global, args),
         Command::Man(args) => cmd::man::run(args),
         Command::Version => cmd::version::run(global),
         Command::Token(args) => cmd::token::run(global, args).await,

@@ -12,10 +12,23 @@ fn main() -> ExitCode {
         rdsconn::print_error(&e, json);
         return ExitCode::from(rdsconn::error::Category::Usage.exit_code());
     }
-    let cli = match rdsconn::cli::parse_from(args) {
+    // `@NAME` (and `service=NAME`, `PGSERVICE`) become the flags they
+    // stand for, before the command line is parsed.
+    let mut expanded = match rdsconn::named::expand(args) {
+        Ok(expanded) => expanded,
+        Err(e) => {
+            rdsconn::print_error(&e, json);
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let mut cli = match rdsconn::cli::parse_from(std::mem::take(&mut expanded.args)) {
         Ok(cli) => cli,
         Err(e) => return rdsconn::report_parse_error(&e, json),
     };
+    let checks = std::mem::take(&mut expanded.checks);
+    if let Err(e) = rdsconn::named::attach(&mut cli, checks) {
+        return rdsconn::report_parse_error(&e, json);
+    }
     let json = cli.global.output == rdsconn::cli::OutputFormat::Json;
     // The proxy is a long-running server: its failures are worth seeing
     // without -v.
@@ -27,6 +40,7 @@ fn main() -> ExitCode {
         _ => (false, false),
     };
     rdsconn::init_logging(cli.global.verbose, serving, json_logs);
+    rdsconn::named::report(&expanded);
     let runtime = rdsconn::runtime(&cli);
     let result = match runtime {
         Ok(rt) => {

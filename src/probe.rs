@@ -63,6 +63,9 @@ pub(crate) struct Item {
     pub login: Login,
     /// The TLS mode and the roots for this endpoint's class.
     pub policy: TlsPolicy,
+    /// The region, profile and CA bundle for this target (a named target
+    /// may have its own; else the command line's).
+    pub global: GlobalArgs,
 }
 
 /// How a target authenticates.
@@ -133,7 +136,6 @@ pub(crate) struct Report {
 
 /// What every check needs, shared by the tasks.
 pub(crate) struct Settings {
-    pub global: GlobalArgs,
     pub query: String,
     pub warn_days: i64,
     pub wait: Option<Duration>,
@@ -336,8 +338,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
     let t = Instant::now();
     let auth = match &item.login {
         Login::Iam => {
-            let minted =
-                crate::iam::mint(&settings.global, &target.host, target.port, &target.user);
+            let minted = crate::iam::mint(&item.global, &target.host, target.port, &target.user);
             match minted.await {
                 Ok(m) => Auth::IamToken(Secret::new(m.token)),
                 Err(e) => {
@@ -362,7 +363,7 @@ async fn session_stages(item: &Item, settings: &Settings, run: &mut Run, remaini
     };
     let target_tls = (&bounded, &item.policy);
     let rereading =
-        crate::secrets::connect_rereading(&settings.global, engine, target_tls, &mut auth, secret);
+        crate::secrets::connect_rereading(&item.global, engine, target_tls, &mut auth, secret);
     let connected = match rereading.await {
         Ok((connected, _)) => connected,
         Err(e) => {

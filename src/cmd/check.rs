@@ -54,7 +54,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
     let mut stop = StopSignals::install()?;
     let items = items(global, args).await?;
     let settings = Arc::new(Settings {
-        global: global.clone(),
         query: args.query.clone(),
         warn_days: i64::from(args.warn_cert_days),
         wait: args.wait.map(Into::into),
@@ -117,8 +116,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<u8> {
 }
 
 /// The targets from URLs, `--file`, the `--host` flags or `--instance` /
-/// `--cluster`, with their passwords; every problem is a usage error
-/// before any connection.
+/// `--cluster`, and `@NAME`s, with their passwords; every problem is a
+/// usage error before any connection.
 async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     let mut urls = args.urls.clone();
     if let Some(file) = &args.file {
@@ -130,18 +129,6 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         master_secret: false,
         ..args.secret.clone()
     };
-    let ask = |given, rds, secret| Ask {
-        kind: args.engine,
-        given,
-        rds,
-        iam: args.iam,
-        via: args.via.as_deref(),
-        connect_timeout: args.connect_timeout.into(),
-        users: Users::One,
-        env: false,
-        secret,
-        tls: args.tls,
-    };
     let mut found = Vec::new();
     let url_targets = !urls.is_empty();
     for url in urls {
@@ -149,27 +136,38 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
         // password, as for `psql`/`mysql`.
         let ask = Ask {
             kind: None,
-            ..ask(Given::url(url.clone()), &no_rds, &url_secret)
+            ..ask(args, Given::url(url.clone()), &no_rds, &url_secret)
         };
-        found.push((url, request(global, ask).await?));
+        found.push((url, request(global, ask).await?, global.clone()));
+    }
+    // Each @NAME: its own flags with the typed ones over them.
+    for named in &args.named {
+        let a = &named.args;
+        let asked = ask(a, Given::from(a), &a.rds, &a.secret);
+        let request = request(&named.global, asked).await?;
+        found.push((named.name.clone(), request, named.global.clone()));
     }
     // One target from --host (with --engine), from the RDS API, or a
-    // whole target in an RDS-style secret.
-    let single = args.host.is_some()
-        || args.rds.is_set()
-        || (!url_targets && (args.secret.secret.is_some() || args.secret.master_secret));
-    if !single && (args.user.is_some() || args.port.is_some() || args.database.is_some()) {
+    // whole target in an RDS-style secret; with @NAMEs those flags are
+    // theirs.
+    let plain = args.named.is_empty();
+    let single = plain
+        && (args.host.is_some()
+            || args.rds.is_set()
+            || (!url_targets && (args.secret.secret.is_some() || args.secret.master_secret)));
+    if plain && !single && (args.user.is_some() || args.port.is_some() || args.database.is_some()) {
         return Err(Error::usage(
             "--user, --port and --database describe a --host, --instance or --cluster target",
         ));
     }
     if single {
-        let request = request(global, ask(Given::from(args), &args.rds, &args.secret)).await?;
-        found.push((label_of(&request)?, request));
+        let asked = ask(args, Given::from(args), &args.rds, &args.secret);
+        let request = request(global, asked).await?;
+        found.push((label_of(&request)?, request, global.clone()));
     }
     if found.is_empty() {
         return Err(Error::usage(
-            "no targets: pass URLs, --file FILE, --engine/--host/--user, or --instance/--cluster with --user",
+            "no targets: pass URLs, @NAMEs, --file FILE, --engine/--host/--user, or --instance/--cluster with --user",
         ));
     }
     if args.via.is_some() && found.len() > 1 {
@@ -187,41 +185,77 @@ async fn items(global: &GlobalArgs, args: &CheckArgs) -> Result<Vec<Item>> {
     let from_secret = shared_secret(global, args, &found).await?;
     found
         .into_iter()
-        .map(
-            |(
+        .map(|(label, request, global)| {
+            item(
                 label,
-                Request {
-                    kind,
-                    target,
-                    iam,
-                    tls,
-                    secret,
-                    ..
-                },
-            )| {
-                let kind = kind
-                    .ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
-                let login = if iam {
-                    Login::Iam
-                } else if let Some(s) = secret.or_else(|| from_secret.clone()) {
-                    Login::Secret(s)
-                } else {
-                    password_login(&label, kind, stdin_password.as_ref())
-                };
-                let policy = TlsPolicy {
-                    mode: tls,
-                    roots: roots(global, &target.host)?,
-                };
-                Ok(Item {
-                    label,
-                    kind,
-                    target,
-                    login,
-                    policy,
-                })
-            },
-        )
+                request,
+                global,
+                from_secret.as_ref(),
+                stdin_password.as_ref(),
+            )
+        })
         .collect()
+}
+
+/// What the target flags of `args` ask for (the engine, the login, TLS,
+/// the dial path).
+fn ask<'a>(
+    args: &'a CheckArgs,
+    given: Given,
+    rds: &'a RdsSelector,
+    secret: &'a SecretFlags,
+) -> Ask<'a> {
+    Ask {
+        kind: args.engine,
+        given,
+        rds,
+        iam: args.iam,
+        via: args.via.as_deref(),
+        connect_timeout: args.connect_timeout.into(),
+        users: Users::One,
+        env: false,
+        secret,
+        tls: args.tls,
+    }
+}
+
+/// One checked target: its login (IAM, the secret's password, stdin's, or
+/// the engine's variable) and its TLS roots.
+fn item(
+    label: String,
+    request: Request,
+    global: GlobalArgs,
+    from_secret: Option<&FromSecret>,
+    stdin_password: Option<&Secret>,
+) -> Result<Item> {
+    let Request {
+        kind,
+        target,
+        iam,
+        tls,
+        secret,
+        ..
+    } = request;
+    let kind = kind.ok_or_else(|| Error::usage("an engine is required: pass a URL or --engine"))?;
+    let login = if iam {
+        Login::Iam
+    } else if let Some(s) = secret.or_else(|| from_secret.cloned()) {
+        Login::Secret(s)
+    } else {
+        password_login(&label, kind, stdin_password)
+    };
+    let policy = TlsPolicy {
+        mode: tls,
+        roots: roots(&global, &target.host)?,
+    };
+    Ok(Item {
+        label,
+        kind,
+        target,
+        login,
+        policy,
+        global,
+    })
 }
 
 /// The `--host` / `--instance` / secret target as a URL, for the report.
@@ -259,9 +293,9 @@ fn password_login(label: &str, kind: crate::target::EngineKind, stdin: Option<&S
 async fn shared_secret(
     global: &GlobalArgs,
     args: &CheckArgs,
-    found: &[(String, Request)],
+    found: &[(String, Request, GlobalArgs)],
 ) -> Result<Option<FromSecret>> {
-    if let Some(s) = found.iter().find_map(|(_, r)| r.secret.clone()) {
+    if let Some(s) = found.iter().find_map(|(_, r, _)| r.secret.clone()) {
         return Ok(Some(s));
     }
     let Some(id) = &args.secret.secret else {

@@ -250,7 +250,6 @@ async fn connection_lines(
         roots: roots(global, &target.host)?,
     };
     let settings = Settings {
-        global: global.clone(),
         query: "SELECT 1".into(),
         warn_days: 30,
         wait: None,
@@ -263,6 +262,7 @@ async fn connection_lines(
         target,
         login,
         policy,
+        global: global.clone(),
     };
     let report = Box::pin(probe::check_once(&item, &settings)).await;
     for stage in &report.stages {

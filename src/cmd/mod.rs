@@ -10,5 +10,6 @@ pub(crate) mod doctor;
 pub(crate) mod ls;
 pub(crate) mod man;
 pub(crate) mod proxy;
+pub(crate) mod targets;
 pub(crate) mod token;
 pub(crate) mod version;
