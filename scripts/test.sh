@@ -59,6 +59,9 @@ command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v man >/dev/null || need_pkgs+=(man-db)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v objcopy >/dev/null || need_pkgs+=(binutils)
+# @NAME completion is tested in bash, fish and zsh.
+command -v fish >/dev/null || need_pkgs+=(fish)
+command -v zsh >/dev/null || need_pkgs+=(zsh)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_pkgs+=(ca-certificates)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   step "installing ${need_pkgs[*]}"

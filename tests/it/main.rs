@@ -16,6 +16,7 @@ mod endpoints;
 mod habits;
 mod handoff;
 mod hostile;
+mod named;
 mod pool;
 mod poolmy;
 mod proxy;

@@ -32,6 +32,13 @@ enum Expect {
 
 /// The expectation for an example, by a piece of it; the first match wins.
 const RULES: &[(&str, Expect)] = &[
+    // No config file in the test's home: the names are unknown.
+    (
+        "rdsconn targets show",
+        Expect::Exit(2, "unknown target @prod-ro"),
+    ),
+    ("rdsconn targets", Expect::Exit(0, "")),
+    ("@prod", Expect::Exit(2, "unknown target @prod")),
     ("-U app -W prod", Expect::Exit(2, "no terminal")),
     (
         "--client /opt/mysql/bin/mysql",
