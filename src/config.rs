@@ -108,19 +108,27 @@ fn line_of(text: &str, at: usize) -> usize {
     text.get(..at).map_or(1, |t| t.matches('\n').count() + 1)
 }
 
-/// Refuses a file others may write: it says where to send passwords and
-/// tokens.
+/// Refuses a file others may write (its mode, or an owner other than this
+/// user or root): it says where to send passwords and tokens.
 pub(crate) fn check_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.mode() & 0o022 != 0
-    {
-        let shown = path.display();
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let shown = path.display();
+    if meta.mode() & 0o022 != 0 {
         return Err(Error::usage(format!(
             "{shown} is writable by others (mode {:o}): rdsconn will not take targets from it",
             meta.mode() & 0o777
         ))
         .with_hint(format!("chmod go-w {shown}")));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Error::usage(format!(
+            "{shown} belongs to another user (uid {}): rdsconn will not take targets from it",
+            meta.uid()
+        )));
     }
     Ok(())
 }

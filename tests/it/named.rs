@@ -494,6 +494,11 @@ fn bad_files_and_names_are_one_clear_error_naming_the_file_and_line() {
         assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
+}
+
+#[test]
+fn target_files_others_may_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
     // A file others may write is refused, like a shared cache directory.
     let env = TestEnv::new();
     write(
@@ -505,6 +510,17 @@ fn bad_files_and_names_are_one_clear_error_naming_the_file_and_line() {
     out.assert_code(2);
     assert!(
         out.stderr.contains("is writable by others"),
+        "{}",
+        out.stderr
+    );
+    // So is one that belongs to another user.
+    let config = user_config(&env);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
+    let out = env.run_with(&["env", "@a"], &[("PGPASSWORD", "pw")]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("belongs to another user (uid 65534)"),
         "{}",
         out.stderr
     );
