@@ -408,6 +408,18 @@ pub enum Command {
     )]
     Proxy(ProxyArgs),
 
+    /// Print the IAM policy that lets a principal connect as database users.
+    ///
+    /// `rds-db:connect` on arn:PARTITION:rds-db:REGION:ACCOUNT:dbuser:ID/USER
+    /// with the right ID: the instance's DbiResourceId, the Aurora
+    /// cluster's DbClusterResourceId, the RDS Proxy's prx-… (looked up
+    /// through the RDS API, the partition, region and account from the
+    /// database's own ARN), or given with --resource-id and --account.
+    /// Aurora DSQL endpoints get dsql:DbConnect (dsql:DbConnectAdmin for
+    /// the user admin) on arn:PARTITION:dsql:REGION:ACCOUNT:cluster/ID.
+    #[command(after_help = POLICY_AFTER_HELP, disable_help_flag = true)]
+    Policy(PolicyArgs),
+
     /// List the named targets (@NAME), or show one resolved.
     ///
     /// A named target is a [targets.NAME] table of rdsconn's config file
@@ -437,6 +449,75 @@ pub enum Command {
     /// commit, build date, target, compiler and TLS stack, for a bug report.
     #[command(after_help = VERSION_AFTER_HELP)]
     Version,
+}
+
+const POLICY_AFTER_HELP: &str = "\
+Examples:
+  rdsconn policy --instance prod-db -u app
+  rdsconn policy --cluster orders -u app -u report --principal app-role
+  rdsconn policy -h mydb.abc123.eu-west-1.rds.amazonaws.com -u app --output json
+  rdsconn policy --resource-id db-ABCDEFGHIJKL01234 --account 123456789012 --region eu-west-1 -u app
+  rdsconn policy -h abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws -u admin --account 123456789012";
+
+/// `rdsconn policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// A database user the principal may connect as (repeatable; * for
+    /// every user).
+    #[arg(
+        short = 'u',
+        visible_short_alias = 'U',
+        long,
+        visible_alias = "username",
+        value_name = "USER",
+        required = true
+    )]
+    pub user: Vec<String>,
+
+    /// An endpoint (repeatable): an instance's, cluster's or proxy's,
+    /// looked up through the RDS API, or an Aurora DSQL endpoint.
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Vec<String>,
+
+    /// A DB instance (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub instance: Vec<String>,
+
+    /// An Aurora DB cluster (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub cluster: Vec<String>,
+
+    /// An RDS Proxy (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub proxy: Vec<String>,
+
+    /// Without the RDS API: a DbiResourceId (db-…), DbClusterResourceId
+    /// (cluster-…) or proxy id (prx-…), repeatable; with --account and
+    /// --region.
+    #[arg(long, value_name = "ID")]
+    pub resource_id: Vec<String>,
+
+    /// The account (12 digits) of --resource-id and DSQL endpoints
+    /// [default: the caller's, from STS].
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// The engine (from a named target; the policy does not depend on it).
+    #[arg(long, value_enum, hide = true)]
+    pub engine: Option<crate::target::EngineKind>,
+
+    /// Also print the `aws iam put-role-policy` command that attaches the
+    /// policy to this IAM role.
+    #[arg(long, value_name = "ROLE")]
+    pub principal: Option<String>,
+
+    /// The inline policy's name in that command.
+    #[arg(long, value_name = "NAME", default_value = "rdsconn-connect")]
+    pub policy_name: String,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 const TARGETS_AFTER_HELP: &str = "\
@@ -1532,6 +1613,7 @@ impl Command {
             Self::Doctor(_) => "doctor",
             Self::Proxy(_) => "proxy",
             Self::Targets(_) => "targets",
+            Self::Policy(_) => "policy",
             Self::Completions(_) => "completions",
             Self::Man(_) => "man",
             Self::Version => "version",

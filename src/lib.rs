@@ -118,6 +118,7 @@ async fn command(cli: &Cli) -> Result<u8> {
         Command::Ca(args) => cmd::ca::run(global, args).await,
         Command::Completions(args) => cmd::completions::run(args),
         Command::Targets(args) => cmd::targets::run(global, args),
+        Command::Policy(args) => cmd::policy::run(global, args).await,
         Command::Man(args) => cmd::man::run(args),
         Command::Version => cmd::version::run(global),
         Command::Token(args) => cmd::token::run(global, args).await,

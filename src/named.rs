@@ -24,14 +24,27 @@ use crate::error::{Error, Result};
 
 /// The commands that take a target, by their canonical names.
 const TARGET_COMMANDS: &[&str] = &[
-    "mysql", "postgres", "check", "env", "exec", "token", "doctor", "proxy",
+    "mysql", "postgres", "check", "env", "exec", "token", "doctor", "proxy", "policy",
 ];
 
 /// Flags that are not part of a target (what to do with it, not where it
 /// is): never taken from a file.
 const NOT_TARGET_KEYS: &[&str] = &[
-    "help", "version", "output", "verbose", "config", "execute", "command", "file", "client",
-    "info", "format", "shell", "password",
+    "help",
+    "version",
+    "output",
+    "verbose",
+    "config",
+    "execute",
+    "command",
+    "file",
+    "client",
+    "info",
+    "format",
+    "shell",
+    "password",
+    "principal",
+    "policy-name",
 ];
 
 /// A command line with its `@NAME`s replaced.

@@ -521,6 +521,9 @@ pub(crate) struct Database {
     pub ca_certificate: Option<String>,
     /// `DbiResourceId` / `DbClusterResourceId` (for `rds-db:connect` ARNs).
     pub resource_id: Option<String>,
+    /// The database's own ARN (its partition, region and account).
+    #[serde(skip)]
+    pub arn: Option<String>,
     /// Instances: the cluster they belong to; proxy endpoints: their proxy.
     pub cluster: Option<String>,
     /// Proxies: the IAM authentication setting (`REQUIRED`, `ENABLED`,
@@ -559,6 +562,7 @@ impl Database {
             iam_auth: i.iam_database_authentication_enabled().unwrap_or(false),
             ca_certificate: i.ca_certificate_identifier().map(str::to_string),
             resource_id: i.dbi_resource_id().map(str::to_string),
+            arn: i.db_instance_arn().map(str::to_string),
             cluster: i.db_cluster_identifier().map(str::to_string),
             iam_auth_setting: None,
             require_tls: None,
@@ -589,6 +593,7 @@ impl Database {
             iam_auth: c.iam_database_authentication_enabled().unwrap_or(false),
             ca_certificate: None,
             resource_id: c.db_cluster_resource_id().map(str::to_string),
+            arn: c.db_cluster_arn().map(str::to_string),
             cluster: None,
             iam_auth_setting: None,
             require_tls: None,
@@ -640,6 +645,7 @@ impl Database {
                 .db_proxy_arn()
                 .and_then(|a| a.rsplit(':').next())
                 .map(str::to_string),
+            arn: p.db_proxy_arn().map(str::to_string),
             cluster: None,
             iam_auth_setting: Some(setting.to_string()),
             require_tls: p.require_tls(),

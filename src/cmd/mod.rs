@@ -9,6 +9,7 @@ pub(crate) mod connect;
 pub(crate) mod doctor;
 pub(crate) mod ls;
 pub(crate) mod man;
+pub(crate) mod policy;
 pub(crate) mod proxy;
 pub(crate) mod targets;
 pub(crate) mod token;

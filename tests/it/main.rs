@@ -17,6 +17,7 @@ mod habits;
 mod handoff;
 mod hostile;
 mod named;
+mod policy;
 mod pool;
 mod poolmy;
 mod proxy;

@@ -10,7 +10,7 @@ spec: a list of
   {"proxy": NAME, "engine_family": "POSTGRESQL"|"MYSQL", "iam": "REQUIRED"|"DISABLED",
    "require_tls": bool} (in a VPC and subnet made for it)
 Existing identifiers are left as they are. Prints a JSON object: identifier
--> {"endpoint", "port", "reader_endpoint", "engine", "iam", "resource_id"} for everything in
+-> {"endpoint", "port", "reader_endpoint", "engine", "iam", "resource_id", "arn"} for everything in
 the region, from DescribeDBInstances / DescribeDBClusters, and for proxies (DescribeDBProxies)
 {"proxy": true, "endpoint", "engine_family", "iam", "require_tls", "role_arn", "arn", "status"}.
 """
@@ -105,6 +105,7 @@ def main():
                 "engine": d["Engine"],
                 "iam": d["IAMDatabaseAuthenticationEnabled"],
                 "resource_id": d["DbiResourceId"],
+                "arn": d["DBInstanceArn"],
             }
     for page in rds.get_paginator("describe_db_clusters").paginate():
         for c in page["DBClusters"]:
@@ -115,6 +116,7 @@ def main():
                 "engine": c["Engine"],
                 "iam": c["IAMDatabaseAuthenticationEnabled"],
                 "resource_id": c["DbClusterResourceId"],
+                "arn": c["DBClusterArn"],
             }
     for p in rds.describe_db_proxies()["DBProxies"]:
         found[p["DBProxyName"]] = {
