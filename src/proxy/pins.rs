@@ -66,19 +66,6 @@ pub(crate) fn deallocate(sql: &str) -> Option<Deallocate> {
     }
 }
 
-/// Whether the SQL drops every prepared statement of the session
-/// (`DISCARD ALL`, `DEALLOCATE [PREPARE] ALL`).
-pub(crate) fn drops_all_statements(sql: &str) -> bool {
-    statements(sql).iter().any(|words| {
-        let up: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-        let up: Vec<&str> = up.iter().map(String::as_str).collect();
-        matches!(
-            up.as_slice(),
-            ["DISCARD" | "DEALLOCATE", "ALL"] | ["DEALLOCATE", "PREPARE", "ALL"]
-        )
-    })
-}
-
 fn statement_pin(words: &[String]) -> Option<&'static str> {
     let up: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
     let first = up.first()?.as_str();
@@ -361,9 +348,5 @@ mod tests {
         );
         assert_eq!(deallocate("DEALLOCATE x; SELECT 1"), None);
         assert_eq!(deallocate("SELECT 1"), None);
-        assert!(drops_all_statements("select 1; discard all"));
-        assert!(drops_all_statements("DEALLOCATE PREPARE ALL"));
-        assert!(!drops_all_statements("DISCARD PLANS"));
-        assert!(!drops_all_statements("SELECT 'DISCARD ALL'"));
     }
 }

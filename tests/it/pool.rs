@@ -665,6 +665,39 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// `DISCARD ALL` that the server refuses (inside a transaction block)
+/// drops nothing: the client's statements still run, on this server
+/// connection or another; one that ran drops them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_outlive_a_refused_discard_all_and_not_one_that_ran() {
+    let env = TestEnv::new();
+    let p = proxy(&env, &["--pool-mode", "transaction", "--pool-size", "1"]);
+    let c = connect(&p, "app", "appdb").await;
+    let plus = c.prepare("SELECT $1::int + 40").await.unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let refused = c.batch_execute("DISCARD ALL").await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::ACTIVE_SQL_TRANSACTION),
+        "{refused}"
+    );
+    c.batch_execute("ROLLBACK").await.unwrap();
+    for i in 0..3 {
+        let row = c.query_one(&plus, &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i + 40);
+    }
+    c.batch_execute("DISCARD ALL").await.unwrap();
+    let gone = c.query_one(&plus, &[&1]).await.unwrap_err();
+    assert_eq!(
+        gone.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME),
+        "{gone}"
+    );
+    let again = c.prepare("SELECT $1::int + 40").await.unwrap();
+    let row = c.query_one(&again, &[&2]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+}
+
 /// psycopg 3 with server-side prepared statements from the first run
 /// (`prepare_threshold=0`), in transactions and after errors.
 const PSYCOPG: &str = r#"
@@ -961,4 +994,83 @@ fn hostile_clients_leave_the_pool_working() {
             "{mode}:\n{log}"
         );
     }
+}
+
+/// A protocol message: kind, length, body.
+fn pg_msg(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Reads `s` until a message of `kind` has come; every message's kind.
+fn read_until(s: &mut std::net::TcpStream, seen: &mut Vec<u8>, kind: u8) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = [0_u8; 4096];
+    loop {
+        let mut kinds = Vec::new();
+        let mut at = 0;
+        while at + 5 <= seen.len() {
+            let len = u32::from_be_bytes(seen[at + 1..at + 5].try_into().unwrap()) as usize;
+            if at + 1 + len > seen.len() {
+                break;
+            }
+            kinds.push(seen[at]);
+            at += 1 + len;
+        }
+        if kinds.contains(&kind) {
+            seen.drain(..at);
+            return kinds;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before {}: {kinds:?}", kind as char);
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The server reports a Bind's error before the client's Execute and Sync
+/// have come (it flushes errors at once): what the client sends up to its
+/// Sync is discarded, the Sync answered, and the client's connection and
+/// the pool's one server connection go on working.
+#[test]
+fn an_error_before_the_clients_sync_leaves_the_session_in_step() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    let p = proxy(
+        &env,
+        &[
+            "--pool-mode",
+            "transaction",
+            "--pool-size",
+            "1",
+            "--pool-timeout",
+            "5s",
+        ],
+    );
+    let mut c = raw_login(p.port());
+    let mut seen = Vec::new();
+    // Parse + Bind (1 / 0 is found when the plan is made, at Bind) and
+    // nothing else: the error comes on its own.
+    let mut batch = pg_msg(b'P', b"s1\0SELECT 1 / $1::int\0\0\x01\0\0\0\x17");
+    batch.extend(pg_msg(b'B', b"\0s1\0\0\0\0\x01\0\0\0\x010\0\0"));
+    c.write_all(&batch).unwrap();
+    let kinds = read_until(&mut c, &mut seen, b'E');
+    assert_eq!(kinds, b"1E");
+    // Then the rest of the batch, which the server discards, and Sync.
+    let mut rest = pg_msg(b'D', b"P\0");
+    rest.extend(pg_msg(b'E', b"\0\0\0\0\0"));
+    rest.extend(pg_msg(b'S', b""));
+    c.write_all(&rest).unwrap();
+    assert_eq!(read_until(&mut c, &mut seen, b'Z'), b"Z");
+    // The statement (prepared before the error) runs, and so do queries.
+    let mut again = pg_msg(b'B', b"\0s1\0\0\0\0\x01\0\0\0\x012\0\0");
+    again.extend(pg_msg(b'E', b"\0\0\0\0\0"));
+    again.extend(pg_msg(b'S', b""));
+    c.write_all(&again).unwrap();
+    assert_eq!(read_until(&mut c, &mut seen, b'Z'), b"2DCZ");
+    c.write_all(&pg_msg(b'Q', b"SELECT 41 + 1\0")).unwrap();
+    assert_eq!(read_until(&mut c, &mut seen, b'Z'), b"TDCZ");
+    // The one server connection went back to the pool between them.
+    assert_eq!(psql(&p, &["SELECT 6 * 7"]), "42", "{}", p.log());
 }

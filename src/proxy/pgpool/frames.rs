@@ -16,6 +16,10 @@ pub(super) enum Expect {
     /// A `Parse` rdsconn added so that the client's statement exists on
     /// this server connection: its `ParseComplete` is not the client's.
     Swallow(String),
+    /// A `Close` of a statement rdsconn sent before preparing it (closing
+    /// a statement that does not exist is no error): its `CloseComplete`
+    /// is not the client's.
+    Closed,
     /// A reply the client is owed without the server being asked (its
     /// statement is prepared already, or a `Close` of one).
     Synth(Vec<u8>),
@@ -28,7 +32,7 @@ impl Expect {
         match self {
             Self::Relay(b'P') | Self::Prepared(_) | Self::Swallow(_) => reply == b'1',
             Self::Relay(b'B') => reply == b'2',
-            Self::Relay(b'C') => reply == b'3',
+            Self::Relay(b'C') | Self::Closed => reply == b'3',
             Self::Relay(b'D') => matches!(reply, b'T' | b'n'),
             Self::Relay(b'E') => matches!(reply, b'C' | b'I' | b's'),
             _ => false,

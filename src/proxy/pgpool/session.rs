@@ -48,6 +48,10 @@ struct Session<'a> {
     syncs: usize,
     /// Extended-query messages sent since the last `Sync`.
     extended: bool,
+    /// The server reported an error before the client's `Sync` came: it
+    /// discards what the client sends up to that `Sync`, and so does the
+    /// record of what it will answer.
+    skipping: bool,
     /// The transaction status of the last `ReadyForQuery`.
     status: u8,
     pinned: Option<&'static str>,
@@ -107,6 +111,7 @@ pub(in crate::proxy) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         expect: VecDeque::new(),
         syncs: 0,
         extended: false,
+        skipping: false,
         status: b'I',
         pinned: None,
         partial: Partial::default(),
@@ -414,6 +419,13 @@ impl Session<'_> {
         msg: Bytes,
     ) -> Result<(), End> {
         let body = msg.slice(5..);
+        if self.skipping && kind != b'S' {
+            // Discarded by the server, which answers none of it: sent as
+            // it is (nothing renamed, prepared or expected).
+            self.to_server.extend_from_slice(&msg);
+            return Ok(());
+        }
+        self.skipping = false;
         if kind == b'Q' && self.deallocated(&body) {
             return Ok(());
         }
@@ -422,7 +434,6 @@ impl Session<'_> {
             b'Q' => {
                 let (sql, _) = cstr(&body);
                 self.check_pin(sql);
-                self.forget_all_after(sql);
                 self.syncs += 1;
                 self.to_server.extend_from_slice(&msg);
                 self.push(Expect::Relay(b'Q'));
@@ -440,9 +451,7 @@ impl Session<'_> {
                     if self.prepared(&sname) {
                         self.push(Expect::Synth(message(b'1', &[])));
                     } else {
-                        self.mark_prepared(&sname);
-                        self.to_server
-                            .extend(message(b'P', &[sname.as_bytes(), &[0], &rest]));
+                        self.prepare(&sname, &rest);
                         self.push(Expect::Prepared(sname.to_string()));
                     }
                 } else {
@@ -509,10 +518,19 @@ impl Session<'_> {
             .is_some_and(|l| l.conn().prepared.contains(sname))
     }
 
-    fn mark_prepared(&mut self, sname: &str) {
+    /// Sends `Parse` of server statement `sname` (its expectation is the
+    /// caller's to push), after a `Close` of it: should this server
+    /// connection have it though rdsconn's record says not, the `Parse`
+    /// still succeeds ("already exists" would fail the client's batch).
+    fn prepare(&mut self, sname: &str, rest: &[u8]) {
         if let Some(l) = self.server.as_mut() {
             l.conn().prepared.insert(sname.to_string());
         }
+        self.to_server
+            .extend(message(b'C', &[b"S", sname.as_bytes(), &[0]]));
+        self.push(Expect::Closed);
+        self.to_server
+            .extend(message(b'P', &[sname.as_bytes(), &[0], rest]));
     }
 
     /// The server's name for the client's statement `name`, prepared on
@@ -524,9 +542,7 @@ impl Session<'_> {
         let (sname, rest) = self.stmts.get(name)?;
         let (sname, rest) = (Arc::clone(sname), rest.clone());
         if !self.prepared(&sname) {
-            self.mark_prepared(&sname);
-            self.to_server
-                .extend(message(b'P', &[sname.as_bytes(), &[0], &rest]));
+            self.prepare(&sname, &rest);
             self.push(Expect::Swallow(sname.to_string()));
         }
         Some(sname)
@@ -558,10 +574,11 @@ impl Session<'_> {
         true
     }
 
-    /// After `DISCARD ALL` / `DEALLOCATE ALL` (a pinned client), nothing
-    /// is prepared on the server connection any more.
-    fn forget_all_after(&mut self, sql: &[u8]) {
-        if pins::worth_a_look(sql) && pins::drops_all_statements(&String::from_utf8_lossy(sql)) {
+    /// Once the server says `DISCARD ALL` / `DEALLOCATE ALL` ran (a
+    /// pinned client's), nothing is prepared on the server connection any
+    /// more; one it refused (inside a transaction block) dropped nothing.
+    fn forget_all_if(&mut self, tag: &[u8]) {
+        if matches!(tag, b"DISCARD ALL" | b"DEALLOCATE ALL") {
             self.stmts.clear();
             if let Some(l) = self.server.as_mut() {
                 l.conn().prepared.clear();
@@ -621,10 +638,19 @@ impl Session<'_> {
                         l.conn().prepared.remove(&n);
                     }
                 }
+                // An error (a Bind's, say) before the client's Sync has
+                // come: the server skips the rest of the batch as it comes.
+                self.skipping = self.expect.is_empty() && self.extended;
             }
             _ => {
+                if kind == b'C' {
+                    self.forget_all_if(cstr(&msg[5..]).0);
+                }
                 let ends = self.expect.front().is_some_and(|e| e.ends_with(kind));
-                if !matches!(self.expect.front(), Some(Expect::Swallow(_))) {
+                if !matches!(
+                    self.expect.front(),
+                    Some(Expect::Swallow(_) | Expect::Closed)
+                ) {
                     self.to_client.extend_from_slice(msg);
                 }
                 if ends {
