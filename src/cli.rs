@@ -420,6 +420,10 @@ pub enum Command {
     #[command(after_help = POLICY_AFTER_HELP, disable_help_flag = true)]
     Policy(PolicyArgs),
 
+    /// Create database users that log in with IAM or Kerberos.
+    #[command(after_help = USER_AFTER_HELP)]
+    User(UserArgs),
+
     /// List the named targets (@NAME), or show one resolved.
     ///
     /// A named target is a [targets.NAME] table of rdsconn's config file
@@ -514,6 +518,147 @@ pub struct PolicyArgs {
     /// The inline policy's name in that command.
     #[arg(long, value_name = "NAME", default_value = "rdsconn-connect")]
     pub policy_name: String,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+const USER_AFTER_HELP: &str = "\
+Examples:
+  rdsconn user create app_iam --iam --instance prod-db --master-secret
+  rdsconn user create app_iam --iam -h mydb.abc123.eu-west-1.rds.amazonaws.com -u admin --grant 'SELECT ON appdb.*'
+  rdsconn user create jane --kerberos --realm CORP.EXAMPLE.COM --cluster orders --master-secret
+  rdsconn user create app_iam --iam --engine mysql --dry-run      (the SQL only)";
+
+/// `rdsconn user`.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub action: UserAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a database user for IAM (--iam) or Kerberos (--kerberos)
+    /// logins, as AWS documents it.
+    ///
+    /// MySQL: CREATE USER 'NAME'@'%' IDENTIFIED WITH AWSAuthenticationPlugin
+    /// AS 'RDS' (Kerberos: IDENTIFIED WITH 'auth_pam'; MariaDB: IDENTIFIED
+    /// VIA AWSAuthenticationPlugin USING 'RDS' / VIA pam), then ALTER USER
+    /// … REQUIRE SSL. PostgreSQL: CREATE USER \"NAME\" and GRANT rds_iam
+    /// (Kerberos: CREATE USER \"NAME@REALM\" WITH LOGIN and GRANT rds_ad), in
+    /// one transaction; a role that is in the other group (directly or
+    /// through roles) is refused. Only what is missing runs: running it
+    /// twice changes nothing, and says so. The admin logs in with a
+    /// password (--master-secret, --secret, --password-stdin, PGPASSWORD /
+    /// MYSQL_PWD, ~/.pgpass) over verified TLS.
+    #[command(after_help = USER_AFTER_HELP, disable_help_flag = true)]
+    Create(UserCreateArgs),
+}
+
+/// `rdsconn user create`.
+#[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches
+#[command(group = clap::ArgGroup::new("method").required(true).args(["iam", "kerberos"]))]
+pub struct UserCreateArgs {
+    /// The new user's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Target URL instead of the flags: ENGINE://ADMIN@HOST[:PORT][/DB].
+    #[arg(value_name = "URL", conflicts_with = "host")]
+    pub url: Option<String>,
+
+    /// A user that logs in with IAM auth tokens.
+    #[arg(long)]
+    pub iam: bool,
+
+    /// A user that logs in with Kerberos (AWS Directory Service).
+    #[arg(long)]
+    pub kerberos: bool,
+
+    /// PostgreSQL Kerberos users: the realm (the user is NAME@REALM).
+    #[arg(long, value_name = "REALM", requires = "kerberos")]
+    pub realm: Option<String>,
+
+    /// Also grant PRIVILEGES ON OBJECT (repeatable): 'SELECT ON appdb.*'
+    /// (MySQL), 'SELECT ON ALL TABLES IN SCHEMA public' (PostgreSQL).
+    #[arg(long, value_name = "PRIVILEGES ON OBJECT")]
+    pub grant: Vec<String>,
+
+    /// Print the SQL; connect to nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The server is MariaDB (its syntax; found by itself when connected).
+    #[arg(long)]
+    pub mariadb: bool,
+
+    /// Engine of the --host target (with --instance/--cluster: from the API).
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::target::EngineKind>,
+
+    /// Endpoint host name (signed for and verified against).
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Endpoint port [default: the engine's].
+    #[arg(short = 'P', visible_short_alias = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// The admin user to connect as [default: the master user with
+    /// --master-secret].
+    #[arg(
+        short = 'u',
+        visible_short_alias = 'U',
+        long,
+        visible_alias = "username",
+        value_name = "USER"
+    )]
+    pub user: Option<String>,
+
+    /// The database to connect to.
+    #[arg(
+        short = 'd',
+        visible_short_alias = 'D',
+        long,
+        visible_alias = "dbname",
+        value_name = "DB"
+    )]
+    pub database: Option<String>,
+
+    #[command(flatten)]
+    pub rds: RdsSelector,
+
+    /// Read the admin's password from the first line of stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// The admin's password from this AWS Secrets Manager secret.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["password_stdin", "master_secret"])]
+    pub secret: Option<String>,
+
+    /// The region of --secret when it is a name.
+    #[arg(long, value_name = "REGION", requires = "secret")]
+    pub secret_region: Option<String>,
+
+    /// The RDS-managed master user secret of --instance / --cluster.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub master_secret: bool,
+
+    /// verify-full: chain and endpoint name; verify-ca: chain only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::tls::TlsMode::VerifyFull)]
+    pub tls: crate::tls::TlsMode,
+
+    /// The dial path (HOST:PORT, ssh://, ssm://, socks5h://), while
+    /// verifying for the endpoint name.
+    #[arg(long, value_name = "VIA")]
+    pub via: Option<String>,
+
+    /// Bound on DNS + TCP + TLS + authentication.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    pub connect_timeout: humantime::Duration,
 
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
@@ -1614,6 +1759,7 @@ impl Command {
             Self::Proxy(_) => "proxy",
             Self::Targets(_) => "targets",
             Self::Policy(_) => "policy",
+            Self::User(_) => "user",
             Self::Completions(_) => "completions",
             Self::Man(_) => "man",
             Self::Version => "version",

@@ -13,4 +13,5 @@ pub(crate) mod policy;
 pub(crate) mod proxy;
 pub(crate) mod targets;
 pub(crate) mod token;
+pub(crate) mod user;
 pub(crate) mod version;

@@ -29,3 +29,4 @@ mod sidecar;
 mod token;
 mod troubleshooting;
 mod tunnel;
+mod user;

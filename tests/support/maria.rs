@@ -147,10 +147,11 @@ fn start(variant: Variant) -> Server {
     Server { port }
 }
 
-/// Runs SQL as root over the server's unix socket.
-fn admin(dir: &Path, sql: &str) {
+/// Runs SQL as root over the server's unix socket; what it printed
+/// (batch mode, no column names).
+fn admin(dir: &Path, sql: &str) -> String {
     let out = Command::new("mariadb")
-        .args(["--no-defaults", "-u", "root", "-e", sql])
+        .args(["--no-defaults", "-u", "root", "-N", "-B", "-e", sql])
         .arg(format!("--socket={}", dir.join("sock").display()))
         .output()
         .expect("mariadb client: run scripts/test.sh (apt-get install mariadb-client)");
@@ -159,6 +160,7 @@ fn admin(dir: &Path, sql: &str) {
         "admin SQL failed: {sql}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn wait_ready(dir: &Path, port: u16) {
@@ -175,9 +177,9 @@ fn wait_ready(dir: &Path, port: u16) {
 
 /// Runs SQL as root on the `variant` server (started if need be): for
 /// tests that create their own users or change a password.
-pub fn admin_sql(variant: Variant, sql: &str) {
+pub fn admin_sql(variant: Variant, sql: &str) -> String {
     server(variant);
-    admin(&root().join(format!("{variant:?}").to_lowercase()), sql);
+    admin(&root().join(format!("{variant:?}").to_lowercase()), sql)
 }
 
 /// The mariadb client over TCP to 127.0.0.1:`port` as `user` in

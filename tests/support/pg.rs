@@ -77,7 +77,7 @@ fn chown_postgres(path: &Path) {
     assert!(ok, "chown postgres {}", path.display());
 }
 
-fn as_postgres(script: &str) {
+fn as_postgres(script: &str) -> String {
     let out = Command::new("su")
         .args(["postgres", "-s", "/bin/sh", "-c", script])
         .stdin(Stdio::null())
@@ -88,6 +88,7 @@ fn as_postgres(script: &str) {
         "as postgres: {script}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The server for a variant, started on first use.
@@ -170,7 +171,7 @@ fn start(variant: Variant) -> Server {
     .unwrap();
     chown_postgres(&sql);
     as_postgres(&format!(
-        "{}/psql -q -h {} -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -f {}",
+        "{}/psql -q -At -h {} -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -f {}",
         base.bin.display(),
         dir.display(),
         sql.display()
@@ -195,6 +196,11 @@ fn wait_ready(dir: &Path, port: u16) {
 /// Runs SQL as the superuser on the `variant` server (started if need
 /// be): for tests that create their own users or change a password.
 pub fn admin_sql(variant: Variant, sql: &str) {
+    admin_query(variant, sql);
+}
+
+/// As [`admin_sql`], returning what psql printed (unaligned, tuples only).
+pub fn admin_query(variant: Variant, sql: &str) -> String {
     let port = server(variant).port;
     let base = base_dir();
     let dir = base.root.join(format!("{variant:?}").to_lowercase());
@@ -207,11 +213,12 @@ pub fn admin_sql(variant: Variant, sql: &str) {
     ));
     std::fs::write(&file, sql).unwrap();
     chown_postgres(&file);
-    as_postgres(&format!(
-        "{}/psql -q -h {} -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -f {}",
+    let out = as_postgres(&format!(
+        "{}/psql -q -At -h {} -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -f {}",
         base.bin.display(),
         dir.display(),
         file.display()
     ));
     let _ = std::fs::remove_file(&file);
+    out
 }
