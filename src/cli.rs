@@ -420,6 +420,23 @@ pub enum Command {
     #[command(after_help = POLICY_AFTER_HELP, disable_help_flag = true)]
     Policy(PolicyArgs),
 
+    /// Audit a region's databases: TLS enforced, IAM, public access, CA.
+    ///
+    /// Reads the RDS API (every page; parameter groups at most
+    /// --concurrency at a time) and reports each finding with its severity,
+    /// evidence and the command that fixes it: TLS not enforced (the
+    /// effective rds.force_ssl / require_secure_transport: the parameter
+    /// group's value, else the engine default, on from RDS PostgreSQL 15;
+    /// Aurora's cluster parameter group), an RDS Proxy without RequireTLS,
+    /// IAM database authentication off, publicly accessible, a master
+    /// password RDS does not manage, the CA expired, expiring or retired, a
+    /// pending ca-certificate-rotation.
+    ///
+    /// Exit code: 0, or 1 with --fail-on SEVERITY when a finding at or above
+    /// it exists (for CI gating); 3 when the RDS API cannot be read.
+    #[command(after_help = AUDIT_AFTER_HELP)]
+    Audit(AuditArgs),
+
     /// Create database users that log in with IAM or Kerberos.
     #[command(after_help = USER_AFTER_HELP)]
     User(UserArgs),
@@ -522,6 +539,58 @@ pub struct PolicyArgs {
     /// Print help (-h is --host here).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+const AUDIT_AFTER_HELP: &str = "\
+Examples:
+  rdsconn audit --region eu-west-1
+  rdsconn audit --instance prod-db --cluster orders
+  rdsconn audit --fail-on high --output json > audit.json     (CI: exit 1 on high or critical)";
+
+/// A finding's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// `rdsconn audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this DB instance (repeatable) [default: every database in the
+    /// region].
+    #[arg(long, value_name = "ID")]
+    pub instance: Vec<String>,
+
+    /// Only this DB cluster (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub cluster: Vec<String>,
+
+    /// Only this RDS Proxy (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub proxy: Vec<String>,
+
+    /// Exit 1 when a finding at or above this severity exists.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
+
+    /// API calls in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
 }
 
 const USER_AFTER_HELP: &str = "\
@@ -1760,6 +1829,7 @@ impl Command {
             Self::Targets(_) => "targets",
             Self::Policy(_) => "policy",
             Self::User(_) => "user",
+            Self::Audit(_) => "audit",
             Self::Completions(_) => "completions",
             Self::Man(_) => "man",
             Self::Version => "version",

@@ -120,6 +120,7 @@ async fn command(cli: &Cli) -> Result<u8> {
         Command::Targets(args) => cmd::targets::run(global, args),
         Command::Policy(args) => cmd::policy::run(global, args).await,
         Command::User(args) => cmd::user::run(global, args).await,
+        Command::Audit(args) => cmd::audit::run(global, args).await,
         Command::Man(args) => cmd::man::run(args),
         Command::Version => cmd::version::run(global),
         Command::Token(args) => cmd::token::run(global, args).await,

@@ -420,6 +420,105 @@ impl Rds {
     }
 }
 
+impl Rds {
+    /// A parameter's value in a DB parameter group (`cluster`: a DB
+    /// cluster parameter group); `None` when the group leaves it unset
+    /// (the engine's default applies).
+    pub(crate) async fn parameter(
+        &self,
+        group: &str,
+        name: &str,
+        cluster: bool,
+    ) -> Result<Option<String>, RdsError> {
+        let found = if cluster {
+            let pages = self
+                .client
+                .describe_db_cluster_parameters()
+                .db_cluster_parameter_group_name(group)
+                .into_paginator()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| self.api_error("DescribeDBClusterParameters", &e))?;
+            pages
+                .iter()
+                .flat_map(|p| p.parameters().iter())
+                .find(|p| p.parameter_name() == Some(name))
+                .and_then(|p| p.parameter_value().map(str::to_string))
+        } else {
+            let pages = self
+                .client
+                .describe_db_parameters()
+                .db_parameter_group_name(group)
+                .into_paginator()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| self.api_error("DescribeDBParameters", &e))?;
+            pages
+                .iter()
+                .flat_map(|p| p.parameters().iter())
+                .find(|p| p.parameter_name() == Some(name))
+                .and_then(|p| p.parameter_value().map(str::to_string))
+        };
+        Ok(found)
+    }
+
+    /// Every CA certificate the region offers: identifier → `ValidTill`
+    /// (seconds since the epoch).
+    pub(crate) async fn certificates(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, RdsError> {
+        let pages = self
+            .client
+            .describe_certificates()
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| self.api_error("DescribeCertificates", &e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.certificates().iter())
+            .filter_map(|c| {
+                Some((
+                    c.certificate_identifier()?.to_string(),
+                    c.valid_till()?.secs(),
+                ))
+            })
+            .collect())
+    }
+
+    /// Pending maintenance actions by resource ARN.
+    pub(crate) async fn pending_maintenance(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, RdsError> {
+        let pages = self
+            .client
+            .describe_pending_maintenance_actions()
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| self.api_error("DescribePendingMaintenanceActions", &e))?;
+        let mut out: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for r in pages
+            .iter()
+            .flat_map(|p| p.pending_maintenance_actions().iter())
+        {
+            if let Some(arn) = r.resource_identifier() {
+                out.entry(arn.to_string()).or_default().extend(
+                    r.pending_maintenance_action_details()
+                        .iter()
+                        .filter_map(|a| a.action().map(str::to_string)),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
 pub(crate) fn api_error<E>(
     operation: &'static str,
     at: String,
@@ -524,6 +623,13 @@ pub(crate) struct Database {
     /// The database's own ARN (its partition, region and account).
     #[serde(skip)]
     pub arn: Option<String>,
+    /// `PubliclyAccessible`.
+    #[serde(skip)]
+    pub publicly_accessible: Option<bool>,
+    /// Instances: the DB parameter group; clusters: the cluster parameter
+    /// group.
+    #[serde(skip)]
+    pub parameter_group: Option<String>,
     /// Instances: the cluster they belong to; proxy endpoints: their proxy.
     pub cluster: Option<String>,
     /// Proxies: the IAM authentication setting (`REQUIRED`, `ENABLED`,
@@ -563,6 +669,12 @@ impl Database {
             ca_certificate: i.ca_certificate_identifier().map(str::to_string),
             resource_id: i.dbi_resource_id().map(str::to_string),
             arn: i.db_instance_arn().map(str::to_string),
+            publicly_accessible: i.publicly_accessible(),
+            parameter_group: i
+                .db_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_name())
+                .map(str::to_string),
             cluster: i.db_cluster_identifier().map(str::to_string),
             iam_auth_setting: None,
             require_tls: None,
@@ -594,6 +706,8 @@ impl Database {
             ca_certificate: None,
             resource_id: c.db_cluster_resource_id().map(str::to_string),
             arn: c.db_cluster_arn().map(str::to_string),
+            publicly_accessible: c.publicly_accessible(),
+            parameter_group: c.db_cluster_parameter_group().map(str::to_string),
             cluster: None,
             iam_auth_setting: None,
             require_tls: None,
@@ -646,6 +760,8 @@ impl Database {
                 .and_then(|a| a.rsplit(':').next())
                 .map(str::to_string),
             arn: p.db_proxy_arn().map(str::to_string),
+            publicly_accessible: None,
+            parameter_group: None,
             cluster: None,
             iam_auth_setting: Some(setting.to_string()),
             require_tls: p.require_tls(),

@@ -1,6 +1,7 @@
 //! One module per subcommand: parse arguments, call the library modules,
 //! hand the results to `output`.
 
+pub(crate) mod audit;
 pub(crate) mod ca;
 pub(crate) mod check;
 pub(crate) mod child;

@@ -4,6 +4,7 @@
 mod support;
 
 mod action;
+mod audit;
 mod ca;
 mod cancel;
 mod check;

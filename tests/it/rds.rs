@@ -908,21 +908,22 @@ fn doctor_knows_a_proxys_rules() {
     assert_eq!(doctor_line(&j, "connect: tls")["status"], "fail", "{j}");
 }
 
-/// `DescribeDBProxyEndpoints` (missing from moto) answered by a stand-in in
-/// front of moto (`tests/oracle/rds_proxy_endpoints_stub.py`); killed on drop.
-struct EndpointsStub {
+/// What moto lacks (`DescribeDBProxyEndpoints`, `DescribeCertificates`,
+/// `DescribePendingMaintenanceActions`) answered by a stand-in in front of
+/// moto (`tests/oracle/rds_stub.py`); killed on drop.
+pub(crate) struct EndpointsStub {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl EndpointsStub {
-    fn start(endpoints: &Value) -> Self {
+    pub(crate) fn start(stub: &Value) -> Self {
         use std::io::BufRead;
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/oracle/rds_proxy_endpoints_stub.py");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/rds_stub.py");
         let mut child = Command::new(crate::support::python())
             .arg(script)
-            .args([moto::url(), &endpoints.to_string()])
+            .args([moto::url(), &stub.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -953,10 +954,10 @@ impl Drop for EndpointsStub {
 fn proxy_endpoints_resolve_with_their_proxys_settings() {
     proxies();
     let endpoint = "ro.endpoint.proxy-c9akciq32abc.ca-central-1.rds.amazonaws.com";
-    let stub = EndpointsStub::start(&json!({
+    let stub = EndpointsStub::start(&json!({"endpoints": {
         "ro": {"proxy": "pgproxy", "endpoint": endpoint, "role": "READ_ONLY"},
         "orphan": {"proxy": "no-such-proxy", "endpoint": "x.endpoint.proxy-x.ca-central-1.rds.amazonaws.com"},
-    }));
+    }}));
     let env = TestEnv::new();
     let through_stub = |args: &[&str]| {
         let mut all = vec!["--region", PROXY_REGION];

@@ -3,9 +3,11 @@ with boto3 (independent of rdsconn), and prints what moto then reports.
 
 Usage: moto_setup.py ENDPOINT_URL REGION < spec.json
 spec: a list of
-  {"instance": ID, "engine": E, "iam": bool, "version": V, "member_of": CLUSTER}
-  (version and member_of optional; clusters are created first when listed first)
-  {"cluster": ID, "engine": E, "iam": bool}
+  {"instance": ID, "engine": E, "iam": bool, "version": V, "member_of": CLUSTER,
+   "parameter_group": G, "public": bool, "ca": CA_ID, "managed_secret": bool}
+  (all but instance and engine optional; clusters are created first when listed first)
+  {"cluster": ID, "engine": E, "iam": bool, "parameter_group": G}
+  {"parameter_group": G, "family": F, "parameters": {NAME: VALUE}, "cluster": bool}
   {"instances": PREFIX, "count": N, "engine": E}
   {"proxy": NAME, "engine_family": "POSTGRESQL"|"MYSQL", "iam": "REQUIRED"|"DISABLED",
    "require_tls": bool} (in a VPC and subnet made for it)
@@ -26,10 +28,21 @@ def main():
     spec = json.load(sys.stdin)
     rds = client("rds", url, region)
 
-    def instance(ident, engine, iam=False, version=None, member_of=None):
+    def instance(ident, engine, iam=False, version=None, member_of=None, item=None):
+        item = item or {}
         extra = {"EngineVersion": version} if version else {}
         if member_of:
             extra["DBClusterIdentifier"] = member_of
+        if "parameter_group" in item:
+            extra["DBParameterGroupName"] = item["parameter_group"]
+        if "public" in item:
+            extra["PubliclyAccessible"] = item["public"]
+        if "ca" in item:
+            extra["CACertificateIdentifier"] = item["ca"]
+        if item.get("managed_secret"):
+            extra["ManageMasterUserPassword"] = True
+        else:
+            extra["MasterUserPassword"] = "password-1"
         try:
             rds.create_db_instance(
                 **extra,
@@ -37,7 +50,6 @@ def main():
                 Engine=engine,
                 DBInstanceClass="db.t3.micro",
                 MasterUsername="admin",
-                MasterUserPassword="password-1",
                 AllocatedStorage=20,
                 EnableIAMDatabaseAuthentication=iam,
             )
@@ -77,10 +89,35 @@ def main():
                 item.get("iam", False),
                 item.get("version"),
                 item.get("member_of"),
+                item,
             )
+        elif "parameter_group" in item and "family" in item:
+            params = [
+                {"ParameterName": k, "ParameterValue": v, "ApplyMethod": "immediate"}
+                for k, v in item.get("parameters", {}).items()
+            ]
+            try:
+                if item.get("cluster"):
+                    rds.create_db_cluster_parameter_group(
+                        DBClusterParameterGroupName=item["parameter_group"],
+                        DBParameterGroupFamily=item["family"], Description="test")
+                    rds.modify_db_cluster_parameter_group(
+                        DBClusterParameterGroupName=item["parameter_group"], Parameters=params)
+                else:
+                    rds.create_db_parameter_group(
+                        DBParameterGroupName=item["parameter_group"],
+                        DBParameterGroupFamily=item["family"], Description="test")
+                    rds.modify_db_parameter_group(
+                        DBParameterGroupName=item["parameter_group"], Parameters=params)
+            except (rds.exceptions.DBParameterGroupAlreadyExistsFault, rds.exceptions.ClientError):
+                pass
         elif "cluster" in item:
+            extra = {}
+            if "parameter_group" in item:
+                extra["DBClusterParameterGroupName"] = item["parameter_group"]
             try:
                 rds.create_db_cluster(
+                    **extra,
                     DBClusterIdentifier=item["cluster"],
                     Engine=item["engine"],
                     MasterUsername="admin",

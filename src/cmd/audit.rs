@@ -1,0 +1,412 @@
+//! `rdsconn audit`: a region's (or the selected) databases' TLS, IAM and
+//! CA posture through the RDS API, each finding with a severity, its
+//! evidence and the command that fixes it.
+//!
+//! - TLS enforced: the effective `rds.force_ssl` (PostgreSQL) or
+//!   `require_secure_transport` (MySQL, MariaDB): the parameter group's
+//!   value, else the engine's default (on from RDS PostgreSQL 15); Aurora's
+//!   from the cluster parameter group. An RDS Proxy's `RequireTLS`.
+//! - IAM database authentication; public accessibility; a master password
+//!   RDS manages in Secrets Manager.
+//! - CA: the instance's CA and its `ValidTill` (`DescribeCertificates`),
+//!   a pending `ca-certificate-rotation`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cli::{AuditArgs, GlobalArgs, Severity};
+use crate::error::Result;
+use crate::output;
+use crate::rds::{Database, DbKind, Rds};
+
+/// One finding.
+#[derive(Debug, Serialize)]
+struct Finding {
+    severity: Severity,
+    /// `instance`, `cluster` or `proxy`.
+    kind: &'static str,
+    database: String,
+    check: &'static str,
+    evidence: String,
+    fix: String,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    region: &'a str,
+    databases: usize,
+    findings: &'a [Finding],
+    summary: BTreeMapCounts,
+    exit_code: u8,
+}
+
+type BTreeMapCounts = std::collections::BTreeMap<&'static str, usize>;
+
+/// The parameter that enforces TLS for an engine, and whether it is
+/// read from the cluster parameter group.
+fn tls_parameter(db: &Database) -> Option<(&'static str, bool)> {
+    match (db.engine.as_str(), db.kind) {
+        ("postgres", DbKind::Instance) => Some(("rds.force_ssl", false)),
+        ("mysql" | "mariadb", DbKind::Instance) => Some(("require_secure_transport", false)),
+        ("aurora-postgresql", DbKind::Cluster) => Some(("rds.force_ssl", true)),
+        ("aurora-mysql", DbKind::Cluster) => Some(("require_secure_transport", true)),
+        _ => None,
+    }
+}
+
+/// The engine's default when the parameter group leaves it unset: RDS
+/// PostgreSQL forces TLS from version 15 on; the others do not.
+fn engine_default(db: &Database) -> &'static str {
+    let major: u32 = db
+        .engine_version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if db.engine == "postgres" && major >= 15 {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+fn is_on(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "true")
+}
+
+const DAY: i64 = 86_400;
+
+pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
+    let rds = Arc::new(Rds::connect(global).await?);
+    let (dbs, proxies) = tokio::join!(rds.list(), rds.proxies());
+    let mut dbs = dbs?;
+    dbs.extend(proxies?);
+    let wanted: BTreeSet<&String> = args
+        .instance
+        .iter()
+        .chain(&args.cluster)
+        .chain(&args.proxy)
+        .collect();
+    if !wanted.is_empty() {
+        dbs.retain(|d| wanted.contains(&d.identifier));
+        for w in &wanted {
+            if !dbs.iter().any(|d| &&d.identifier == w) {
+                return Err(crate::error::Error::usage(format!(
+                    "no instance, cluster or proxy {w:?} in {}",
+                    rds.region()
+                )));
+            }
+        }
+    }
+    let (certs, pending) = tokio::join!(rds.certificates(), rds.pending_maintenance());
+    let certs = certs.unwrap_or_else(|e| {
+        output::warn(format!("CA validity not checked: {e}"));
+        HashMap::new()
+    });
+    let pending = pending.unwrap_or_else(|e| {
+        output::warn(format!("pending maintenance not checked: {e}"));
+        HashMap::new()
+    });
+    let params = parameters(&rds, &dbs, args.concurrency).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let region = rds.region().to_string();
+    let mut findings: Vec<Finding> = Vec::new();
+    for db in &dbs {
+        findings.extend(checks(db, &region, &params, &certs, &pending, now));
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.database.cmp(&b.database))
+            .then_with(|| a.check.cmp(b.check))
+    });
+    let code = u8::from(
+        args.fail_on
+            .is_some_and(|at| findings.iter().any(|f| f.severity >= at)),
+    );
+    print(global, &region, dbs.len(), &findings, code)?;
+    Ok(code)
+}
+
+type Params = HashMap<(String, &'static str, bool), Option<String>>;
+
+/// Every parameter group's TLS parameter, each group read once, at most
+/// `concurrency` at a time, with a progress line on a terminal.
+async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Result<Params> {
+    let wanted: BTreeSet<(String, &'static str, bool)> = dbs
+        .iter()
+        .filter_map(|d| {
+            let (name, cluster) = tls_parameter(d)?;
+            Some((d.parameter_group.clone()?, name, cluster))
+        })
+        .collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
+    let mut set = tokio::task::JoinSet::new();
+    for key in wanted.iter().cloned() {
+        let (rds, permits) = (Arc::clone(rds), Arc::clone(&permits));
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let value = rds.parameter(&key.0, key.1, key.2).await;
+            (key, value)
+        });
+    }
+    let (total, tty) = (wanted.len(), output::stderr_is_tty());
+    let mut out = Params::new();
+    while let Some(done) = set.join_next().await {
+        let (key, value) = done.map_err(|e| {
+            crate::error::Error::new(crate::error::Category::Runtime, e)
+                .context("reading parameter groups")
+        })?;
+        out.insert(key, value?);
+        if tty {
+            eprint!("\rrdsconn audit: parameter groups {}/{total}", out.len());
+        }
+    }
+    if tty && total > 0 {
+        eprintln!();
+    }
+    Ok(out)
+}
+
+/// The findings for one database.
+fn checks(
+    db: &Database,
+    region: &str,
+    params: &Params,
+    certs: &HashMap<String, i64>,
+    pending: &HashMap<String, Vec<String>>,
+    now: i64,
+) -> Vec<Finding> {
+    let kind = match db.kind {
+        DbKind::Instance => "instance",
+        DbKind::Cluster => "cluster",
+        _ => "proxy",
+    };
+    let id = &db.identifier;
+    let modify = match db.kind {
+        DbKind::Cluster => format!("aws rds modify-db-cluster --db-cluster-identifier {id}"),
+        _ => format!("aws rds modify-db-instance --db-instance-identifier {id}"),
+    };
+    let mut out = Vec::new();
+    let mut add = |severity, check, evidence: String, fix: String| {
+        out.push(Finding {
+            severity,
+            kind,
+            database: id.clone(),
+            check,
+            evidence,
+            fix: format!("{fix} --region {region}"),
+        });
+    };
+    if db.kind.is_proxy() {
+        if db.require_tls == Some(false) {
+            add(
+                Severity::High,
+                "proxy-tls-not-required",
+                "RequireTLS is false: clients may connect without TLS".into(),
+                format!("aws rds modify-db-proxy --db-proxy-name {id} --require-tls"),
+            );
+        }
+        return out;
+    }
+    // A cluster's members follow the cluster for TLS, IAM and the secret.
+    let member = db.kind == DbKind::Instance && db.cluster.is_some();
+    tls_check(db, params, &mut add);
+    if !member && !db.iam_auth {
+        add(
+            Severity::Medium,
+            "iam-auth-off",
+            "IAM database authentication is off: every login is a password".into(),
+            format!("{modify} --enable-iam-database-authentication --apply-immediately"),
+        );
+    }
+    if db.publicly_accessible == Some(true) {
+        add(
+            Severity::High,
+            "publicly-accessible",
+            "PubliclyAccessible is true: the endpoint resolves to a public address".into(),
+            format!("{modify} --no-publicly-accessible --apply-immediately"),
+        );
+    }
+    if !member && db.master_user_secret.is_none() {
+        add(
+            Severity::Low,
+            "master-password-not-managed",
+            "the master user's password is not managed by RDS in Secrets Manager (no rotation)"
+                .into(),
+            format!("{modify} --manage-master-user-password --apply-immediately"),
+        );
+    }
+    if db.kind == DbKind::Instance {
+        ca_checks(db, certs, pending, now, &mut add);
+    }
+    out
+}
+
+/// TLS enforced: the parameter group's value, else the engine default.
+fn tls_check(
+    db: &Database,
+    params: &Params,
+    add: &mut impl FnMut(Severity, &'static str, String, String),
+) {
+    if let (Some((name, cluster)), Some(group)) = (tls_parameter(db), &db.parameter_group) {
+        let set = params
+            .get(&(group.clone(), name, cluster))
+            .cloned()
+            .flatten();
+        let (value, from) = match &set {
+            Some(v) => (v.as_str(), format!("set in {group}")),
+            None => (
+                engine_default(db),
+                format!(
+                    "the engine default for {} {}: {group} leaves it unset",
+                    db.engine, db.engine_version
+                ),
+            ),
+        };
+        if !is_on(value) {
+            let (verb, flag) = if cluster {
+                (
+                    "modify-db-cluster-parameter-group",
+                    "--db-cluster-parameter-group-name",
+                )
+            } else {
+                ("modify-db-parameter-group", "--db-parameter-group-name")
+            };
+            let copy_first = if group.starts_with("default.") {
+                "a default group cannot change: copy it (aws rds copy-db-parameter-group), attach the copy, then "
+            } else {
+                ""
+            };
+            add(
+                Severity::High,
+                "tls-not-enforced",
+                format!("{name} = {value} ({from}): clients may connect without TLS"),
+                format!(
+                    "{copy_first}aws rds {verb} {flag} {group} --parameters \"ParameterName={name},ParameterValue=1,ApplyMethod=immediate\""
+                ),
+            );
+        }
+    }
+}
+
+/// The instance's CA: unknown, expired or expiring, a rotation pending.
+fn ca_checks(
+    db: &Database,
+    certs: &HashMap<String, i64>,
+    pending: &HashMap<String, Vec<String>>,
+    now: i64,
+    add: &mut impl FnMut(Severity, &'static str, String, String),
+) {
+    let id = &db.identifier;
+    let rotate = format!(
+        "aws rds modify-db-instance --db-instance-identifier {id} --ca-certificate-identifier rds-ca-rsa2048-g1 --apply-immediately"
+    );
+    if let Some(ca) = &db.ca_certificate {
+        match certs.get(ca) {
+            Some(&till) => {
+                let days = (till - now).div_euclid(DAY);
+                let date = crate::ca::rfc3339(till)
+                    .get(..10)
+                    .unwrap_or_default()
+                    .to_string();
+                if days < 0 {
+                    add(
+                        Severity::Critical,
+                        "ca-expired",
+                        format!("CA {ca} expired on {date}: clients that verify refuse the server"),
+                        rotate,
+                    );
+                } else if days < 30 {
+                    add(
+                        Severity::High,
+                        "ca-expiring",
+                        format!("CA {ca} expires on {date}, in {days} days"),
+                        rotate,
+                    );
+                } else if days < 180 {
+                    add(
+                        Severity::Medium,
+                        "ca-expiring",
+                        format!("CA {ca} expires on {date}, in {days} days"),
+                        rotate,
+                    );
+                }
+            }
+            None if !certs.is_empty() => add(
+                Severity::Medium,
+                "ca-unknown",
+                format!("CA {ca} is not one DescribeCertificates lists (retired)"),
+                rotate,
+            ),
+            None => {}
+        }
+    }
+    if let Some(arn) = &db.arn
+        && pending
+            .get(arn)
+            .is_some_and(|a| a.iter().any(|x| x == "ca-certificate-rotation"))
+    {
+        add(
+            Severity::Medium,
+            "ca-rotation-pending",
+            "a ca-certificate-rotation maintenance action is pending".into(),
+            format!(
+                "aws rds apply-pending-maintenance-action --resource-identifier {arn} --apply-action ca-certificate-rotation --opt-in-type immediate"
+            ),
+        );
+    }
+}
+
+fn print(
+    global: &GlobalArgs,
+    region: &str,
+    databases: usize,
+    findings: &[Finding],
+    exit_code: u8,
+) -> Result<()> {
+    let mut summary = BTreeMapCounts::new();
+    for f in findings {
+        *summary.entry(f.severity.label()).or_default() += 1;
+    }
+    let doc = Document {
+        region,
+        databases,
+        findings,
+        summary: summary.clone(),
+        exit_code,
+    };
+    output::emit(global.output, &doc, || {
+        let mut text = String::new();
+        for f in findings {
+            let shown = |s: &str| crate::text::Untrusted(s).to_string();
+            let _ = write!(
+                text,
+                "{:<9} {} {}  {}: {}\n          fix: {}\n",
+                f.severity.label().to_uppercase(),
+                f.kind,
+                shown(&f.database),
+                f.check,
+                shown(&f.evidence),
+                shown(&f.fix)
+            );
+        }
+        let counts: Vec<String> = summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let _ = write!(
+            text,
+            "{databases} database(s) in {region}: {} finding(s){}",
+            findings.len(),
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", counts.join(", "))
+            }
+        );
+        text
+    })
+}

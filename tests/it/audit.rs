@@ -1,0 +1,242 @@
+//! `rdsconn audit` against moto, with what moto lacks
+//! (`DescribeCertificates`, `DescribePendingMaintenanceActions`) answered
+//! by `tests/oracle/rds_stub.py`: a fleet with every finding kind, each
+//! detected with its evidence and fix; healthy databases without
+//! findings; 150 more instances read through the API's pages; exit codes
+//! of `--fail-on`.
+
+use serde_json::{Value, json};
+
+use crate::rds::EndpointsStub;
+use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
+use crate::support::{Run, TestEnv, moto};
+
+const REGION: &str = "sa-east-1";
+const BULK: usize = 150;
+
+/// The fleet (made once) and its stub.
+fn fleet() -> &'static (Value, EndpointsStub) {
+    static FLEET: std::sync::OnceLock<(Value, EndpointsStub)> = std::sync::OnceLock::new();
+    FLEET.get_or_init(|| {
+        let made = moto::setup(
+            REGION,
+            &json!([
+                {"parameter_group": "pg-notls", "family": "postgres14", "parameters": {"rds.force_ssl": "0"}},
+                {"parameter_group": "my-tls", "family": "mysql8.0", "parameters": {"require_secure_transport": "1"}},
+                {"parameter_group": "am-notls", "family": "aurora-mysql8.0", "cluster": true,
+                 "parameters": {"require_secure_transport": "OFF"}},
+                {"instance": "au-pg14-notls", "engine": "postgres", "version": "14.10", "parameter_group": "pg-notls",
+                 "public": true, "ca": "rds-ca-2019"},
+                {"instance": "au-pg16", "engine": "postgres", "version": "16.1", "iam": true,
+                 "managed_secret": true, "ca": "rds-ca-rsa2048-g1", "public": false},
+                {"instance": "au-pg14-default", "engine": "postgres", "version": "14.10", "iam": true,
+                 "managed_secret": true, "ca": "rds-ca-rsa2048-g1"},
+                {"instance": "au-mysql", "engine": "mysql", "parameter_group": "my-tls", "iam": true,
+                 "managed_secret": true, "ca": "rds-ca-soon"},
+                {"cluster": "au-am", "engine": "aurora-mysql", "parameter_group": "am-notls", "iam": true},
+                {"proxy": "au-proxy", "engine_family": "POSTGRESQL", "require_tls": false},
+                {"instances": "au-bulk", "count": BULK, "engine": "mysql"},
+            ]),
+        );
+        let soon = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + std::time::Duration::from_hours(240),
+        )
+        .to_string();
+        let stub = EndpointsStub::start(&json!({
+            "certificates": {
+                "rds-ca-2019": "2024-08-22T17:08:50Z",
+                "rds-ca-rsa2048-g1": "2061-05-19T19:06:26Z",
+                "rds-ca-soon": soon,
+            },
+            "pending": {
+                made["au-pg16"]["arn"].as_str().unwrap(): ["ca-certificate-rotation"],
+                made["au-mysql"]["arn"].as_str().unwrap(): ["system-update"],
+            },
+        }));
+        (made, stub)
+    })
+}
+
+fn audit(args: &[&str]) -> Run {
+    let (_, stub) = fleet();
+    let env = TestEnv::new();
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    let mut cmd = env.cmd(&all);
+    cmd.env("AWS_ENDPOINT_URL_RDS", &stub.url)
+        .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", REGION);
+    Run::from(cmd.output().unwrap())
+}
+
+/// The findings of `database`, as (check, severity).
+fn of(json: &Value, database: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["database"] == database)
+        .map(|f| {
+            assert!(
+                f["fix"].as_str().unwrap().starts_with("aws rds ")
+                    || f["fix"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("a default group cannot change"),
+                "{f}"
+            );
+            (
+                f["check"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn finding<'a>(json: &'a Value, database: &str, check: &str) -> &'a Value {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["database"] == database && f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} for {database}"))
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = items
+        .iter()
+        .map(|(a, b)| ((*a).to_string(), (*b).to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_finding_kind_is_detected_with_evidence_and_fix() {
+    let run = audit(&["--output", "json"]);
+    run.assert_code(0);
+    let json = run.json();
+    assert_eq!(json["databases"], BULK + 6, "{}", run.stderr);
+    assert_eq!(
+        of(&json, "au-pg14-notls"),
+        pairs(&[
+            ("ca-expired", "critical"),
+            ("iam-auth-off", "medium"),
+            ("master-password-not-managed", "low"),
+            ("publicly-accessible", "high"),
+            ("tls-not-enforced", "high"),
+        ])
+    );
+    let tls = finding(&json, "au-pg14-notls", "tls-not-enforced");
+    assert!(
+        tls["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("rds.force_ssl = 0 (set in pg-notls)"),
+        "{tls}"
+    );
+    assert!(tls["fix"].as_str().unwrap().contains(
+        "aws rds modify-db-parameter-group --db-parameter-group-name pg-notls --parameters \"ParameterName=rds.force_ssl,ParameterValue=1,ApplyMethod=immediate\""
+    ), "{tls}");
+    let ca = finding(&json, "au-pg14-notls", "ca-expired");
+    assert!(
+        ca["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("rds-ca-2019 expired on 2024-08-22"),
+        "{ca}"
+    );
+    // PostgreSQL 16's default forces TLS; only the pending rotation is left.
+    assert_eq!(
+        of(&json, "au-pg16"),
+        pairs(&[("ca-rotation-pending", "medium")])
+    );
+    let arn = fleet().0["au-pg16"]["arn"].as_str().unwrap().to_string();
+    assert!(
+        finding(&json, "au-pg16", "ca-rotation-pending")["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "--resource-identifier {arn} --apply-action ca-certificate-rotation"
+            ))
+    );
+    // PostgreSQL 14's default does not.
+    assert_eq!(
+        of(&json, "au-pg14-default"),
+        pairs(&[("tls-not-enforced", "high")])
+    );
+    let tls = finding(&json, "au-pg14-default", "tls-not-enforced");
+    assert!(
+        tls["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("engine default for postgres 14.10"),
+        "{tls}"
+    );
+    assert!(
+        tls["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("a default group cannot change"),
+        "{tls}"
+    );
+    assert_eq!(of(&json, "au-mysql"), pairs(&[("ca-expiring", "high")]));
+    assert_eq!(
+        of(&json, "au-am"),
+        pairs(&[
+            ("master-password-not-managed", "low"),
+            ("tls-not-enforced", "high")
+        ])
+    );
+    assert!(
+        finding(&json, "au-am", "tls-not-enforced")["fix"]
+            .as_str()
+            .unwrap()
+            .contains(
+                "modify-db-cluster-parameter-group --db-cluster-parameter-group-name am-notls"
+            )
+    );
+    assert_eq!(
+        of(&json, "au-proxy"),
+        pairs(&[("proxy-tls-not-required", "high")])
+    );
+    // Every page of instances was read: each bulk MySQL instance is there.
+    for i in [0, BULK / 2, BULK - 1] {
+        let name = format!("au-bulk-{i:04}");
+        assert!(
+            of(&json, &name).contains(&("tls-not-enforced".to_string(), "high".to_string())),
+            "{name}"
+        );
+    }
+    assert_eq!(json["summary"]["critical"], 1, "{}", json["summary"]);
+}
+
+#[test]
+fn fail_on_gates_ci_and_a_selection_narrows_the_audit() {
+    let run = audit(&["--fail-on", "critical"]);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("CRITICAL  instance au-pg14-notls  ca-expired"),
+        "{}",
+        run.stdout
+    );
+    let run = audit(&[
+        "--instance",
+        "au-pg16",
+        "--fail-on",
+        "high",
+        "--output",
+        "json",
+    ]);
+    run.assert_code(0);
+    assert_eq!(run.json()["databases"], 1);
+    let run = audit(&["--instance", "au-pg16", "--fail-on", "medium"]);
+    run.assert_code(1);
+    let run = audit(&["--instance", "no-such-db"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("no-such-db"), "{}", run.stderr);
+}
