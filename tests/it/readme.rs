@@ -39,6 +39,8 @@ const RULES: &[(&str, Expect)] = &[
     ),
     ("rdsconn targets", Expect::Exit(0, "")),
     ("@prod", Expect::Exit(2, "unknown target @prod")),
+    ("--dry-run", Expect::Exit(0, "")),
+    ("rdsconn policy --resource-id", Expect::Exit(0, "")),
     ("-U app -W prod", Expect::Exit(2, "no terminal")),
     (
         "--client /opt/mysql/bin/mysql",
