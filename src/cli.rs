@@ -434,7 +434,7 @@ pub enum Command {
     ///
     /// Exit code: 0, or 1 with --fail-on SEVERITY when a finding at or above
     /// it exists (for CI gating); 3 when the RDS API cannot be read.
-    #[command(after_help = AUDIT_AFTER_HELP)]
+    #[command(after_help = AUDIT_AFTER_HELP, disable_help_flag = true)]
     Audit(AuditArgs),
 
     /// Create database users that log in with IAM or Kerberos.
@@ -545,7 +545,9 @@ const AUDIT_AFTER_HELP: &str = "\
 Examples:
   rdsconn audit --region eu-west-1
   rdsconn audit --instance prod-db --cluster orders
-  rdsconn audit --fail-on high --output json > audit.json     (CI: exit 1 on high or critical)";
+  rdsconn audit --fail-on high --output json > audit.json     (CI: exit 1 on high or critical)
+  rdsconn audit --connect --master-secret                     (also ask each database: sessions without TLS, …)
+  rdsconn audit --connect -h mydb.abc123.eu-west-1.rds.amazonaws.com --engine postgres -u admin";
 
 /// A finding's severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
@@ -570,6 +572,7 @@ impl Severity {
 
 /// `rdsconn audit`.
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches
 pub struct AuditArgs {
     /// Only this DB instance (repeatable) [default: every database in the
     /// region].
@@ -591,6 +594,73 @@ pub struct AuditArgs {
     /// API calls in flight at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+
+    /// Also connect (verified TLS) and ask each database: sessions
+    /// connected without TLS right now, users allowed without TLS, TLS off
+    /// on the server. With -h, only that endpoint is audited.
+    #[arg(long)]
+    pub connect: bool,
+
+    /// With --connect: audit this endpoint only (no RDS API).
+    #[arg(short = 'h', long, value_name = "HOST", requires_all = ["connect", "engine"])]
+    pub host: Option<String>,
+
+    /// With -h: the endpoint's port [default: the engine's].
+    #[arg(short = 'P', visible_short_alias = 'p', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// With -h: its engine.
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::target::EngineKind>,
+
+    /// With --connect: the user to log in as (it needs to read
+    /// pg_stat_activity / pg_stat_ssl, or mysql.user and performance_schema).
+    #[arg(
+        short = 'u',
+        visible_short_alias = 'U',
+        long,
+        visible_alias = "username",
+        value_name = "USER"
+    )]
+    pub user: Option<String>,
+
+    /// With --connect: the database to connect to.
+    #[arg(
+        short = 'd',
+        visible_short_alias = 'D',
+        long,
+        visible_alias = "dbname",
+        value_name = "DB"
+    )]
+    pub database: Option<String>,
+
+    /// With --connect: log in with IAM auth tokens.
+    #[arg(long, requires = "connect")]
+    pub iam: bool,
+
+    /// With --connect: each database's RDS-managed master user secret.
+    #[arg(long, requires = "connect", conflicts_with = "iam")]
+    pub master_secret: bool,
+
+    /// With --connect: the password from this Secrets Manager secret.
+    #[arg(long, value_name = "ID", requires = "connect", conflicts_with_all = ["iam", "master_secret"])]
+    pub secret: Option<String>,
+
+    /// With --connect: the password from stdin's first line.
+    #[arg(long, requires = "connect")]
+    pub password_stdin: bool,
+
+    /// With -h: the dial path (HOST:PORT, ssh://, ssm://, socks5h://).
+    #[arg(long, value_name = "VIA", requires = "host")]
+    pub via: Option<String>,
+
+    /// With --connect: bound on each connection's DNS + TCP + TLS + login.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    pub connect_timeout: humantime::Duration,
+
+    /// Print help (-h is --host here).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 const USER_AFTER_HELP: &str = "\

@@ -236,7 +236,127 @@ fn fail_on_gates_ci_and_a_selection_narrows_the_audit() {
     assert_eq!(run.json()["databases"], 1);
     let run = audit(&["--instance", "au-pg16", "--fail-on", "medium"]);
     run.assert_code(1);
+    // --connect over the API: a database that cannot be reached is said,
+    // and the audit goes on.
+    let run = audit(&[
+        "--instance",
+        "au-pg16",
+        "--connect",
+        "-u",
+        "admin",
+        "--connect-timeout",
+        "2s",
+    ]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("au-pg16: live checks skipped"),
+        "{}",
+        run.stderr
+    );
     let run = audit(&["--instance", "no-such-db"]);
     run.assert_code(2);
     assert!(run.stderr.contains("no-such-db"), "{}", run.stderr);
+}
+
+#[test]
+fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
+    use crate::support::pki::ENDPOINT;
+    use crate::support::server::{Variant, pki};
+    use crate::support::{maria, pg};
+    let password = "au-Admin-pa55";
+    pg::admin_sql(
+        Variant::Good,
+        &format!(
+            "CREATE USER au_admin PASSWORD '{password}'; GRANT pg_read_all_stats TO au_admin;"
+        ),
+    );
+    // A session over the unix socket, without TLS, as RDS would show one
+    // from a client that did not ask for TLS.
+    let _plain = pg::LocalSession::start(Variant::Good, "au_plain");
+    let started = std::time::Instant::now();
+    while !pg::admin_query(
+        Variant::Good,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'au_plain'",
+    )
+    .trim()
+    .eq("1")
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_mins(1),
+            "no au_plain session"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "audit",
+            "--connect",
+            "-h",
+            ENDPOINT,
+            "--engine",
+            "postgres",
+            "--via",
+            &via,
+            "-u",
+            "au_admin",
+            "-d",
+            "postgres",
+            "--fail-on",
+            "high",
+        ],
+        &[("PGPASSWORD", password)],
+    );
+    run.assert_code(1);
+    let json = run.json();
+    let f = finding(&json, ENDPOINT, "sessions-without-tls");
+    assert_eq!(f["severity"], "high");
+    assert!(
+        f["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("postgres@local (au_plain)"),
+        "{f}"
+    );
+    // The audit's own session is over verified TLS: not in the list.
+    assert!(!f["evidence"].as_str().unwrap().contains("au_admin"), "{f}");
+    // MariaDB: require_secure_transport is on, so no user is let in
+    // without TLS, and TLS is on.
+    maria::admin_sql(
+        Variant::Good,
+        &format!(
+            "CREATE USER IF NOT EXISTS 'au_admin'@'%' IDENTIFIED BY '{password}'; \
+             GRANT SELECT ON *.* TO 'au_admin'@'%';"
+        ),
+    );
+    let via = format!("127.0.0.1:{}", maria::server(Variant::Good).port);
+    let run = env.run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "audit",
+            "--connect",
+            "-h",
+            ENDPOINT,
+            "--engine",
+            "mysql",
+            "--via",
+            &via,
+            "-u",
+            "au_admin",
+            "--fail-on",
+            "low",
+        ],
+        &[("MYSQL_PWD", password)],
+    );
+    run.assert_code(0);
+    assert_eq!(run.json()["findings"], json!([]), "{}", run.stdout);
 }

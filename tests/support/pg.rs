@@ -222,3 +222,35 @@ pub fn admin_query(variant: Variant, sql: &str) -> String {
     let _ = std::fs::remove_file(&file);
     out
 }
+
+/// A superuser session over the `variant` server's unix socket (no TLS)
+/// running `SELECT pg_sleep(600)` as application `app`; killed on drop.
+pub struct LocalSession(std::process::Child);
+
+impl LocalSession {
+    pub fn start(variant: Variant, app: &str) -> Self {
+        let port = server(variant).port;
+        let base = base_dir();
+        let dir = base.root.join(format!("{variant:?}").to_lowercase());
+        let script = format!(
+            "PGAPPNAME={app} exec {}/psql -X -q -h {} -p {port} -U postgres -d postgres -c 'SELECT pg_sleep(600)'",
+            base.bin.display(),
+            dir.display()
+        );
+        let child = Command::new("su")
+            .args(["postgres", "-s", "/bin/sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for LocalSession {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

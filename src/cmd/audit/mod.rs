@@ -10,6 +10,10 @@
 //!   RDS manages in Secrets Manager.
 //! - CA: the instance's CA and its `ValidTill` (`DescribeCertificates`),
 //!   a pending `ca-certificate-rotation`.
+//! - `--connect` ([`live`]): asked of each database over a verified
+//!   connection.
+
+mod live;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -17,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::cli::{AuditArgs, GlobalArgs, Severity};
+use crate::cli::{AuditArgs, GlobalArgs, RdsSelector, Severity};
 use crate::error::Result;
 use crate::output;
 use crate::rds::{Database, DbKind, Rds};
@@ -80,6 +84,13 @@ fn is_on(v: &str) -> bool {
 const DAY: i64 = 86_400;
 
 pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
+    if let Some(host) = &args.host {
+        // One endpoint, asked directly: no RDS API.
+        let found = live::audit(global, args, &RdsSelector::default()).await?;
+        let findings = live_findings("endpoint", host, found);
+        let region = global.region.clone().unwrap_or_else(|| "-".into());
+        return finish(global, args, &region, 1, findings);
+    }
     let rds = Arc::new(Rds::connect(global).await?);
     let (dbs, proxies) = tokio::join!(rds.list(), rds.proxies());
     let mut dbs = dbs?;
@@ -119,6 +130,65 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
     for db in &dbs {
         findings.extend(checks(db, &region, &params, &certs, &pending, now));
     }
+    if args.connect {
+        findings.extend(connected(global, args, &dbs).await);
+    }
+    finish(global, args, &region, dbs.len(), findings)
+}
+
+/// `--connect` for every instance (not a cluster's member) and cluster:
+/// one at a time; a database that cannot be reached is said on stderr.
+async fn connected(global: &GlobalArgs, args: &AuditArgs, dbs: &[Database]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for db in dbs {
+        let mut sel = RdsSelector::default();
+        match db.kind {
+            DbKind::Instance if db.cluster.is_none() => sel.instance = Some(db.identifier.clone()),
+            DbKind::Cluster => sel.cluster = Some(db.identifier.clone()),
+            _ => continue,
+        }
+        match live::audit(global, args, &sel).await {
+            Ok(found) => {
+                let kind = if db.kind == DbKind::Cluster {
+                    "cluster"
+                } else {
+                    "instance"
+                };
+                out.extend(live_findings(kind, &db.identifier, found));
+            }
+            Err(e) => output::warn(format!(
+                "{} {}: live checks skipped: {}",
+                db.kind,
+                db.identifier,
+                e.one_line()
+            )),
+        }
+    }
+    out
+}
+
+fn live_findings(kind: &'static str, database: &str, found: Vec<live::Live>) -> Vec<Finding> {
+    found
+        .into_iter()
+        .map(|(severity, check, evidence, fix)| Finding {
+            severity,
+            kind,
+            database: database.to_string(),
+            check,
+            evidence,
+            fix,
+        })
+        .collect()
+}
+
+/// Sorts, prints and gives the exit code (`--fail-on`).
+fn finish(
+    global: &GlobalArgs,
+    args: &AuditArgs,
+    region: &str,
+    databases: usize,
+    mut findings: Vec<Finding>,
+) -> Result<u8> {
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -129,7 +199,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
         args.fail_on
             .is_some_and(|at| findings.iter().any(|f| f.severity >= at)),
     );
-    print(global, &region, dbs.len(), &findings, code)?;
+    print(global, region, databases, &findings, code)?;
     Ok(code)
 }
 
