@@ -118,6 +118,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 fn every_finding_kind_is_detected_with_evidence_and_fix() {
     let run = audit(&["--output", "json"]);
     run.assert_code(0);
+    crate::support::schema::assert_valid("audit", &run.stdout);
     let json = run.json();
     assert_eq!(json["databases"], BULK + 6, "{}", run.stderr);
     assert_eq!(
@@ -314,6 +315,7 @@ fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
         &[("PGPASSWORD", password)],
     );
     run.assert_code(1);
+    crate::support::schema::assert_valid("audit", &run.stdout);
     let json = run.json();
     let f = finding(&json, ENDPOINT, "sessions-without-tls");
     assert_eq!(f["severity"], "high");

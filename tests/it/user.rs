@@ -53,6 +53,7 @@ fn a_postgresql_iam_user_is_created_in_rds_iam_once() {
     let port = pg_admin();
     let run = create("postgres", port, &["uc_app", "--iam", "--output", "json"]);
     run.assert_code(0);
+    crate::support::schema::assert_valid("user", &run.stdout);
     let json = run.json();
     assert_eq!(json["changed"], true, "{json:#}");
     let statuses: Vec<&str> = json["steps"]
