@@ -421,16 +421,16 @@ impl Rds {
 }
 
 impl Rds {
-    /// A parameter's value in a DB parameter group (`cluster`: a DB
-    /// cluster parameter group); `None` when the group leaves it unset
-    /// (the engine's default applies).
-    pub(crate) async fn parameter(
+    /// The values of `names` a DB parameter group (`cluster`: a DB
+    /// cluster parameter group) sets, every page read; a name it leaves
+    /// unset (the engine's default applies) is absent.
+    pub(crate) async fn parameters(
         &self,
         group: &str,
-        name: &str,
+        names: &[&str],
         cluster: bool,
-    ) -> Result<Option<String>, RdsError> {
-        let found = if cluster {
+    ) -> Result<std::collections::HashMap<String, String>, RdsError> {
+        let pairs: Vec<(String, String)> = if cluster {
             let pages = self
                 .client
                 .describe_db_cluster_parameters()
@@ -443,8 +443,13 @@ impl Rds {
             pages
                 .iter()
                 .flat_map(|p| p.parameters().iter())
-                .find(|p| p.parameter_name() == Some(name))
-                .and_then(|p| p.parameter_value().map(str::to_string))
+                .filter_map(|p| {
+                    Some((
+                        p.parameter_name()?.to_string(),
+                        p.parameter_value()?.to_string(),
+                    ))
+                })
+                .collect()
         } else {
             let pages = self
                 .client
@@ -458,10 +463,18 @@ impl Rds {
             pages
                 .iter()
                 .flat_map(|p| p.parameters().iter())
-                .find(|p| p.parameter_name() == Some(name))
-                .and_then(|p| p.parameter_value().map(str::to_string))
+                .filter_map(|p| {
+                    Some((
+                        p.parameter_name()?.to_string(),
+                        p.parameter_value()?.to_string(),
+                    ))
+                })
+                .collect()
         };
-        Ok(found)
+        Ok(pairs
+            .into_iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .collect())
     }
 
     /// Every CA certificate the region offers: identifier → `ValidTill`

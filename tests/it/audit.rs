@@ -21,7 +21,8 @@ fn fleet() -> &'static (Value, EndpointsStub) {
         let made = moto::setup(
             REGION,
             &json!([
-                {"parameter_group": "pg-notls", "family": "postgres14", "parameters": {"rds.force_ssl": "0"}},
+                {"parameter_group": "pg-notls", "family": "postgres14",
+                 "parameters": {"rds.force_ssl": "0", "ssl_min_protocol_version": "TLSv1"}},
                 {"parameter_group": "my-tls", "family": "mysql8.0", "parameters": {"require_secure_transport": "1"}},
                 {"parameter_group": "am-notls", "family": "aurora-mysql8.0", "cluster": true,
                  "parameters": {"require_secure_transport": "OFF"}},
@@ -33,6 +34,8 @@ fn fleet() -> &'static (Value, EndpointsStub) {
                  "managed_secret": true, "ca": "rds-ca-rsa2048-g1"},
                 {"instance": "au-mysql", "engine": "mysql", "parameter_group": "my-tls", "iam": true,
                  "managed_secret": true, "ca": "rds-ca-soon"},
+                {"instance": "au-mysql57", "engine": "mysql", "version": "5.7.44", "iam": true,
+                 "managed_secret": true, "ca": "rds-ca-rsa2048-g1"},
                 {"cluster": "au-am", "engine": "aurora-mysql", "parameter_group": "am-notls", "iam": true},
                 {"proxy": "au-proxy", "engine_family": "POSTGRESQL", "require_tls": false},
                 {"instances": "au-bulk", "count": BULK, "engine": "mysql"},
@@ -120,7 +123,7 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
     run.assert_code(0);
     crate::support::schema::assert_valid("audit", &run.stdout);
     let json = run.json();
-    assert_eq!(json["databases"], BULK + 6, "{}", run.stderr);
+    assert_eq!(json["databases"], BULK + 7, "{}", run.stderr);
     assert_eq!(
         of(&json, "au-pg14-notls"),
         pairs(&[
@@ -128,20 +131,10 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
             ("iam-auth-off", "medium"),
             ("master-password-not-managed", "low"),
             ("publicly-accessible", "high"),
+            ("tls-min-version", "medium"),
             ("tls-not-enforced", "high"),
         ])
     );
-    let tls = finding(&json, "au-pg14-notls", "tls-not-enforced");
-    assert!(
-        tls["evidence"]
-            .as_str()
-            .unwrap()
-            .starts_with("rds.force_ssl = 0 (set in pg-notls)"),
-        "{tls}"
-    );
-    assert!(tls["fix"].as_str().unwrap().contains(
-        "aws rds modify-db-parameter-group --db-parameter-group-name pg-notls --parameters \"ParameterName=rds.force_ssl,ParameterValue=1,ApplyMethod=immediate\""
-    ), "{tls}");
     let ca = finding(&json, "au-pg14-notls", "ca-expired");
     assert!(
         ca["evidence"]
@@ -164,6 +157,63 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
                 "--resource-identifier {arn} --apply-action ca-certificate-rotation"
             ))
     );
+    // Required TLS in its group; moto's default MySQL is a 5.x, whose
+    // default lowest version is TLS 1.0.
+    assert_eq!(
+        of(&json, "au-mysql"),
+        pairs(&[("ca-expiring", "high"), ("tls-min-version", "medium")])
+    );
+    assert_eq!(
+        of(&json, "au-am"),
+        pairs(&[
+            ("master-password-not-managed", "low"),
+            ("tls-not-enforced", "high")
+        ])
+    );
+    assert_eq!(
+        of(&json, "au-proxy"),
+        pairs(&[("proxy-tls-not-required", "high")])
+    );
+    // Every page of instances was read: each bulk MySQL instance is there.
+    for i in [0, BULK / 2, BULK - 1] {
+        let name = format!("au-bulk-{i:04}");
+        assert!(
+            of(&json, &name).contains(&("tls-not-enforced".to_string(), "high".to_string())),
+            "{name}"
+        );
+    }
+    assert_eq!(json["summary"]["critical"], 1, "{}", json["summary"]);
+}
+
+#[test]
+fn tls_enforcement_and_versions_follow_parameter_groups_and_engine_defaults() {
+    let run = audit(&["--output", "json"]);
+    run.assert_code(0);
+    let json = run.json();
+    let min = finding(&json, "au-pg14-notls", "tls-min-version");
+    assert!(
+        min["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssl_min_protocol_version lets TLSv1 in"),
+        "{min}"
+    );
+    // MySQL 5.7's default lets TLS 1.0 and 1.1 in, and does not require TLS.
+    assert_eq!(
+        of(&json, "au-mysql57"),
+        pairs(&[("tls-min-version", "medium"), ("tls-not-enforced", "high")])
+    );
+    let tls = finding(&json, "au-pg14-notls", "tls-not-enforced");
+    assert!(
+        tls["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("rds.force_ssl = 0 (set in pg-notls)"),
+        "{tls}"
+    );
+    assert!(tls["fix"].as_str().unwrap().contains(
+        "aws rds modify-db-parameter-group --db-parameter-group-name pg-notls --parameters \"ParameterName=rds.force_ssl,ParameterValue=1,ApplyMethod=immediate\""
+    ), "{tls}");
     // PostgreSQL 14's default does not.
     assert_eq!(
         of(&json, "au-pg14-default"),
@@ -184,14 +234,6 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
             .starts_with("a default group cannot change"),
         "{tls}"
     );
-    assert_eq!(of(&json, "au-mysql"), pairs(&[("ca-expiring", "high")]));
-    assert_eq!(
-        of(&json, "au-am"),
-        pairs(&[
-            ("master-password-not-managed", "low"),
-            ("tls-not-enforced", "high")
-        ])
-    );
     assert!(
         finding(&json, "au-am", "tls-not-enforced")["fix"]
             .as_str()
@@ -200,19 +242,6 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
                 "modify-db-cluster-parameter-group --db-cluster-parameter-group-name am-notls"
             )
     );
-    assert_eq!(
-        of(&json, "au-proxy"),
-        pairs(&[("proxy-tls-not-required", "high")])
-    );
-    // Every page of instances was read: each bulk MySQL instance is there.
-    for i in [0, BULK / 2, BULK - 1] {
-        let name = format!("au-bulk-{i:04}");
-        assert!(
-            of(&json, &name).contains(&("tls-not-enforced".to_string(), "high".to_string())),
-            "{name}"
-        );
-    }
-    assert_eq!(json["summary"]["critical"], 1, "{}", json["summary"]);
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! - TLS enforced: the effective `rds.force_ssl` (PostgreSQL) or
 //!   `require_secure_transport` (MySQL, MariaDB): the parameter group's
 //!   value, else the engine's default (on from RDS PostgreSQL 15); Aurora's
-//!   from the cluster parameter group. An RDS Proxy's `RequireTLS`.
+//!   from the cluster parameter group. The lowest TLS version
+//!   (`ssl_min_protocol_version`, `tls_version`). An RDS Proxy's
+//!   `RequireTLS`.
 //! - IAM database authentication; public accessibility; a master password
 //!   RDS manages in Secrets Manager.
 //! - CA: the instance's CA and its `ValidTill` (`DescribeCertificates`),
@@ -49,16 +51,39 @@ struct Document<'a> {
 
 type BTreeMapCounts = std::collections::BTreeMap<&'static str, usize>;
 
-/// The parameter that enforces TLS for an engine, and whether it is
-/// read from the cluster parameter group.
-fn tls_parameter(db: &Database) -> Option<(&'static str, bool)> {
-    match (db.engine.as_str(), db.kind) {
-        ("postgres", DbKind::Instance) => Some(("rds.force_ssl", false)),
-        ("mysql" | "mariadb", DbKind::Instance) => Some(("require_secure_transport", false)),
-        ("aurora-postgresql", DbKind::Cluster) => Some(("rds.force_ssl", true)),
-        ("aurora-mysql", DbKind::Cluster) => Some(("require_secure_transport", true)),
-        _ => None,
-    }
+/// The parameters that enforce TLS and set its lowest version for an
+/// engine, and whether they are read from the cluster parameter group.
+fn tls_parameter(db: &Database) -> Option<(&'static str, &'static str, bool)> {
+    const PG: (&str, &str) = ("rds.force_ssl", "ssl_min_protocol_version");
+    const MY: (&str, &str) = ("require_secure_transport", "tls_version");
+    let ((force, min), cluster) = match (db.engine.as_str(), db.kind) {
+        ("postgres", DbKind::Instance) => (PG, false),
+        ("mysql" | "mariadb", DbKind::Instance) => (MY, false),
+        ("aurora-postgresql", DbKind::Cluster) => (PG, true),
+        ("aurora-mysql", DbKind::Cluster) => (MY, true),
+        _ => return None,
+    };
+    Some((force, min, cluster))
+}
+
+/// The TLS versions below 1.2 a `ssl_min_protocol_version` /
+/// `tls_version` value (else the engine default) lets in.
+fn old_tls(db: &Database, value: Option<&str>) -> Option<String> {
+    let value = match value {
+        Some(v) => v.to_string(),
+        // MySQL 5.7 allows TLS 1.0 and 1.1 by default; PostgreSQL (12 on)
+        // and MySQL 8.0 start at 1.2.
+        None if db.engine == "mysql" && db.engine_version.starts_with("5.") => {
+            "TLSv1,TLSv1.1,TLSv1.2".into()
+        }
+        None => return None,
+    };
+    let old: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| matches!(*v, "TLSv1" | "TLSv1.1"))
+        .collect();
+    (!old.is_empty()).then(|| old.join(", "))
 }
 
 /// The engine's default when the parameter group leaves it unset: RDS
@@ -203,16 +228,17 @@ fn finish(
     Ok(code)
 }
 
-type Params = HashMap<(String, &'static str, bool), Option<String>>;
+/// What each (parameter group, cluster group?) sets.
+type Params = HashMap<(String, bool), HashMap<String, String>>;
 
 /// Every parameter group's TLS parameter, each group read once, at most
 /// `concurrency` at a time, with a progress line on a terminal.
 async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Result<Params> {
-    let wanted: BTreeSet<(String, &'static str, bool)> = dbs
+    let wanted: BTreeSet<(String, bool)> = dbs
         .iter()
         .filter_map(|d| {
-            let (name, cluster) = tls_parameter(d)?;
-            Some((d.parameter_group.clone()?, name, cluster))
+            let (_, _, cluster) = tls_parameter(d)?;
+            Some((d.parameter_group.clone()?, cluster))
         })
         .collect();
     let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
@@ -221,7 +247,13 @@ async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Resul
         let (rds, permits) = (Arc::clone(rds), Arc::clone(&permits));
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let value = rds.parameter(&key.0, key.1, key.2).await;
+            let names = [
+                "rds.force_ssl",
+                "ssl_min_protocol_version",
+                "require_secure_transport",
+                "tls_version",
+            ];
+            let value = rds.parameters(&key.0, &names, key.1).await;
             (key, value)
         });
     }
@@ -324,11 +356,27 @@ fn tls_check(
     params: &Params,
     add: &mut impl FnMut(Severity, &'static str, String, String),
 ) {
-    if let (Some((name, cluster)), Some(group)) = (tls_parameter(db), &db.parameter_group) {
-        let set = params
-            .get(&(group.clone(), name, cluster))
-            .cloned()
-            .flatten();
+    if let (Some((name, min, cluster)), Some(group)) = (tls_parameter(db), &db.parameter_group) {
+        let values = params.get(&(group.clone(), cluster));
+        let set = values.and_then(|v| v.get(name)).cloned();
+        if let Some(old) = old_tls(db, values.and_then(|v| v.get(min)).map(String::as_str)) {
+            let (verb, flag) = if cluster {
+                (
+                    "modify-db-cluster-parameter-group",
+                    "--db-cluster-parameter-group-name",
+                )
+            } else {
+                ("modify-db-parameter-group", "--db-parameter-group-name")
+            };
+            add(
+                Severity::Medium,
+                "tls-min-version",
+                format!("{min} lets {old} in ({group}, or the engine default)"),
+                format!(
+                    "aws rds {verb} {flag} {group} --parameters \"ParameterName={min},ParameterValue=TLSv1.2,ApplyMethod=pending-reboot\""
+                ),
+            );
+        }
         let (value, from) = match &set {
             Some(v) => (v.as_str(), format!("set in {group}")),
             None => (
