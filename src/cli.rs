@@ -734,6 +734,16 @@ pub struct UserCreateArgs {
     #[arg(long)]
     pub mariadb: bool,
 
+    /// With --iam and --instance/--cluster: turn IAM database
+    /// authentication on there if it is off (ModifyDBInstance/Cluster,
+    /// applied immediately), after a confirmation on the terminal.
+    #[arg(long, requires_all = ["iam"], conflicts_with = "dry_run")]
+    pub enable_iam: bool,
+
+    /// Confirm --enable-iam without asking (scripts).
+    #[arg(long, requires = "enable_iam")]
+    pub yes: bool,
+
     /// Engine of the --host target (with --instance/--cluster: from the API).
     #[arg(long, value_enum)]
     pub engine: Option<crate::target::EngineKind>,

@@ -477,6 +477,32 @@ impl Rds {
             .collect())
     }
 
+    /// Turns IAM database authentication on for an instance or cluster,
+    /// applied immediately.
+    pub(crate) async fn enable_iam(&self, db: &Database) -> Result<(), RdsError> {
+        if db.kind == DbKind::Cluster {
+            self.client
+                .modify_db_cluster()
+                .db_cluster_identifier(&db.identifier)
+                .enable_iam_database_authentication(true)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| self.api_error("ModifyDBCluster", &e))
+        } else {
+            self.client
+                .modify_db_instance()
+                .db_instance_identifier(&db.identifier)
+                .enable_iam_database_authentication(true)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| self.api_error("ModifyDBInstance", &e))
+        }
+    }
+
     /// Every CA certificate the region offers: identifier → `ValidTill`
     /// (seconds since the epoch).
     pub(crate) async fn certificates(

@@ -440,14 +440,60 @@ async fn iam_precheck(global: &GlobalArgs, args: &UserCreateArgs) -> Result<()> 
         crate::rds::DbKind::Cluster => ("modify-db-cluster", "--db-cluster-identifier"),
         _ => ("modify-db-instance", "--db-instance-identifier"),
     };
-    output::warn(format!(
-        "IAM database authentication is off on {:#} {}: the user is created, but logs in with a token only once it is on: aws rds {verb} {flag} {} --enable-iam-database-authentication --apply-immediately --region {}",
-        db.kind,
-        db.identifier,
+    let command = format!(
+        "aws rds {verb} {flag} {} --enable-iam-database-authentication --apply-immediately --region {}",
         db.identifier,
         rds.region()
+    );
+    if !args.enable_iam {
+        output::warn(format!(
+            "IAM database authentication is off on {:#} {}: the user is created, but logs in with a token only once it is on: {command} (or --enable-iam)",
+            db.kind, db.identifier
+        ));
+        return Ok(());
+    }
+    if !args.yes
+        && !confirmed(&format!(
+            "Turn IAM database authentication on for {:#} {} now (applied immediately)? [y/N] ",
+            db.kind, db.identifier
+        ))?
+    {
+        return Err(Error::usage(
+            "IAM database authentication left off (not confirmed)",
+        ));
+    }
+    rds.enable_iam(&db).await?;
+    output::note(format!(
+        "IAM database authentication turned on for {:#} {} ({command})",
+        db.kind, db.identifier
     ));
     Ok(())
+}
+
+/// A yes on the terminal; without one, `--yes` is needed.
+fn confirmed(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let Ok(tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Err(Error::usage(
+            "--enable-iam asks first: without a terminal, add --yes",
+        ));
+    };
+    if !tty.is_terminal() {
+        return Err(Error::usage(
+            "--enable-iam asks first: without a terminal, add --yes",
+        ));
+    }
+    let mut out = &tty;
+    let _ = out.write_all(question.as_bytes());
+    let mut answer = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(|e| Error::new(Category::Runtime, e))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn report(

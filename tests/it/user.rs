@@ -282,3 +282,58 @@ fn iam_authentication_off_on_the_database_says_how_to_turn_it_on() {
         run.assert_code(4);
     }
 }
+
+#[test]
+fn enable_iam_turns_it_on_when_confirmed() {
+    use crate::support::moto;
+    use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
+    let region = "ap-southeast-2";
+    moto::setup(
+        region,
+        &serde_json::json!([{"instance": "uc-turn-on", "engine": "postgres", "iam": false}]),
+    );
+    let run_with = |extra: &[&str]| {
+        let env = TestEnv::new();
+        let mut args = vec![
+            "user",
+            "create",
+            "app_iam",
+            "--iam",
+            "--instance",
+            "uc-turn-on",
+            "-u",
+            "admin",
+            "--connect-timeout",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = env.cmd(&args);
+        cmd.env("AWS_ENDPOINT_URL_RDS", moto::url())
+            .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+            .env("AWS_REGION", region)
+            .env("PGPASSWORD", "x");
+        Run::from(cmd.output().unwrap())
+    };
+    // No terminal and no --yes: nothing is changed.
+    let run = run_with(&["--enable-iam"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("add --yes"), "{}", run.stderr);
+    assert_eq!(
+        moto::setup(region, &serde_json::json!([]))["uc-turn-on"]["iam"],
+        false
+    );
+    // Confirmed: on, read back by boto3; then the (unreachable) database.
+    let run = run_with(&["--enable-iam", "--yes"]);
+    assert!(
+        run.stderr
+            .contains("IAM database authentication turned on for instance uc-turn-on"),
+        "{}",
+        run.stderr
+    );
+    run.assert_code(4);
+    assert_eq!(
+        moto::setup(region, &serde_json::json!([]))["uc-turn-on"]["iam"],
+        true
+    );
+}
