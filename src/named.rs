@@ -443,6 +443,14 @@ fn typed<'a>(root: &'a clap::Command, args: &[OsString]) -> Option<Typed<'a>> {
 
 /// Replaces `@NAME` (and `service=NAME`, `PGSERVICE`) in `args`.
 pub fn expand(args: Vec<OsString>) -> Result<Expanded> {
+    // Most command lines name no target: they do not pay for building
+    // the parser a second time at start-up.
+    if !might_name_a_target(&args) {
+        return Ok(Expanded {
+            args,
+            ..Expanded::default()
+        });
+    }
     let mut root = crate::cli::command();
     root.build();
     let Some(t) = typed(&root, &args) else {
@@ -525,6 +533,18 @@ pub fn report(expanded: &Expanded) {
     for warning in &expanded.warnings {
         crate::output::warn(warning);
     }
+}
+
+/// Whether `args` may hold `@NAME`, `service=NAME`, rely on `PGSERVICE`,
+/// or be a psql/mysql command whose database name could be a target's.
+fn might_name_a_target(args: &[OsString]) -> bool {
+    std::env::var_os("PGSERVICE").is_some_and(|v| !v.is_empty())
+        || args.iter().skip(1).any(|a| {
+            let a = a.to_string_lossy();
+            a.starts_with('@')
+                || a.starts_with("service=")
+                || matches!(a.as_ref(), "mysql" | "mariadb" | "postgres" | "psql" | "pg")
+        })
 }
 
 /// `service=NAME` as the target of a PostgreSQL command, else
