@@ -4,8 +4,8 @@
 //! for a table that changes a few keys of another. A table is turned into
 //! the command line it stands for and parsed by the same clap definition as
 //! typed flags, so a file can say exactly what a command line can, checked
-//! the same way. `rdsconn proxy --config` and named targets (`@NAME`,
-//! [`crate::named`]) read the same format.
+//! the same way. `rdsconn proxy --config` and named targets (`@NAME`)
+//! read the same format.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -430,50 +430,33 @@ impl Rds {
         names: &[&str],
         cluster: bool,
     ) -> Result<std::collections::HashMap<String, String>, RdsError> {
-        let pairs: Vec<(String, String)> = if cluster {
-            let pages = self
-                .client
+        // Both calls answer with the same `Parameter` shape.
+        let params: Vec<aws_sdk_rds::types::Parameter> = if cluster {
+            self.client
                 .describe_db_cluster_parameters()
                 .db_cluster_parameter_group_name(group)
                 .into_paginator()
+                .items()
                 .send()
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<_, _>>()
                 .await
-                .map_err(|e| self.api_error("DescribeDBClusterParameters", &e))?;
-            pages
-                .iter()
-                .flat_map(|p| p.parameters().iter())
-                .filter_map(|p| {
-                    Some((
-                        p.parameter_name()?.to_string(),
-                        p.parameter_value()?.to_string(),
-                    ))
-                })
-                .collect()
+                .map_err(|e| self.api_error("DescribeDBClusterParameters", &e))?
         } else {
-            let pages = self
-                .client
+            self.client
                 .describe_db_parameters()
                 .db_parameter_group_name(group)
                 .into_paginator()
+                .items()
                 .send()
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<_, _>>()
                 .await
-                .map_err(|e| self.api_error("DescribeDBParameters", &e))?;
-            pages
-                .iter()
-                .flat_map(|p| p.parameters().iter())
-                .filter_map(|p| {
-                    Some((
-                        p.parameter_name()?.to_string(),
-                        p.parameter_value()?.to_string(),
-                    ))
-                })
-                .collect()
+                .map_err(|e| self.api_error("DescribeDBParameters", &e))?
         };
-        Ok(pairs
-            .into_iter()
-            .filter(|(n, _)| names.contains(&n.as_str()))
+        Ok(params
+            .iter()
+            .filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?)))
+            .filter(|(n, _)| names.contains(n))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect())
     }
 
@@ -826,6 +809,17 @@ impl Database {
             cluster: Some(proxy.identifier.clone()),
             ..proxy.clone()
         }
+    }
+
+    /// `aws rds modify-db-instance --db-instance-identifier ID` (for a
+    /// cluster, `modify-db-cluster --db-cluster-identifier ID`): the start
+    /// of the command that changes it.
+    pub(crate) fn modify_command(&self) -> String {
+        let (verb, flag) = match self.kind {
+            DbKind::Cluster => ("modify-db-cluster", "--db-cluster-identifier"),
+            _ => ("modify-db-instance", "--db-instance-identifier"),
+        };
+        format!("aws rds {verb} {flag} {}", self.identifier)
     }
 
     /// The engine family rdsconn speaks to it with.

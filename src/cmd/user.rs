@@ -436,13 +436,9 @@ async fn iam_precheck(global: &GlobalArgs, args: &UserCreateArgs) -> Result<()> 
     if db.iam_auth {
         return Ok(());
     }
-    let (verb, flag) = match db.kind {
-        crate::rds::DbKind::Cluster => ("modify-db-cluster", "--db-cluster-identifier"),
-        _ => ("modify-db-instance", "--db-instance-identifier"),
-    };
     let command = format!(
-        "aws rds {verb} {flag} {} --enable-iam-database-authentication --apply-immediately --region {}",
-        db.identifier,
+        "{} --enable-iam-database-authentication --apply-immediately --region {}",
+        db.modify_command(),
         rds.region()
     );
     if !args.enable_iam {

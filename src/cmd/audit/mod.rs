@@ -290,10 +290,7 @@ fn checks(
         _ => "proxy",
     };
     let id = &db.identifier;
-    let modify = match db.kind {
-        DbKind::Cluster => format!("aws rds modify-db-cluster --db-cluster-identifier {id}"),
-        _ => format!("aws rds modify-db-instance --db-instance-identifier {id}"),
-    };
+    let modify = db.modify_command();
     let mut out = Vec::new();
     let mut add = |severity, check, evidence: String, fix: String| {
         out.push(Finding {
@@ -356,60 +353,54 @@ fn tls_check(
     params: &Params,
     add: &mut impl FnMut(Severity, &'static str, String, String),
 ) {
-    if let (Some((name, min, cluster)), Some(group)) = (tls_parameter(db), &db.parameter_group) {
-        let values = params.get(&(group.clone(), cluster));
-        let set = values.and_then(|v| v.get(name)).cloned();
-        if let Some(old) = old_tls(db, values.and_then(|v| v.get(min)).map(String::as_str)) {
-            let (verb, flag) = if cluster {
-                (
-                    "modify-db-cluster-parameter-group",
-                    "--db-cluster-parameter-group-name",
-                )
-            } else {
-                ("modify-db-parameter-group", "--db-parameter-group-name")
-            };
-            add(
-                Severity::Medium,
-                "tls-min-version",
-                format!("{min} lets {old} in ({group}, or the engine default)"),
-                format!(
-                    "aws rds {verb} {flag} {group} --parameters \"ParameterName={min},ParameterValue=TLSv1.2,ApplyMethod=pending-reboot\""
-                ),
-            );
-        }
-        let (value, from) = match &set {
-            Some(v) => (v.as_str(), format!("set in {group}")),
-            None => (
-                engine_default(db),
-                format!(
-                    "the engine default for {} {}: {group} leaves it unset",
-                    db.engine, db.engine_version
-                ),
-            ),
+    let (Some((name, min, cluster)), Some(group)) = (tls_parameter(db), &db.parameter_group) else {
+        return;
+    };
+    // The command that sets PARAMETER=VALUE in this group.
+    let set_in_group = |parameter: &str, value: &str, apply: &str| {
+        let (verb, flag) = if cluster {
+            (
+                "modify-db-cluster-parameter-group",
+                "--db-cluster-parameter-group-name",
+            )
+        } else {
+            ("modify-db-parameter-group", "--db-parameter-group-name")
         };
-        if !is_on(value) {
-            let (verb, flag) = if cluster {
-                (
-                    "modify-db-cluster-parameter-group",
-                    "--db-cluster-parameter-group-name",
-                )
-            } else {
-                ("modify-db-parameter-group", "--db-parameter-group-name")
-            };
-            let copy_first = if group.starts_with("default.") {
-                "a default group cannot change: copy it (aws rds copy-db-parameter-group), attach the copy, then "
-            } else {
-                ""
-            };
-            add(
-                Severity::High,
-                "tls-not-enforced",
-                format!("{name} = {value} ({from}): clients may connect without TLS"),
-                format!(
-                    "{copy_first}aws rds {verb} {flag} {group} --parameters \"ParameterName={name},ParameterValue=1,ApplyMethod=immediate\""
-                ),
-            );
-        }
+        format!(
+            "aws rds {verb} {flag} {group} --parameters \"ParameterName={parameter},ParameterValue={value},ApplyMethod={apply}\""
+        )
+    };
+    let values = params.get(&(group.clone(), cluster));
+    if let Some(old) = old_tls(db, values.and_then(|v| v.get(min)).map(String::as_str)) {
+        add(
+            Severity::Medium,
+            "tls-min-version",
+            format!("{min} lets {old} in ({group}, or the engine default)"),
+            set_in_group(min, "TLSv1.2", "pending-reboot"),
+        );
+    }
+    let (value, from) = match values.and_then(|v| v.get(name)) {
+        Some(v) => (v.as_str(), format!("set in {group}")),
+        None => (
+            engine_default(db),
+            format!(
+                "the engine default for {} {}: {group} leaves it unset",
+                db.engine, db.engine_version
+            ),
+        ),
+    };
+    if !is_on(value) {
+        let copy_first = if group.starts_with("default.") {
+            "a default group cannot change: copy it (aws rds copy-db-parameter-group), attach the copy, then "
+        } else {
+            ""
+        };
+        add(
+            Severity::High,
+            "tls-not-enforced",
+            format!("{name} = {value} ({from}): clients may connect without TLS"),
+            format!("{copy_first}{}", set_in_group(name, "1", "immediate")),
+        );
     }
 }
 
@@ -421,9 +412,9 @@ fn ca_checks(
     now: i64,
     add: &mut impl FnMut(Severity, &'static str, String, String),
 ) {
-    let id = &db.identifier;
     let rotate = format!(
-        "aws rds modify-db-instance --db-instance-identifier {id} --ca-certificate-identifier rds-ca-rsa2048-g1 --apply-immediately"
+        "{} --ca-certificate-identifier rds-ca-rsa2048-g1 --apply-immediately",
+        db.modify_command()
     );
     if let Some(ca) = &db.ca_certificate {
         match certs.get(ca) {
