@@ -429,8 +429,10 @@ pub enum Command {
     /// group's value, else the engine default, on from RDS PostgreSQL 15;
     /// Aurora's cluster parameter group), an RDS Proxy without RequireTLS,
     /// IAM database authentication off, publicly accessible, a master
-    /// password RDS does not manage, the CA expired, expiring or retired, a
-    /// pending ca-certificate-rotation.
+    /// password RDS does not manage or a managed secret that does not
+    /// rotate, the CA expired, expiring or retired, a pending
+    /// ca-certificate-rotation, and whether rotating it restarts the
+    /// database (DescribeDBEngineVersions).
     ///
     /// Exit code: 0, or 1 with --fail-on SEVERITY when a finding at or above
     /// it exists (for CI gating); 3 when the RDS API cannot be read.
@@ -553,6 +555,8 @@ Examples:
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Inventory, not a problem (`--fail-on info` fails on any finding).
+    Info,
     Low,
     Medium,
     High,
@@ -562,6 +566,7 @@ pub enum Severity {
 impl Severity {
     pub fn label(self) -> &'static str {
         match self {
+            Self::Info => "info",
             Self::Low => "low",
             Self::Medium => "medium",
             Self::High => "high",
@@ -571,7 +576,7 @@ impl Severity {
 }
 
 /// `rdsconn audit`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
 pub struct AuditArgs {
     /// Only this DB instance (repeatable) [default: every database in the
@@ -597,7 +602,8 @@ pub struct AuditArgs {
 
     /// Also connect (verified TLS) and ask each database: sessions
     /// connected without TLS right now, users allowed without TLS, TLS off
-    /// on the server. With -h, only that endpoint is audited.
+    /// on the server, its IAM users. With -h, only that endpoint is
+    /// audited; otherwise --concurrency databases at a time.
     #[arg(long)]
     pub connect: bool,
 

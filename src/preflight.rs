@@ -405,7 +405,7 @@ pub(crate) async fn secret_line(lines: &mut Lines, config: &aws_types::SdkConfig
     let status = db.master_user_secret_status.as_deref().unwrap_or("?");
     match crate::secrets::describe(config, arn).await {
         Ok(info) => {
-            let rotation = match (info.rotation_enabled, &info.last_rotated) {
+            let rotation = match (info.rotation.enabled, &info.rotation.last_rotated) {
                 (Some(true), Some(at)) => format!("rotated {at}"),
                 (Some(true), None) => "rotation on, not rotated yet".to_string(),
                 _ => "rotation off".to_string(),

@@ -163,13 +163,21 @@ impl Rds {
     /// Builds a client: region from `--region` or the AWS configuration
     /// (there is no default), credentials as for tokens.
     pub(crate) async fn connect(global: &GlobalArgs) -> Result<Self, RdsError> {
+        Ok(Self::connect_config(global).await?.0)
+    }
+
+    /// [`Rds::connect`], and the configuration it loaded (for other AWS
+    /// services in the same region and credentials).
+    pub(crate) async fn connect_config(
+        global: &GlobalArgs,
+    ) -> Result<(Self, aws_types::SdkConfig), RdsError> {
         let configured = match global.region {
             Some(_) => None,
             None => aws::configured_region(global.profile.as_deref()).await,
         };
         let region = aws::resolve_region(global.region.as_deref(), None, configured)?.region;
         let config = sdk_config(global, &region).await?;
-        Ok(Self::new(&config, region))
+        Ok((Self::new(&config, region), config))
     }
 
     /// An API failure of this client, naming where it called.
@@ -509,6 +517,33 @@ impl Rds {
                 ))
             })
             .collect())
+    }
+
+    /// Whether `engine` `version` rotates its server certificate without
+    /// a restart (`SupportsCertificateRotationWithoutRestart`); `None`
+    /// when the API does not say.
+    pub(crate) async fn rotation_without_restart(
+        &self,
+        engine: &str,
+        version: &str,
+    ) -> Result<Option<bool>, RdsError> {
+        let versions: Vec<aws_sdk_rds::types::DbEngineVersion> = self
+            .client
+            .describe_db_engine_versions()
+            .engine(engine)
+            .engine_version(version)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| self.api_error("DescribeDBEngineVersions", &e))?;
+        Ok(versions
+            .iter()
+            .find(|v| v.engine_version() == Some(version))
+            .and_then(
+                aws_sdk_rds::types::DbEngineVersion::supports_certificate_rotation_without_restart,
+            ))
     }
 
     /// Pending maintenance actions by resource ARN.

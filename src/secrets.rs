@@ -267,16 +267,21 @@ fn parse(id: &str, text: &str) -> Result<DbSecret, SecretError> {
 /// What `doctor` says about a secret: its rotation and whether the caller
 /// may read it (`GetSecretValue` attempted; the value is dropped unread).
 pub(crate) struct SecretInfo {
-    pub rotation_enabled: Option<bool>,
-    pub last_rotated: Option<String>,
+    pub rotation: Rotation,
     pub readable: Result<(), SecretError>,
 }
 
-/// `DescribeSecret`, then a `GetSecretValue` whose value is dropped.
-pub(crate) async fn describe(
+/// A secret's rotation, from `DescribeSecret`.
+pub(crate) struct Rotation {
+    pub enabled: Option<bool>,
+    pub last_rotated: Option<String>,
+}
+
+/// `DescribeSecret` only: the secret's rotation, its value unread.
+pub(crate) async fn rotation(
     config: &aws_types::SdkConfig,
     arn: &str,
-) -> Result<SecretInfo, SecretError> {
+) -> Result<Rotation, SecretError> {
     let client = aws_sdk_secretsmanager::Client::new(config);
     let region = config
         .region()
@@ -287,20 +292,31 @@ pub(crate) async fn describe(
         .send()
         .await
         .map_err(|e| call_error("DescribeSecret", arn, &region, &e))?;
-    let readable = client
+    Ok(Rotation {
+        enabled: out.rotation_enabled(),
+        last_rotated: out
+            .last_rotated_date()
+            .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+    })
+}
+
+/// `DescribeSecret`, then a `GetSecretValue` whose value is dropped.
+pub(crate) async fn describe(
+    config: &aws_types::SdkConfig,
+    arn: &str,
+) -> Result<SecretInfo, SecretError> {
+    let rotation = rotation(config, arn).await?;
+    let region = config
+        .region()
+        .map_or_else(String::new, ToString::to_string);
+    let readable = aws_sdk_secretsmanager::Client::new(config)
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
         .map(drop)
         .map_err(|e| call_error("GetSecretValue", arn, &region, &e));
-    Ok(SecretInfo {
-        rotation_enabled: out.rotation_enabled(),
-        last_rotated: out
-            .last_rotated_date()
-            .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
-        readable,
-    })
+    Ok(SecretInfo { rotation, readable })
 }
 
 /// A password read from Secrets Manager, and where to read it again.

@@ -1,9 +1,9 @@
 //! `rdsconn audit` against moto, with what moto lacks
-//! (`DescribeCertificates`, `DescribePendingMaintenanceActions`) answered
-//! by `tests/oracle/rds_stub.py`: a fleet with every finding kind, each
-//! detected with its evidence and fix; healthy databases without
-//! findings; 150 more instances read through the API's pages; exit codes
-//! of `--fail-on`.
+//! (`DescribeCertificates`, `DescribePendingMaintenanceActions`,
+//! `DescribeDBEngineVersions`) answered by `tests/oracle/rds_stub.py`: a
+//! fleet of 300 databases with every finding kind, each detected with its
+//! evidence and fix; healthy databases without findings; the bulk read
+//! through the API's pages; exit codes of `--fail-on`.
 
 use serde_json::{Value, json};
 
@@ -12,7 +12,7 @@ use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
 use crate::support::{Run, TestEnv, moto};
 
 const REGION: &str = "sa-east-1";
-const BULK: usize = 150;
+const BULK: usize = 293;
 
 /// The fleet (made once) and its stub.
 fn fleet() -> &'static (Value, EndpointsStub) {
@@ -29,13 +29,14 @@ fn fleet() -> &'static (Value, EndpointsStub) {
                 {"instance": "au-pg14-notls", "engine": "postgres", "version": "14.10", "parameter_group": "pg-notls",
                  "public": true, "ca": "rds-ca-2019"},
                 {"instance": "au-pg16", "engine": "postgres", "version": "16.1", "iam": true,
-                 "managed_secret": true, "ca": "rds-ca-rsa2048-g1", "public": false},
+                 "managed_secret": true, "secret_rotation": true, "ca": "rds-ca-rsa2048-g1",
+                 "public": false},
                 {"instance": "au-pg14-default", "engine": "postgres", "version": "14.10", "iam": true,
-                 "managed_secret": true, "ca": "rds-ca-rsa2048-g1"},
+                 "managed_secret": true, "secret_rotation": true, "ca": "rds-ca-rsa2048-g1"},
                 {"instance": "au-mysql", "engine": "mysql", "parameter_group": "my-tls", "iam": true,
                  "managed_secret": true, "ca": "rds-ca-soon"},
                 {"instance": "au-mysql57", "engine": "mysql", "version": "5.7.44", "iam": true,
-                 "managed_secret": true, "ca": "rds-ca-rsa2048-g1"},
+                 "managed_secret": true, "secret_rotation": true, "ca": "rds-ca-rsa2048-g1"},
                 {"cluster": "au-am", "engine": "aurora-mysql", "parameter_group": "am-notls", "iam": true},
                 {"proxy": "au-proxy", "engine_family": "POSTGRESQL", "require_tls": false},
                 {"instances": "au-bulk", "count": BULK, "engine": "mysql"},
@@ -55,6 +56,9 @@ fn fleet() -> &'static (Value, EndpointsStub) {
                 made["au-pg16"]["arn"].as_str().unwrap(): ["ca-certificate-rotation"],
                 made["au-mysql"]["arn"].as_str().unwrap(): ["system-update"],
             },
+            // moto's default MySQL is 5.6.21; PostgreSQL 16.1 is unknown
+            // to this API (nothing said about a restart).
+            "engine_versions": {"postgres 14.10": true, "mysql 5.6.21": false},
         }));
         (made, stub)
     })
@@ -67,6 +71,7 @@ fn audit(args: &[&str]) -> Run {
     all.extend_from_slice(args);
     let mut cmd = env.cmd(&all);
     cmd.env("AWS_ENDPOINT_URL_RDS", &stub.url)
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto::url())
         .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
         .env("AWS_REGION", REGION);
@@ -83,6 +88,10 @@ fn of(json: &Value, database: &str) -> Vec<(String, String)> {
         .map(|f| {
             assert!(
                 f["fix"].as_str().unwrap().starts_with("aws rds ")
+                    || f["fix"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("aws secretsmanager ")
                     || f["fix"]
                         .as_str()
                         .unwrap()
@@ -158,10 +167,15 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
             ))
     );
     // Required TLS in its group; moto's default MySQL is a 5.x, whose
-    // default lowest version is TLS 1.0.
+    // default lowest version is TLS 1.0. Its managed secret does not
+    // rotate (the others' were turned on).
     assert_eq!(
         of(&json, "au-mysql"),
-        pairs(&[("ca-expiring", "high"), ("tls-min-version", "medium")])
+        pairs(&[
+            ("ca-expiring", "high"),
+            ("master-secret-rotation-off", "low"),
+            ("tls-min-version", "medium")
+        ])
     );
     assert_eq!(
         of(&json, "au-am"),
@@ -183,6 +197,56 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
         );
     }
     assert_eq!(json["summary"]["critical"], 1, "{}", json["summary"]);
+}
+
+#[test]
+fn ca_rotation_restarts_and_master_secret_rotation_come_from_the_api() {
+    let run = audit(&["--output", "json"]);
+    run.assert_code(0);
+    let json = run.json();
+    let ca = finding(&json, "au-pg14-notls", "ca-expired");
+    // DescribeDBEngineVersions: PostgreSQL 14.10 rotates without a
+    // restart, MySQL 5.6.21 does not, 16.1 is not said.
+    assert!(
+        ca["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("; postgres 14.10 rotates it without a restart"),
+        "{ca}"
+    );
+    let expiring = finding(&json, "au-mysql", "ca-expiring");
+    assert!(
+        expiring["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("; rotating restarts the instance (mysql 5.6.21 cannot rotate without one)"),
+        "{expiring}"
+    );
+    let pending = finding(&json, "au-pg16", "ca-rotation-pending");
+    assert!(
+        !pending["evidence"].as_str().unwrap().contains("restart"),
+        "{pending}"
+    );
+    let rotation = finding(&json, "au-mysql", "master-secret-rotation-off");
+    let secret = rotation["evidence"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .find(|w| w.starts_with("arn:aws:secretsmanager:"))
+        .unwrap_or_else(|| panic!("{rotation}"));
+    assert!(
+        rotation["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("is off (never rotated)"),
+        "{rotation}"
+    );
+    assert_eq!(
+        rotation["fix"],
+        format!(
+            "aws secretsmanager rotate-secret --secret-id {secret} --rotation-rules '{{\"ScheduleExpression\":\"rate(7 days)\"}}' --region {REGION}"
+        )
+    );
 }
 
 #[test]

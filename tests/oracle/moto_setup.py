@@ -4,7 +4,8 @@ with boto3 (independent of rdsconn), and prints what moto then reports.
 Usage: moto_setup.py ENDPOINT_URL REGION < spec.json
 spec: a list of
   {"instance": ID, "engine": E, "iam": bool, "version": V, "member_of": CLUSTER,
-   "parameter_group": G, "public": bool, "ca": CA_ID, "managed_secret": bool}
+   "parameter_group": G, "public": bool, "ca": CA_ID, "managed_secret": bool,
+   "secret_rotation": bool (turns the managed secret's rotation on, every 7 days)}
   (all but instance and engine optional; clusters are created first when listed first)
   {"cluster": ID, "engine": E, "iam": bool, "parameter_group": G}
   {"parameter_group": G, "family": F, "parameters": {NAME: VALUE}, "cluster": bool}
@@ -55,6 +56,17 @@ def main():
             )
         except rds.exceptions.DBInstanceAlreadyExistsFault:
             pass
+        if item.get("secret_rotation"):
+            d = rds.describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"][0]
+            sm = client("secretsmanager", url, region)
+            try:
+                sm.rotate_secret(
+                    SecretId=d["MasterUserSecret"]["SecretArn"],
+                    RotationRules={"AutomaticallyAfterDays": 7},
+                    RotateImmediately=False,
+                )
+            except sm.exceptions.InvalidRequestException:
+                pass  # rotating already (made by an earlier run)
 
     subnets = []
 

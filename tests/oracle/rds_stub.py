@@ -1,10 +1,14 @@
 """The RDS calls moto does not implement, answered in front of moto:
-DescribeDBProxyEndpoints, DescribeCertificates, DescribePendingMaintenanceActions.
+DescribeDBProxyEndpoints, DescribeCertificates, DescribePendingMaintenanceActions,
+DescribeDBEngineVersions.
 
 Usage: rds_stub.py MOTO_URL STUB_JSON
 STUB_JSON: {"endpoints": {NAME: {"proxy": PROXY_NAME, "endpoint": ADDRESS, "role": "READ_ONLY"}},
             "certificates": {CA_ID: VALID_TILL_ISO8601},
-            "pending": {RESOURCE_ARN: [ACTION, ...]}}   (every key optional)
+            "pending": {RESOURCE_ARN: [ACTION, ...]},
+            "engine_versions": {"ENGINE VERSION": ROTATES_WITHOUT_RESTART (bool)}}
+            (every key optional; an engine version not listed is answered with an
+            empty list, as RDS answers an unknown version)
 Prints the port it listens on (127.0.0.1), answers those calls from STUB_JSON
 (DBProxyEndpointNotFoundFault for other endpoint names), passes every other
 request to moto unchanged, and exits when stdin closes. Lists come in pages of
@@ -77,6 +81,26 @@ def pending(params):
     )
 
 
+def engine_versions(params):
+    engine = params.get("Engine", [""])[0]
+    version = params.get("EngineVersion", [""])[0]
+    known = STUB.get("engine_versions", {})
+    members = ""
+    key = f"{engine} {version}"
+    if key in known:
+        members = (
+            f"<DBEngineVersion><Engine>{escape(engine)}</Engine>"
+            f"<EngineVersion>{escape(version)}</EngineVersion>"
+            f"<SupportsCertificateRotationWithoutRestart>{str(known[key]).lower()}"
+            "</SupportsCertificateRotationWithoutRestart></DBEngineVersion>"
+        )
+    return 200, (
+        f'<DescribeDBEngineVersionsResponse xmlns="{NS}"><DescribeDBEngineVersionsResult>'
+        f"<DBEngineVersions>{members}</DBEngineVersions></DescribeDBEngineVersionsResult>"
+        "<ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata></DescribeDBEngineVersionsResponse>"
+    )
+
+
 def describe(name):
     e = ENDPOINTS.get(name)
     if e is None:
@@ -127,6 +151,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             answer = certificates(params)
         elif action == "DescribePendingMaintenanceActions":
             answer = pending(params)
+        elif action == "DescribeDBEngineVersions":
+            answer = engine_versions(params)
         if answer is not None:
             code, xml = answer
             self.reply(code, [("Content-Type", "text/xml")], xml.encode())

@@ -1,7 +1,7 @@
 //! `rdsconn audit --connect`: what the API cannot see, asked of the
 //! database over a verified connection: sessions connected right now
 //! without TLS, users the server lets in without TLS, TLS off on the
-//! server.
+//! server, and the users that log in with IAM (an inventory).
 
 use crate::cli::{AuditArgs, GlobalArgs, RdsSelector, SecretFlags, Severity};
 use crate::engine::Session;
@@ -14,12 +14,17 @@ use crate::tls::TlsPolicy;
 /// One live finding: severity, check, evidence, fix.
 pub(crate) type Live = (Severity, &'static str, String, String);
 
+/// The check naming the users that log in with IAM.
+pub(crate) const IAM_USERS: &str = "iam-users";
+
 /// Connects to the database `rds` selects (or the `--host` target) with
-/// the audit's credentials and runs the live checks.
+/// the audit's credentials and runs the live checks. `password`: the one
+/// `--password-stdin` read (stdin is read once for every database).
 pub(crate) async fn audit(
     global: &GlobalArgs,
     args: &AuditArgs,
     rds: &RdsSelector,
+    password: Option<&Secret>,
 ) -> Result<Vec<Live>> {
     let secret = SecretFlags {
         secret: args.secret.clone(),
@@ -53,9 +58,11 @@ pub(crate) async fn audit(
         Auth::IamToken(Secret::new(m.token))
     } else if let Some(s) = &req.secret {
         Auth::Password(s.password.clone())
+    } else if let Some(p) = password {
+        Auth::Password(p.clone())
     } else {
         Auth::Password(crate::resolve::password_with(
-            args.password_stdin,
+            false,
             crate::resolve::Prompt::Never,
             kind.password_env(),
             (&req.target.user, req.target.host.as_str()),
@@ -101,6 +108,19 @@ fn listed(items: &[String]) -> String {
     }
 }
 
+/// The inventory finding for the users that log in with IAM, if any.
+fn iam_users(rows: &[Vec<Option<String>>]) -> Option<Live> {
+    let names: Vec<String> = rows.iter().map(|r| cell(r, 0)).collect();
+    (!names.is_empty()).then(|| {
+        (
+            Severity::Info,
+            IAM_USERS,
+            format!("{} user(s) log in with IAM: {}", names.len(), listed(&names)),
+            "none needed: rdsconn policy -u USER prints the IAM policy that lets a principal log in as one".into(),
+        )
+    })
+}
+
 async fn postgres(session: &mut dyn Session) -> Result<Vec<Live>> {
     let mut out = Vec::new();
     let settings = rows(
@@ -134,6 +154,13 @@ async fn postgres(session: &mut dyn Session) -> Result<Vec<Live>> {
             "set rds.force_ssl = 1 in the parameter group (see tls-not-enforced), then reconnect those clients with sslmode=verify-full".into(),
         ));
     }
+    let iam = rows(
+        session,
+        "SELECT r.rolname FROM pg_roles r WHERE r.rolcanlogin AND NOT r.rolsuper \
+         AND pg_has_role(r.oid, to_regrole('rds_iam'), 'MEMBER') ORDER BY 1",
+    )
+    .await?;
+    out.extend(iam_users(&iam));
     if force == "0" {
         let users = rows(
             session,
@@ -190,6 +217,12 @@ async fn mysql(session: &mut dyn Session) -> Result<Vec<Live>> {
             "set require_secure_transport = 1 in the parameter group, then reconnect those clients with --ssl-mode=VERIFY_IDENTITY".into(),
         ));
     }
+    let iam = rows(
+        session,
+        "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE plugin = 'AWSAuthenticationPlugin' ORDER BY 1",
+    )
+    .await?;
+    out.extend(iam_users(&iam));
     let enforced = matches!(require.to_ascii_uppercase().as_str(), "1" | "ON");
     if !enforced {
         let users = rows(

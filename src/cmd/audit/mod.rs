@@ -109,14 +109,21 @@ fn is_on(v: &str) -> bool {
 const DAY: i64 = 86_400;
 
 pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
+    // Read once, for every database --connect logs in to.
+    let password = if args.password_stdin {
+        Some(crate::resolve::stdin_password()?)
+    } else {
+        None
+    };
     if let Some(host) = &args.host {
         // One endpoint, asked directly: no RDS API.
-        let found = live::audit(global, args, &RdsSelector::default()).await?;
+        let found = live::audit(global, args, &RdsSelector::default(), password.as_ref()).await?;
         let findings = live_findings("endpoint", host, found);
         let region = global.region.clone().unwrap_or_else(|| "-".into());
         return finish(global, args, &region, 1, findings);
     }
-    let rds = Arc::new(Rds::connect(global).await?);
+    let (rds, config) = Rds::connect_config(global).await?;
+    let rds = Arc::new(rds);
     let (dbs, proxies) = tokio::join!(rds.list(), rds.proxies());
     let mut dbs = dbs?;
     dbs.extend(proxies?);
@@ -147,38 +154,106 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
         HashMap::new()
     });
     let params = parameters(&rds, &dbs, args.concurrency).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    let region = rds.region().to_string();
+    let restart = restarts(&rds, &dbs, args.concurrency).await;
+    let rotation = rotations(&config, &dbs, args.concurrency).await;
+    let facts = Facts {
+        region: rds.region().to_string(),
+        params,
+        certs,
+        pending,
+        restart,
+        rotation,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+    };
     let mut findings: Vec<Finding> = Vec::new();
     for db in &dbs {
-        findings.extend(checks(db, &region, &params, &certs, &pending, now));
+        findings.extend(checks(db, &facts));
     }
     if args.connect {
-        findings.extend(connected(global, args, &dbs).await);
+        findings.extend(connected(global, args, (&dbs, &facts.region), password).await?);
     }
-    finish(global, args, &region, dbs.len(), findings)
+    finish(global, args, &facts.region, dbs.len(), findings)
 }
 
-/// `--connect` for every instance (not a cluster's member) and cluster:
-/// one at a time; a database that cannot be reached is said on stderr.
-async fn connected(global: &GlobalArgs, args: &AuditArgs, dbs: &[Database]) -> Vec<Finding> {
+/// What the API said about the region, beyond the databases themselves.
+struct Facts {
+    region: String,
+    params: Params,
+    /// CA identifier → `ValidTill`.
+    certs: HashMap<String, i64>,
+    /// Resource ARN → pending maintenance actions.
+    pending: HashMap<String, Vec<String>>,
+    /// (engine, version) → rotates its certificate without a restart.
+    restart: HashMap<(String, String), bool>,
+    /// Master secret ARN → its rotation.
+    rotation: HashMap<String, crate::secrets::Rotation>,
+    now: i64,
+}
+
+/// `--connect` for every instance (not a cluster's member) and cluster,
+/// `--concurrency` at a time; a database that cannot be reached is said on
+/// stderr. IAM users on a database whose IAM authentication is off cannot
+/// log in: a finding.
+async fn connected(
+    global: &GlobalArgs,
+    args: &AuditArgs,
+    (dbs, region): (&[Database], &str),
+    password: Option<crate::secret::Secret>,
+) -> Result<Vec<Finding>> {
+    let wanted: Vec<&Database> = dbs
+        .iter()
+        .filter(|d| match d.kind {
+            DbKind::Instance => d.cluster.is_none(),
+            DbKind::Cluster => true,
+            _ => false,
+        })
+        .collect();
+    let shared = Arc::new((global.clone(), args.clone(), password));
+    let found = gather(
+        "databases",
+        (0..wanted.len()).collect(),
+        args.concurrency,
+        |i| {
+            let mut sel = RdsSelector::default();
+            let id = wanted[i].identifier.clone();
+            if wanted[i].kind == DbKind::Cluster {
+                sel.cluster = Some(id);
+            } else {
+                sel.instance = Some(id);
+            }
+            let shared = Arc::clone(&shared);
+            async move {
+                let (global, args, password) = &*shared;
+                live::audit(global, args, &sel, password.as_ref()).await
+            }
+        },
+    )
+    .await?;
     let mut out = Vec::new();
-    for db in dbs {
-        let mut sel = RdsSelector::default();
-        match db.kind {
-            DbKind::Instance if db.cluster.is_none() => sel.instance = Some(db.identifier.clone()),
-            DbKind::Cluster => sel.cluster = Some(db.identifier.clone()),
-            _ => continue,
-        }
-        match live::audit(global, args, &sel).await {
+    for (i, result) in found {
+        let db = wanted[i];
+        let kind = if db.kind == DbKind::Cluster {
+            "cluster"
+        } else {
+            "instance"
+        };
+        match result {
             Ok(found) => {
-                let kind = if db.kind == DbKind::Cluster {
-                    "cluster"
-                } else {
-                    "instance"
-                };
+                if !db.iam_auth && found.iter().any(|f| f.1 == live::IAM_USERS) {
+                    out.push(Finding {
+                        severity: Severity::Medium,
+                        kind,
+                        database: db.identifier.clone(),
+                        check: "iam-users-without-iam-auth",
+                        evidence: "users log in with IAM, but IAM database authentication is off: their logins fail".into(),
+                        fix: format!(
+                            "{} --enable-iam-database-authentication --apply-immediately --region {region}",
+                            db.modify_command(),
+                        ),
+                    });
+                }
                 out.extend(live_findings(kind, &db.identifier, found));
             }
             Err(e) => output::warn(format!(
@@ -189,7 +264,7 @@ async fn connected(global: &GlobalArgs, args: &AuditArgs, dbs: &[Database]) -> V
             )),
         }
     }
-    out
+    Ok(out)
 }
 
 fn live_findings(kind: &'static str, database: &str, found: Vec<live::Live>) -> Vec<Finding> {
@@ -231,42 +306,40 @@ fn finish(
 /// What each (parameter group, cluster group?) sets.
 type Params = HashMap<(String, bool), HashMap<String, String>>;
 
-/// Every parameter group's TLS parameter, each group read once, at most
-/// `concurrency` at a time, with a progress line on a terminal.
-async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Result<Params> {
-    let wanted: BTreeSet<(String, bool)> = dbs
-        .iter()
-        .filter_map(|d| {
-            let (_, _, cluster) = tls_parameter(d)?;
-            Some((d.parameter_group.clone()?, cluster))
-        })
-        .collect();
+/// `call` for every key, at most `concurrency` in flight, with a progress
+/// line on a terminal naming `what`.
+async fn gather<K, V, F, Fut>(
+    what: &str,
+    keys: BTreeSet<K>,
+    concurrency: u16,
+    call: F,
+) -> Result<HashMap<K, V>>
+where
+    K: Ord + std::hash::Hash + Clone + Send + 'static,
+    V: Send + 'static,
+    F: Fn(K) -> Fut,
+    Fut: std::future::Future<Output = V> + Send + 'static,
+{
     let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
     let mut set = tokio::task::JoinSet::new();
-    for key in wanted.iter().cloned() {
-        let (rds, permits) = (Arc::clone(rds), Arc::clone(&permits));
+    let total = keys.len();
+    for key in keys {
+        let (permits, work) = (Arc::clone(&permits), call(key.clone()));
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let names = [
-                "rds.force_ssl",
-                "ssl_min_protocol_version",
-                "require_secure_transport",
-                "tls_version",
-            ];
-            let value = rds.parameters(&key.0, &names, key.1).await;
-            (key, value)
+            (key, work.await)
         });
     }
-    let (total, tty) = (wanted.len(), output::stderr_is_tty());
-    let mut out = Params::new();
+    let tty = output::stderr_is_tty();
+    let mut out = HashMap::new();
     while let Some(done) = set.join_next().await {
         let (key, value) = done.map_err(|e| {
             crate::error::Error::new(crate::error::Category::Runtime, e)
-                .context("reading parameter groups")
+                .context(format!("reading {what}"))
         })?;
-        out.insert(key, value?);
+        out.insert(key, value);
         if tty {
-            eprint!("\rrdsconn audit: parameter groups {}/{total}", out.len());
+            eprint!("\rrdsconn audit: {what} {}/{total}", out.len());
         }
     }
     if tty && total > 0 {
@@ -275,15 +348,120 @@ async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Resul
     Ok(out)
 }
 
+/// Every parameter group's TLS parameter, each group read once.
+async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Result<Params> {
+    let wanted: BTreeSet<(String, bool)> = dbs
+        .iter()
+        .filter_map(|d| {
+            let (_, _, cluster) = tls_parameter(d)?;
+            Some((d.parameter_group.clone()?, cluster))
+        })
+        .collect();
+    let read = gather("parameter groups", wanted, concurrency, |key| {
+        let rds = Arc::clone(rds);
+        async move {
+            let names = [
+                "rds.force_ssl",
+                "ssl_min_protocol_version",
+                "require_secure_transport",
+                "tls_version",
+            ];
+            rds.parameters(&key.0, &names, key.1).await
+        }
+    })
+    .await?;
+    let mut out = Params::new();
+    for (key, value) in read {
+        out.insert(key, value?);
+    }
+    Ok(out)
+}
+
+/// For each instance's engine version: does it rotate its certificate
+/// without a restart (`DescribeDBEngineVersions`)? What the API cannot
+/// say is left out, with one warning.
+async fn restarts(
+    rds: &Arc<Rds>,
+    dbs: &[Database],
+    concurrency: u16,
+) -> HashMap<(String, String), bool> {
+    let wanted: BTreeSet<(String, String)> = dbs
+        .iter()
+        .filter(|d| d.kind == DbKind::Instance && d.ca_certificate.is_some())
+        .map(|d| (d.engine.clone(), d.engine_version.clone()))
+        .collect();
+    let read = gather(
+        "engine versions",
+        wanted,
+        concurrency,
+        |(engine, version)| {
+            let rds = Arc::clone(rds);
+            async move { rds.rotation_without_restart(&engine, &version).await }
+        },
+    )
+    .await;
+    let mut out = HashMap::new();
+    let mut failed = None;
+    for (key, value) in read.into_iter().flatten() {
+        match value {
+            Ok(Some(v)) => {
+                out.insert(key, v);
+            }
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        output::warn(format!(
+            "whether CA rotation restarts the database not checked: {e}"
+        ));
+    }
+    out
+}
+
+/// Each managed master secret's rotation (`DescribeSecret`; the value is
+/// never read). Secrets that cannot be described are left out, with one
+/// warning.
+async fn rotations(
+    config: &aws_types::SdkConfig,
+    dbs: &[Database],
+    concurrency: u16,
+) -> HashMap<String, crate::secrets::Rotation> {
+    let wanted: BTreeSet<String> = dbs
+        .iter()
+        .filter(|d| !(d.kind == DbKind::Instance && d.cluster.is_some()))
+        .filter_map(|d| d.master_user_secret.clone())
+        .collect();
+    let read = gather("master secrets", wanted, concurrency, |arn| {
+        let config = config.clone();
+        async move { crate::secrets::rotation(&config, &arn).await }
+    })
+    .await;
+    let mut out = HashMap::new();
+    let (mut failed, mut first) = (0_usize, None);
+    for (arn, value) in read.into_iter().flatten() {
+        match value {
+            Ok(r) => {
+                out.insert(arn, r);
+            }
+            Err(e) => {
+                failed += 1;
+                first.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first {
+        output::warn(format!(
+            "master secret rotation not checked for {failed} database(s): {}",
+            crate::error::Error::from(e).one_line()
+        ));
+    }
+    out
+}
+
 /// The findings for one database.
-fn checks(
-    db: &Database,
-    region: &str,
-    params: &Params,
-    certs: &HashMap<String, i64>,
-    pending: &HashMap<String, Vec<String>>,
-    now: i64,
-) -> Vec<Finding> {
+fn checks(db: &Database, facts: &Facts) -> Vec<Finding> {
+    let region = &facts.region;
     let kind = match db.kind {
         DbKind::Instance => "instance",
         DbKind::Cluster => "cluster",
@@ -315,7 +493,7 @@ fn checks(
     }
     // A cluster's members follow the cluster for TLS, IAM and the secret.
     let member = db.kind == DbKind::Instance && db.cluster.is_some();
-    tls_check(db, params, &mut add);
+    tls_check(db, &facts.params, &mut add);
     if !member && !db.iam_auth {
         add(
             Severity::Medium,
@@ -341,10 +519,37 @@ fn checks(
             format!("{modify} --manage-master-user-password --apply-immediately"),
         );
     }
+    if !member && let Some(arn) = &db.master_user_secret {
+        secret_check(arn, facts.rotation.get(arn), &mut add);
+    }
     if db.kind == DbKind::Instance {
-        ca_checks(db, certs, pending, now, &mut add);
+        ca_checks(db, facts, &mut add);
     }
     out
+}
+
+/// The managed master secret's rotation: off is a finding.
+fn secret_check(
+    arn: &str,
+    rotation: Option<&crate::secrets::Rotation>,
+    add: &mut impl FnMut(Severity, &'static str, String, String),
+) {
+    let Some(rotation) = rotation else { return };
+    if rotation.enabled == Some(true) {
+        return;
+    }
+    let last = rotation.last_rotated.as_deref().map_or_else(
+        || "never rotated".to_string(),
+        |at| format!("last rotated {at}"),
+    );
+    add(
+        Severity::Low,
+        "master-secret-rotation-off",
+        format!("rotation of the RDS-managed master secret {arn} is off ({last})"),
+        format!(
+            "aws secretsmanager rotate-secret --secret-id {arn} --rotation-rules '{{\"ScheduleExpression\":\"rate(7 days)\"}}'"
+        ),
+    );
 }
 
 /// TLS enforced: the parameter group's value, else the engine default.
@@ -407,15 +612,32 @@ fn tls_check(
 /// The instance's CA: unknown, expired or expiring, a rotation pending.
 fn ca_checks(
     db: &Database,
-    certs: &HashMap<String, i64>,
-    pending: &HashMap<String, Vec<String>>,
-    now: i64,
+    facts: &Facts,
     add: &mut impl FnMut(Severity, &'static str, String, String),
 ) {
+    let (certs, now) = (&facts.certs, facts.now);
     let rotate = format!(
         "{} --ca-certificate-identifier rds-ca-rsa2048-g1 --apply-immediately",
         db.modify_command()
     );
+    // Whether rotating restarts the database, when the API says.
+    let restart = match facts
+        .restart
+        .get(&(db.engine.clone(), db.engine_version.clone()))
+    {
+        Some(true) => format!(
+            "; {} {} rotates it without a restart",
+            db.engine, db.engine_version
+        ),
+        Some(false) => format!(
+            "; rotating restarts the instance ({} {} cannot rotate without one)",
+            db.engine, db.engine_version
+        ),
+        None => String::new(),
+    };
+    let mut add = |severity, check, evidence: String, fix: String| {
+        add(severity, check, format!("{evidence}{restart}"), fix);
+    };
     if let Some(ca) = &db.ca_certificate {
         match certs.get(ca) {
             Some(&till) => {
@@ -457,7 +679,8 @@ fn ca_checks(
         }
     }
     if let Some(arn) = &db.arn
-        && pending
+        && facts
+            .pending
             .get(arn)
             .is_some_and(|a| a.iter().any(|x| x == "ca-certificate-rotation"))
     {
