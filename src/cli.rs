@@ -549,6 +549,7 @@ Examples:
   rdsconn audit --instance prod-db --cluster orders
   rdsconn audit --fail-on high --output json > audit.json     (CI: exit 1 on high or critical)
   rdsconn audit --connect --master-secret                     (also ask each database: sessions without TLS, …)
+  rdsconn audit --connect --master-secret --via ssh://bastion (private databases, through a bastion)
   rdsconn audit --connect -h mydb.abc123.eu-west-1.rds.amazonaws.com --engine postgres -u admin";
 
 /// A finding's severity.
@@ -656,8 +657,10 @@ pub struct AuditArgs {
     #[arg(long, requires = "connect")]
     pub password_stdin: bool,
 
-    /// With -h: the dial path (HOST:PORT, ssh://, ssm://, socks5h://).
-    #[arg(long, value_name = "VIA", requires = "host")]
+    /// With --connect: the dial path: ssh://, ssm:// or socks5h:// reach
+    /// every database behind it (TLS still verified end to end); HOST:PORT
+    /// dials one address, so it needs -h or one --instance / --cluster.
+    #[arg(long, value_name = "VIA", requires = "connect")]
     pub via: Option<String>,
 
     /// With --connect: bound on each connection's DNS + TCP + TLS + login.

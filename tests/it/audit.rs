@@ -12,7 +12,7 @@ use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
 use crate::support::{Run, TestEnv, moto};
 
 const REGION: &str = "sa-east-1";
-const BULK: usize = 293;
+const BULK: usize = 292;
 
 /// The fleet (made once) and its stub.
 fn fleet() -> &'static (Value, EndpointsStub) {
@@ -39,6 +39,8 @@ fn fleet() -> &'static (Value, EndpointsStub) {
                  "managed_secret": true, "secret_rotation": true, "ca": "rds-ca-rsa2048-g1"},
                 {"cluster": "au-am", "engine": "aurora-mysql", "parameter_group": "am-notls", "iam": true},
                 {"proxy": "au-proxy", "engine_family": "POSTGRESQL", "require_tls": false},
+                // Reached live through --via (maria::lax_server).
+                {"instance": "au-lax", "engine": "mysql", "iam": false},
                 {"instances": "au-bulk", "count": BULK, "engine": "mysql"},
             ]),
         );
@@ -65,11 +67,17 @@ fn fleet() -> &'static (Value, EndpointsStub) {
 }
 
 fn audit(args: &[&str]) -> Run {
+    audit_with(args, &[])
+}
+
+/// As [`audit`], with these environment variables too.
+fn audit_with(args: &[&str], vars: &[(&str, &str)]) -> Run {
     let (_, stub) = fleet();
     let env = TestEnv::new();
     let mut all = vec!["audit"];
     all.extend_from_slice(args);
     let mut cmd = env.cmd(&all);
+    cmd.envs(vars.iter().copied());
     cmd.env("AWS_ENDPOINT_URL_RDS", &stub.url)
         .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto::url())
         .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
@@ -132,7 +140,7 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
     run.assert_code(0);
     crate::support::schema::assert_valid("audit", &run.stdout);
     let json = run.json();
-    assert_eq!(json["databases"], BULK + 7, "{}", run.stderr);
+    assert_eq!(json["databases"], BULK + 8, "{}", run.stderr);
     assert_eq!(
         of(&json, "au-pg14-notls"),
         pairs(&[
@@ -354,14 +362,17 @@ fn fail_on_gates_ci_and_a_selection_narrows_the_audit() {
 
 #[test]
 fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
+    use crate::support::pg;
     use crate::support::pki::ENDPOINT;
     use crate::support::server::{Variant, pki};
-    use crate::support::{maria, pg};
     let password = "au-Admin-pa55";
+    pg::rds_roles();
     pg::admin_sql(
         Variant::Good,
         &format!(
-            "CREATE USER au_admin PASSWORD '{password}'; GRANT pg_read_all_stats TO au_admin;"
+            "CREATE USER au_admin PASSWORD '{password}'; GRANT pg_read_all_stats TO au_admin; \
+             CREATE USER au_iam; GRANT rds_iam TO au_iam; \
+             CREATE ROLE au_iam_group IN ROLE rds_iam; CREATE USER au_iam_nested IN ROLE au_iam_group;"
         ),
     );
     // A session over the unix socket, without TLS, as RDS would show one
@@ -421,6 +432,29 @@ fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
     );
     // The audit's own session is over verified TLS: not in the list.
     assert!(!f["evidence"].as_str().unwrap().contains("au_admin"), "{f}");
+    // Its IAM users (directly or through a role), an inventory; the
+    // group itself cannot log in.
+    let iam = finding(&json, ENDPOINT, "iam-users");
+    assert_eq!(iam["severity"], "info");
+    let listed = iam["evidence"].as_str().unwrap();
+    assert!(
+        listed.contains(" au_iam") && listed.contains("au_iam_nested"),
+        "{iam}"
+    );
+    assert!(
+        !listed.contains("au_iam_group") && !listed.contains("au_admin"),
+        "{iam}"
+    );
+}
+
+#[test]
+fn a_server_that_requires_tls_has_no_live_findings() {
+    use crate::support::maria;
+    use crate::support::pki::ENDPOINT;
+    use crate::support::server::{Variant, pki};
+    let password = "au-Admin-pa55";
+    let env = TestEnv::new();
+    let ca = pki().ca_file.display().to_string();
     // MariaDB: require_secure_transport is on, so no user is let in
     // without TLS, and TLS is on.
     maria::admin_sql(
@@ -454,4 +488,152 @@ fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
     );
     run.assert_code(0);
     assert_eq!(run.json()["findings"], json!([]), "{}", run.stdout);
+}
+
+const LAX_PASSWORD: &str = "au-Lax-pa55";
+
+/// [`crate::support::maria::lax_server`] as RDS MySQL with `require_secure_transport` off:
+/// a user without REQUIRE SSL connected without TLS now (that session
+/// kept open for the rest of the process), one with REQUIRE SSL, an IAM
+/// user (the plugin is not loaded here, so its row is written directly);
+/// its port.
+fn lax() -> u16 {
+    use crate::support::maria;
+    static PLAIN: std::sync::OnceLock<std::process::Child> = std::sync::OnceLock::new();
+    let port = maria::lax_server().port;
+    PLAIN.get_or_init(|| {
+        maria::lax_sql(&format!(
+            "CREATE USER 'au_admin'@'%' IDENTIFIED BY '{LAX_PASSWORD}'; GRANT SELECT ON *.* TO 'au_admin'@'%'; \
+             CREATE USER 'au_plain'@'%' IDENTIFIED BY '{LAX_PASSWORD}'; \
+             CREATE USER 'au_tls'@'%' IDENTIFIED BY '{LAX_PASSWORD}' REQUIRE SSL; \
+             INSERT INTO mysql.global_priv (Host, User, Priv) VALUES ('%', 'au_iam', \
+               '{{\"plugin\":\"AWSAuthenticationPlugin\",\"authentication_string\":\"RDS\",\"ssl_type\":1}}'); \
+             FLUSH PRIVILEGES;"
+        ));
+        // Ends with the server, when this process is gone.
+        let child = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "--skip-ssl", "--protocol=TCP", "-h", "127.0.0.1"])
+            .args(["-P", &port.to_string(), "-u", "au_plain", "-e", "SELECT SLEEP(600)"])
+            .env("MYSQL_PWD", LAX_PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while maria::lax_sql(
+            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE USER = 'au_plain'",
+        )
+        .trim()
+            != "1"
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_mins(1),
+                "no au_plain session"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child
+    });
+    port
+}
+
+#[test]
+fn a_server_that_lets_clients_in_without_tls_is_found_out_live() {
+    use crate::support::pki::ENDPOINT;
+    use crate::support::server::pki;
+    let (port, password) = (lax(), LAX_PASSWORD);
+    let ca = pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{port}");
+    let run = TestEnv::new().run_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "audit",
+            "--connect",
+            "-h",
+            ENDPOINT,
+            "--engine",
+            "mysql",
+            "--via",
+            &via,
+            "-u",
+            "au_admin",
+            "--fail-on",
+            "high",
+        ],
+        &[("MYSQL_PWD", password)],
+    );
+    run.assert_code(1);
+    crate::support::schema::assert_valid("audit", &run.stdout);
+    let json = run.json();
+    let evidence = |check: &str, severity: &str| {
+        let f = finding(&json, ENDPOINT, check);
+        assert_eq!(f["severity"], severity, "{f}");
+        f["evidence"].as_str().unwrap().to_string()
+    };
+    let sessions = evidence("sessions-without-tls", "high");
+    assert!(sessions.starts_with("1 session(s)"), "{sessions}");
+    assert!(sessions.contains("au_plain@127.0.0.1"), "{sessions}");
+    // The audit's own session is over verified TLS.
+    assert!(!sessions.contains("au_admin"), "{sessions}");
+    let users = evidence("users-without-require-ssl", "medium");
+    assert!(users.contains("au_plain@%"), "{users}");
+    assert!(users.contains("au_admin@%"), "{users}");
+    assert!(!users.contains("au_tls"), "{users}");
+    assert!(!users.contains("au_iam"), "{users}");
+    assert_eq!(
+        evidence("iam-users", "info"),
+        "1 user(s) log in with IAM: au_iam@%"
+    );
+    assert!(
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["check"] != "server-tls-off"),
+        "{json}"
+    );
+}
+
+#[test]
+fn iam_users_where_iam_authentication_is_off_are_found_through_the_api() {
+    let (port, password) = (lax(), LAX_PASSWORD);
+    let ca = crate::support::server::pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{port}");
+    // The instance's IAM authentication is off, so its IAM user cannot
+    // log in.
+    let run = audit_with(
+        &[
+            "--ca-bundle",
+            &ca,
+            "--output",
+            "json",
+            "--instance",
+            "au-lax",
+            "--connect",
+            "--via",
+            &via,
+            "-u",
+            "au_admin",
+        ],
+        &[("MYSQL_PWD", password)],
+    );
+    run.assert_code(0);
+    let json = run.json();
+    let f = finding(&json, "au-lax", "iam-users-without-iam-auth");
+    assert_eq!(f["severity"], "medium", "{f}");
+    assert!(
+        f["fix"].as_str().unwrap().starts_with(
+            "aws rds modify-db-instance --db-instance-identifier au-lax --enable-iam-database-authentication"
+        ),
+        "{f}"
+    );
+    finding(&json, "au-lax", "sessions-without-tls");
+    finding(&json, "au-lax", "iam-auth-off");
+    // One address cannot stand for every database.
+    let run = audit(&["--connect", "--via", &via, "-u", "au_admin"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("dials one address"), "{}", run.stderr);
 }

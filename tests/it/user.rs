@@ -35,11 +35,11 @@ fn create(engine: &str, port: u16, args: &[&str]) -> Run {
 fn pg_admin() -> u16 {
     static ONCE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
     *ONCE.get_or_init(|| {
+        pg::rds_roles();
         pg::admin_sql(
             Variant::Good,
             &format!(
-                "CREATE ROLE rds_iam; CREATE ROLE rds_ad; \
-                 CREATE USER uc_admin PASSWORD '{ADMIN_PASSWORD}' CREATEROLE; \
+                "CREATE USER uc_admin PASSWORD '{ADMIN_PASSWORD}' CREATEROLE; \
                  CREATE USER uc_kerb; GRANT rds_ad TO uc_kerb; \
                  CREATE ROLE uc_group; GRANT rds_ad TO uc_group; CREATE USER uc_nested IN ROLE uc_group;"
             ),

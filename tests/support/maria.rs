@@ -61,7 +61,60 @@ fn root() -> &'static Path {
 
 fn start(variant: Variant) -> Server {
     let dir = root().join(format!("{variant:?}").to_lowercase());
-    std::fs::create_dir_all(&dir).unwrap();
+    let tls = if variant == Variant::NoTls {
+        "--skip-ssl".to_string()
+    } else {
+        format!(
+            "--ssl-cert={d}/server.crt --ssl-key={d}/server.key --require-secure-transport=ON",
+            d = dir.display()
+        )
+    };
+    let dialog = matches!(variant, Variant::Directory | Variant::NoTls);
+    let port = boot(&dir, &leaf(variant), &tls, dialog);
+    users(&dir, variant, port, dialog);
+    Server { port }
+}
+
+/// The name of the moto instance `au-lax` in sa-east-1, which
+/// [`lax_server`]'s certificate is also valid for.
+pub const LAX_NAME: &str = "au-lax.aaaaaaaaaa.sa-east-1.rds.amazonaws.com";
+
+/// A server that lets clients in without TLS (`require_secure_transport`
+/// off, as an RDS parameter group may leave it) and keeps
+/// `performance_schema` on (RDS MySQL can): for the audit's live checks,
+/// which must find what such a server allows. Its certificate (test CA)
+/// names [`ENDPOINT`] and [`LAX_NAME`]. Started on first use; only `root`
+/// (over its socket) exists.
+pub fn lax_server() -> &'static Server {
+    static LAX: OnceLock<Server> = OnceLock::new();
+    LAX.get_or_init(|| {
+        let dir = root().join("lax");
+        let tls = format!(
+            "--ssl-cert={d}/server.crt --ssl-key={d}/server.key --require-secure-transport=OFF \
+             --performance-schema=ON",
+            d = dir.display()
+        );
+        let leaf = super::server::pki().ca.leaf(&[ENDPOINT, LAX_NAME], false);
+        let port = boot(&dir, &leaf, &tls, false);
+        admin(
+            &dir,
+            "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES;",
+        );
+        Server { port }
+    })
+}
+
+/// Runs SQL as root on [`lax_server`].
+pub fn lax_sql(sql: &str) -> String {
+    lax_server();
+    admin(&root().join("lax"), sql)
+}
+
+/// Makes `dir`'s data directory and runs a server on it with `leaf` and
+/// the `tls` flags until this test process is gone; its port once it
+/// answers.
+fn boot(dir: &Path, leaf: &super::pki::Leaf, tls: &str, dialog: bool) -> u16 {
+    std::fs::create_dir_all(dir).unwrap();
     let out = Command::new("mariadb-install-db")
         .args([
             "--no-defaults",
@@ -79,19 +132,9 @@ fn start(variant: Variant) -> Server {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let leaf = leaf(variant);
     std::fs::write(dir.join("server.crt"), &leaf.cert_pem).unwrap();
     std::fs::write(dir.join("server.key"), &leaf.key_pem).unwrap();
     let port = free_port();
-    let tls = if variant == Variant::NoTls {
-        "--skip-ssl".to_string()
-    } else {
-        format!(
-            "--ssl-cert={d}/server.crt --ssl-key={d}/server.key --require-secure-transport=ON",
-            d = dir.display()
-        )
-    };
-    let dialog = matches!(variant, Variant::Directory | Variant::NoTls);
     let cleartext = if dialog { "OFF" } else { "ON" };
     // The watchdog: runs the server until this test process is gone, then
     // stops it and removes its directory.
@@ -107,8 +150,12 @@ fn start(variant: Variant) -> Server {
         pid = std::process::id()
     );
     spawn_watchdog(&script, None);
-    wait_ready(&dir, port);
+    wait_ready(dir, port);
+    port
+}
 
+/// The users every variant's server has.
+fn users(dir: &Path, variant: Variant, port: u16, dialog: bool) {
     // Native clients dial the Localhost variant by name, so its tokens
     // are signed for localhost and the port it really listens on.
     let service = if matches!(variant, Variant::Localhost | Variant::Directory) {
@@ -117,7 +164,7 @@ fn start(variant: Variant) -> Server {
         pam_service("mysql", ENDPOINT, SIGNED_PORT)
     };
     admin(
-        &dir,
+        dir,
         &format!(
             "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; \
              CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
@@ -133,7 +180,7 @@ fn start(variant: Variant) -> Server {
     );
     if dialog {
         admin(
-            &dir,
+            dir,
             &format!(
                 "CREATE USER '{DIRECTORY_USER}'@'%' IDENTIFIED VIA pam USING '{}'; \
                  GRANT SELECT ON appdb.* TO '{DIRECTORY_USER}'@'%'; \
@@ -144,7 +191,6 @@ fn start(variant: Variant) -> Server {
             ),
         );
     }
-    Server { port }
 }
 
 /// Runs SQL as root over the server's unix socket; what it printed

@@ -199,6 +199,13 @@ pub fn admin_sql(variant: Variant, sql: &str) {
     admin_query(variant, sql);
 }
 
+/// The roles RDS PostgreSQL has for IAM and directory users (`rds_iam`,
+/// `rds_ad`), made once on the `Good` server for the tests that need them.
+pub fn rds_roles() {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| admin_sql(Variant::Good, "CREATE ROLE rds_iam; CREATE ROLE rds_ad;"));
+}
+
 /// As [`admin_sql`], returning what psql printed (unaligned, tuples only).
 pub fn admin_query(variant: Variant, sql: &str) -> String {
     let port = server(variant).port;

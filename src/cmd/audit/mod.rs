@@ -172,9 +172,37 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
         findings.extend(checks(db, &facts));
     }
     if args.connect {
+        one_address(args, &dbs)?;
         findings.extend(connected(global, args, (&dbs, &facts.region), password).await?);
     }
     finish(global, args, &facts.region, dbs.len(), findings)
+}
+
+/// Whether `--connect` logs in to `db`: clusters and the instances that
+/// are not a cluster's member.
+fn logs_in(db: &Database) -> bool {
+    match db.kind {
+        DbKind::Instance => db.cluster.is_none(),
+        DbKind::Cluster => true,
+        _ => false,
+    }
+}
+
+/// `--via HOST:PORT` dials one address: refused when --connect would
+/// log in to more than one database through it.
+fn one_address(args: &AuditArgs, dbs: &[Database]) -> Result<()> {
+    let Some(raw) = &args.via else { return Ok(()) };
+    let via = crate::target::Via::parse(raw, false).map_err(|e| {
+        crate::error::Error::usage(format!("--via {}: {e}", crate::text::escape(raw)))
+    })?;
+    let reached = dbs.iter().filter(|d| logs_in(d)).count();
+    if matches!(via, crate::target::Via::Addr(..)) && reached > 1 {
+        return Err(crate::error::Error::usage(format!(
+            "--via {} dials one address, and --connect would reach {reached} databases: select one with --instance or --cluster, or use ssh://, ssm:// or socks5h://",
+            crate::text::escape(raw)
+        )));
+    }
+    Ok(())
 }
 
 /// What the API said about the region, beyond the databases themselves.
@@ -202,14 +230,7 @@ async fn connected(
     (dbs, region): (&[Database], &str),
     password: Option<crate::secret::Secret>,
 ) -> Result<Vec<Finding>> {
-    let wanted: Vec<&Database> = dbs
-        .iter()
-        .filter(|d| match d.kind {
-            DbKind::Instance => d.cluster.is_none(),
-            DbKind::Cluster => true,
-            _ => false,
-        })
-        .collect();
+    let wanted: Vec<&Database> = dbs.iter().filter(|d| logs_in(d)).collect();
     let shared = Arc::new((global.clone(), args.clone(), password));
     let found = gather(
         "databases",
