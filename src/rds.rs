@@ -923,9 +923,54 @@ pub(crate) fn engine_kind(engine: &str) -> Option<EngineKind> {
     }
 }
 
+/// The oldest version of its major that IAM database authentication
+/// works with, when `version` of `engine` is older (the documented
+/// minimums: MySQL 5.6.34, 5.7.16, 8.0.16; PostgreSQL 9.5.15, 9.6.11,
+/// 10.6). `None`: supported, or not known to be unsupported (MariaDB,
+/// Aurora, versions that do not parse).
+pub(crate) fn iam_minimum(engine: &str, version: &str) -> Option<&'static str> {
+    let parts: Vec<u32> = version.split('.').map_while(|p| p.parse().ok()).collect();
+    let (major, minor) = (*parts.first()?, parts.get(1).copied().unwrap_or(0));
+    let min = match (engine, major, minor) {
+        ("mysql", 5, 0..=6) => "5.6.34",
+        ("mysql", 5, 7) => "5.7.16",
+        ("mysql", 8, 0) => "8.0.16",
+        ("postgres", 0..=8, _) | ("postgres", 9, 0..=5) => "9.5.15",
+        ("postgres", 9, _) => "9.6.11",
+        ("postgres", 10, _) => "10.6",
+        _ => return None,
+    };
+    let wanted: Vec<u32> = min.split('.').map_while(|p| p.parse().ok()).collect();
+    (parts < wanted).then_some(min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iam_minimum_versions() {
+        for (engine, version, min) in [
+            ("mysql", "5.5.62", Some("5.6.34")),
+            ("mysql", "5.6.21", Some("5.6.34")),
+            ("mysql", "5.6.34", None),
+            ("mysql", "5.7.15", Some("5.7.16")),
+            ("mysql", "5.7.44", None),
+            ("mysql", "8.0.15", Some("8.0.16")),
+            ("mysql", "8.0.36", None),
+            ("mysql", "8.4.3", None),
+            ("postgres", "9.5.14", Some("9.5.15")),
+            ("postgres", "9.6.10", Some("9.6.11")),
+            ("postgres", "10.4", Some("10.6")),
+            ("postgres", "10.6", None),
+            ("postgres", "16.1", None),
+            ("mariadb", "10.4.8", None),
+            ("aurora-mysql", "5.7.mysql_aurora.2.11.2", None),
+            ("postgres", "beta", None),
+        ] {
+            assert_eq!(iam_minimum(engine, version), min, "{engine} {version}");
+        }
+    }
 
     #[test]
     fn engine_families() {

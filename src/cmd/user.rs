@@ -426,13 +426,25 @@ fn statements(dialect: Dialect, method: Method, name: &str, grants: &[String]) -
     out
 }
 
-/// With --instance / --cluster and --iam: IAM database authentication must
-/// be on for the new user to log in; if it is off, say how to turn it on.
+/// With --instance / --cluster and --iam: the engine version must support
+/// IAM database authentication (else nothing is created), and it must be
+/// on for the new user to log in; if it is off, say how to turn it on.
 async fn iam_precheck(global: &GlobalArgs, args: &UserCreateArgs) -> Result<()> {
     let rds = crate::rds::Rds::connect(global).await?;
     let Some(db) = rds.selected(&args.rds).await? else {
         return Ok(());
     };
+    if let Some(min) = crate::rds::iam_minimum(&db.engine, &db.engine_version) {
+        return Err(Error::usage(format!(
+            "IAM database authentication needs {} {min} or later, and {:#} {} runs {}: upgrade it first ({} --engine-version VERSION --region {}), then create the user",
+            db.engine,
+            db.kind,
+            db.identifier,
+            crate::text::escape(&db.engine_version),
+            db.modify_command(),
+            rds.region()
+        )));
+    }
     if db.iam_auth {
         return Ok(());
     }

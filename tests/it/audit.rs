@@ -235,6 +235,13 @@ fn ca_rotation_restarts_and_master_secret_rotation_come_from_the_api() {
         !pending["evidence"].as_str().unwrap().contains("restart"),
         "{pending}"
     );
+    // moto's default MySQL (5.6.21) is older than IAM authentication.
+    assert!(
+        finding(&json, "au-bulk-0000", "iam-auth-off")["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("; mysql 5.6.21 cannot have it: upgrade to 5.6.34 or later first")
+    );
     let rotation = finding(&json, "au-mysql", "master-secret-rotation-off");
     let secret = rotation["evidence"]
         .as_str()

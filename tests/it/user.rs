@@ -235,10 +235,52 @@ fn iam_authentication_off_on_the_database_says_how_to_turn_it_on() {
     moto::setup(
         region,
         &serde_json::json!([
-            {"instance": "uc-noiam", "engine": "mysql", "iam": false},
+            {"instance": "uc-noiam", "engine": "mysql", "version": "8.0.36", "iam": false},
             {"cluster": "uc-aurora-noiam", "engine": "aurora-postgresql", "iam": false},
+            {"instance": "uc-old-mysql", "engine": "mysql", "version": "5.7.10", "iam": true},
+            {"instance": "uc-old-pg", "engine": "postgres", "version": "10.4", "iam": true},
         ]),
     );
+    // An engine version IAM authentication does not work with: nothing
+    // is created, the database is not even dialled.
+    for (id, says) in [
+        (
+            "uc-old-mysql",
+            "needs mysql 5.7.16 or later, and instance uc-old-mysql runs 5.7.10",
+        ),
+        (
+            "uc-old-pg",
+            "needs postgres 10.6 or later, and instance uc-old-pg runs 10.4",
+        ),
+    ] {
+        let env = TestEnv::new();
+        let mut cmd = env.cmd(&[
+            "user",
+            "create",
+            "app_iam",
+            "--iam",
+            "--instance",
+            id,
+            "-u",
+            "admin",
+        ]);
+        cmd.env("AWS_ENDPOINT_URL_RDS", moto::url())
+            .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+            .env("AWS_REGION", region)
+            .env("MYSQL_PWD", "x")
+            .env("PGPASSWORD", "x");
+        let run = Run::from(cmd.output().unwrap());
+        run.assert_code(2);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "aws rds modify-db-instance --db-instance-identifier {id} --engine-version VERSION"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
     for (flag, id, command) in [
         (
             "--instance",
@@ -290,7 +332,7 @@ fn enable_iam_turns_it_on_when_confirmed() {
     let region = "ap-southeast-2";
     moto::setup(
         region,
-        &serde_json::json!([{"instance": "uc-turn-on", "engine": "postgres", "iam": false}]),
+        &serde_json::json!([{"instance": "uc-turn-on", "engine": "postgres", "version": "16.1", "iam": false}]),
     );
     let run_with = |extra: &[&str]| {
         let env = TestEnv::new();

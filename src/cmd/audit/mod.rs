@@ -516,10 +516,19 @@ fn checks(db: &Database, facts: &Facts) -> Vec<Finding> {
     let member = db.kind == DbKind::Instance && db.cluster.is_some();
     tls_check(db, &facts.params, &mut add);
     if !member && !db.iam_auth {
+        let upgrade = crate::rds::iam_minimum(&db.engine, &db.engine_version).map_or_else(
+            String::new,
+            |min| {
+                format!(
+                    "; {} {} cannot have it: upgrade to {min} or later first",
+                    db.engine, db.engine_version
+                )
+            },
+        );
         add(
             Severity::Medium,
             "iam-auth-off",
-            "IAM database authentication is off: every login is a password".into(),
+            format!("IAM database authentication is off: every login is a password{upgrade}"),
             format!("{modify} --enable-iam-database-authentication --apply-immediately"),
         );
     }
