@@ -827,7 +827,7 @@ const TARGETS_AFTER_HELP: &str = "\
 Examples:
   rdsconn targets                    every name and where it is defined
   rdsconn targets show prod          the resolved target: each key and its file and line
-  rdsconn psql @prod                 connect to it (also mysql, check @a @b, env, exec, token, doctor, proxy)
+  rdsconn psql @prod                 connect to it (also mysql, check @a @b, env, exec, token, doctor, proxy, policy, audit, user create)
   rdsconn psql @prod -U admin        a flag on the command line wins over the file
 
 A config file:

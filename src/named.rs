@@ -24,7 +24,17 @@ use crate::error::{Error, Result};
 
 /// The commands that take a target, by their canonical names.
 const TARGET_COMMANDS: &[&str] = &[
-    "mysql", "postgres", "check", "env", "exec", "token", "doctor", "proxy", "policy",
+    "mysql",
+    "postgres",
+    "check",
+    "env",
+    "exec",
+    "token",
+    "doctor",
+    "proxy",
+    "policy",
+    "audit",
+    "user create",
 ];
 
 /// Flags that are not part of a target (what to do with it, not where it
@@ -45,6 +55,9 @@ const NOT_TARGET_KEYS: &[&str] = &[
     "password",
     "principal",
     "policy-name",
+    "fail-on",
+    "concurrency",
+    "connect",
 ];
 
 /// A command line with its `@NAME`s replaced.
@@ -382,7 +395,12 @@ impl Typed<'_> {
             }
             EngineAt::Flag => {}
         }
-        if self.name != "check" {
+        if self.name == "user create" {
+            // NAME (the new user), then the URL.
+            if positionals.iter().skip(1).any(|p| p.contains("://")) {
+                keys.insert("host".into());
+            }
+        } else if self.name != "check" {
             for p in rest {
                 if p.contains("://") || (self.name != "mysql" && self.name != "postgres") {
                     keys.insert("host".into());
@@ -416,16 +434,23 @@ impl Typed<'_> {
 fn typed<'a>(root: &'a clap::Command, args: &[OsString]) -> Option<Typed<'a>> {
     let words = args.get(1..)?;
     let kinds = classify(root, words);
-    let at = kinds.iter().position(|k| *k == Some(Word::Positional))? + 1;
-    let sub = root.find_subcommand(args[at].to_str()?)?;
-    if !TARGET_COMMANDS.contains(&sub.get_name()) {
+    let mut at = kinds.iter().position(|k| *k == Some(Word::Positional))? + 1;
+    let mut sub = root.find_subcommand(args[at].to_str()?)?;
+    let mut name = sub.get_name().to_string();
+    // `user create`: the target is create's.
+    if name == "user" {
+        at += 1;
+        sub = sub.find_subcommand(args.get(at)?.to_str()?)?;
+        name = format!("user {}", sub.get_name());
+    }
+    if !TARGET_COMMANDS.contains(&name.as_str()) {
         return None;
     }
     let words = args[at + 1..].to_vec();
     let kinds = classify(sub, &words);
     let t = Typed {
         sub,
-        name: sub.get_name().to_string(),
+        name,
         at,
         words,
         kinds,
@@ -663,6 +688,15 @@ fn flags_for(
         if typed_keys.contains(k) || by_group {
             notes.push(format!(
                 "@{}: {k} from the command line ({} not used)",
+                r.name, e.place
+            ));
+            continue;
+        }
+        // In `user create`, --iam is the new user's login method, not how
+        // rdsconn logs in.
+        if t.name == "user create" && k == "iam" {
+            notes.push(format!(
+                "@{}: iam ({}) is the new user's method in rdsconn user create; not used",
                 r.name, e.place
             ));
             continue;

@@ -536,3 +536,41 @@ fn target_files_others_may_write_are_refused() {
         out.stderr
     );
 }
+
+#[test]
+fn the_dbas_commands_take_a_name_too() {
+    let env = env_with(&servers(
+        "\n[targets.pg-iam]\nextends = \"pg\"\niam = true\n",
+    ));
+    // user create: the target's engine; its `iam = true` says how rdsconn
+    // logs in, not which method the new user has.
+    let r = run(
+        &env,
+        &[
+            "user",
+            "create",
+            "svc_kerb",
+            "@pg-iam",
+            "--kerberos",
+            "--realm",
+            "EXAMPLE.COM",
+            "--dry-run",
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(
+        r.stdout,
+        "CREATE USER \"svc_kerb@EXAMPLE.COM\" WITH LOGIN;\nGRANT rds_ad TO \"svc_kerb@EXAMPLE.COM\";\n"
+    );
+    // audit: the endpoint, engine, user, dial path and CA bundle from
+    // the file; one endpoint, reached (else the audit fails).
+    let r = run(&env, &["--output", "json", "audit", "@pg", "--connect"]);
+    r.assert_code(0);
+    let json = r.json();
+    assert_eq!(json["databases"], 1, "{}", r.stdout);
+    // The defaults' region.
+    assert_eq!(json["region"], "us-east-1", "{}", r.stdout);
+    // The typed flag wins: a user that does not exist is refused.
+    let r = run(&env, &["audit", "@pg", "--connect", "-u", "nobody_here"]);
+    r.assert_code(6);
+}
