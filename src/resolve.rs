@@ -1014,6 +1014,52 @@ pub(crate) enum Prompt {
     Never,
 }
 
+/// Where a command's password comes from when the request has none (no
+/// IAM, no secret, no `DATABASE_URL` password).
+pub(crate) struct PasswordFrom<'a> {
+    /// Read from stdin already (`--password-stdin` for several databases).
+    pub read: Option<&'a Secret>,
+    /// `--password-stdin`, not read yet.
+    pub stdin: bool,
+    pub prompt: Prompt,
+}
+
+/// Logs in to `req`'s target over verified TLS: a fresh IAM token, the
+/// secret's password, the `DATABASE_URL`'s, else `from`, the engine's
+/// variable, its password file or a prompt.
+pub(crate) async fn log_in(
+    global: &GlobalArgs,
+    req: &Request,
+    from: &PasswordFrom<'_>,
+) -> Result<Box<dyn crate::engine::Session>> {
+    use crate::secret::Auth;
+    let kind = req.engine()?;
+    let target = &req.target;
+    let auth = if req.iam {
+        let m = crate::iam::mint(global, &target.host, target.port, &target.user).await?;
+        Auth::IamToken(Secret::new(m.token))
+    } else if let Some(s) = &req.secret {
+        Auth::Password(s.password.clone())
+    } else if let Some(p) = req.password.as_ref().or(from.read) {
+        Auth::Password(p.clone())
+    } else {
+        Auth::Password(password_with(
+            from.stdin,
+            from.prompt,
+            kind.password_env(),
+            (&target.user, target.host.as_str()),
+            || password_file(kind, target, None),
+        )?)
+    };
+    let policy = crate::tls::TlsPolicy {
+        mode: req.tls,
+        roots: roots(global, &target.host)?,
+    };
+    crate::engine::connect(crate::engine::for_kind(kind), target, &auth, &policy)
+        .await
+        .map_err(|e| Error::from(e).context(format!("connecting to {}", target.describe())))
+}
+
 /// The password from stdin, the engine's env var, or a terminal prompt.
 pub(crate) fn password(from_stdin: bool, env_var: &str, user: &str, host: &str) -> Result<Secret> {
     password_with(from_stdin, Prompt::Auto, env_var, (user, host), || None)

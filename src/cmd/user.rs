@@ -18,10 +18,8 @@ use crate::cli::{GlobalArgs, SecretFlags, UserAction, UserArgs, UserCreateArgs};
 use crate::engine::Session;
 use crate::error::{Category, Error, Result};
 use crate::output;
-use crate::resolve::{Ask, Given, Users, request, roots};
-use crate::secret::Auth;
+use crate::resolve::{Ask, Given, Users, request};
 use crate::target::EngineKind;
-use crate::tls::TlsPolicy;
 
 /// How the new user logs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -120,26 +118,12 @@ async fn create(global: &GlobalArgs, args: &UserCreateArgs) -> Result<u8> {
     if method == Method::Iam && args.rds.is_set() {
         iam_precheck(global, args).await?;
     }
-    let password = match (&req.secret, req.password.clone()) {
-        (Some(s), _) => s.password.clone(),
-        (None, Some(p)) => p,
-        (None, None) => crate::resolve::password_with(
-            args.password_stdin,
-            crate::resolve::Prompt::Auto,
-            kind.password_env(),
-            (&req.target.user, req.target.host.as_str()),
-            || crate::resolve::password_file(kind, &req.target, None),
-        )?,
+    let from = crate::resolve::PasswordFrom {
+        read: None,
+        stdin: args.password_stdin,
+        prompt: crate::resolve::Prompt::Auto,
     };
-    let auth = Auth::Password(password);
-    let policy = TlsPolicy {
-        mode: req.tls,
-        roots: roots(global, &req.target.host)?,
-    };
-    let engine = crate::engine::for_kind(kind);
-    let mut session = crate::engine::connect(engine, &req.target, &auth, &policy)
-        .await
-        .map_err(|e| Error::from(e).context(format!("connecting to {}", req.target.describe())))?;
+    let mut session = crate::resolve::log_in(global, &req, &from).await?;
     let result = apply(&mut *session, kind, method, args).await;
     session.close().await;
     let (dialect, name, steps) = result?;

@@ -6,10 +6,9 @@
 use crate::cli::{AuditArgs, GlobalArgs, RdsSelector, SecretFlags, Severity};
 use crate::engine::Session;
 use crate::error::{Error, Result};
-use crate::resolve::{Ask, Given, Users, request, roots};
-use crate::secret::{Auth, Secret};
+use crate::resolve::{Ask, Given, PasswordFrom, Prompt, Users, log_in, request};
+use crate::secret::Secret;
 use crate::target::EngineKind;
-use crate::tls::TlsPolicy;
 
 /// One live finding: severity, check, evidence, fix.
 pub(crate) type Live = (Severity, &'static str, String, String);
@@ -52,33 +51,12 @@ pub(crate) async fn audit(
     };
     let req = request(global, ask).await?;
     let kind = req.engine()?;
-    let auth = if req.iam {
-        let m =
-            crate::iam::mint(global, &req.target.host, req.target.port, &req.target.user).await?;
-        Auth::IamToken(Secret::new(m.token))
-    } else if let Some(s) = &req.secret {
-        Auth::Password(s.password.clone())
-    } else if let Some(p) = password {
-        Auth::Password(p.clone())
-    } else {
-        Auth::Password(crate::resolve::password_with(
-            false,
-            crate::resolve::Prompt::Never,
-            kind.password_env(),
-            (&req.target.user, req.target.host.as_str()),
-            || crate::resolve::password_file(kind, &req.target, None),
-        )?)
+    let from = PasswordFrom {
+        read: password,
+        stdin: false,
+        prompt: Prompt::Never,
     };
-    let policy = TlsPolicy {
-        mode: req.tls,
-        roots: roots(global, &req.target.host)?,
-    };
-    let mut session =
-        crate::engine::connect(crate::engine::for_kind(kind), &req.target, &auth, &policy)
-            .await
-            .map_err(|e| {
-                Error::from(e).context(format!("connecting to {}", req.target.describe()))
-            })?;
+    let mut session = log_in(global, &req, &from).await?;
     let found = match kind {
         EngineKind::Postgres => postgres(&mut *session).await,
         EngineKind::Mysql => mysql(&mut *session).await,
