@@ -426,7 +426,9 @@ pub enum Command {
     /// --concurrency at a time) and reports each finding with its severity,
     /// evidence and the command that fixes it: TLS not enforced (the
     /// effective rds.force_ssl / require_secure_transport: the parameter
-    /// group's value, else the engine default, on from RDS PostgreSQL 15;
+    /// group's value, else the engine default as the API says it
+    /// (DescribeEngineDefaultParameters), else as rdsconn knows it (on from
+    /// RDS PostgreSQL 15);
     /// Aurora's cluster parameter group), an RDS Proxy without RequireTLS,
     /// IAM database authentication off, publicly accessible, a master
     /// password RDS does not manage or a managed secret that does not

@@ -519,14 +519,13 @@ impl Rds {
             .collect())
     }
 
-    /// Whether `engine` `version` rotates its server certificate without
-    /// a restart (`SupportsCertificateRotationWithoutRestart`); `None`
-    /// when the API does not say.
-    pub(crate) async fn rotation_without_restart(
+    /// What `DescribeDBEngineVersions` says about `engine` `version`;
+    /// `None` when it does not know the version.
+    pub(crate) async fn engine_version(
         &self,
         engine: &str,
         version: &str,
-    ) -> Result<Option<bool>, RdsError> {
+    ) -> Result<Option<EngineVersion>, RdsError> {
         let versions: Vec<aws_sdk_rds::types::DbEngineVersion> = self
             .client
             .describe_db_engine_versions()
@@ -541,9 +540,67 @@ impl Rds {
         Ok(versions
             .iter()
             .find(|v| v.engine_version() == Some(version))
-            .and_then(
-                aws_sdk_rds::types::DbEngineVersion::supports_certificate_rotation_without_restart,
-            ))
+            .map(|v| EngineVersion {
+                rotation_without_restart: v.supports_certificate_rotation_without_restart(),
+                family: v.db_parameter_group_family().map(str::to_string),
+            }))
+    }
+
+    /// The values of `names` in the engine defaults of a parameter group
+    /// family (`DescribeEngineDefaultParameters`, or
+    /// `DescribeEngineDefaultClusterParameters` for `cluster`), every page
+    /// read; a name without a default value is absent.
+    pub(crate) async fn engine_defaults(
+        &self,
+        family: &str,
+        names: &[&str],
+        cluster: bool,
+    ) -> Result<std::collections::HashMap<String, String>, RdsError> {
+        let mut params: Vec<aws_sdk_rds::types::Parameter> = Vec::new();
+        if cluster {
+            // No paginator for this one: follow the marker.
+            let mut marker: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .describe_engine_default_cluster_parameters()
+                    .db_parameter_group_family(family)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.api_error("DescribeEngineDefaultClusterParameters", &e))?;
+                let defaults = out.engine_defaults();
+                params.extend(
+                    defaults
+                        .map(|d| d.parameters().to_vec())
+                        .unwrap_or_default(),
+                );
+                marker = defaults
+                    .and_then(|d| d.marker())
+                    .filter(|m| !m.is_empty() && Some(*m) != marker.as_deref())
+                    .map(str::to_string);
+                if marker.is_none() {
+                    break;
+                }
+            }
+        } else {
+            params = self
+                .client
+                .describe_engine_default_parameters()
+                .db_parameter_group_family(family)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<_, _>>()
+                .await
+                .map_err(|e| self.api_error("DescribeEngineDefaultParameters", &e))?;
+        }
+        Ok(params
+            .iter()
+            .filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?)))
+            .filter(|(n, _)| names.contains(n))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect())
     }
 
     /// Pending maintenance actions by resource ARN.
@@ -912,6 +969,15 @@ impl Database {
             })
         }
     }
+}
+
+/// What `DescribeDBEngineVersions` says about one engine version.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EngineVersion {
+    /// `SupportsCertificateRotationWithoutRestart`.
+    pub rotation_without_restart: Option<bool>,
+    /// Its parameter group family (`postgres16`, `aurora-mysql8.0`).
+    pub family: Option<String>,
 }
 
 /// The engine family of an RDS engine name.

@@ -12,7 +12,7 @@ use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
 use crate::support::{Run, TestEnv, moto};
 
 const REGION: &str = "sa-east-1";
-const BULK: usize = 292;
+const BULK: usize = 289;
 
 /// The fleet (made once) and its stub.
 fn fleet() -> &'static (Value, EndpointsStub) {
@@ -39,6 +39,17 @@ fn fleet() -> &'static (Value, EndpointsStub) {
                  "managed_secret": true, "secret_rotation": true, "ca": "rds-ca-rsa2048-g1"},
                 {"cluster": "au-am", "engine": "aurora-mysql", "parameter_group": "am-notls", "iam": true},
                 {"proxy": "au-proxy", "engine_family": "POSTGRESQL", "require_tls": false},
+                // Their engine defaults from the API (the stub) force TLS.
+                {"instance": "au-mysql84", "engine": "mysql", "version": "8.4.3", "iam": true,
+                 "managed_secret": true, "secret_rotation": true, "ca": "rds-ca-rsa2048-g1"},
+                {"parameter_group": "apg16-plain", "family": "aurora-postgresql16", "cluster": true,
+                 "parameters": {"log_statement": "ddl"}},
+                {"cluster": "au-apg16", "engine": "aurora-postgresql", "version": "16.1", "iam": true,
+                 "parameter_group": "apg16-plain"},
+                // moto names this one's group default.aurora8.0, which it
+                // never made: a group that cannot be read.
+                {"cluster": "au-apg-nogroup", "engine": "aurora-postgresql", "version": "16.1",
+                 "iam": true},
                 // Reached live through --via (maria::lax_server).
                 {"instance": "au-lax", "engine": "mysql", "iam": false},
                 {"instances": "au-bulk", "count": BULK, "engine": "mysql"},
@@ -59,8 +70,25 @@ fn fleet() -> &'static (Value, EndpointsStub) {
                 made["au-mysql"]["arn"].as_str().unwrap(): ["system-update"],
             },
             // moto's default MySQL is 5.6.21; PostgreSQL 16.1 is unknown
-            // to this API (nothing said about a restart).
-            "engine_versions": {"postgres 14.10": true, "mysql 5.6.21": false},
+            // to this API (nothing said about a restart; rdsconn's own
+            // knowledge of its defaults applies).
+            "engine_versions": {
+                "postgres 14.10": {"rotation_without_restart": true, "family": "postgres14"},
+                "mysql 5.6.21": {"rotation_without_restart": false, "family": "mysql5.6"},
+                "mysql 8.4.3": {"family": "mysql8.4"},
+                "aurora-postgresql 16.1": {"family": "aurora-postgresql16"},
+            },
+            // The stub answers 2 parameters a page: the TLS ones are on
+            // later pages.
+            "engine_defaults": {
+                "postgres14": {"rds.force_ssl": "0", "ssl_min_protocol_version": "TLSv1.2",
+                               "array_nulls": "1", "autovacuum": "1", "work_mem": "4096"},
+                "mysql8.4": {"require_secure_transport": "1", "tls_version": "TLSv1.2,TLSv1.3",
+                             "autocommit": "1", "back_log": "80"},
+            },
+            "cluster_engine_defaults": {
+                "aurora-postgresql16": {"apg_a": "x", "apg_b": "y", "rds.force_ssl": "1"},
+            },
         }));
         (made, stub)
     })
@@ -140,7 +168,7 @@ fn every_finding_kind_is_detected_with_evidence_and_fix() {
     run.assert_code(0);
     crate::support::schema::assert_valid("audit", &run.stdout);
     let json = run.json();
-    assert_eq!(json["databases"], BULK + 8, "{}", run.stderr);
+    assert_eq!(json["databases"], BULK + 11, "{}", run.stderr);
     assert_eq!(
         of(&json, "au-pg14-notls"),
         pairs(&[
@@ -300,11 +328,30 @@ fn tls_enforcement_and_versions_follow_parameter_groups_and_engine_defaults() {
     );
     let tls = finding(&json, "au-pg14-default", "tls-not-enforced");
     assert!(
-        tls["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("engine default for postgres 14.10"),
+        tls["evidence"].as_str().unwrap().starts_with(
+            "rds.force_ssl = 0 (the engine default of postgres14: default.postgres14 leaves it unset)"
+        ),
         "{tls}"
+    );
+    // Engine defaults that force TLS, said by the API (instance and
+    // cluster families): no finding, where rdsconn's own knowledge would
+    // have one.
+    assert_eq!(of(&json, "au-mysql84"), pairs(&[]));
+    // A group that cannot be read: said once, the rest audited.
+    assert!(
+        run.stderr.contains(
+            "TLS enforcement not checked for the databases using default.aurora8.0: the API call DescribeDBClusterParameters"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        of(&json, "au-apg-nogroup"),
+        pairs(&[("master-password-not-managed", "low")])
+    );
+    assert_eq!(
+        of(&json, "au-apg16"),
+        pairs(&[("master-password-not-managed", "low")])
     );
     assert!(
         tls["fix"]

@@ -7,7 +7,7 @@ spec: a list of
    "parameter_group": G, "public": bool, "ca": CA_ID, "managed_secret": bool,
    "secret_rotation": bool (turns the managed secret's rotation on, every 7 days)}
   (all but instance and engine optional; clusters are created first when listed first)
-  {"cluster": ID, "engine": E, "iam": bool, "parameter_group": G}
+  {"cluster": ID, "engine": E, "iam": bool, "parameter_group": G, "version": V}
   {"parameter_group": G, "family": F, "parameters": {NAME: VALUE}, "cluster": bool}
   {"instances": PREFIX, "count": N, "engine": E}
   {"proxy": NAME, "engine_family": "POSTGRESQL"|"MYSQL", "iam": "REQUIRED"|"DISABLED",
@@ -127,6 +127,8 @@ def main():
             extra = {}
             if "parameter_group" in item:
                 extra["DBClusterParameterGroupName"] = item["parameter_group"]
+            if "version" in item:
+                extra["EngineVersion"] = item["version"]
             try:
                 rds.create_db_cluster(
                     **extra,

@@ -1,14 +1,19 @@
 """The RDS calls moto does not implement, answered in front of moto:
 DescribeDBProxyEndpoints, DescribeCertificates, DescribePendingMaintenanceActions,
-DescribeDBEngineVersions.
+DescribeDBEngineVersions, DescribeEngineDefaultParameters,
+DescribeEngineDefaultClusterParameters.
 
 Usage: rds_stub.py MOTO_URL STUB_JSON
 STUB_JSON: {"endpoints": {NAME: {"proxy": PROXY_NAME, "endpoint": ADDRESS, "role": "READ_ONLY"}},
             "certificates": {CA_ID: VALID_TILL_ISO8601},
             "pending": {RESOURCE_ARN: [ACTION, ...]},
-            "engine_versions": {"ENGINE VERSION": ROTATES_WITHOUT_RESTART (bool)}}
+            "engine_versions": {"ENGINE VERSION": {"rotation_without_restart": bool,
+                                                   "family": PARAMETER_GROUP_FAMILY}},
+            "engine_defaults": {FAMILY: {NAME: VALUE}},
+            "cluster_engine_defaults": {FAMILY: {NAME: VALUE}}}
             (every key optional; an engine version not listed is answered with an
-            empty list, as RDS answers an unknown version)
+            empty list, as RDS answers an unknown version; a family not listed has
+            no parameters)
 Prints the port it listens on (127.0.0.1), answers those calls from STUB_JSON
 (DBProxyEndpointNotFoundFault for other endpoint names), passes every other
 request to moto unchanged, and exits when stdin closes. Lists come in pages of
@@ -88,16 +93,39 @@ def engine_versions(params):
     members = ""
     key = f"{engine} {version}"
     if key in known:
+        v = known[key]
+        rotation = v.get("rotation_without_restart")
         members = (
             f"<DBEngineVersion><Engine>{escape(engine)}</Engine>"
             f"<EngineVersion>{escape(version)}</EngineVersion>"
-            f"<SupportsCertificateRotationWithoutRestart>{str(known[key]).lower()}"
-            "</SupportsCertificateRotationWithoutRestart></DBEngineVersion>"
+            + (f"<DBParameterGroupFamily>{escape(v['family'])}</DBParameterGroupFamily>" if "family" in v else "")
+            + (f"<SupportsCertificateRotationWithoutRestart>{str(rotation).lower()}"
+               "</SupportsCertificateRotationWithoutRestart>" if rotation is not None else "")
+            + "</DBEngineVersion>"
         )
     return 200, (
         f'<DescribeDBEngineVersionsResponse xmlns="{NS}"><DescribeDBEngineVersionsResult>'
         f"<DBEngineVersions>{members}</DBEngineVersions></DescribeDBEngineVersionsResult>"
         "<ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata></DescribeDBEngineVersionsResponse>"
+    )
+
+
+def engine_defaults(params, action, key):
+    """One page of a family's engine defaults (2 parameters a page, so that
+    paging is exercised), the next Marker inside EngineDefaults."""
+    family = params.get("DBParameterGroupFamily", [""])[0]
+    items = sorted(STUB.get(key, {}).get(family, {}).items())
+    chunk, nxt = page(items, {"MaxRecords": ["2"], "Marker": params.get("Marker", ["0"])})
+    members = "".join(
+        f"<Parameter><ParameterName>{escape(n)}</ParameterName>"
+        f"<ParameterValue>{escape(v)}</ParameterValue><Source>engine-default</Source></Parameter>"
+        for n, v in chunk
+    )
+    return 200, (
+        f'<{action}Response xmlns="{NS}"><{action}Result><EngineDefaults>'
+        f"<DBParameterGroupFamily>{escape(family)}</DBParameterGroupFamily>"
+        f"<Parameters>{members}</Parameters>{marker(nxt)}</EngineDefaults></{action}Result>"
+        f"<ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata></{action}Response>"
     )
 
 
@@ -153,6 +181,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             answer = pending(params)
         elif action == "DescribeDBEngineVersions":
             answer = engine_versions(params)
+        elif action == "DescribeEngineDefaultParameters":
+            answer = engine_defaults(params, action, "engine_defaults")
+        elif action == "DescribeEngineDefaultClusterParameters":
+            answer = engine_defaults(params, action, "cluster_engine_defaults")
         if answer is not None:
             code, xml = answer
             self.reply(code, [("Content-Type", "text/xml")], xml.encode())

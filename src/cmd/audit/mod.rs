@@ -4,8 +4,11 @@
 //!
 //! - TLS enforced: the effective `rds.force_ssl` (PostgreSQL) or
 //!   `require_secure_transport` (MySQL, MariaDB): the parameter group's
-//!   value, else the engine's default (on from RDS PostgreSQL 15); Aurora's
-//!   from the cluster parameter group. The lowest TLS version
+//!   value, else the engine default of the group's family
+//!   (`DescribeEngineDefault[Cluster]Parameters`, the family from
+//!   `DescribeDBEngineVersions`), else rdsconn's own knowledge of it (on
+//!   from RDS PostgreSQL 15); Aurora's from the cluster parameter group. A
+//!   group that cannot be read is said, and its databases not judged. The lowest TLS version
 //!   (`ssl_min_protocol_version`, `tls_version`). An RDS Proxy's
 //!   `RequireTLS`.
 //! - IAM database authentication; public accessibility; a master password
@@ -26,7 +29,7 @@ use serde::Serialize;
 use crate::cli::{AuditArgs, GlobalArgs, RdsSelector, Severity};
 use crate::error::Result;
 use crate::output;
-use crate::rds::{Database, DbKind, Rds};
+use crate::rds::{Database, DbKind, EngineVersion, Rds};
 
 /// One finding.
 #[derive(Debug, Serialize)]
@@ -154,14 +157,16 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
         HashMap::new()
     });
     let params = parameters(&rds, &dbs, args.concurrency).await?;
-    let restart = restarts(&rds, &dbs, args.concurrency).await;
+    let versions = versions(&rds, &dbs, args.concurrency).await;
+    let defaults = defaults(&rds, &dbs, &versions, args.concurrency).await;
     let rotation = rotations(&config, &dbs, args.concurrency).await;
     let facts = Facts {
         region: rds.region().to_string(),
         params,
+        defaults,
         certs,
         pending,
-        restart,
+        versions,
         rotation,
         now: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -213,8 +218,10 @@ struct Facts {
     certs: HashMap<String, i64>,
     /// Resource ARN → pending maintenance actions.
     pending: HashMap<String, Vec<String>>,
-    /// (engine, version) → rotates its certificate without a restart.
-    restart: HashMap<(String, String), bool>,
+    /// The TLS parameters' engine defaults by (family, cluster?).
+    defaults: Params,
+    /// (engine, version) → what `DescribeDBEngineVersions` says.
+    versions: HashMap<(String, String), EngineVersion>,
     /// Master secret ARN → its rotation.
     rotation: HashMap<String, crate::secrets::Rotation>,
     now: i64,
@@ -324,7 +331,16 @@ fn finish(
     Ok(code)
 }
 
-/// What each (parameter group, cluster group?) sets.
+/// The parameters the TLS checks read.
+const TLS_PARAMETERS: [&str; 4] = [
+    "rds.force_ssl",
+    "ssl_min_protocol_version",
+    "require_secure_transport",
+    "tls_version",
+];
+
+/// What each (parameter group, cluster group?) sets; also the engine
+/// defaults by (family, cluster?).
 type Params = HashMap<(String, bool), HashMap<String, String>>;
 
 /// `call` for every key, at most `concurrency` in flight, with a progress
@@ -369,7 +385,8 @@ where
     Ok(out)
 }
 
-/// Every parameter group's TLS parameter, each group read once.
+/// Every parameter group's TLS parameter, each group read once; a group
+/// that cannot be read is said once (its databases' TLS is not judged).
 async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Result<Params> {
     let wanted: BTreeSet<(String, bool)> = dbs
         .iter()
@@ -380,35 +397,44 @@ async fn parameters(rds: &Arc<Rds>, dbs: &[Database], concurrency: u16) -> Resul
         .collect();
     let read = gather("parameter groups", wanted, concurrency, |key| {
         let rds = Arc::clone(rds);
-        async move {
-            let names = [
-                "rds.force_ssl",
-                "ssl_min_protocol_version",
-                "require_secure_transport",
-                "tls_version",
-            ];
-            rds.parameters(&key.0, &names, key.1).await
-        }
+        async move { rds.parameters(&key.0, &TLS_PARAMETERS, key.1).await }
     })
     .await?;
     let mut out = Params::new();
-    for (key, value) in read {
-        out.insert(key, value?);
+    let mut failed: Vec<String> = Vec::new();
+    let mut first = None;
+    for ((group, cluster), value) in read {
+        match value {
+            Ok(v) => {
+                out.insert((group, cluster), v);
+            }
+            Err(e) => {
+                failed.push(group);
+                first.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first {
+        failed.sort();
+        output::warn(format!(
+            "TLS enforcement not checked for the databases using {}: {e}",
+            failed.join(", ")
+        ));
     }
     Ok(out)
 }
 
-/// For each instance's engine version: does it rotate its certificate
-/// without a restart (`DescribeDBEngineVersions`)? What the API cannot
-/// say is left out, with one warning.
-async fn restarts(
+/// Each engine version in use (`DescribeDBEngineVersions`): whether it
+/// rotates its certificate without a restart, its parameter group family.
+/// What the API cannot say is left out, with one warning.
+async fn versions(
     rds: &Arc<Rds>,
     dbs: &[Database],
     concurrency: u16,
-) -> HashMap<(String, String), bool> {
+) -> HashMap<(String, String), EngineVersion> {
     let wanted: BTreeSet<(String, String)> = dbs
         .iter()
-        .filter(|d| d.kind == DbKind::Instance && d.ca_certificate.is_some())
+        .filter(|d| matches!(d.kind, DbKind::Instance | DbKind::Cluster))
         .map(|d| (d.engine.clone(), d.engine_version.clone()))
         .collect();
     let read = gather(
@@ -417,7 +443,7 @@ async fn restarts(
         concurrency,
         |(engine, version)| {
             let rds = Arc::clone(rds);
-            async move { rds.rotation_without_restart(&engine, &version).await }
+            async move { rds.engine_version(&engine, &version).await }
         },
     )
     .await;
@@ -434,10 +460,62 @@ async fn restarts(
     }
     if let Some(e) = failed {
         output::warn(format!(
-            "whether CA rotation restarts the database not checked: {e}"
+            "engine versions not read (whether CA rotation restarts, engine defaults): {e}"
         ));
     }
     out
+}
+
+/// The TLS parameters' engine defaults of each parameter group family in
+/// use (`DescribeEngineDefault[Cluster]Parameters`), for groups that leave
+/// them unset. What the API cannot say is left out (rdsconn's own
+/// knowledge of the defaults applies), with one warning.
+async fn defaults(
+    rds: &Arc<Rds>,
+    dbs: &[Database],
+    versions: &HashMap<(String, String), EngineVersion>,
+    concurrency: u16,
+) -> Params {
+    let wanted: BTreeSet<(String, bool)> = dbs
+        .iter()
+        .filter_map(|d| {
+            let (_, _, cluster) = tls_parameter(d)?;
+            let family = family_of(d, versions)?;
+            Some((family.to_string(), cluster))
+        })
+        .collect();
+    let read = gather("engine defaults", wanted, concurrency, |key| {
+        let rds = Arc::clone(rds);
+        async move { rds.engine_defaults(&key.0, &TLS_PARAMETERS, key.1).await }
+    })
+    .await;
+    let mut out = Params::new();
+    let mut failed = None;
+    for (key, value) in read.into_iter().flatten() {
+        match value {
+            Ok(v) => {
+                out.insert(key, v);
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        output::warn(format!(
+            "engine defaults not read (rdsconn's own knowledge of them applies): {e}"
+        ));
+    }
+    out
+}
+
+/// `db`'s parameter group family, from its engine version.
+fn family_of<'a>(
+    db: &Database,
+    versions: &'a HashMap<(String, String), EngineVersion>,
+) -> Option<&'a str> {
+    versions
+        .get(&(db.engine.clone(), db.engine_version.clone()))?
+        .family
+        .as_deref()
 }
 
 /// Each managed master secret's rotation (`DescribeSecret`; the value is
@@ -514,7 +592,7 @@ fn checks(db: &Database, facts: &Facts) -> Vec<Finding> {
     }
     // A cluster's members follow the cluster for TLS, IAM and the secret.
     let member = db.kind == DbKind::Instance && db.cluster.is_some();
-    tls_check(db, &facts.params, &mut add);
+    tls_check(db, facts, &mut add);
     if !member && !db.iam_auth {
         let upgrade = crate::rds::iam_minimum(&db.engine, &db.engine_version).map_or_else(
             String::new,
@@ -585,7 +663,7 @@ fn secret_check(
 /// TLS enforced: the parameter group's value, else the engine default.
 fn tls_check(
     db: &Database,
-    params: &Params,
+    facts: &Facts,
     add: &mut impl FnMut(Severity, &'static str, String, String),
 ) {
     let (Some((name, min, cluster)), Some(group)) = (tls_parameter(db), &db.parameter_group) else {
@@ -605,8 +683,18 @@ fn tls_check(
             "aws rds {verb} {flag} {group} --parameters \"ParameterName={parameter},ParameterValue={value},ApplyMethod={apply}\""
         )
     };
-    let values = params.get(&(group.clone(), cluster));
-    if let Some(old) = old_tls(db, values.and_then(|v| v.get(min)).map(String::as_str)) {
+    // Not read (said already): not judged.
+    let Some(values) = facts.params.get(&(group.clone(), cluster)) else {
+        return;
+    };
+    let values = Some(values);
+    // The family's engine defaults, as the API says them.
+    let family = family_of(db, &facts.versions);
+    let defaults = family.and_then(|f| facts.defaults.get(&(f.to_string(), cluster)));
+    let min_value = values
+        .and_then(|v| v.get(min))
+        .or_else(|| defaults.and_then(|d| d.get(min)));
+    if let Some(old) = old_tls(db, min_value.map(String::as_str)) {
         add(
             Severity::Medium,
             "tls-min-version",
@@ -614,9 +702,19 @@ fn tls_check(
             set_in_group(min, "TLSv1.2", "pending-reboot"),
         );
     }
-    let (value, from) = match values.and_then(|v| v.get(name)) {
-        Some(v) => (v.as_str(), format!("set in {group}")),
-        None => (
+    let (value, from) = match (
+        values.and_then(|v| v.get(name)),
+        defaults.and_then(|d| d.get(name)),
+    ) {
+        (Some(v), _) => (v.as_str(), format!("set in {group}")),
+        (None, Some(v)) => (
+            v.as_str(),
+            format!(
+                "the engine default of {}: {group} leaves it unset",
+                family.unwrap_or_default()
+            ),
+        ),
+        (None, None) => (
             engine_default(db),
             format!(
                 "the engine default for {} {}: {group} leaves it unset",
@@ -652,8 +750,9 @@ fn ca_checks(
     );
     // Whether rotating restarts the database, when the API says.
     let restart = match facts
-        .restart
+        .versions
         .get(&(db.engine.clone(), db.engine_version.clone()))
+        .and_then(|v| v.rotation_without_restart)
     {
         Some(true) => format!(
             "; {} {} rotates it without a restart",
