@@ -429,6 +429,9 @@ fn json_logs_are_one_object_per_line_with_the_connections_fields() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The first connection's line comes when the proxy sees it end,
+    // which may be after psql exits: wait for it before the second.
+    p.wait_log(r#""connection":1"#, Duration::from_mins(1));
     startup_as(p.port(), "x\ny\u{1b}[31m");
     let log = p.wait_log(r#""connection":2"#, Duration::from_mins(1));
     let mut connections = Vec::new();
