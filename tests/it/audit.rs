@@ -263,6 +263,16 @@ fn ca_rotation_restarts_and_master_secret_rotation_come_from_the_api() {
         !pending["evidence"].as_str().unwrap().contains("restart"),
         "{pending}"
     );
+    // moto's default CA is not one the stub's DescribeCertificates lists.
+    let unknown = finding(&json, "au-bulk-0000", "ca-unknown");
+    assert_eq!(unknown["severity"], "medium");
+    assert!(
+        unknown["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("is not one DescribeCertificates lists (retired)"),
+        "{unknown}"
+    );
     // moto's default MySQL (5.6.21) is older than IAM authentication.
     assert!(
         finding(&json, "au-bulk-0000", "iam-auth-off")["evidence"]
