@@ -424,11 +424,43 @@ fn fail_on_gates_ci_and_a_selection_narrows_the_audit() {
     assert!(run.stderr.contains("no-such-db"), "{}", run.stderr);
 }
 
+/// `rdsconn audit --connect -h ENDPOINT` (JSON) of the `engine` server
+/// listening on `port`, logging in as `au_admin` with `password` from the
+/// engine's variable; `extra` flags after.
+fn audit_endpoint(engine: &str, port: u16, password: &str, extra: &[&str]) -> Run {
+    use crate::support::pki::ENDPOINT;
+    let ca = crate::support::server::pki().ca_file.display().to_string();
+    let via = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--ca-bundle",
+        &ca,
+        "--output",
+        "json",
+        "audit",
+        "--connect",
+        "-h",
+        ENDPOINT,
+        "--engine",
+        engine,
+        "--via",
+        &via,
+        "-u",
+        "au_admin",
+    ];
+    args.extend_from_slice(extra);
+    let var = if engine == "postgres" {
+        "PGPASSWORD"
+    } else {
+        "MYSQL_PWD"
+    };
+    TestEnv::new().run_with(&args, &[(var, password)])
+}
+
 #[test]
 fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
     use crate::support::pg;
     use crate::support::pki::ENDPOINT;
-    use crate::support::server::{Variant, pki};
+    use crate::support::server::Variant;
     let password = "au-Admin-pa55";
     pg::rds_roles();
     pg::admin_sql(
@@ -456,31 +488,11 @@ fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let env = TestEnv::new();
-    let ca = pki().ca_file.display().to_string();
-    let via = format!("127.0.0.1:{}", pg::server(Variant::Good).port);
-    let run = env.run_with(
-        &[
-            "--ca-bundle",
-            &ca,
-            "--output",
-            "json",
-            "audit",
-            "--connect",
-            "-h",
-            ENDPOINT,
-            "--engine",
-            "postgres",
-            "--via",
-            &via,
-            "-u",
-            "au_admin",
-            "-d",
-            "postgres",
-            "--fail-on",
-            "high",
-        ],
-        &[("PGPASSWORD", password)],
+    let run = audit_endpoint(
+        "postgres",
+        pg::server(Variant::Good).port,
+        password,
+        &["-d", "postgres", "--fail-on", "high"],
     );
     run.assert_code(1);
     crate::support::schema::assert_valid("audit", &run.stdout);
@@ -514,11 +526,8 @@ fn connected_audits_find_sessions_without_tls_and_what_the_server_enforces() {
 #[test]
 fn a_server_that_requires_tls_has_no_live_findings() {
     use crate::support::maria;
-    use crate::support::pki::ENDPOINT;
-    use crate::support::server::{Variant, pki};
+    use crate::support::server::Variant;
     let password = "au-Admin-pa55";
-    let env = TestEnv::new();
-    let ca = pki().ca_file.display().to_string();
     // MariaDB: require_secure_transport is on, so no user is let in
     // without TLS, and TLS is on.
     maria::admin_sql(
@@ -528,27 +537,11 @@ fn a_server_that_requires_tls_has_no_live_findings() {
              GRANT SELECT ON *.* TO 'au_admin'@'%';"
         ),
     );
-    let via = format!("127.0.0.1:{}", maria::server(Variant::Good).port);
-    let run = env.run_with(
-        &[
-            "--ca-bundle",
-            &ca,
-            "--output",
-            "json",
-            "audit",
-            "--connect",
-            "-h",
-            ENDPOINT,
-            "--engine",
-            "mysql",
-            "--via",
-            &via,
-            "-u",
-            "au_admin",
-            "--fail-on",
-            "low",
-        ],
-        &[("MYSQL_PWD", password)],
+    let run = audit_endpoint(
+        "mysql",
+        maria::server(Variant::Good).port,
+        password,
+        &["--fail-on", "low"],
     );
     run.assert_code(0);
     assert_eq!(run.json()["findings"], json!([]), "{}", run.stdout);
@@ -604,31 +597,8 @@ fn lax() -> u16 {
 #[test]
 fn a_server_that_lets_clients_in_without_tls_is_found_out_live() {
     use crate::support::pki::ENDPOINT;
-    use crate::support::server::pki;
     let (port, password) = (lax(), LAX_PASSWORD);
-    let ca = pki().ca_file.display().to_string();
-    let via = format!("127.0.0.1:{port}");
-    let run = TestEnv::new().run_with(
-        &[
-            "--ca-bundle",
-            &ca,
-            "--output",
-            "json",
-            "audit",
-            "--connect",
-            "-h",
-            ENDPOINT,
-            "--engine",
-            "mysql",
-            "--via",
-            &via,
-            "-u",
-            "au_admin",
-            "--fail-on",
-            "high",
-        ],
-        &[("MYSQL_PWD", password)],
-    );
+    let run = audit_endpoint("mysql", port, password, &["--fail-on", "high"]);
     run.assert_code(1);
     crate::support::schema::assert_valid("audit", &run.stdout);
     let json = run.json();
