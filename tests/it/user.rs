@@ -227,10 +227,25 @@ fn the_mysql_iam_sql_is_the_documented_form() {
     }
 }
 
+/// `rdsconn ARGS` against moto in `region` (passwords in the variables:
+/// the databases themselves are not reachable).
+fn on_moto(region: &str, args: &[&str]) -> Run {
+    use crate::support::moto;
+    use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
+    let env = TestEnv::new();
+    let mut cmd = env.cmd(args);
+    cmd.env("AWS_ENDPOINT_URL_RDS", moto::url())
+        .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
+        .env("AWS_REGION", region)
+        .env("MYSQL_PWD", "x")
+        .env("PGPASSWORD", "x");
+    Run::from(cmd.output().unwrap())
+}
+
 #[test]
 fn iam_authentication_off_on_the_database_says_how_to_turn_it_on() {
     use crate::support::moto;
-    use crate::support::server::{IAM_ACCESS_KEY, IAM_SECRET_KEY};
     let region = "ap-south-1";
     moto::setup(
         region,
@@ -253,24 +268,19 @@ fn iam_authentication_off_on_the_database_says_how_to_turn_it_on() {
             "needs postgres 10.6 or later, and instance uc-old-pg runs 10.4",
         ),
     ] {
-        let env = TestEnv::new();
-        let mut cmd = env.cmd(&[
-            "user",
-            "create",
-            "app_iam",
-            "--iam",
-            "--instance",
-            id,
-            "-u",
-            "admin",
-        ]);
-        cmd.env("AWS_ENDPOINT_URL_RDS", moto::url())
-            .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
-            .env("AWS_REGION", region)
-            .env("MYSQL_PWD", "x")
-            .env("PGPASSWORD", "x");
-        let run = Run::from(cmd.output().unwrap());
+        let run = on_moto(
+            region,
+            &[
+                "user",
+                "create",
+                "app_iam",
+                "--iam",
+                "--instance",
+                id,
+                "-u",
+                "admin",
+            ],
+        );
         run.assert_code(2);
         assert!(run.stderr.contains(says), "{}", run.stderr);
         assert!(
@@ -293,26 +303,21 @@ fn iam_authentication_off_on_the_database_says_how_to_turn_it_on() {
             "modify-db-cluster --db-cluster-identifier",
         ),
     ] {
-        let env = TestEnv::new();
-        let mut cmd = env.cmd(&[
-            "user",
-            "create",
-            "app_iam",
-            "--iam",
-            flag,
-            id,
-            "-u",
-            "admin",
-            "--connect-timeout",
-            "3s",
-        ]);
-        cmd.env("AWS_ENDPOINT_URL_RDS", moto::url())
-            .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
-            .env("AWS_REGION", region)
-            .env("MYSQL_PWD", "x")
-            .env("PGPASSWORD", "x");
-        let run = Run::from(cmd.output().unwrap());
+        let run = on_moto(
+            region,
+            &[
+                "user",
+                "create",
+                "app_iam",
+                "--iam",
+                flag,
+                id,
+                "-u",
+                "admin",
+                "--connect-timeout",
+                "3s",
+            ],
+        );
         assert!(
             run.stderr.contains(&format!(
                 "aws rds {command} {id} --enable-iam-database-authentication --apply-immediately --region {region}"
