@@ -460,12 +460,7 @@ impl Rds {
                 .await
                 .map_err(|e| self.api_error("DescribeDBParameters", &e))?
         };
-        Ok(params
-            .iter()
-            .filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?)))
-            .filter(|(n, _)| names.contains(n))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect())
+        Ok(values_of(&params, names))
     }
 
     /// Turns IAM database authentication on for an instance or cluster,
@@ -595,12 +590,7 @@ impl Rds {
                 .await
                 .map_err(|e| self.api_error("DescribeEngineDefaultParameters", &e))?;
         }
-        Ok(params
-            .iter()
-            .filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?)))
-            .filter(|(n, _)| names.contains(n))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect())
+        Ok(values_of(&params, names))
     }
 
     /// Pending maintenance actions by resource ARN.
@@ -969,6 +959,19 @@ impl Database {
             })
         }
     }
+}
+
+/// The values `params` give `names` (those without a value left out).
+fn values_of(
+    params: &[aws_sdk_rds::types::Parameter],
+    names: &[&str],
+) -> std::collections::HashMap<String, String> {
+    params
+        .iter()
+        .filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?)))
+        .filter(|(n, _)| names.contains(n))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 /// What `DescribeDBEngineVersions` says about one engine version.
