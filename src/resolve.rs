@@ -282,7 +282,7 @@ async fn lookup(
     want: Option<EngineKind>,
     iam: bool,
     typed_target: bool,
-) -> Result<Option<Found>> {
+) -> Result<Option<(Found, crate::rds::Database)>> {
     if !sel.is_set() {
         return Ok(None);
     }
@@ -304,7 +304,7 @@ async fn lookup(
     }
     let found = Found::of(&db, sel.reader)?;
     tracing::info!(host = %found.host, port = found.port, engine = %db.engine, "endpoint from the RDS API");
-    Ok(Some(found))
+    Ok(Some((found, db)))
 }
 
 /// The database of an Aurora DSQL cluster.
@@ -401,6 +401,9 @@ pub(crate) struct Request {
     pub password: Option<Secret>,
     /// `--tls`, or the stricter mode a URL's `sslmode` / `ssl-mode` asks.
     pub tls: TlsMode,
+    /// The instance, cluster or proxy the RDS API found (`--instance`,
+    /// `--cluster`, `--proxy`, or a secret naming one).
+    pub database: Option<crate::rds::Database>,
 }
 
 impl Request {
@@ -419,7 +422,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
     let typed_target = ask.given.url.is_some() || ask.given.host.is_some();
     let aws_ask = ask.rds_secret();
     let (mut kind, mut given) = (ask.kind, ask.given);
-    let from = from_aws(global, &aws_ask, &mut kind, &mut given, typed_target).await?;
+    let (from, found_db) = from_aws(global, &aws_ask, &mut kind, &mut given, typed_target).await?;
     // The user typed or named by the secret: the proxy serves that one.
     let typed_user = given.user.clone().or(typed_user);
     let from_env = ask.env && !typed_target && !ask.rds.is_set() && from.is_none();
@@ -513,6 +516,7 @@ pub(crate) async fn request(global: &GlobalArgs, ask: Ask<'_>) -> Result<Request
         secret: from,
         password: url_password,
         tls,
+        database: found_db,
     })
 }
 
@@ -638,7 +642,7 @@ async fn from_aws(
     kind: &mut Option<EngineKind>,
     given: &mut Given,
     typed_target: bool,
-) -> Result<Option<FromSecret>> {
+) -> Result<(Option<FromSecret>, Option<crate::rds::Database>)> {
     let mut sel = ask.rds.clone();
     let mut from = match &ask.secret.secret {
         Some(id) => {
@@ -652,13 +656,15 @@ async fn from_aws(
         }
         None => None,
     };
+    let mut database = None;
     match lookup(global, &sel, ask.kind, ask.iam, typed_target).await? {
-        Some(found) => {
+        Some((found, db)) => {
             if ask.secret.master_secret {
                 from = Some(master_secret(global, &found, given).await?);
             }
             *kind = kind.or(Some(found.kind));
             *given = std::mem::take(given).at(found);
+            database = Some(db);
         }
         None if ask.secret.master_secret => {
             return Err(Error::usage(
@@ -667,7 +673,7 @@ async fn from_aws(
         }
         None => {}
     }
-    Ok(from)
+    Ok((from, database))
 }
 
 /// The parts of an [`Ask`] that talk to AWS.

@@ -115,8 +115,10 @@ async fn create(global: &GlobalArgs, args: &UserCreateArgs) -> Result<u8> {
     };
     let req = request(global, ask).await?;
     let kind = req.engine()?;
-    if method == Method::Iam && args.rds.is_set() {
-        iam_precheck(global, args).await?;
+    if method == Method::Iam
+        && let Some(db) = &req.database
+    {
+        iam_precheck(global, args, db).await?;
     }
     let from = crate::resolve::PasswordFrom {
         read: None,
@@ -413,11 +415,12 @@ fn statements(dialect: Dialect, method: Method, name: &str, grants: &[String]) -
 /// With --instance / --cluster and --iam: the engine version must support
 /// IAM database authentication (else nothing is created), and it must be
 /// on for the new user to log in; if it is off, say how to turn it on.
-async fn iam_precheck(global: &GlobalArgs, args: &UserCreateArgs) -> Result<()> {
+async fn iam_precheck(
+    global: &GlobalArgs,
+    args: &UserCreateArgs,
+    db: &crate::rds::Database,
+) -> Result<()> {
     let rds = crate::rds::Rds::connect(global).await?;
-    let Some(db) = rds.selected(&args.rds).await? else {
-        return Ok(());
-    };
     if let Some(min) = crate::rds::iam_minimum(&db.engine, &db.engine_version) {
         return Err(Error::usage(format!(
             "IAM database authentication needs {} {min} or later, and {:#} {} runs {}: upgrade it first ({} --engine-version VERSION --region {}), then create the user",
@@ -454,7 +457,7 @@ async fn iam_precheck(global: &GlobalArgs, args: &UserCreateArgs) -> Result<()> 
             "IAM database authentication left off (not confirmed)",
         ));
     }
-    rds.enable_iam(&db).await?;
+    rds.enable_iam(db).await?;
     output::note(format!(
         "IAM database authentication turned on for {:#} {} ({command})",
         db.kind, db.identifier
