@@ -105,12 +105,13 @@ fn audit_with(args: &[&str], vars: &[(&str, &str)]) -> Run {
     let mut all = vec!["audit"];
     all.extend_from_slice(args);
     let mut cmd = env.cmd(&all);
-    cmd.envs(vars.iter().copied());
     cmd.env("AWS_ENDPOINT_URL_RDS", &stub.url)
         .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto::url())
         .env("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY)
         .env("AWS_REGION", REGION);
+    // The caller's variables win.
+    cmd.envs(vars.iter().copied());
     Run::from(cmd.output().unwrap())
 }
 
@@ -670,4 +671,46 @@ fn iam_users_where_iam_authentication_is_off_are_found_through_the_api() {
     let run = audit(&["--connect", "--via", &via, "-u", "au_admin"]);
     run.assert_code(2);
     assert!(run.stderr.contains("dials one address"), "{}", run.stderr);
+}
+
+#[test]
+fn an_unreachable_secrets_manager_is_said_once_and_the_audit_goes_on() {
+    // A listener that counts connections and drops them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let run = audit_with(
+        &["--output", "json"],
+        &[("AWS_ENDPOINT_URL_SECRETS_MANAGER", url.as_str())],
+    );
+    run.assert_code(0);
+    // Five managed secrets in the fleet; the first failure stops the
+    // rest: only its attempts (the SDK retries) reached the listener.
+    let seen = count.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=3).contains(&seen), "{seen} connections");
+    assert_eq!(
+        run.stderr
+            .matches("master secret rotation not checked for 5 database(s)")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let json = run.json();
+    assert!(
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["check"] != "master-secret-rotation-off"),
+        "{json}"
+    );
+    finding(&json, "au-mysql", "ca-expiring");
 }

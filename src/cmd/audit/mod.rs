@@ -531,13 +531,39 @@ async fn rotations(
         .filter(|d| !(d.kind == DbKind::Instance && d.cluster.is_some()))
         .filter_map(|d| d.master_user_secret.clone())
         .collect();
-    let read = gather("master secrets", wanted, concurrency, |arn| {
+    let mut out = HashMap::new();
+    let (mut failed, mut first) = (0_usize, None);
+    // One first: when Secrets Manager cannot be reached at all (not a
+    // refusal for one secret), the others are not tried one by one.
+    let mut rest = wanted;
+    if let Some(arn) = rest.pop_first() {
+        match crate::secrets::rotation(config, &arn).await {
+            Ok(r) => {
+                out.insert(arn, r);
+            }
+            Err(e) => {
+                let unreachable = matches!(
+                    e,
+                    crate::secrets::SecretError::Api { .. } | crate::secrets::SecretError::Aws(_)
+                );
+                if unreachable {
+                    output::warn(format!(
+                        "master secret rotation not checked for {} database(s): {}",
+                        rest.len() + 1,
+                        crate::error::Error::from(e).one_line()
+                    ));
+                    return out;
+                }
+                failed += 1;
+                first = Some(e);
+            }
+        }
+    }
+    let read = gather("master secrets", rest, concurrency, |arn| {
         let config = config.clone();
         async move { crate::secrets::rotation(&config, &arn).await }
     })
     .await;
-    let mut out = HashMap::new();
-    let (mut failed, mut first) = (0_usize, None);
     for (arn, value) in read.into_iter().flatten() {
         match value {
             Ok(r) => {
