@@ -911,7 +911,7 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
         })
 }
 
-fn parse_via(raw: &str, from_env: bool) -> Result<Via> {
+pub(crate) fn parse_via(raw: &str, from_env: bool) -> Result<Via> {
     Via::parse(raw, from_env)
         .map_err(|why| Error::usage(format!("invalid --via {:?}: {why}", redacted(raw))))
 }

@@ -714,3 +714,23 @@ fn an_unreachable_secrets_manager_is_said_once_and_the_audit_goes_on() {
     );
     finding(&json, "au-mysql", "ca-expiring");
 }
+
+#[test]
+fn a_bad_via_is_refused_without_echoing_its_password() {
+    let run = audit(&[
+        "--connect",
+        "--via",
+        "socks5://u:s3cr3t-pw@127.0.0.1:1080",
+        "-u",
+        "admin",
+    ]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("--via"), "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cr3t-pw"), "{}", run.stderr);
+    // Refused before the API's parameter groups were read.
+    assert!(
+        !run.stderr.contains("TLS enforcement not checked"),
+        "{}",
+        run.stderr
+    );
+}

@@ -112,6 +112,12 @@ fn is_on(v: &str) -> bool {
 const DAY: i64 = 86_400;
 
 pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
+    // A bad --via is refused before any API call (its password redacted).
+    let via = args
+        .via
+        .as_deref()
+        .map(|raw| crate::resolve::parse_via(raw, false))
+        .transpose()?;
     // Read once, for every database --connect logs in to.
     let password = if args.password_stdin {
         Some(crate::resolve::stdin_password()?)
@@ -120,7 +126,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
     };
     if let Some(host) = &args.host {
         // One endpoint, asked directly: no RDS API.
-        let found = live::audit(global, args, &RdsSelector::default(), password.as_ref()).await?;
+        // Boxed: a login's future is large.
+        let found = Box::pin(live::audit(
+            global,
+            args,
+            &RdsSelector::default(),
+            password.as_ref(),
+        ))
+        .await?;
         let findings = live_findings("endpoint", host, found);
         let region = global.region.clone().unwrap_or_else(|| "-".into());
         return finish(global, args, &region, 1, findings);
@@ -146,6 +159,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
                 )));
             }
         }
+    }
+    if args.connect {
+        one_address(args.via.as_deref().zip(via.as_ref()), &dbs)?;
     }
     let (certs, pending) = tokio::join!(rds.certificates(), rds.pending_maintenance());
     let certs = certs.unwrap_or_else(|e| {
@@ -177,7 +193,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: &AuditArgs) -> Result<u8> {
         findings.extend(checks(db, &facts));
     }
     if args.connect {
-        one_address(args, &dbs)?;
         findings.extend(connected(global, args, (&dbs, &facts.region), password).await?);
     }
     finish(global, args, &facts.region, dbs.len(), findings)
@@ -195,13 +210,12 @@ fn logs_in(db: &Database) -> bool {
 
 /// `--via HOST:PORT` dials one address: refused when --connect would
 /// log in to more than one database through it.
-fn one_address(args: &AuditArgs, dbs: &[Database]) -> Result<()> {
-    let Some(raw) = &args.via else { return Ok(()) };
-    let via = crate::target::Via::parse(raw, false).map_err(|e| {
-        crate::error::Error::usage(format!("--via {}: {e}", crate::text::escape(raw)))
-    })?;
+fn one_address(via: Option<(&str, &crate::target::Via)>, dbs: &[Database]) -> Result<()> {
     let reached = dbs.iter().filter(|d| logs_in(d)).count();
-    if matches!(via, crate::target::Via::Addr(..)) && reached > 1 {
+    if let Some((raw, crate::target::Via::Addr(..))) = via
+        && reached > 1
+    {
+        // A HOST:PORT holds no password.
         return Err(crate::error::Error::usage(format!(
             "--via {} dials one address, and --connect would reach {reached} databases: select one with --instance or --cluster, or use ssh://, ssm:// or socks5h://",
             crate::text::escape(raw)
