@@ -277,27 +277,52 @@ pub(crate) struct Rotation {
     pub last_rotated: Option<String>,
 }
 
-/// `DescribeSecret` only: the secret's rotation, its value unread.
-pub(crate) async fn rotation(
-    config: &aws_types::SdkConfig,
-    arn: &str,
-) -> Result<Rotation, SecretError> {
-    let client = aws_sdk_secretsmanager::Client::new(config);
-    let region = config
-        .region()
-        .map_or_else(String::new, ToString::to_string);
-    let out = client
-        .describe_secret()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| call_error("DescribeSecret", arn, &region, &e))?;
-    Ok(Rotation {
-        enabled: out.rotation_enabled(),
-        last_rotated: out
-            .last_rotated_date()
-            .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
-    })
+/// A Secrets Manager client for one configuration's region, for asking
+/// about many secrets.
+#[derive(Clone)]
+pub(crate) struct Describer {
+    client: aws_sdk_secretsmanager::Client,
+    region: String,
+}
+
+impl Describer {
+    pub(crate) fn new(config: &aws_types::SdkConfig) -> Self {
+        Self {
+            client: aws_sdk_secretsmanager::Client::new(config),
+            region: config
+                .region()
+                .map_or_else(String::new, ToString::to_string),
+        }
+    }
+
+    /// `DescribeSecret` only: the secret's rotation, its value unread.
+    pub(crate) async fn rotation(&self, arn: &str) -> Result<Rotation, SecretError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeSecret", arn, &self.region, &e))?;
+        Ok(Rotation {
+            enabled: out.rotation_enabled(),
+            last_rotated: out
+                .last_rotated_date()
+                .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+        })
+    }
+
+    /// Whether the caller may read the secret (`GetSecretValue`; the
+    /// value is dropped unread).
+    async fn readable(&self, arn: &str) -> Result<(), SecretError> {
+        self.client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| call_error("GetSecretValue", arn, &self.region, &e))
+    }
 }
 
 /// `DescribeSecret`, then a `GetSecretValue` whose value is dropped.
@@ -305,17 +330,9 @@ pub(crate) async fn describe(
     config: &aws_types::SdkConfig,
     arn: &str,
 ) -> Result<SecretInfo, SecretError> {
-    let rotation = rotation(config, arn).await?;
-    let region = config
-        .region()
-        .map_or_else(String::new, ToString::to_string);
-    let readable = aws_sdk_secretsmanager::Client::new(config)
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map(drop)
-        .map_err(|e| call_error("GetSecretValue", arn, &region, &e));
+    let api = Describer::new(config);
+    let rotation = api.rotation(arn).await?;
+    let readable = api.readable(arn).await;
     Ok(SecretInfo { rotation, readable })
 }
 

@@ -420,8 +420,13 @@ async fn iam_precheck(
     args: &UserCreateArgs,
     db: &crate::rds::Database,
 ) -> Result<()> {
+    let too_old = crate::rds::iam_minimum(&db.engine, &db.engine_version);
+    if too_old.is_none() && db.iam_auth {
+        return Ok(());
+    }
+    // Only for the region of the commands it prints and for --enable-iam.
     let rds = crate::rds::Rds::connect(global).await?;
-    if let Some(min) = crate::rds::iam_minimum(&db.engine, &db.engine_version) {
+    if let Some(min) = too_old {
         return Err(Error::usage(format!(
             "IAM database authentication needs {} {min} or later, and {:#} {} runs {}: upgrade it first ({} --engine-version VERSION --region {}), then create the user",
             db.engine,
@@ -431,9 +436,6 @@ async fn iam_precheck(
             db.modify_command(),
             rds.region()
         )));
-    }
-    if db.iam_auth {
-        return Ok(());
     }
     let command = format!(
         "{} --enable-iam-database-authentication --apply-immediately --region {}",

@@ -549,9 +549,10 @@ async fn rotations(
     let (mut failed, mut first) = (0_usize, None);
     // One first: when Secrets Manager cannot be reached at all (not a
     // refusal for one secret), the others are not tried one by one.
+    let api = crate::secrets::Describer::new(config);
     let mut rest = wanted;
     if let Some(arn) = rest.pop_first() {
-        match crate::secrets::rotation(config, &arn).await {
+        match api.rotation(&arn).await {
             Ok(r) => {
                 out.insert(arn, r);
             }
@@ -574,8 +575,8 @@ async fn rotations(
         }
     }
     let read = gather("master secrets", rest, concurrency, |arn| {
-        let config = config.clone();
-        async move { crate::secrets::rotation(&config, &arn).await }
+        let api = api.clone();
+        async move { api.rotation(&arn).await }
     })
     .await;
     for (arn, value) in read.into_iter().flatten() {
@@ -727,12 +728,11 @@ fn tls_check(
     let Some(values) = facts.params.get(&(group.clone(), cluster)) else {
         return;
     };
-    let values = Some(values);
     // The family's engine defaults, as the API says them.
     let family = family_of(db, &facts.versions);
     let defaults = family.and_then(|f| facts.defaults.get(&(f.to_string(), cluster)));
     let min_value = values
-        .and_then(|v| v.get(min))
+        .get(min)
         .or_else(|| defaults.and_then(|d| d.get(min)));
     if let Some(old) = old_tls(db, min_value.map(String::as_str)) {
         add(
@@ -742,10 +742,7 @@ fn tls_check(
             set_in_group(min, "TLSv1.2", "pending-reboot"),
         );
     }
-    let (value, from) = match (
-        values.and_then(|v| v.get(name)),
-        defaults.and_then(|d| d.get(name)),
-    ) {
+    let (value, from) = match (values.get(name), defaults.and_then(|d| d.get(name))) {
         (Some(v), _) => (v.as_str(), format!("set in {group}")),
         (None, Some(v)) => (
             v.as_str(),
