@@ -17,10 +17,9 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from bench_ls import free_port
+from bench_ls import cli_env, start_moto
 from bench_token import peak_rss_mib, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,27 +28,12 @@ COUNT = 500
 GROUPS = 20
 
 
-def wait_port(port):
-    import socket
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-
-
 def main():
     rdsconn, aws = sys.argv[1], sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    venv_bin = os.path.dirname(sys.executable)
-    port = free_port()
-    moto_url = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen([os.path.join(venv_bin, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto, moto_url = start_moto()
     stub = None
     try:
-        wait_port(port)
         spec = [{"parameter_group": f"pg-{g}", "family": "postgres14",
                  "parameters": {"rds.force_ssl": str(g % 2)}} for g in range(GROUPS)]
         spec += [{"instance": f"db-{i:04d}", "engine": "postgres", "version": "14.10",
@@ -61,11 +45,7 @@ def main():
              json.dumps({"certificates": {"rds-ca-rsa2048-g1": "2061-05-19T19:06:26Z"}})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         url = f"http://127.0.0.1:{stub.stdout.readline().decode().strip()}"
-        home = tempfile.mkdtemp()
-        env = {"PATH": os.environ["PATH"], "HOME": home, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-               "AWS_ENDPOINT_URL": url, "AWS_CONFIG_FILE": os.devnull,
-               "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+        env = cli_env(url)
         ours = [rdsconn, "audit", "--output", "json"]
         common = ["--output", "json", "--region", "us-east-1", "--endpoint-url", url]
 

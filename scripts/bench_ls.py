@@ -33,21 +33,35 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_moto():
+    """moto in server mode on a free port of 127.0.0.1, answering: (process, URL)."""
+    venv_bin = os.path.dirname(sys.executable)
+    port = free_port()
+    moto = subprocess.Popen([os.path.join(venv_bin, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return moto, f"http://127.0.0.1:{port}"
+
+
+def cli_env(url):
+    """The environment both tools run in: test credentials, `url` for every
+    AWS API, a fresh HOME, no configuration files, no IMDS."""
+    return {"PATH": os.environ["PATH"], "HOME": tempfile.mkdtemp(), "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": url, "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+
+
 def main():
     rdsconn, aws = sys.argv[1], sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 10
-    venv_bin = os.path.dirname(sys.executable)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen([os.path.join(venv_bin, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto, url = start_moto()
     try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         spec = [{"instances": "db", "count": COUNT, "engine": "postgres"},
                 {"cluster": "orders", "engine": "aurora-mysql", "iam": True},
                 {"cluster": "events", "engine": "aurora-postgresql"}]
@@ -55,11 +69,7 @@ def main():
                                 "us-east-1"], input=json.dumps(spec).encode(), capture_output=True,
                                check=True)
         total = len(json.loads(setup.stdout))
-        home = tempfile.mkdtemp()
-        env = {"PATH": os.environ["PATH"], "HOME": home, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-               "AWS_ENDPOINT_URL": url, "AWS_CONFIG_FILE": os.devnull,
-               "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+        env = cli_env(url)
         ours = [rdsconn, "ls", "--output", "json"]
         # AWS CLI v1 reads neither AWS_REGION nor AWS_ENDPOINT_URL: flags.
         common = ["--output", "json", "--region", "us-east-1", "--endpoint-url", url]
