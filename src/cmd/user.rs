@@ -375,37 +375,31 @@ fn literal(name: &str) -> String {
 
 /// The documented statements, in order: create, the login rule, grants.
 fn statements(dialect: Dialect, method: Method, name: &str, grants: &[String]) -> Vec<String> {
-    let (create, rule, to) = match (dialect, method) {
-        (Dialect::Postgres, Method::Iam) => (
-            format!("CREATE USER {}", quoted(name)),
-            format!("GRANT rds_iam TO {}", quoted(name)),
-            quoted(name),
-        ),
-        (Dialect::Postgres, Method::Kerberos) => (
-            format!("CREATE USER {} WITH LOGIN", quoted(name)),
-            format!("GRANT rds_ad TO {}", quoted(name)),
-            quoted(name),
-        ),
-        (Dialect::Mysql, Method::Iam) => (
-            format!("CREATE USER '{name}'@'%' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'"),
-            format!("ALTER USER '{name}'@'%' REQUIRE SSL"),
-            format!("'{name}'@'%'"),
-        ),
-        (Dialect::Mariadb, Method::Iam) => (
-            format!("CREATE USER '{name}'@'%' IDENTIFIED VIA AWSAuthenticationPlugin USING 'RDS'"),
-            format!("ALTER USER '{name}'@'%' REQUIRE SSL"),
-            format!("'{name}'@'%'"),
-        ),
-        (Dialect::Mysql, Method::Kerberos) => (
-            format!("CREATE USER '{name}'@'%' IDENTIFIED WITH 'auth_pam'"),
-            format!("ALTER USER '{name}'@'%' REQUIRE SSL"),
-            format!("'{name}'@'%'"),
-        ),
-        (Dialect::Mariadb, Method::Kerberos) => (
-            format!("CREATE USER '{name}'@'%' IDENTIFIED VIA pam"),
-            format!("ALTER USER '{name}'@'%' REQUIRE SSL"),
-            format!("'{name}'@'%'"),
-        ),
+    let (create, rule, to) = if dialect == Dialect::Postgres {
+        let user = quoted(name);
+        let (with, group) = match method {
+            Method::Iam => ("", "rds_iam"),
+            Method::Kerberos => (" WITH LOGIN", "rds_ad"),
+        };
+        (
+            format!("CREATE USER {user}{with}"),
+            format!("GRANT {group} TO {user}"),
+            user,
+        )
+    } else {
+        // MySQL and MariaDB: the plugin's clause, then TLS required.
+        let account = format!("{}@'%'", literal(name));
+        let identified = match (dialect, method) {
+            (Dialect::Mariadb, Method::Iam) => "VIA AWSAuthenticationPlugin USING 'RDS'",
+            (Dialect::Mariadb, Method::Kerberos) => "VIA pam",
+            (_, Method::Iam) => "WITH AWSAuthenticationPlugin AS 'RDS'",
+            (_, Method::Kerberos) => "WITH 'auth_pam'",
+        };
+        (
+            format!("CREATE USER {account} IDENTIFIED {identified}"),
+            format!("ALTER USER {account} REQUIRE SSL"),
+            account,
+        )
     };
     let mut out = vec![create, rule];
     out.extend(grants.iter().map(|g| format!("GRANT {g} TO {to}")));
